@@ -1,0 +1,97 @@
+/*
+ * commands — the one table of `confab` subcommands and the dispatcher.
+ * To add a command: write `int cmd_x(int argc, char **argv)` in its own
+ * src/cli/cmd_x.c, declare it in cli.h and add a row here.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli/cli.h"
+
+const cli_command cli_commands[] = {
+    {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
+    {"version", "print version, build, CPU features and library versions", "confab version",
+     cmd_version},
+    {NULL, NULL, NULL, NULL},
+};
+
+const cli_command *cli_find(const char *name) {
+    for (const cli_command *c = cli_commands; c->name; c++)
+        if (!strcmp(c->name, name)) return c;
+    return NULL;
+}
+
+void cli_print_usage(void *fp) {
+    FILE *f = fp;
+    fprintf(f, "usage: confab [--log-level debug|info|warn|error] <command> [args]\n\ncommands:\n");
+    for (const cli_command *c = cli_commands; c->name; c++)
+        fprintf(f, "  %-12s %s\n", c->name, c->summary);
+    fprintf(f, "\nRun 'confab help <command>' for a command's options.\n");
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "confab: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    const cli_command *c = cmd ? cli_find(cmd) : NULL;
+    if (c) fprintf(stderr, "usage: %s\n", c->usage);
+    else cli_print_usage(stderr);
+    return 2;
+}
+
+int cmd_help(int argc, char **argv) {
+    if (argc < 2) {
+        cli_print_usage(stdout);
+        return 0;
+    }
+    const cli_command *c = cli_find(argv[1]);
+    if (!c) return cli_usage_error(NULL, "unknown command '%s'", argv[1]);
+    printf("confab %s — %s\n\nusage: %s\n", c->name, c->summary, c->usage);
+    return 0;
+}
+
+int cli_main(int argc, char **argv) {
+    /* Global flags may appear anywhere; strip them before dispatch. */
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        if (!strcmp(a, "--log-level")) {
+            if (i + 1 >= argc) return cli_usage_error(NULL, "--log-level needs a value");
+            val = argv[++i];
+        } else if (!strncmp(a, "--log-level=", 12)) {
+            val = a + 12;
+        }
+        if (val) {
+            log_level lvl;
+            if (log_parse_level(val, &lvl) != 0)
+                return cli_usage_error(NULL, "unknown log level '%s' (debug, info, warn, error, off)", val);
+            log_set_level(lvl);
+            continue;
+        }
+        argv[n++] = argv[i];
+    }
+    argc = n;
+    if (argc < 2) {
+        cli_print_usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h")) return cmd_help(1, argv + 1);
+    if (!strcmp(name, "--version")) return cmd_version(1, argv + 1);
+    const cli_command *c = cli_find(name);
+    if (!c) return cli_usage_error(NULL, "unknown command '%s'", name);
+    /* `confab CMD --help` shows that command's help. */
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            char *hv[] = {"help", (char *)c->name};
+            return cmd_help(2, hv);
+        }
+    }
+    return c->run(argc - 1, argv + 1);
+}

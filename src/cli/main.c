@@ -1,0 +1,9 @@
+/* main — confab's entry point: everything happens in cli_main(). */
+#include <locale.h>
+
+#include "cli/cli.h"
+
+int main(int argc, char **argv) {
+    setlocale(LC_CTYPE, "C.UTF-8");
+    return cli_main(argc, argv);
+}
