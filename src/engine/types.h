@@ -1,0 +1,67 @@
+/*
+ * types — the tensor-type table. One row per GGML tensor type describes its
+ * block layout and points at its conversion and dot-product kernels; every
+ * other file looks a type up here instead of switching on it.
+ *
+ * Type ids are GGML's (they appear in GGUF files). Kernels are chosen once,
+ * by tt_init(), from the CPU features (scalar reference, AVX2, AVX-512);
+ * CONFAB_CPU=scalar|avx2 caps the choice. Every fast kernel is tested
+ * against the scalar one.
+ */
+#ifndef CONFAB_ENGINE_TYPES_H
+#define CONFAB_ENGINE_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    TT_F32 = 0,
+    TT_F16 = 1,
+    TT_Q4_0 = 2,
+    TT_Q4_1 = 3,
+    TT_Q5_0 = 6,
+    TT_Q5_1 = 7,
+    TT_Q8_0 = 8,
+    TT_Q8_1 = 9,
+    TT_Q2_K = 10,
+    TT_Q3_K = 11,
+    TT_Q4_K = 12,
+    TT_Q5_K = 13,
+    TT_Q6_K = 14,
+    TT_Q8_K = 15,
+    TT_IQ4_NL = 20,
+    TT_IQ4_XS = 23,
+    TT_BF16 = 30,
+    TT_COUNT = 40
+} tt_type;
+
+/* Converts N values (a multiple of blck) from a type to float32 and back. */
+typedef void (*tt_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*tt_from_float_fn)(const float *src, void *dst, int64_t n);
+/* Dot product of N values: a row of weights W (this type) with activations
+ * X already converted to this row's vec_dot_type. Result into *S. */
+typedef void (*tt_vec_dot_fn)(int n, float *s, const void *w, const void *x);
+
+typedef struct {
+    const char *name;        /* "Q4_K" */
+    int blck;                /* values per block (1 for F32/F16/BF16) */
+    size_t bytes;            /* bytes per block */
+    int quantized;           /* 1 for block-quantized types */
+    tt_to_float_fn to_float; /* NULL when unsupported */
+    tt_from_float_fn from_float; /* quantizer; NULL when unsupported */
+    tt_type vec_dot_type;    /* type the activations are converted to */
+    tt_vec_dot_fn vec_dot;   /* NULL when unsupported */
+} tt_traits;
+
+/* Chooses kernels for this CPU. Idempotent and thread-safe; tt_get() calls it. */
+void tt_init(void);
+/* Row of the table for TYPE, or NULL for unknown ids. */
+const tt_traits *tt_get(int type);
+/* Looks a type up by name ("q4_k" case-insensitive); -1 when unknown. */
+int tt_from_name(const char *name);
+/* Bytes for N values of TYPE (N a multiple of the block size); 0 on error. */
+size_t tt_row_size(int type, int64_t n);
+/* Name of the kernel family in use: "scalar", "avx2" or "avx512". */
+const char *tt_kernel_family(void);
+
+#endif
