@@ -61,6 +61,21 @@ const tt_traits *tt_get(int type);
 int tt_from_name(const char *name);
 /* Bytes for N values of TYPE (N a multiple of the block size); 0 on error. */
 size_t tt_row_size(int type, int64_t n);
+/* Matrix product over a range of weight rows, the engine's one hot loop:
+ *   Y[j][r] = dot(W row r, X row j)   for r in [r0, r1), j in [0, nx)
+ * W: rows of TYPE, each W_STRIDE bytes, n values per row.
+ * X: nx activation rows already converted to tt_get(TYPE)->vec_dot_type
+ *    (see tt_quantize_act), each X_STRIDE bytes.
+ * Y: float, row j starts at Y + j * Y_STRIDE (in floats).
+ * Threads split work by row ranges; the result of each Y element does not
+ * depend on how rows are split. Implemented in matmul.c with tiled fast paths. */
+void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
+               size_t x_stride, int nx, float *y, size_t y_stride);
+
+/* Converts N floats of one activation row to the vec_dot_type of weight
+ * TYPE into OUT (tt_row_size(vec_dot_type, n) bytes). */
+void tt_quantize_act(int type, const float *x, void *out, int n);
+
 /* Name of the kernel family in use: "scalar", "avx2" or "avx512". */
 const char *tt_kernel_family(void);
 
