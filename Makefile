@@ -43,12 +43,16 @@ TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test bench format lint clean check-deps
+.PHONY: all deps run test bench format lint clean FORCE
+FORCE:
 all: $(BUILD)/confab
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
+
+# The version banner embeds the commit: rebuild it every time (it is tiny).
+$(BUILD)/src/cli/cmd_version.o: FORCE
 
 $(BUILD)/libconfab.a: $(LIB_OBJ)
 	@rm -f $@
