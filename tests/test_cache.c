@@ -1,13 +1,13 @@
 /* Tests for src/app/cache: the response cache's key, eligibility, replay,
  * TTL, LRU eviction, persistence of counters, and refusal of bad files. */
+#include "app/cache.h"
+#include "base/clock.h"
+#include "testutil.h"
+
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "app/cache.h"
-#include "base/clock.h"
-#include "testutil.h"
 
 static json_t *req(const char *text) {
     json_error_t je;
@@ -25,18 +25,28 @@ static void key(const char *json, char out[33]) {
 static void key_ignores_field_order_and_transport_fields(void **st) {
     (void)st;
     char a[33], b[33], c[33];
-    key("{\"model\":\"m\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", a);
+    key("{\"model\":\"m\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+        a);
     key("{\"messages\":[{\"content\":\"hi\",\"role\":\"user\"}],\"temperature\":0,\"model\":\"m\","
-        "\"stream\":true,\"session_id\":7,\"user\":\"x\"}", b);
+        "\"stream\":true,\"session_id\":7,\"user\":\"x\"}",
+        b);
     assert_string_equal(a, b);
     assert_int_equal(strlen(a), 32);
-    key("{\"model\":\"m\",\"temperature\":0.7,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", c);
+    key("{\"model\":\"m\",\"temperature\":0.7,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+        "}",
+        c);
     assert_string_not_equal(a, c);
-    key("{\"model\":\"m2\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", c);
+    key("{\"model\":\"m2\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+        "}",
+        c);
     assert_string_not_equal(a, c);
-    key("{\"model\":\"m\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi!\"}]}", c);
+    key("{\"model\":\"m\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi!\"}]"
+        "}",
+        c);
     assert_string_not_equal(a, c);
-    key("{\"model\":\"m\",\"temperature\":0,\"seed\":1,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", c);
+    key("{\"model\":\"m\",\"temperature\":0,\"seed\":1,\"messages\":[{\"role\":\"user\","
+        "\"content\":\"hi\"}]}",
+        c);
     assert_string_not_equal(a, c);
 }
 
@@ -53,8 +63,8 @@ static void key_needs_model_and_messages(void **st) {
 static void only_deterministic_requests_are_eligible(void **st) {
     (void)st;
     json_t *t0 = req("{\"temperature\":0}"), *t7 = req("{\"temperature\":0.7}"),
-           *seeded = req("{\"temperature\":0.7,\"seed\":42}"), *bypass = req("{\"temperature\":0,\"cache\":false}"),
-           *none = req("{}");
+           *seeded = req("{\"temperature\":0.7,\"seed\":42}"),
+           *bypass = req("{\"temperature\":0,\"cache\":false}"), *none = req("{}");
     assert_true(cache_eligible(t0, false));
     assert_false(cache_eligible(t7, false));
     assert_true(cache_eligible(seeded, false));
@@ -62,7 +72,11 @@ static void only_deterministic_requests_are_eligible(void **st) {
     assert_false(cache_eligible(bypass, true));
     assert_false(cache_eligible(none, false)); /* default temperature is not 0 */
     assert_true(cache_eligible(t7, true));
-    json_decref(t0); json_decref(t7); json_decref(seeded); json_decref(bypass); json_decref(none);
+    json_decref(t0);
+    json_decref(t7);
+    json_decref(seeded);
+    json_decref(bypass);
+    json_decref(none);
 }
 
 static char *tmpfile_in(const char *dir, const char *name) {
@@ -80,7 +94,8 @@ static void hit_replays_the_same_chunks(void **st) {
     assert_non_null(c);
     cache_entry e;
     assert_int_equal(cache_get(c, "k1", &e, &err), 0);
-    json_t *chunks = req("[\"Hel\",\"lo \",\"wörld\"]"), *meta = req("{\"finish_reason\":\"stop\",\"completion_tokens\":3}");
+    json_t *chunks = req("[\"Hel\",\"lo \",\"wörld\"]"),
+           *meta = req("{\"finish_reason\":\"stop\",\"completion_tokens\":3}");
     assert_int_equal(cache_put(c, "k1", chunks, meta, &err), 0);
     assert_int_equal(cache_get(c, "k1", &e, &err), 1);
     assert_true(json_equal(e.chunks, chunks));
@@ -104,9 +119,11 @@ static void hit_replays_the_same_chunks(void **st) {
     assert_int_equal(cache_clear(c, &err), 0);
     assert_int_equal(cache_get(c, "k1", &e, &err), 0);
     cache_close(c);
-    json_decref(chunks); json_decref(meta);
+    json_decref(chunks);
+    json_decref(meta);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 static void entries_expire_after_ttl(void **st) {
@@ -127,9 +144,11 @@ static void entries_expire_after_ttl(void **st) {
     assert_int_equal(s.entries, 0);
     assert_int_equal(s.evictions, 1);
     cache_close(c);
-    json_decref(chunks); json_decref(meta);
+    json_decref(chunks);
+    json_decref(meta);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 static void least_recently_used_is_evicted_first(void **st) {
@@ -162,9 +181,11 @@ static void least_recently_used_is_evicted_first(void **st) {
     assert_int_equal(s.entries, 3);
     assert_int_equal(s.evictions, 1);
     cache_close(c);
-    json_decref(chunks); json_decref(meta);
+    json_decref(chunks);
+    json_decref(meta);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 static void garbage_file_is_refused_and_left_untouched(void **st) {
@@ -172,7 +193,8 @@ static void garbage_file_is_refused_and_left_untouched(void **st) {
     char *dir = tu_tmpdir(), *path = tmpfile_in(dir, "cache.db");
     const char junk[] = "this is not a sqlite database, just some text that must survive\n";
     char big[4096];
-    for (size_t i = 0; i < sizeof big; i++) big[i] = junk[i % (sizeof junk - 1)];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = junk[i % (sizeof junk - 1)];
     tu_write_file(path, big, sizeof big);
     cf_err err = {0};
     assert_null(cache_open(path, NULL, &err));
@@ -184,7 +206,8 @@ static void garbage_file_is_refused_and_left_untouched(void **st) {
     assert_memory_equal(after, big, n);
     free(after);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 static void foreign_database_is_refused(void **st) {
@@ -192,7 +215,9 @@ static void foreign_database_is_refused(void **st) {
     char *dir = tu_tmpdir(), *path = tmpfile_in(dir, "other.db");
     sqlite3 *db;
     sqlite3_open(path, &db);
-    sqlite3_exec(db, "CREATE TABLE sessions(id INTEGER PRIMARY KEY); INSERT INTO sessions VALUES (1);", NULL, NULL, NULL);
+    sqlite3_exec(db,
+                 "CREATE TABLE sessions(id INTEGER PRIMARY KEY); INSERT INTO sessions VALUES (1);",
+                 NULL, NULL, NULL);
     sqlite3_close(db);
     cf_err err = {0};
     assert_null(cache_open(path, NULL, &err));
@@ -205,7 +230,8 @@ static void foreign_database_is_refused(void **st) {
     sqlite3_finalize(q);
     sqlite3_close(db);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 static void damaged_row_is_dropped_not_served(void **st) {
@@ -227,9 +253,11 @@ static void damaged_row_is_dropped_not_served(void **st) {
     cache_get_stats(c, &s, &err);
     assert_int_equal(s.entries, 0);
     cache_close(c);
-    json_decref(chunks); json_decref(meta);
+    json_decref(chunks);
+    json_decref(meta);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 static void put_rejects_wrong_shapes(void **st) {
@@ -242,7 +270,8 @@ static void put_rejects_wrong_shapes(void **st) {
     cache_close(c);
     json_decref(obj);
     tu_rmtree(dir);
-    free(dir); free(path);
+    free(dir);
+    free(path);
 }
 
 int main(void) {

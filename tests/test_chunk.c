@@ -1,10 +1,10 @@
 /* Tests for src/app/chunk: token/word/sentence re-chunking, UTF-8 safety. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "app/chunk.h"
 #include "base/utf8.h"
 #include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     char *chunks[256];
@@ -21,7 +21,8 @@ static void collect(void *user, const char *t, size_t n) {
 }
 
 static void clear(collected *c) {
-    for (int i = 0; i < c->n; i++) free(c->chunks[i]);
+    for (int i = 0; i < c->n; i++)
+        free(c->chunks[i]);
     sb_free(&c->all);
     memset(c, 0, sizeof *c);
 }
@@ -29,7 +30,8 @@ static void clear(collected *c) {
 /* Feeds TEXT in pieces of STEP bytes. */
 static void feed(chunker *ch, const char *text, size_t step) {
     size_t n = strlen(text);
-    for (size_t i = 0; i < n; i += step) chunk_push(ch, text + i, i + step > n ? n - i : step);
+    for (size_t i = 0; i < n; i += step)
+        chunk_push(ch, text + i, i + step > n ? n - i : step);
     chunk_finish(ch);
 }
 
@@ -78,7 +80,8 @@ static void token_mode_never_splits_a_character(void **st) {
     chunk_init(&ch, CHUNK_TOKEN, collect, &c);
     const char *text = "a😀b中";
     feed(&ch, text, 1); /* one byte at a time */
-    for (int i = 0; i < c.n; i++) assert_true(utf8_valid(c.chunks[i], strlen(c.chunks[i]), NULL));
+    for (int i = 0; i < c.n; i++)
+        assert_true(utf8_valid(c.chunks[i], strlen(c.chunks[i]), NULL));
     assert_string_equal(c.all.data, text);
     assert_int_equal(c.n, 4);
     assert_string_equal(c.chunks[1], "😀");
@@ -92,7 +95,8 @@ static void long_runs_are_flushed_at_the_limit(void **st) {
     chunker ch;
     chunk_init(&ch, CHUNK_WORD, collect, &c);
     char big[300];
-    for (int i = 0; i < 299; i += 3) memcpy(big + i, "中", 3); /* 99 CJK chars, no spaces */
+    for (int i = 0; i < 299; i += 3)
+        memcpy(big + i, "中", 3); /* 99 CJK chars, no spaces */
     big[297] = 0;
     for (size_t i = 0; i < strlen(big); i += 5) {
         chunk_push(&ch, big + i, strlen(big) - i < 5 ? strlen(big) - i : 5);
@@ -100,7 +104,8 @@ static void long_runs_are_flushed_at_the_limit(void **st) {
     }
     chunk_finish(&ch);
     assert_true(c.n > 1);
-    for (int i = 0; i < c.n; i++) assert_true(utf8_valid(c.chunks[i], strlen(c.chunks[i]), NULL));
+    for (int i = 0; i < c.n; i++)
+        assert_true(utf8_valid(c.chunks[i], strlen(c.chunks[i]), NULL));
     assert_string_equal(c.all.data, big);
     chunk_free(&ch);
     clear(&c);

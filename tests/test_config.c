@@ -1,12 +1,12 @@
 /* Tests for src/app/config: the seed example, the documented example, each
  * error kind with its location, env interpolation and the search order. */
+#include "app/config.h"
+#include "testutil.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "app/config.h"
-#include "testutil.h"
 
 static const char SEED[] =
     "model:\n"
@@ -75,7 +75,8 @@ static void example_file_loads_without_warnings(void **st) {
     assert_string_equal(c->default_model, "local-smollm");
     const cfg_model *m = cfg_find_model(c, "gpt-4o-mini");
     assert_non_null(m);
-    assert_true(m->price_input == 0.15 && m->price_output == 0.60 && m->price_cached_input == 0.075);
+    assert_true(m->price_input == 0.15 && m->price_output == 0.60 &&
+                m->price_cached_input == 0.075);
     assert_int_equal(m->idle_timeout_ms, 30000);
     assert_int_equal(c->n_ab, 1);
     assert_int_equal(c->ab[0].n_variants, 2);
@@ -111,9 +112,11 @@ static void wrong_type_is_an_error_with_location(void **st) {
     assert_null(load("server:\n  port: 70000\n", &err));
     assert_non_null(strstr(err.msg, "t.yaml:2:9: server.port: 70000 is out of range"));
     assert_null(load("cache:\n  enabled: maybe\n", &err));
-    assert_string_equal(err.msg, "t.yaml:2:12: cache.enabled: expected true or false, found \"maybe\"");
+    assert_string_equal(err.msg,
+                        "t.yaml:2:12: cache.enabled: expected true or false, found \"maybe\"");
     assert_null(load("models:\n  x:\n    backend: telepathy\n", &err));
-    assert_non_null(strstr(err.msg, "t.yaml:3:14: backend: \"telepathy\" is not one of: local, openai"));
+    assert_non_null(
+        strstr(err.msg, "t.yaml:3:14: backend: \"telepathy\" is not one of: local, openai"));
     assert_null(load("prompts: [a, b]\n", &err));
     assert_non_null(strstr(err.msg, "prompts: expected a mapping, found a list"));
     assert_null(load("server:\n  host: {a: 1}\n", &err));
@@ -127,7 +130,8 @@ static void unknown_key_is_a_warning_with_location(void **st) {
     assert_non_null(c);
     assert_int_equal(c->n_warnings, 2);
     assert_string_equal(c->warnings[0], "t.yaml:2:3: unknown key \"prot\" in server (ignored)");
-    assert_string_equal(c->warnings[1], "t.yaml:3:1: unknown key \"colour\" in the top level (ignored)");
+    assert_string_equal(c->warnings[1],
+                        "t.yaml:3:1: unknown key \"colour\" in the top level (ignored)");
     assert_int_equal(c->server.port, 8080); /* default kept */
     cfg_free(c);
 }
@@ -138,7 +142,8 @@ static void missing_env_var_without_default_is_an_error(void **st) {
     cf_err err = {0};
     assert_null(load("server:\n  host: ${CONFAB_TEST_UNSET}\n", &err));
     assert_int_equal(err.code, CF_EINVAL);
-    assert_non_null(strstr(err.msg, "t.yaml:2:9: server.host: environment variable CONFAB_TEST_UNSET is not set"));
+    assert_non_null(strstr(
+        err.msg, "t.yaml:2:9: server.host: environment variable CONFAB_TEST_UNSET is not set"));
 }
 
 static void env_vars_and_defaults_are_expanded(void **st) {
@@ -146,8 +151,10 @@ static void env_vars_and_defaults_are_expanded(void **st) {
     setenv("CONFAB_TEST_PORT", "9191", 1);
     unsetenv("CONFAB_TEST_UNSET");
     cf_err err = {0};
-    cfg_t *c = load("server:\n  port: ${CONFAB_TEST_PORT}\n  host: \"${CONFAB_TEST_UNSET:-0.0.0.0}\"\n"
-                    "storage:\n  data_dir: /srv/$${literal}\n", &err);
+    cfg_t *c =
+        load("server:\n  port: ${CONFAB_TEST_PORT}\n  host: \"${CONFAB_TEST_UNSET:-0.0.0.0}\"\n"
+             "storage:\n  data_dir: /srv/$${literal}\n",
+             &err);
     if (!c) fail_msg("%s", err.msg);
     assert_int_equal(c->server.port, 9191);
     assert_string_equal(c->server.host, "0.0.0.0");
@@ -169,18 +176,23 @@ static void references_to_unknown_models_are_errors(void **st) {
     assert_string_equal(err.msg, "t.yaml: model \"a\" falls back to unknown model \"nope\"");
     assert_null(load("default_model: ghost\n", &err));
     assert_non_null(strstr(err.msg, "default_model \"ghost\" is not a configured model"));
-    assert_null(load("models:\n  a: {backend: local}\nab:\n  t:\n    variants: [{model: a}, {model: b}]\n", &err));
+    assert_null(
+        load("models:\n  a: {backend: local}\nab:\n  t:\n    variants: [{model: a}, {model: b}]\n",
+             &err));
     assert_non_null(strstr(err.msg, "ab \"t\" names unknown model \"b\""));
-    assert_null(load("models:\n  a: {backend: local}\nab:\n  t:\n    variants: [{model: a}]\n", &err));
+    assert_null(
+        load("models:\n  a: {backend: local}\nab:\n  t:\n    variants: [{model: a}]\n", &err));
     assert_non_null(strstr(err.msg, "needs at least two variants"));
 }
 
 static void named_models_take_model_over_name(void **st) {
     (void)st;
     cf_err err = {0};
-    cfg_t *c = load("models:\n  fast:\n    backend: openai\n    name: ignored-alias\n    model: gpt-4o-mini\n"
-                    "    fallback: slow\n  slow:\n    backend: anthropic\n    model: claude\n"
-                    "    headers: {X-Team: \"${CONFAB_TEST_UNSET:-ops}\"}\n", &err);
+    cfg_t *c = load(
+        "models:\n  fast:\n    backend: openai\n    name: ignored-alias\n    model: gpt-4o-mini\n"
+        "    fallback: slow\n  slow:\n    backend: anthropic\n    model: claude\n"
+        "    headers: {X-Team: \"${CONFAB_TEST_UNSET:-ops}\"}\n",
+        &err);
     if (!c) fail_msg("%s", err.msg);
     const cfg_model *m = cfg_find_model(c, "fast");
     assert_string_equal(m->model, "gpt-4o-mini");

@@ -10,12 +10,12 @@
  */
 #include "app/cache.h"
 
+#include "base/clock.h"
+#include "base/hash.h"
+
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "base/clock.h"
-#include "base/hash.h"
 
 struct cache {
     sqlite3 *db;
@@ -45,10 +45,16 @@ static int prep(cache *c, sqlite3_stmt **st, const char *sql, cf_err *err) {
 
 cache *cache_open(const char *path, const cache_opts *opts, cf_err *err) {
     cache *c = calloc(1, sizeof *c);
-    if (!c) { cf_seterr(err, CF_ENOMEM, "out of memory"); return NULL; }
+    if (!c) {
+        cf_seterr(err, CF_ENOMEM, "out of memory");
+        return NULL;
+    }
     if (opts) c->opts = *opts;
-    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        cf_seterr(err, CF_EIO, "response cache %s: %s", path, c->db ? sqlite3_errmsg(c->db) : "cannot open");
+    if (sqlite3_open_v2(path, &c->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        cf_seterr(err, CF_EIO, "response cache %s: %s", path,
+                  c->db ? sqlite3_errmsg(c->db) : "cannot open");
         cache_close(c);
         return NULL;
     }
@@ -57,48 +63,70 @@ cache *cache_open(const char *path, const cache_opts *opts, cf_err *err) {
      * before anything is written to it. */
     sqlite3_stmt *st = NULL;
     int uv = -1;
-    if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
         uv = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (uv < 0) {
-        cf_seterr(err, CF_EFORMAT, "response cache %s: not a cache database (%s)", path, sqlite3_errmsg(c->db));
+        cf_seterr(err, CF_EFORMAT, "response cache %s: not a cache database (%s)", path,
+                  sqlite3_errmsg(c->db));
         cache_close(c);
         return NULL;
     }
     if (uv > 1) {
-        cf_seterr(err, CF_EFORMAT, "response cache %s: written by a newer confab (version %d)", path, uv);
+        cf_seterr(err, CF_EFORMAT, "response cache %s: written by a newer confab (version %d)",
+                  path, uv);
         cache_close(c);
         return NULL;
     }
     if (uv == 0) {
         /* Version 0 is either new (no tables) or someone else's database. */
         int tables = 0;
-        if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master WHERE name NOT IN ('entries','counters','entries_accessed')", -1, &st, NULL) == SQLITE_OK &&
+        if (sqlite3_prepare_v2(c->db,
+                               "SELECT count(*) FROM sqlite_master WHERE name NOT IN "
+                               "('entries','counters','entries_accessed')",
+                               -1, &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             tables = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
         if (tables > 0) {
-            cf_seterr(err, CF_EFORMAT, "response cache %s: the file holds another database; refusing to use it", path);
+            cf_seterr(err, CF_EFORMAT,
+                      "response cache %s: the file holds another database; refusing to use it",
+                      path);
             cache_close(c);
             return NULL;
         }
     }
     char *msg = NULL;
-    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) != SQLITE_OK ||
+    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                     &msg) != SQLITE_OK ||
         sqlite3_exec(c->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
         cf_seterr(err, CF_EIO, "response cache %s: %s", path, msg ? msg : "schema");
         sqlite3_free(msg);
         cache_close(c);
         return NULL;
     }
-    if (prep(c, &c->get, "SELECT chunks, meta, created_ms, expires_ms, hits FROM entries WHERE key = ?", err) ||
-        prep(c, &c->touch, "UPDATE entries SET accessed_ms = ?, hits = hits + 1 WHERE key = ?", err) ||
+    if (prep(c, &c->get,
+             "SELECT chunks, meta, created_ms, expires_ms, hits FROM entries WHERE key = ?", err) ||
+        prep(c, &c->touch, "UPDATE entries SET accessed_ms = ?, hits = hits + 1 WHERE key = ?",
+             err) ||
         prep(c, &c->del, "DELETE FROM entries WHERE key = ?", err) ||
-        prep(c, &c->put, "INSERT OR REPLACE INTO entries(key, created_ms, accessed_ms, expires_ms, hits, chunks, meta) VALUES (?,?,?,?,0,?,?)", err) ||
+        prep(c, &c->put,
+             "INSERT OR REPLACE INTO entries(key, created_ms, accessed_ms, expires_ms, hits, "
+             "chunks, meta) VALUES (?,?,?,?,0,?,?)",
+             err) ||
         prep(c, &c->bump, "UPDATE counters SET value = value + ? WHERE name = ?", err) ||
-        prep(c, &c->evict_expired, "DELETE FROM entries WHERE expires_ms > 0 AND expires_ms <= ?", err) ||
-        prep(c, &c->evict_lru, "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY accessed_ms ASC LIMIT max(0, (SELECT count(*) FROM entries) - ?))", err) ||
-        prep(c, &c->count, "SELECT (SELECT count(*) FROM entries), (SELECT value FROM counters WHERE name='hits'), (SELECT value FROM counters WHERE name='misses'), (SELECT value FROM counters WHERE name='evictions')", err)) {
+        prep(c, &c->evict_expired, "DELETE FROM entries WHERE expires_ms > 0 AND expires_ms <= ?",
+             err) ||
+        prep(c, &c->evict_lru,
+             "DELETE FROM entries WHERE key IN (SELECT key FROM entries ORDER BY accessed_ms ASC "
+             "LIMIT max(0, (SELECT count(*) FROM entries) - ?))",
+             err) ||
+        prep(c, &c->count,
+             "SELECT (SELECT count(*) FROM entries), (SELECT value FROM counters WHERE "
+             "name='hits'), (SELECT value FROM counters WHERE name='misses'), (SELECT value FROM "
+             "counters WHERE name='evictions')",
+             err)) {
         cache_close(c);
         return NULL;
     }
@@ -107,17 +135,31 @@ cache *cache_open(const char *path, const cache_opts *opts, cf_err *err) {
 
 void cache_close(cache *c) {
     if (!c) return;
-    sqlite3_stmt *all[] = {c->get, c->touch, c->del, c->put, c->bump, c->evict_expired, c->evict_lru, c->count};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) sqlite3_finalize(all[i]);
+    sqlite3_stmt *all[] = {c->get,  c->touch,         c->del,       c->put,
+                           c->bump, c->evict_expired, c->evict_lru, c->count};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        sqlite3_finalize(all[i]);
     sqlite3_close(c->db);
     free(c);
 }
 
 /* --------------------------------------------------------------- the key */
 
-static const char *const SAMPLING_KEYS[] = {
-    "temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "stop", "seed",
-    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "response_format", "tools", NULL};
+static const char *const SAMPLING_KEYS[] = {"temperature",
+                                            "top_p",
+                                            "top_k",
+                                            "min_p",
+                                            "max_tokens",
+                                            "max_completion_tokens",
+                                            "stop",
+                                            "seed",
+                                            "presence_penalty",
+                                            "frequency_penalty",
+                                            "repetition_penalty",
+                                            "logit_bias",
+                                            "response_format",
+                                            "tools",
+                                            NULL};
 
 int cache_key(const json_t *req, char out[33], cf_err *err) {
     const json_t *model = json_object_get(req, "model"), *msgs = json_object_get(req, "messages");
@@ -280,6 +322,7 @@ int cache_get_stats(cache *c, cache_stats *out, cf_err *err) {
 }
 
 int cache_clear(cache *c, cf_err *err) {
-    if (sqlite3_exec(c->db, "DELETE FROM entries", NULL, NULL, NULL) != SQLITE_OK) return dberr(c, err, "clear");
+    if (sqlite3_exec(c->db, "DELETE FROM entries", NULL, NULL, NULL) != SQLITE_OK)
+        return dberr(c, err, "clear");
     return 0;
 }

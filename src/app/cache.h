@@ -19,11 +19,11 @@
 #ifndef CONFAB_APP_CACHE_H
 #define CONFAB_APP_CACHE_H
 
+#include "base/err.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#include "base/err.h"
 
 typedef struct cache cache;
 
@@ -50,7 +50,7 @@ typedef struct {
     json_t *chunks; /* array of strings, the reply as it was streamed */
     json_t *meta;   /* object: usage, finish_reason, model, provider ... */
     int64_t created_ms;
-    int64_t hits;   /* times served, this one included */
+    int64_t hits; /* times served, this one included */
 } cache_entry;
 
 /* Looks KEY up. Returns 1 and fills E on a hit (caller frees with

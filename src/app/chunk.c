@@ -5,17 +5,21 @@
  */
 #include "app/chunk.h"
 
-#include <string.h>
-
 #include "base/utf8.h"
+
+#include <string.h>
 
 enum { WORD_LIMIT = 64, SENTENCE_LIMIT = 512 };
 
 int chunk_mode_parse(const char *name, chunk_mode *out) {
-    if (!strcmp(name, "token")) *out = CHUNK_TOKEN;
-    else if (!strcmp(name, "word")) *out = CHUNK_WORD;
-    else if (!strcmp(name, "sentence")) *out = CHUNK_SENTENCE;
-    else return -1;
+    if (!strcmp(name, "token"))
+        *out = CHUNK_TOKEN;
+    else if (!strcmp(name, "word"))
+        *out = CHUNK_WORD;
+    else if (!strcmp(name, "sentence"))
+        *out = CHUNK_SENTENCE;
+    else
+        return -1;
     return 0;
 }
 
@@ -32,7 +36,9 @@ void chunk_init(chunker *c, chunk_mode mode, chunk_emit_fn emit, void *user) {
 
 void chunk_set_mode(chunker *c, chunk_mode mode) { c->mode = mode; }
 
-static int is_space(unsigned char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
+static int is_space(unsigned char ch) {
+    return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r';
+}
 
 /* Length of the sentence terminator ending at byte I (inclusive), or 0. */
 static size_t terminator_before(const char *s, size_t i) {
@@ -41,7 +47,9 @@ static size_t terminator_before(const char *s, size_t i) {
     /* 。！？ are 3-byte sequences ending at i. */
     if (i >= 2) {
         const char *p = s + i - 2;
-        if (!memcmp(p, "\xE3\x80\x82", 3) || !memcmp(p, "\xEF\xBC\x81", 3) || !memcmp(p, "\xEF\xBC\x9F", 3)) return 3;
+        if (!memcmp(p, "\xE3\x80\x82", 3) || !memcmp(p, "\xEF\xBC\x81", 3) ||
+            !memcmp(p, "\xEF\xBC\x9F", 3))
+            return 3;
     }
     return 0;
 }

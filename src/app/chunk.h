@@ -16,9 +16,9 @@
 #ifndef CONFAB_APP_CHUNK_H
 #define CONFAB_APP_CHUNK_H
 
-#include <stddef.h>
-
 #include "base/sb.h"
+
+#include <stddef.h>
 
 typedef enum { CHUNK_TOKEN = 0, CHUNK_WORD = 1, CHUNK_SENTENCE = 2 } chunk_mode;
 

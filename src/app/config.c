@@ -16,6 +16,8 @@
  */
 #include "app/config.h"
 
+#include "base/sb.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <libfyaml.h>
@@ -26,8 +28,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-
-#include "base/sb.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -83,13 +83,19 @@ static void node_loc(const walker *w, struct fy_node *n, char *buf, size_t cap) 
     }
     if (t) {
         const struct fy_mark *m = fy_token_start_mark(t);
-        if (m) { line = m->line + 1; col = m->column + 1; }
+        if (m) {
+            line = m->line + 1;
+            col = m->column + 1;
+        }
     }
-    if (line) snprintf(buf, cap, "%s:%d:%d", w->file, line, col);
-    else snprintf(buf, cap, "%s", w->file);
+    if (line)
+        snprintf(buf, cap, "%s:%d:%d", w->file, line, col);
+    else
+        snprintf(buf, cap, "%s", w->file);
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(walker *w, struct fy_node *n, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int fail(walker *w, struct fy_node *n, const char *fmt,
+                                                      ...) {
     char loc[512], msg[400];
     node_loc(w, n, loc, sizeof loc);
     va_list ap;
@@ -99,7 +105,8 @@ __attribute__((format(printf, 3, 4))) static int fail(walker *w, struct fy_node 
     return cf_seterr(w->err, CF_EINVAL, "%s: %s", loc, msg);
 }
 
-__attribute__((format(printf, 3, 4))) static void warn(walker *w, struct fy_node *n, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void warn(walker *w, struct fy_node *n,
+                                                       const char *fmt, ...) {
     char loc[512], msg[400];
     node_loc(w, n, loc, sizeof loc);
     va_list ap;
@@ -146,7 +153,8 @@ char *cfg_expand_env(const char *in, cf_err *err) {
         if (colon) {
             if (colon + 1 >= end || colon[1] != '-') {
                 sb_free(&out);
-                cf_seterr(err, CF_EINVAL, "bad variable syntax in \"%s\" (use ${VAR} or ${VAR:-default})", in);
+                cf_seterr(err, CF_EINVAL,
+                          "bad variable syntax in \"%s\" (use ${VAR} or ${VAR:-default})", in);
                 return NULL;
             }
             dflt = colon + 2;
@@ -162,19 +170,23 @@ char *cfg_expand_env(const char *in, cf_err *err) {
         name[name_len] = 0;
         for (size_t i = 0; i < name_len; i++) {
             char c = name[i];
-            if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (i && c >= '0' && c <= '9'))) {
+            if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  (i && c >= '0' && c <= '9'))) {
                 sb_free(&out);
                 cf_seterr(err, CF_EINVAL, "bad variable name \"%s\"", name);
                 return NULL;
             }
         }
         const char *val = getenv(name);
-        if (val && (*val || !dflt)) sb_append(&out, val);
-        else if (dflt) sb_appendn(&out, dflt, (size_t)(end - dflt));
+        if (val && (*val || !dflt))
+            sb_append(&out, val);
+        else if (dflt)
+            sb_appendn(&out, dflt, (size_t)(end - dflt));
         else {
             sb_free(&out);
             cf_seterr(err, CF_ENOTFOUND,
-                      "environment variable %s is not set (set it, or write ${%s:-default})", name, name);
+                      "environment variable %s is not set (set it, or write ${%s:-default})", name,
+                      name);
             return NULL;
         }
         p = end + 1;
@@ -207,7 +219,10 @@ static bool is_plain_null(struct fy_node *n) {
 }
 
 static int rd_str(walker *w, struct fy_node *n, const char *key, char **dst) {
-    if (is_plain_null(n)) { set_str(dst, NULL); return 0; }
+    if (is_plain_null(n)) {
+        set_str(dst, NULL);
+        return 0;
+    }
     char *v = scalar(w, n, key);
     if (!v) return -1;
     free(*dst);
@@ -215,30 +230,41 @@ static int rd_str(walker *w, struct fy_node *n, const char *key, char **dst) {
     return 0;
 }
 
-static int rd_enum(walker *w, struct fy_node *n, const char *key, char **dst, const char *const *allowed) {
+static int rd_enum(walker *w, struct fy_node *n, const char *key, char **dst,
+                   const char *const *allowed) {
     char *v = scalar(w, n, key);
     if (!v) return -1;
     for (const char *const *a = allowed; *a; a++) {
-        if (!strcmp(v, *a)) { free(*dst); *dst = v; return 0; }
+        if (!strcmp(v, *a)) {
+            free(*dst);
+            *dst = v;
+            return 0;
+        }
     }
     sb_t s = {0};
-    for (const char *const *a = allowed; *a; a++) sb_printf(&s, "%s%s", a == allowed ? "" : ", ", *a);
+    for (const char *const *a = allowed; *a; a++)
+        sb_printf(&s, "%s%s", a == allowed ? "" : ", ", *a);
     int rc = fail(w, n, "%s: \"%s\" is not one of: %s", key, v, sb_str(&s));
     sb_free(&s);
     free(v);
     return rc;
 }
 
-static int rd_i64(walker *w, struct fy_node *n, const char *key, int64_t *dst, int64_t lo, int64_t hi) {
+static int rd_i64(walker *w, struct fy_node *n, const char *key, int64_t *dst, int64_t lo,
+                  int64_t hi) {
     char *v = scalar(w, n, key);
     if (!v) return -1;
     errno = 0;
     char *end;
     long long x = strtoll(v, &end, 10);
     int rc = 0;
-    if (!*v || *end || errno) rc = fail(w, n, "%s: expected an integer, found \"%s\"", key, v);
-    else if (x < lo || x > hi) rc = fail(w, n, "%s: %lld is out of range [%lld, %lld]", key, x, (long long)lo, (long long)hi);
-    else *dst = x;
+    if (!*v || *end || errno)
+        rc = fail(w, n, "%s: expected an integer, found \"%s\"", key, v);
+    else if (x < lo || x > hi)
+        rc = fail(w, n, "%s: %lld is out of range [%lld, %lld]", key, x, (long long)lo,
+                  (long long)hi);
+    else
+        *dst = x;
     free(v);
     return rc;
 }
@@ -250,16 +276,20 @@ static int rd_int(walker *w, struct fy_node *n, const char *key, int *dst, int l
     return 0;
 }
 
-static int rd_num(walker *w, struct fy_node *n, const char *key, double *dst, double lo, double hi) {
+static int rd_num(walker *w, struct fy_node *n, const char *key, double *dst, double lo,
+                  double hi) {
     char *v = scalar(w, n, key);
     if (!v) return -1;
     errno = 0;
     char *end;
     double x = strtod(v, &end);
     int rc = 0;
-    if (!*v || *end || errno || !isfinite(x)) rc = fail(w, n, "%s: expected a number, found \"%s\"", key, v);
-    else if (x < lo || x > hi) rc = fail(w, n, "%s: %g is out of range [%g, %g]", key, x, lo, hi);
-    else *dst = x;
+    if (!*v || *end || errno || !isfinite(x))
+        rc = fail(w, n, "%s: expected a number, found \"%s\"", key, v);
+    else if (x < lo || x > hi)
+        rc = fail(w, n, "%s: %g is out of range [%g, %g]", key, x, lo, hi);
+    else
+        *dst = x;
     free(v);
     return rc;
 }
@@ -268,9 +298,12 @@ static int rd_bool(walker *w, struct fy_node *n, const char *key, bool *dst) {
     char *v = scalar(w, n, key);
     if (!v) return -1;
     int rc = 0;
-    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) *dst = true;
-    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) *dst = false;
-    else rc = fail(w, n, "%s: expected true or false, found \"%s\"", key, v);
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+        *dst = true;
+    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+        *dst = false;
+    else
+        rc = fail(w, n, "%s: expected true or false, found \"%s\"", key, v);
     free(v);
     return rc;
 }
@@ -285,7 +318,8 @@ static int rd_str_list(walker *w, struct fy_node *n, const char *key, char ***ar
         free(v);
         return 0;
     }
-    if (!fy_node_is_sequence(n)) return fail(w, n, "%s: expected a list, found %s", key, node_kind(n));
+    if (!fy_node_is_sequence(n))
+        return fail(w, n, "%s: expected a list, found %s", key, node_kind(n));
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(n, &it))) {
@@ -298,11 +332,13 @@ static int rd_str_list(walker *w, struct fy_node *n, const char *key, char ***ar
 }
 
 /* Iterates a mapping: for each pair calls FN(w, key, keynode, value, ctx). */
-typedef int (*pair_fn)(walker *w, const char *key, struct fy_node *knode, struct fy_node *v, void *ctx);
+typedef int (*pair_fn)(walker *w, const char *key, struct fy_node *knode, struct fy_node *v,
+                       void *ctx);
 
 static int each_pair(walker *w, struct fy_node *map, const char *what, pair_fn fn, void *ctx) {
     if (is_plain_null(map)) return 0;
-    if (!fy_node_is_mapping(map)) return fail(w, map, "%s: expected a mapping, found %s", what, node_kind(map));
+    if (!fy_node_is_mapping(map))
+        return fail(w, map, "%s: expected a mapping, found %s", what, node_kind(map));
     void *it = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &it))) {
@@ -314,10 +350,10 @@ static int each_pair(walker *w, struct fy_node *map, const char *what, pair_fn f
     return 0;
 }
 
-#define UNKNOWN(section)                                                                     \
-    do {                                                                                     \
-        warn(w, kn, "unknown key \"%s\" in %s (ignored)", key, section);                     \
-        return 0;                                                                            \
+#define UNKNOWN(section)                                                                           \
+    do {                                                                                           \
+        warn(w, kn, "unknown key \"%s\" in %s (ignored)", key, section);                           \
+        return 0;                                                                                  \
     } while (0)
 
 /* ----------------------------------------------------------------- models */
@@ -341,25 +377,33 @@ static cfg_model *add_model(cfg_t *c, const char *name) {
 
 static const char *const BACKENDS[] = {"local", "openai", "anthropic", "cohere", NULL};
 
-static int model_fields(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx);
+static int model_fields(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                        void *ctx);
 
-static int price_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int price_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                      void *ctx) {
     cfg_model *m = ctx;
     if (!strcmp(key, "input")) return rd_num(w, v, "price.input", &m->price_input, 0, 1e6);
     if (!strcmp(key, "output")) return rd_num(w, v, "price.output", &m->price_output, 0, 1e6);
-    if (!strcmp(key, "cached_input")) return rd_num(w, v, "price.cached_input", &m->price_cached_input, 0, 1e6);
+    if (!strcmp(key, "cached_input"))
+        return rd_num(w, v, "price.cached_input", &m->price_cached_input, 0, 1e6);
     UNKNOWN("price");
 }
 
-static int timeout_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int timeout_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                        void *ctx) {
     cfg_model *m = ctx;
-    if (!strcmp(key, "connect_ms")) return rd_int(w, v, "timeouts.connect_ms", &m->connect_timeout_ms, 1, 3600000);
-    if (!strcmp(key, "first_byte_ms")) return rd_int(w, v, "timeouts.first_byte_ms", &m->first_byte_timeout_ms, 1, 3600000);
-    if (!strcmp(key, "idle_ms")) return rd_int(w, v, "timeouts.idle_ms", &m->idle_timeout_ms, 1, 3600000);
+    if (!strcmp(key, "connect_ms"))
+        return rd_int(w, v, "timeouts.connect_ms", &m->connect_timeout_ms, 1, 3600000);
+    if (!strcmp(key, "first_byte_ms"))
+        return rd_int(w, v, "timeouts.first_byte_ms", &m->first_byte_timeout_ms, 1, 3600000);
+    if (!strcmp(key, "idle_ms"))
+        return rd_int(w, v, "timeouts.idle_ms", &m->idle_timeout_ms, 1, 3600000);
     UNKNOWN("timeouts");
 }
 
-static int header_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int header_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                       void *ctx) {
     cfg_model *m = ctx;
     char *val = scalar(w, v, key);
     if (!val) return -1;
@@ -417,15 +461,18 @@ static int add_fallbacks(walker *w, size_t idx, struct fy_node *v) {
 }
 
 /* CTX carries the model's index (models may be reallocated while walking). */
-static int model_fields(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int model_fields(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                        void *ctx) {
     size_t idx = (size_t)ctx;
 #define M (&w->cfg->models[idx])
     if (!strcmp(key, "name")) {
         /* In models.NAME form `name` is the upstream id unless `model` is set. */
         char *val = NULL;
         if (rd_str(w, v, "name", &val)) return -1;
-        if (!M->model) M->model = val;
-        else free(val);
+        if (!M->model)
+            M->model = val;
+        else
+            free(val);
         return 0;
     }
     if (!strcmp(key, "backend")) return rd_enum(w, v, "backend", &M->backend, BACKENDS);
@@ -441,7 +488,8 @@ static int model_fields(walker *w, const char *key, struct fy_node *kn, struct f
             size_t n = s ? strcspn(s + 2, "}:") : 0;
             free(M->api_key_env_missing);
             M->api_key_env_missing = strndup(s ? s + 2 : "?", s ? n : 1);
-            warn(w, v, "model \"%s\": api_key: %s; the model is disabled until it is set", M->name, e.msg);
+            warn(w, v, "model \"%s\": api_key: %s; the model is disabled until it is set", M->name,
+                 e.msg);
             return 0;
         }
         if (!val) return fail(w, v, "api_key: %s", e.msg);
@@ -449,7 +497,8 @@ static int model_fields(walker *w, const char *key, struct fy_node *kn, struct f
         M->api_key = val;
         return 0;
     }
-    if (!strcmp(key, "context_window")) return rd_i64(w, v, "context_window", &M->context_window, 0, 100000000);
+    if (!strcmp(key, "context_window"))
+        return rd_i64(w, v, "context_window", &M->context_window, 0, 100000000);
     if (!strcmp(key, "price")) return each_pair(w, v, "price", price_pair, M);
     if (!strcmp(key, "timeouts")) return each_pair(w, v, "timeouts", timeout_pair, M);
     if (!strcmp(key, "headers")) return each_pair(w, v, "headers", header_pair, M);
@@ -458,10 +507,12 @@ static int model_fields(walker *w, const char *key, struct fy_node *kn, struct f
 #undef M
 }
 
-static int models_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int models_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                       void *ctx) {
     cfg_model *m = add_model(w->cfg, key);
     size_t idx = (size_t)(m - w->cfg->models);
-    if (!fy_node_is_mapping(v)) return fail(w, v, "models.%s: expected a mapping, found %s", key, node_kind(v));
+    if (!fy_node_is_mapping(v))
+        return fail(w, v, "models.%s: expected a mapping, found %s", key, node_kind(v));
     /* An explicit `model:` wins over `name:`; read it first. */
     struct fy_node *mn = fy_node_mapping_lookup_by_string(v, "model", FY_NT);
     if (mn && rd_str(w, mn, "model", &w->cfg->models[idx].model)) return -1;
@@ -470,7 +521,8 @@ static int models_pair(walker *w, const char *key, struct fy_node *kn, struct fy
 
 /* The seed's short form: `model: {backend, name, fallback}`. */
 static int seed_model(walker *w, struct fy_node *v) {
-    if (!fy_node_is_mapping(v)) return fail(w, v, "model: expected a mapping, found %s", node_kind(v));
+    if (!fy_node_is_mapping(v))
+        return fail(w, v, "model: expected a mapping, found %s", node_kind(v));
     struct fy_node *nn = fy_node_mapping_lookup_by_string(v, "name", FY_NT);
     char *name = nn ? scalar(w, nn, "name") : xstrdup("default");
     if (!name) return -1;
@@ -483,7 +535,8 @@ static int seed_model(walker *w, struct fy_node *v) {
 
 /* --------------------------------------------------------- other sections */
 
-static int prompts_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int prompts_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                        void *ctx) {
     char *text = scalar(w, v, key);
     if (!text) return -1;
     cfg_t *c = w->cfg;
@@ -496,17 +549,24 @@ static int prompts_pair(walker *w, const char *key, struct fy_node *kn, struct f
     return 0;
 }
 
-static int router_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int router_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                       void *ctx) {
     cfg_t *c = w->cfg;
-    if (!strcmp(key, "max_retries")) return rd_int(w, v, "router.max_retries", &c->router.max_retries, 0, 100);
-    if (!strcmp(key, "backoff_initial_ms")) return rd_int(w, v, "router.backoff_initial_ms", &c->router.backoff_initial_ms, 0, 600000);
-    if (!strcmp(key, "backoff_max_ms")) return rd_int(w, v, "router.backoff_max_ms", &c->router.backoff_max_ms, 0, 3600000);
-    if (!strcmp(key, "cooldown_ms")) return rd_int(w, v, "router.cooldown_ms", &c->router.cooldown_ms, 0, 86400000);
-    if (!strcmp(key, "failure_threshold")) return rd_int(w, v, "router.failure_threshold", &c->router.failure_threshold, 1, 1000);
+    if (!strcmp(key, "max_retries"))
+        return rd_int(w, v, "router.max_retries", &c->router.max_retries, 0, 100);
+    if (!strcmp(key, "backoff_initial_ms"))
+        return rd_int(w, v, "router.backoff_initial_ms", &c->router.backoff_initial_ms, 0, 600000);
+    if (!strcmp(key, "backoff_max_ms"))
+        return rd_int(w, v, "router.backoff_max_ms", &c->router.backoff_max_ms, 0, 3600000);
+    if (!strcmp(key, "cooldown_ms"))
+        return rd_int(w, v, "router.cooldown_ms", &c->router.cooldown_ms, 0, 86400000);
+    if (!strcmp(key, "failure_threshold"))
+        return rd_int(w, v, "router.failure_threshold", &c->router.failure_threshold, 1, 1000);
     UNKNOWN("router");
 }
 
-static int variant_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int variant_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                        void *ctx) {
     cfg_ab_variant *var = ctx;
     if (!strcmp(key, "model")) return rd_str(w, v, "variants.model", &var->model);
     if (!strcmp(key, "weight")) return rd_num(w, v, "variants.weight", &var->weight, 0, 1e9);
@@ -516,7 +576,8 @@ static int variant_pair(walker *w, const char *key, struct fy_node *kn, struct f
 static int ab_fields(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
     cfg_ab *ab = ctx;
     if (strcmp(key, "variants")) UNKNOWN("ab");
-    if (!fy_node_is_sequence(v)) return fail(w, v, "ab.%s.variants: expected a list, found %s", ab->name, node_kind(v));
+    if (!fy_node_is_sequence(v))
+        return fail(w, v, "ab.%s.variants: expected a list, found %s", ab->name, node_kind(v));
     void *it = NULL;
     struct fy_node *item;
     while ((item = fy_node_sequence_iterate(v, &it))) {
@@ -544,60 +605,81 @@ static int ab_pair(walker *w, const char *key, struct fy_node *kn, struct fy_nod
     return each_pair(w, v, key, ab_fields, ab);
 }
 
-static int cache_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int cache_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                      void *ctx) {
     cfg_t *c = w->cfg;
     if (!strcmp(key, "enabled")) return rd_bool(w, v, "cache.enabled", &c->cache.enabled);
     if (!strcmp(key, "always")) return rd_bool(w, v, "cache.always", &c->cache.always);
     if (!strcmp(key, "path")) return rd_str(w, v, "cache.path", &c->cache.path);
-    if (!strcmp(key, "ttl_s")) return rd_i64(w, v, "cache.ttl_s", &c->cache.ttl_s, 0, INT64_MAX / 1000);
-    if (!strcmp(key, "max_entries")) return rd_i64(w, v, "cache.max_entries", &c->cache.max_entries, 0, INT64_MAX);
+    if (!strcmp(key, "ttl_s"))
+        return rd_i64(w, v, "cache.ttl_s", &c->cache.ttl_s, 0, INT64_MAX / 1000);
+    if (!strcmp(key, "max_entries"))
+        return rd_i64(w, v, "cache.max_entries", &c->cache.max_entries, 0, INT64_MAX);
     UNKNOWN("cache");
 }
 
-static int budget_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int budget_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                       void *ctx) {
     cfg_t *c = w->cfg;
     static const char *const modes[] = {"refuse", "drop_oldest", NULL};
     if (!strcmp(key, "max_tokens_per_conversation"))
-        return rd_i64(w, v, "budget.max_tokens_per_conversation", &c->budget.max_tokens_per_conversation, 0, INT64_MAX);
-    if (!strcmp(key, "warn_ratio")) return rd_num(w, v, "budget.warn_ratio", &c->budget.warn_ratio, 0, 1);
-    if (!strcmp(key, "on_exceed")) return rd_enum(w, v, "budget.on_exceed", &c->budget.on_exceed, modes);
+        return rd_i64(w, v, "budget.max_tokens_per_conversation",
+                      &c->budget.max_tokens_per_conversation, 0, INT64_MAX);
+    if (!strcmp(key, "warn_ratio"))
+        return rd_num(w, v, "budget.warn_ratio", &c->budget.warn_ratio, 0, 1);
+    if (!strcmp(key, "on_exceed"))
+        return rd_enum(w, v, "budget.on_exceed", &c->budget.on_exceed, modes);
     UNKNOWN("budget");
 }
 
-static int server_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int server_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                       void *ctx) {
     cfg_t *c = w->cfg;
     if (!strcmp(key, "host")) return rd_str(w, v, "server.host", &c->server.host);
     if (!strcmp(key, "port")) return rd_int(w, v, "server.port", &c->server.port, 1, 65535);
     if (!strcmp(key, "threads")) return rd_int(w, v, "server.threads", &c->server.threads, 1, 4096);
-    if (!strcmp(key, "rate_limit_rpm")) return rd_int(w, v, "server.rate_limit_rpm", &c->server.rate_limit_rpm, 0, 10000000);
-    if (!strcmp(key, "max_body_bytes")) return rd_i64(w, v, "server.max_body_bytes", &c->server.max_body_bytes, 1024, INT64_MAX);
-    if (!strcmp(key, "api_keys")) return rd_str_list(w, v, "server.api_keys", &c->server.api_keys, &c->server.n_api_keys);
-    if (!strcmp(key, "cors_origins")) return rd_str_list(w, v, "server.cors_origins", &c->server.cors_origins, &c->server.n_cors_origins);
+    if (!strcmp(key, "rate_limit_rpm"))
+        return rd_int(w, v, "server.rate_limit_rpm", &c->server.rate_limit_rpm, 0, 10000000);
+    if (!strcmp(key, "max_body_bytes"))
+        return rd_i64(w, v, "server.max_body_bytes", &c->server.max_body_bytes, 1024, INT64_MAX);
+    if (!strcmp(key, "api_keys"))
+        return rd_str_list(w, v, "server.api_keys", &c->server.api_keys, &c->server.n_api_keys);
+    if (!strcmp(key, "cors_origins"))
+        return rd_str_list(w, v, "server.cors_origins", &c->server.cors_origins,
+                           &c->server.n_cors_origins);
     UNKNOWN("server");
 }
 
-static int storage_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int storage_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                        void *ctx) {
     cfg_t *c = w->cfg;
     if (!strcmp(key, "data_dir")) return rd_str(w, v, "storage.data_dir", &c->storage.data_dir);
     if (!strcmp(key, "db")) return rd_str(w, v, "storage.db", &c->storage.db);
-    if (!strcmp(key, "models_dir")) return rd_str(w, v, "storage.models_dir", &c->storage.models_dir);
+    if (!strcmp(key, "models_dir"))
+        return rd_str(w, v, "storage.models_dir", &c->storage.models_dir);
     UNKNOWN("storage");
 }
 
-static int engine_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int engine_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                       void *ctx) {
     cfg_t *c = w->cfg;
     static const char *const kv[] = {"f16", "f32", NULL};
     if (!strcmp(key, "threads")) return rd_int(w, v, "engine.threads", &c->engine.threads, 0, 1024);
     if (!strcmp(key, "ctx")) return rd_int(w, v, "engine.ctx", &c->engine.ctx, 0, 10000000);
-    if (!strcmp(key, "batch_size")) return rd_int(w, v, "engine.batch_size", &c->engine.batch_size, 1, 65536);
+    if (!strcmp(key, "batch_size"))
+        return rd_int(w, v, "engine.batch_size", &c->engine.batch_size, 1, 65536);
     if (!strcmp(key, "kv_type")) return rd_enum(w, v, "engine.kv_type", &c->engine.kv_type, kv);
-    if (!strcmp(key, "kv_budget_mb")) return rd_i64(w, v, "engine.kv_budget_mb", &c->engine.kv_budget_mb, 0, INT64_MAX / (1 << 20));
+    if (!strcmp(key, "kv_budget_mb"))
+        return rd_i64(w, v, "engine.kv_budget_mb", &c->engine.kv_budget_mb, 0,
+                      INT64_MAX / (1 << 20));
     UNKNOWN("engine");
 }
 
-static int streaming_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v, void *ctx) {
+static int streaming_pair(walker *w, const char *key, struct fy_node *kn, struct fy_node *v,
+                          void *ctx) {
     static const char *const g[] = {"token", "word", "sentence", NULL};
-    if (!strcmp(key, "granularity")) return rd_enum(w, v, "streaming.granularity", &w->cfg->streaming.granularity, g);
+    if (!strcmp(key, "granularity"))
+        return rd_enum(w, v, "streaming.granularity", &w->cfg->streaming.granularity, g);
     UNKNOWN("streaming");
 }
 
@@ -627,19 +709,22 @@ static int check_refs(walker *w) {
     for (size_t i = 0; i < c->n_models; i++)
         for (size_t j = 0; j < c->models[i].n_fallback; j++)
             if (!cfg_find_model(c, c->models[i].fallback[j]))
-                return cf_seterr(w->err, CF_EINVAL, "%s: model \"%s\" falls back to unknown model \"%s\"",
-                                 w->file, c->models[i].name, c->models[i].fallback[j]);
+                return cf_seterr(w->err, CF_EINVAL,
+                                 "%s: model \"%s\" falls back to unknown model \"%s\"", w->file,
+                                 c->models[i].name, c->models[i].fallback[j]);
     for (size_t i = 0; i < c->n_ab; i++)
         for (size_t j = 0; j < c->ab[i].n_variants; j++)
             if (!cfg_find_model(c, c->ab[i].variants[j].model))
-                return cf_seterr(w->err, CF_EINVAL, "%s: ab \"%s\" names unknown model \"%s\"", w->file,
-                                 c->ab[i].name, c->ab[i].variants[j].model);
+                return cf_seterr(w->err, CF_EINVAL, "%s: ab \"%s\" names unknown model \"%s\"",
+                                 w->file, c->ab[i].name, c->ab[i].variants[j].model);
     if (c->default_model && !cfg_find_model(c, c->default_model)) {
         bool is_ab = false;
-        for (size_t i = 0; i < c->n_ab; i++) is_ab |= !strcmp(c->ab[i].name, c->default_model);
+        for (size_t i = 0; i < c->n_ab; i++)
+            is_ab |= !strcmp(c->ab[i].name, c->default_model);
         if (!is_ab)
-            return cf_seterr(w->err, CF_EINVAL, "%s: default_model \"%s\" is not a configured model",
-                             w->file, c->default_model);
+            return cf_seterr(w->err, CF_EINVAL,
+                             "%s: default_model \"%s\" is not a configured model", w->file,
+                             c->default_model);
     }
     return 0;
 }
@@ -684,9 +769,12 @@ static bool only_comments(const char *text, size_t len) {
     bool in_comment = false;
     for (size_t i = 0; i < len; i++) {
         char ch = text[i];
-        if (ch == '\n') in_comment = false;
-        else if (ch == '#') in_comment = true;
-        else if (!in_comment && ch != ' ' && ch != '\t' && ch != '\r') return false;
+        if (ch == '\n')
+            in_comment = false;
+        else if (ch == '#')
+            in_comment = true;
+        else if (!in_comment && ch != ' ' && ch != '\t' && ch != '\r')
+            return false;
     }
     return true;
 }
@@ -717,8 +805,12 @@ cfg_t *cfg_load_string(const char *yaml, size_t len, const char *name, cf_err *e
             return c;
         }
         /* Collected diagnostics carry 1-based positions already. */
-        if (de) cf_seterr(err, CF_EINVAL, "%s:%d:%d: YAML syntax error: %s", name, de->line, de->column, de->msg);
-        else cf_seterr(err, CF_EINVAL, "%s: YAML syntax error%s%s", name, diagbuf.len ? ": " : "", sb_str(&diagbuf));
+        if (de)
+            cf_seterr(err, CF_EINVAL, "%s:%d:%d: YAML syntax error: %s", name, de->line, de->column,
+                      de->msg);
+        else
+            cf_seterr(err, CF_EINVAL, "%s: YAML syntax error%s%s", name, diagbuf.len ? ": " : "",
+                      sb_str(&diagbuf));
         if (diag) fy_diag_destroy(diag);
         sb_free(&diagbuf);
         return NULL;
@@ -749,7 +841,8 @@ cfg_t *cfg_load_file(const char *path, cf_err *err) {
     sb_t s = {0};
     char buf[8192];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_appendn(&s, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_appendn(&s, buf, n);
     int bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -782,7 +875,8 @@ cfg_t *cfg_load(const char *explicit_path, cf_err *err) {
 }
 
 static void free_strs(char **a, size_t n) {
-    for (size_t i = 0; i < n; i++) free(a[i]);
+    for (size_t i = 0; i < n; i++)
+        free(a[i]);
     free(a);
 }
 
@@ -790,26 +884,42 @@ void cfg_free(cfg_t *c) {
     if (!c) return;
     for (size_t i = 0; i < c->n_models; i++) {
         cfg_model *m = &c->models[i];
-        free(m->name); free(m->backend); free(m->model); free(m->base_url); free(m->api_key); free(m->api_key_env_missing);
+        free(m->name);
+        free(m->backend);
+        free(m->model);
+        free(m->base_url);
+        free(m->api_key);
+        free(m->api_key_env_missing);
         free_strs(m->fallback, m->n_fallback);
         free_strs(m->header_names, m->n_headers);
         free_strs(m->header_values, m->n_headers);
     }
     free(c->models);
-    for (size_t i = 0; i < c->n_prompts; i++) { free(c->prompts[i].name); free(c->prompts[i].text); }
+    for (size_t i = 0; i < c->n_prompts; i++) {
+        free(c->prompts[i].name);
+        free(c->prompts[i].text);
+    }
     free(c->prompts);
     for (size_t i = 0; i < c->n_ab; i++) {
-        for (size_t j = 0; j < c->ab[i].n_variants; j++) free(c->ab[i].variants[j].model);
+        for (size_t j = 0; j < c->ab[i].n_variants; j++)
+            free(c->ab[i].variants[j].model);
         free(c->ab[i].variants);
         free(c->ab[i].name);
     }
     free(c->ab);
-    free(c->source); free(c->default_model); free(c->log_level);
-    free(c->cache.path); free(c->budget.on_exceed); free(c->server.host);
+    free(c->source);
+    free(c->default_model);
+    free(c->log_level);
+    free(c->cache.path);
+    free(c->budget.on_exceed);
+    free(c->server.host);
     free_strs(c->server.api_keys, c->server.n_api_keys);
     free_strs(c->server.cors_origins, c->server.n_cors_origins);
-    free(c->storage.data_dir); free(c->storage.db); free(c->storage.models_dir);
-    free(c->engine.kv_type); free(c->streaming.granularity);
+    free(c->storage.data_dir);
+    free(c->storage.db);
+    free(c->storage.models_dir);
+    free(c->engine.kv_type);
+    free(c->streaming.granularity);
     free_strs(c->warnings, c->n_warnings);
     free(c);
 }
@@ -832,7 +942,8 @@ static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
 
 static json_t *jstrs(char **a, size_t n) {
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_string(a[i]));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(a[i]));
     return arr;
 }
 
@@ -847,56 +958,76 @@ char *cfg_to_json(const cfg_t *c) {
         json_object_set_new(jm, "backend", jstr(m->backend));
         json_object_set_new(jm, "model", jstr(m->model));
         json_object_set_new(jm, "base_url", jstr(m->base_url));
-        json_object_set_new(jm, "api_key", m->api_key ? json_string(*m->api_key ? "***" : "") : json_null());
-        if (m->api_key_env_missing) json_object_set_new(jm, "api_key_missing_env", json_string(m->api_key_env_missing));
+        json_object_set_new(jm, "api_key",
+                            m->api_key ? json_string(*m->api_key ? "***" : "") : json_null());
+        if (m->api_key_env_missing)
+            json_object_set_new(jm, "api_key_missing_env", json_string(m->api_key_env_missing));
         json_object_set_new(jm, "context_window", json_integer(m->context_window));
         json_t *price = json_object();
         if (m->price_input >= 0) json_object_set_new(price, "input", json_real(m->price_input));
         if (m->price_output >= 0) json_object_set_new(price, "output", json_real(m->price_output));
-        if (m->price_cached_input >= 0) json_object_set_new(price, "cached_input", json_real(m->price_cached_input));
+        if (m->price_cached_input >= 0)
+            json_object_set_new(price, "cached_input", json_real(m->price_cached_input));
         json_object_set_new(jm, "price", price);
         json_object_set_new(jm, "fallback", jstrs(m->fallback, m->n_fallback));
-        json_object_set_new(jm, "timeouts", json_pack("{s:i,s:i,s:i}", "connect_ms", m->connect_timeout_ms,
-                                                      "first_byte_ms", m->first_byte_timeout_ms, "idle_ms", m->idle_timeout_ms));
+        json_object_set_new(jm, "timeouts",
+                            json_pack("{s:i,s:i,s:i}", "connect_ms", m->connect_timeout_ms,
+                                      "first_byte_ms", m->first_byte_timeout_ms, "idle_ms",
+                                      m->idle_timeout_ms));
         json_t *h = json_object();
-        for (size_t k = 0; k < m->n_headers; k++) json_object_set_new(h, m->header_names[k], json_string("***"));
+        for (size_t k = 0; k < m->n_headers; k++)
+            json_object_set_new(h, m->header_names[k], json_string("***"));
         json_object_set_new(jm, "headers", h);
         json_object_set_new(models, m->name, jm);
     }
     json_object_set_new(o, "models", models);
     json_t *prompts = json_object();
-    for (size_t i = 0; i < c->n_prompts; i++) json_object_set_new(prompts, c->prompts[i].name, json_string(c->prompts[i].text));
+    for (size_t i = 0; i < c->n_prompts; i++)
+        json_object_set_new(prompts, c->prompts[i].name, json_string(c->prompts[i].text));
     json_object_set_new(o, "prompts", prompts);
     json_t *ab = json_object();
     for (size_t i = 0; i < c->n_ab; i++) {
         json_t *vars = json_array();
         for (size_t j = 0; j < c->ab[i].n_variants; j++)
-            json_array_append_new(vars, json_pack("{s:s,s:f}", "model", c->ab[i].variants[j].model, "weight", c->ab[i].variants[j].weight));
+            json_array_append_new(vars, json_pack("{s:s,s:f}", "model", c->ab[i].variants[j].model,
+                                                  "weight", c->ab[i].variants[j].weight));
         json_object_set_new(ab, c->ab[i].name, json_pack("{s:o}", "variants", vars));
     }
     json_object_set_new(o, "ab", ab);
-    json_object_set_new(o, "router", json_pack("{s:i,s:i,s:i,s:i,s:i}", "max_retries", c->router.max_retries,
-                                               "backoff_initial_ms", c->router.backoff_initial_ms, "backoff_max_ms",
-                                               c->router.backoff_max_ms, "cooldown_ms", c->router.cooldown_ms,
-                                               "failure_threshold", c->router.failure_threshold));
-    json_object_set_new(o, "cache", json_pack("{s:b,s:b,s:s,s:I,s:I}", "enabled", c->cache.enabled, "always", c->cache.always,
-                                              "path", c->cache.path, "ttl_s", (json_int_t)c->cache.ttl_s,
-                                              "max_entries", (json_int_t)c->cache.max_entries));
-    json_object_set_new(o, "budget", json_pack("{s:I,s:f,s:s}", "max_tokens_per_conversation",
-                                               (json_int_t)c->budget.max_tokens_per_conversation, "warn_ratio",
-                                               c->budget.warn_ratio, "on_exceed", c->budget.on_exceed));
+    json_object_set_new(o, "router",
+                        json_pack("{s:i,s:i,s:i,s:i,s:i}", "max_retries", c->router.max_retries,
+                                  "backoff_initial_ms", c->router.backoff_initial_ms,
+                                  "backoff_max_ms", c->router.backoff_max_ms, "cooldown_ms",
+                                  c->router.cooldown_ms, "failure_threshold",
+                                  c->router.failure_threshold));
+    json_object_set_new(o, "cache",
+                        json_pack("{s:b,s:b,s:s,s:I,s:I}", "enabled", c->cache.enabled, "always",
+                                  c->cache.always, "path", c->cache.path, "ttl_s",
+                                  (json_int_t)c->cache.ttl_s, "max_entries",
+                                  (json_int_t)c->cache.max_entries));
+    json_object_set_new(o, "budget",
+                        json_pack("{s:I,s:f,s:s}", "max_tokens_per_conversation",
+                                  (json_int_t)c->budget.max_tokens_per_conversation, "warn_ratio",
+                                  c->budget.warn_ratio, "on_exceed", c->budget.on_exceed));
     json_t *keys = json_array();
-    for (size_t i = 0; i < c->server.n_api_keys; i++) json_array_append_new(keys, json_string("***"));
-    json_object_set_new(o, "server", json_pack("{s:s,s:i,s:i,s:i,s:I,s:o,s:o}", "host", c->server.host, "port", c->server.port,
-                                               "threads", c->server.threads, "rate_limit_rpm", c->server.rate_limit_rpm,
-                                               "max_body_bytes", (json_int_t)c->server.max_body_bytes, "api_keys", keys,
-                                               "cors_origins", jstrs(c->server.cors_origins, c->server.n_cors_origins)));
-    json_object_set_new(o, "storage", json_pack("{s:s,s:s,s:s}", "data_dir", c->storage.data_dir, "db", c->storage.db,
-                                                "models_dir", c->storage.models_dir));
-    json_object_set_new(o, "engine", json_pack("{s:i,s:i,s:i,s:s,s:I}", "threads", c->engine.threads, "ctx", c->engine.ctx,
-                                               "batch_size", c->engine.batch_size, "kv_type", c->engine.kv_type,
-                                               "kv_budget_mb", (json_int_t)c->engine.kv_budget_mb));
-    json_object_set_new(o, "streaming", json_pack("{s:s}", "granularity", c->streaming.granularity));
+    for (size_t i = 0; i < c->server.n_api_keys; i++)
+        json_array_append_new(keys, json_string("***"));
+    json_object_set_new(
+        o, "server",
+        json_pack("{s:s,s:i,s:i,s:i,s:I,s:o,s:o}", "host", c->server.host, "port", c->server.port,
+                  "threads", c->server.threads, "rate_limit_rpm", c->server.rate_limit_rpm,
+                  "max_body_bytes", (json_int_t)c->server.max_body_bytes, "api_keys", keys,
+                  "cors_origins", jstrs(c->server.cors_origins, c->server.n_cors_origins)));
+    json_object_set_new(o, "storage",
+                        json_pack("{s:s,s:s,s:s}", "data_dir", c->storage.data_dir, "db",
+                                  c->storage.db, "models_dir", c->storage.models_dir));
+    json_object_set_new(o, "engine",
+                        json_pack("{s:i,s:i,s:i,s:s,s:I}", "threads", c->engine.threads, "ctx",
+                                  c->engine.ctx, "batch_size", c->engine.batch_size, "kv_type",
+                                  c->engine.kv_type, "kv_budget_mb",
+                                  (json_int_t)c->engine.kv_budget_mb));
+    json_object_set_new(o, "streaming",
+                        json_pack("{s:s}", "granularity", c->streaming.granularity));
     json_object_set_new(o, "log_level", jstr(c->log_level));
     json_object_set_new(o, "warnings", jstrs(c->warnings, c->n_warnings));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));

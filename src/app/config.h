@@ -8,9 +8,9 @@
  * no default is an error — except in a model's api_key, where it only
  * disables that model (with a warning, and an error naming the variable when
  * the model is used), so a fallback whose key is not set does not stop
- * confab from starting, as the seed's example config needs. Errors name file:line:column; wrong types are
- * errors; unknown keys are warnings (collected in cfg->warnings) so a typo
- * never passes silently and an older confab can still read a newer file.
+ * confab from starting, as the seed's example config needs. Errors name file:line:column; wrong
+ * types are errors; unknown keys are warnings (collected in cfg->warnings) so a typo never passes
+ * silently and an older confab can still read a newer file.
  *
  * The full schema with every key is documented in confab.example.yaml. The
  * seed's short form (`model: {backend, name, fallback: {...}}`) is accepted
@@ -19,22 +19,23 @@
 #ifndef CONFAB_APP_CONFIG_H
 #define CONFAB_APP_CONFIG_H
 
+#include "base/err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/err.h"
-
 typedef struct {
-    char *name;     /* key under models: (or the seed form's name) */
-    char *backend;  /* "local" | "openai" | "anthropic" | "cohere" */
-    char *model;    /* upstream model id, or for local a GGUF path / short name */
-    char *base_url; /* NULL = backend default */
-    char *api_key;  /* NULL when none; never printed */
+    char *name;                /* key under models: (or the seed form's name) */
+    char *backend;             /* "local" | "openai" | "anthropic" | "cohere" */
+    char *model;               /* upstream model id, or for local a GGUF path / short name */
+    char *base_url;            /* NULL = backend default */
+    char *api_key;             /* NULL when none; never printed */
     char *api_key_env_missing; /* api_key named an unset ${VAR}: its name, else NULL */
-    int64_t context_window;                        /* 0 = unknown / from model */
-    double price_input, price_output, price_cached_input; /* USD per 1M tokens; -1 = default table */
-    char **fallback; /* (n_fallback,) names of other models, tried in order */
+    int64_t context_window;    /* 0 = unknown / from model */
+    double price_input, price_output,
+        price_cached_input; /* USD per 1M tokens; -1 = default table */
+    char **fallback;        /* (n_fallback,) names of other models, tried in order */
     size_t n_fallback;
     int connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms;
     char **header_names, **header_values; /* (n_headers,) extra HTTP headers */

@@ -1,11 +1,11 @@
 /* cmd_config — `confab config check|show`: load the config the way every
  * command does and report what was found, warnings included. */
+#include "app/config.h"
+#include "cli/cli.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "app/config.h"
-#include "cli/cli.h"
 
 int cmd_config(int argc, char **argv) {
     const char *path = NULL, *action = NULL;
@@ -32,14 +32,16 @@ int cmd_config(int argc, char **argv) {
         fprintf(stderr, "confab: config: %s\n", err.msg);
         return 1;
     }
-    for (size_t i = 0; i < c->n_warnings; i++) fprintf(stderr, "warning: %s\n", c->warnings[i]);
+    for (size_t i = 0; i < c->n_warnings; i++)
+        fprintf(stderr, "warning: %s\n", c->warnings[i]);
     if (!strcmp(action, "show")) {
         char *j = cfg_to_json(c);
         printf("%s\n", j);
         free(j);
     } else {
-        printf("%s: ok (%zu models, %zu prompts, %zu warnings)\n", c->source ? c->source : "(built-in defaults)",
-               c->n_models, c->n_prompts, c->n_warnings);
+        printf("%s: ok (%zu models, %zu prompts, %zu warnings)\n",
+               c->source ? c->source : "(built-in defaults)", c->n_models, c->n_prompts,
+               c->n_warnings);
     }
     cfg_free(c);
     return 0;
