@@ -8,12 +8,13 @@
 #ifndef CONFAB_TESTUTIL_H
 #define CONFAB_TESTUTIL_H
 
-// clang-format off: cmocka needs these first, in this order.
-#include <cmocka.h>
+/* cmocka needs these headers first, in this order. */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
 // clang-format on
 
 /* Root of the shared test data: $CONFAB_TESTDATA or ../shared/testdata. */
