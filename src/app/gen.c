@@ -44,6 +44,7 @@ struct gen {
     atomic_bool cancel;
     gen_params params;
     uint64_t wake_gen; /* bumped by gen_wake */
+    bool had_delta;
 
     gen_registry *reg; /* for the observer; cleared when the registry goes */
 };
@@ -345,6 +346,8 @@ int64_t gen_append(gen *g, gen_ev_type type, const char *json) {
         g->cap_evs = nc;
     }
     ev->seq = g->n_evs + 1;
+    ev->first_delta = type == GEN_EV_DELTA && !g->had_delta;
+    if (type == GEN_EV_DELTA) g->had_delta = true;
     g->evs[g->n_evs++] = ev;
     if (type == GEN_EV_DONE) {
         g->state = says_cancelled ? GEN_CANCELLED : GEN_DONE;

@@ -49,6 +49,7 @@ typedef struct {
     uint64_t seq;     /* 1, 2, 3 ... within the generation */
     gen_ev_type type;
     int64_t t_ms;     /* monotonic ms since the generation started */
+    bool first_delta; /* the generation's first delta (time to first token) */
     const char *json; /* payload: a JSON object, NUL-terminated */
     size_t json_len;
 } gen_event;
