@@ -23,6 +23,9 @@
 #include "server/internal.h"
 
 #include <ctype.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,6 +686,16 @@ srv_t *srv_new(const srv_options *o, cf_err *err) {
     }
     gen_registry_set_observer(s->gens, on_gen_event, s);
 
+    /* Families that should show from the first scrape, at zero. */
+    met_gauge_set(s->met, "confab_active_streams", "Streams (SSE and WebSocket followers) now open",
+                  NULL, 0);
+    met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind", "kind=\"completion\"", 0);
+    met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind", "kind=\"prompt\"", 0);
+    met_counter_add(s->met, "confab_cache_requests_total", "Response cache lookups by result",
+                    "result=\"hit\"", 0);
+    met_counter_add(s->met, "confab_cache_requests_total", "Response cache lookups by result",
+                    "result=\"miss\"", 0);
+
     srv_route_add_flags(s, "GET", "/healthz", h_healthz, s, SRV_ROUTE_PUBLIC);
     srv_route_add(s, "GET", "/metrics", h_metrics, s);
     srv_sse_routes(s);
@@ -732,6 +745,44 @@ int srv_start(srv_t *s, cf_err *err) {
     return 0;
 }
 
+static void *stop_thread(void *p) {
+    srv_t *s = p;
+    mg_stop(s->mg);
+    atomic_store(&s->freed_mg, true);
+    return NULL;
+}
+
+/* mg_stop waits for civetweb's accept loop, which polls its sockets with a
+ * 2 s timeout; connecting to our own port wakes it at once. */
+static void stop_civetweb(srv_t *s) {
+    pthread_t t;
+    atomic_store(&s->freed_mg, false);
+    if (pthread_create(&t, NULL, stop_thread, s) != 0) {
+        mg_stop(s->mg);
+        return;
+    }
+    bool v6 = strchr(s->host, ':') != NULL;
+    const char *h = s->host;
+    if (!strcmp(h, "0.0.0.0")) h = "127.0.0.1";
+    if (!strcmp(h, "::") || !strcmp(h, "[::]")) h = "::1";
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->port);
+    struct addrinfo hints = {.ai_family = v6 ? AF_INET6 : AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(h, port, &hints, &ai) != 0) ai = NULL;
+    while (!atomic_load(&s->freed_mg)) {
+        if (ai) {
+            int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd >= 0) {
+                connect(fd, ai->ai_addr, ai->ai_addrlen);
+                close(fd);
+            }
+        }
+        clock_sleep_ms(20);
+    }
+    if (ai) freeaddrinfo(ai);
+    pthread_join(t, NULL);
+}
+
 void srv_shutdown(srv_t *s, int grace_ms) {
     if (!s->mg || atomic_exchange(&s->stopping, true)) return;
     log_info("server", "shutting down: %d stream(s) open, grace %d ms",
@@ -749,7 +800,7 @@ void srv_shutdown(srv_t *s, int grace_ms) {
         clock_sleep_ms(20);
     atomic_store(&s->hard_stop, true);
     srv_ws_close_all(s);
-    mg_stop(s->mg);
+    stop_civetweb(s);
     s->mg = NULL;
     mg_exit_library();
 }

@@ -104,7 +104,7 @@ int srv_sse_follow(srv_req *r, gen *g, uint64_t after, srv_sse_fmt fmt, void *ct
         }
         const gen_event *evs[32];
         size_t n = 0;
-        int w = gen_wait(g, after, 250, evs, 32, &n);
+        int w = gen_wait(g, after, s->o.heartbeat_ms < 250 ? s->o.heartbeat_ms : 250, evs, 32, &n);
         if (w == CF_ECLOSED) break; /* finished and everything sent */
         if (w == CF_ETIMEOUT) {
             if (clock_mono_ms() - last_write >= s->o.heartbeat_ms) {
