@@ -236,6 +236,10 @@ static void missing_or_wrong_key_gets_401_and_right_keys_pass(void **st) {
     assert_non_null(strstr(sb_str(&r.body), "incorrect API key"));
     assert_null(strstr(sb_str(&r.body), "sk-wrong")); /* never echoed */
     resp_free(&r);
+    /* Without a key, unknown routes are 401 too: nothing to probe. */
+    r = get("/v1/secret-route", NULL);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
     r = http((req_opts){.path = "/metrics", .h1 = "Authorization: Basic Zm9vOmJhcg=="});
     assert_int_equal(r.status, 401);
     resp_free(&r);
@@ -1025,6 +1029,30 @@ static void ws_set_changes_params_mid_stream_and_resume_replays_from_after(void 
     test_chat_join(&tc);
 }
 
+/* The protocol seen by independent clients: the `ws` npm package and the
+ * official `openai` package (tests/js; installed by `make deps`). */
+static void js_clients_see_the_ws_protocol_and_openai_error_shapes(void **st) {
+    (void)st;
+    if (access("tests/js/node_modules/ws", F_OK) != 0 || access("tests/js/node_modules/openai", F_OK) != 0) {
+        print_message("# SKIP: tests/js/node_modules absent (run make deps)\n");
+        skip();
+    }
+    if (tu_run("node --version >/dev/null 2>&1", NULL) != 0) {
+        print_message("# SKIP: node not found\n");
+        skip();
+    }
+    srv_t *s = start(keyed(), NULL);
+    char cmd[512], *out = NULL;
+    snprintf(cmd, sizeof cmd, "node tests/js/ws_protocol.mjs %d %s 2>&1", g_port, KEY_A);
+    int rc = tu_run(cmd, &out);
+    print_message("%s", out ? out : "");
+    assert_int_equal(rc, 0);
+    assert_null(strstr(out, "FAIL"));
+    assert_non_null(strstr(out, "ok - wrong key raises AuthenticationError"));
+    free(out);
+    srv_free(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Shutdown                                                            */
 /* ------------------------------------------------------------------ */
@@ -1229,6 +1257,7 @@ int main(void) {
         cmocka_unit_test(ws_refuses_a_missing_key_with_an_error_frame_and_close),
         cmocka_unit_test(ws_send_streams_a_reply_and_stop_cancels_it),
         cmocka_unit_test(ws_set_changes_params_mid_stream_and_resume_replays_from_after),
+        cmocka_unit_test(js_clients_see_the_ws_protocol_and_openai_error_shapes),
         cmocka_unit_test(shutdown_lets_streams_finish_then_cancels_the_rest),
         cmocka_unit_test(binary_serves_and_exits_cleanly_on_sigterm),
         cmocka_unit_test(serve_rejects_bad_flags_with_usage),

@@ -506,6 +506,22 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
             sb_append(&allow, rt->method);
         }
     }
+    /* Auth comes before 404/405 so that callers without a key learn
+     * nothing about which routes exist. */
+    char owner[20];
+    if (hit && (hit->flags & SRV_ROUTE_PUBLIC)) {
+        snprintf(owner, sizeof owner, "%s", s->keys ? "public" : s->anon_owner);
+    } else if (!srv_authenticate(s, conn, hit && (hit->flags & SRV_ROUTE_QUERY_TOKEN), owner)) {
+        sb_free(&allow);
+        reply_error_h(&r, 401, "invalid_request_error", "invalid_api_key",
+                      "WWW-Authenticate: Bearer realm=\"confab\"\r\n",
+                      header(conn, "Authorization")
+                          ? "incorrect API key provided"
+                          : "missing API key: send it as 'Authorization: Bearer <key>'");
+        goto out;
+    }
+    r.owner = owner;
+
     if (!hit) {
         if (allow.len) {
             sb_t h = {0};
@@ -523,21 +539,7 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     sb_free(&allow);
     r.route = hit->pattern;
 
-    /* Auth. */
-    char owner[20];
-    if (hit->flags & SRV_ROUTE_PUBLIC) {
-        snprintf(owner, sizeof owner, "%s", s->keys ? "public" : s->anon_owner);
-    } else if (!srv_authenticate(s, conn, hit->flags & SRV_ROUTE_QUERY_TOKEN, owner)) {
-        reply_error_h(&r, 401, "invalid_request_error", "invalid_api_key",
-                      "WWW-Authenticate: Bearer realm=\"confab\"\r\n",
-                      header(conn, "Authorization")
-                          ? "incorrect API key provided"
-                          : "missing API key: send it as 'Authorization: Bearer <key>'");
-        goto out;
-    }
-    r.owner = owner;
-
-    /* Rate limit (public routes too, keyed by their owner). */
+    /* Rate limit per owner (public routes are not limited). */
     int retry = 0;
     if (!(hit->flags & SRV_ROUTE_PUBLIC) && !srv_rate_ok(s, owner, &retry)) {
         char h[64];
