@@ -177,6 +177,31 @@ static int h_stream_and_cancel(srv_req *r, void *ctx) {
     return 0;
 }
 
+/* OpenAI-style chunks: only deltas, as chat.completion.chunk objects. */
+static int openai_fmt(void *ctx, gen *g, const gen_event *ev, sb_t *out) {
+    (void)ctx;
+    if (ev->type != GEN_EV_DELTA) return 0;
+    json_t *p = json_loads(ev->json, 0, NULL);
+    json_t *c = json_pack("{s:s, s:s, s:[{s:i, s:{s:O}}]}", "id", gen_id(g), "object",
+                          "chat.completion.chunk", "choices", "index", 0, "delta", "content",
+                          json_object_get(p, "text"));
+    char *t = json_dumps(c, JSON_COMPACT);
+    sb_append(out, t);
+    free(t);
+    json_decref(c);
+    json_decref(p);
+    return 1;
+}
+
+static int h_openai_stream(srv_req *r, void *ctx) {
+    stream_ctx *sc = ctx;
+    srv_sse_start(r);
+    sc->rc = srv_sse_follow(r, sc->g, 0, openai_fmt, NULL);
+    if (sc->rc == 0) srv_sse_done(r);
+    srv_sse_end(r);
+    return 0;
+}
+
 static srv_t *start(srv_options o, stream_ctx *sc) {
     cf_err err = {0};
     if (!o.heartbeat_ms) o.heartbeat_ms = 200;
@@ -184,6 +209,7 @@ static srv_t *start(srv_options o, stream_ctx *sc) {
     if (!s) fail_msg("srv_new: %s", err.msg);
     assert_int_equal(srv_route_add(s, "POST", "/test/echo", h_echo, NULL), 0);
     if (sc) assert_int_equal(srv_route_add(s, "GET", "/test/stream", h_stream_and_cancel, sc), 0);
+    if (sc) assert_int_equal(srv_route_add(s, "GET", "/test/openai", h_openai_stream, sc), 0);
     assert_int_equal(srv_start(s, &err), 0);
     g_port = srv_port(s);
     assert_true(g_port > 0);
@@ -683,6 +709,30 @@ static void client_disconnect_is_reported_to_the_handler_which_cancels(void **st
     srv_free(s);
 }
 
+static void sse_follow_with_a_custom_format_ends_with_done_marker(void **st) {
+    (void)st;
+    stream_ctx sc = {0};
+    srv_t *s = start((srv_options){0}, &sc);
+    sc.g = gen_start(srv_gens(s), "local", NULL, NULL);
+    gen_info(sc.g, "cached", "served from the response cache");
+    gen_delta(sc.g, "Hel", 3);
+    gen_delta(sc.g, "lo", 2);
+    gen_done(sc.g, "stop", "m", "local", true);
+    resp r = get("/test/openai", NULL);
+    assert_int_equal(r.status, 200);
+    const char *b = sb_str(&r.body);
+    assert_non_null(strstr(b, "data: {\"id\":"));
+    assert_non_null(strstr(b, "\"object\":\"chat.completion.chunk\""));
+    assert_non_null(strstr(b, "\"delta\":{\"content\":\"lo\"}"));
+    assert_null(strstr(b, "cached")); /* skipped by the format */
+    size_t n = strlen(b);
+    assert_true(n > 14);
+    assert_string_equal(b + n - 14, "data: [DONE]\n\n");
+    resp_free(&r);
+    gen_unref(sc.g);
+    srv_free(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* WebSocket                                                           */
 /* ------------------------------------------------------------------ */
@@ -1019,6 +1069,24 @@ static void ws_set_changes_params_mid_stream_and_resume_replays_from_after(void 
         assert_int_equal(json_integer_value(json_object_get(j, "seq")), want);
         json_decref(j);
     }
+    /* By session: the session's current generation. */
+    ws_say(c, "{\"op\":\"resume\",\"session_id\":\"s-new\",\"after\":1000000}");
+    j = ws_next_type(&w, "error"); /* past the end of the finished one */
+    assert_non_null(strstr(jstr(j, "message"), "past the last event"));
+    json_decref(j);
+    snprintf(msg, sizeof msg, "{\"op\":\"resume\",\"session_id\":\"s-new\",\"after\":%llu}",
+             (unsigned long long)(last - 1));
+    ws_say(c, msg);
+    j = ws_next_type(&w, "ack");
+    assert_string_equal(jstr(j, "generation_id"), gid);
+    json_decref(j);
+    j = ws_next(&w);
+    assert_string_equal(jstr(j, "type"), "done");
+    json_decref(j);
+    ws_say(c, "{\"op\":\"resume\",\"session_id\":\"nobody\"}");
+    j = ws_next_type(&w, "error");
+    assert_string_equal(jstr(j, "kind"), "not_found");
+    json_decref(j);
     snprintf(msg, sizeof msg, "{\"op\":\"resume\",\"generation_id\":\"%s\",\"after\":-1}", gid);
     ws_say(c, msg);
     j = ws_next_type(&w, "error");
@@ -1253,6 +1321,7 @@ int main(void) {
         cmocka_unit_test(sse_resumes_after_last_event_id_and_follows_live),
         cmocka_unit_test(sse_sends_heartbeats_while_the_generation_is_quiet),
         cmocka_unit_test(client_disconnect_is_reported_to_the_handler_which_cancels),
+        cmocka_unit_test(sse_follow_with_a_custom_format_ends_with_done_marker),
         cmocka_unit_test(ws_bad_messages_get_error_frames_and_the_connection_stays),
         cmocka_unit_test(ws_refuses_a_missing_key_with_an_error_frame_and_close),
         cmocka_unit_test(ws_send_streams_a_reply_and_stop_cancels_it),

@@ -48,7 +48,7 @@ typedef struct {
     int heartbeat_ms;      /* SSE comment / idle interval; <= 0 = 15000 */
     gen_registry *gens;    /* borrowed; NULL = the server makes its own */
     const char *default_model; /* passed through to the chat hook; may be NULL */
-    const char *data_dir;  /* shown by /healthz; may be NULL */
+    const char *data_dir;  /* for the chat service (not used by the server); may be NULL */
 } srv_options;
 
 /* Fills O from the config's server section (strings borrowed from C). */
@@ -151,6 +151,8 @@ int srv_sse_start(srv_req *r);
 int srv_sse_event(srv_req *r, uint64_t id, const char *event, const char *data, size_t len);
 /* Sends a comment line (": TEXT"): a heartbeat that detects a gone client. */
 int srv_sse_comment(srv_req *r, const char *text);
+/* Sends "data: [DONE]", the end marker of OpenAI-style streams. */
+int srv_sse_done(srv_req *r);
 /* Ends the response (last chunk). */
 int srv_sse_end(srv_req *r);
 

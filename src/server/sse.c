@@ -67,6 +67,8 @@ int srv_sse_comment(srv_req *r, const char *text) {
     return rc;
 }
 
+int srv_sse_done(srv_req *r) { return send_chunk(r, "data: [DONE]\n\n", 14); }
+
 int srv_sse_end(srv_req *r) { return mg_send_chunk(r->conn, "", 0) >= 0 ? 0 : CF_ECLOSED; }
 
 void srv_gen_frame(gen *g, const gen_event *ev, sb_t *out) {

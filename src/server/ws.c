@@ -298,7 +298,20 @@ static void op_resume(ws_conn *wc, json_t *msg, const json_t *ref) {
     json_t *ja = json_object_get(msg, "after");
     if (ja && (!json_is_integer(ja) || json_integer_value(ja) < 0))
         return ws_error(wc, ref, "bad_request", "after must be a non-negative integer");
-    gen *g = op_gen(wc, msg, ref);
+    gen *g = NULL;
+    const char *sid = json_string_value(json_object_get(msg, "session_id"));
+    if (sid && !json_object_get(msg, "generation_id")) {
+        /* A client that knows only its session (a reloaded page) picks up
+         * the session's current generation. */
+        g = gen_for_session(wc->s->gens, sid);
+        if (g && strcmp(gen_owner(g), wc->owner)) {
+            gen_unref(g);
+            g = NULL;
+        }
+        if (!g) return ws_error(wc, ref, "not_found", "session %s has no recent generation", sid);
+    } else {
+        g = op_gen(wc, msg, ref);
+    }
     if (!g) return;
     uint64_t after = ja ? (uint64_t)json_integer_value(ja) : 0;
     if (after > gen_last_seq(g) && gen_get_state(g) != GEN_RUNNING) {
