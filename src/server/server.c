@@ -563,6 +563,19 @@ out:
     return r.status ? r.status : 500;
 }
 
+/* Errors civetweb answers itself (malformed request line, headers over
+ * max_request_size ...) get our JSON shape too. Returns 0 when sent. */
+static int on_http_error(struct mg_connection *conn, int status, const char *errmsg) {
+    srv_t *s = mg_get_user_data(mg_get_context(conn));
+    srv_req r = {.srv = s, .conn = conn, .method = "GET", .path = ""};
+    const char *why = status == 400 ? "the request is malformed or its headers exceed 16 KiB"
+                                    : (errmsg && *errmsg ? errmsg : "the request was rejected");
+    return srv_reply_error(&r, status, status >= 500 ? "server_error" : "invalid_request_error",
+                           status == 400 ? "malformed_request" : NULL, NULL, "%s", why) == 0
+               ? 0
+               : 1;
+}
+
 static int on_log(const struct mg_connection *conn, const char *message) {
     (void)conn;
     log_warn("civetweb", "%s", message);
@@ -732,6 +745,7 @@ int srv_start(srv_t *s, cf_err *err) {
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.log_message = on_log;
+    cb.http_error = on_http_error;
     mg_init_library(0);
     s->started_ns = clock_mono_ns();
     s->mg = mg_start(&cb, s, opts);
