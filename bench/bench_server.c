@@ -178,8 +178,8 @@ static void event_log(int nsub, int n) {
     double ms = clock_mono_ms() - t0;
     for (int i = 0; i < nsub; i++)
         pthread_join(t[i], NULL);
-    printf("%-28s subscribers=%d  %d appends in %.1f ms  %.2f us/append  each saw %ld\n", "event log",
-           nsub, n, ms, ms * 1000 / n, nsub ? ss[0].seen : 0L);
+    printf("%-28s subscribers=%d  %d appends in %.1f ms  %.2f us/append  each saw %ld\n",
+           "event log", nsub, n, ms, ms * 1000 / n, nsub ? ss[0].seen : 0L);
     free(ss);
     free(t);
     gen_unref(g);

@@ -126,7 +126,9 @@ static resp http(req_opts o) {
     return r;
 }
 
-static resp get(const char *path, const char *key) { return http((req_opts){.path = path, .key = key}); }
+static resp get(const char *path, const char *key) {
+    return http((req_opts){.path = path, .key = key});
+}
 
 /* Parses an OpenAI-shaped error body; returns its code (static copy). */
 static const char *err_code(const resp *r) {
@@ -172,8 +174,10 @@ static int h_stream_and_cancel(srv_req *r, void *ctx) {
     stream_ctx *sc = ctx;
     srv_sse_start(r);
     sc->rc = srv_sse_follow(r, sc->g, 0, NULL, NULL);
-    if (sc->rc == CF_ECLOSED) gen_cancel(sc->g);
-    else srv_sse_end(r);
+    if (sc->rc == CF_ECLOSED)
+        gen_cancel(sc->g);
+    else
+        srv_sse_end(r);
     return 0;
 }
 
@@ -397,7 +401,10 @@ static void bad_and_too_deep_json_get_400_with_a_clear_message(void **st) {
     assert_non_null(strstr(sb_str(&r.body), "deeper than 64"));
     resp_free(&r);
     /* Brackets inside strings do not count. */
-    r = http((req_opts){.method = "POST", .path = "/test/echo", .body = "{\"s\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"\"}"});
+    r = http((req_opts){.method = "POST",
+                        .path = "/test/echo",
+                        .body = "{\"s\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                                "[[[[[[[[[[[[\\\"\"}"});
     assert_int_equal(r.status, 200);
     resp_free(&r);
     r = http((req_opts){.method = "POST", .path = "/test/echo", .body = ""});
@@ -464,7 +471,9 @@ static void static_ui_is_served_with_type_etag_and_304(void **st) {
 static void cors_is_off_by_default_and_answers_preflight_when_configured(void **st) {
     (void)st;
     srv_t *s = start((srv_options){0}, NULL);
-    resp r = http((req_opts){.method = "OPTIONS", .path = "/test/echo", .h1 = "Origin: https://evil.example",
+    resp r = http((req_opts){.method = "OPTIONS",
+                             .path = "/test/echo",
+                             .h1 = "Origin: https://evil.example",
                              .h2 = "Access-Control-Request-Method: POST"});
     assert_null(hdr(&r, "Access-Control-Allow-Origin"));
     assert_int_equal(r.status, 405);
@@ -473,18 +482,23 @@ static void cors_is_off_by_default_and_answers_preflight_when_configured(void **
 
     const char *origins[] = {"https://app.example"};
     s = start((srv_options){.cors_origins = origins, .n_cors_origins = 1}, NULL);
-    r = http((req_opts){.method = "OPTIONS", .path = "/test/echo", .h1 = "Origin: https://app.example",
+    r = http((req_opts){.method = "OPTIONS",
+                        .path = "/test/echo",
+                        .h1 = "Origin: https://app.example",
                         .h2 = "Access-Control-Request-Method: POST"});
     assert_int_equal(r.status, 204);
     assert_string_equal(hdr(&r, "Access-Control-Allow-Origin"), "https://app.example");
     assert_non_null(strstr(hdr(&r, "Access-Control-Allow-Headers"), "Authorization"));
     resp_free(&r);
-    r = http((req_opts){.method = "OPTIONS", .path = "/test/echo", .h1 = "Origin: https://evil.example",
+    r = http((req_opts){.method = "OPTIONS",
+                        .path = "/test/echo",
+                        .h1 = "Origin: https://evil.example",
                         .h2 = "Access-Control-Request-Method: POST"});
     assert_int_equal(r.status, 403);
     assert_null(hdr(&r, "Access-Control-Allow-Origin"));
     resp_free(&r);
-    r = http((req_opts){.method = "POST", .path = "/test/echo", .body = "{}", .h1 = "Origin: https://app.example"});
+    r = http((req_opts){
+        .method = "POST", .path = "/test/echo", .body = "{}", .h1 = "Origin: https://app.example"});
     assert_int_equal(r.status, 200);
     assert_string_equal(hdr(&r, "Access-Control-Allow-Origin"), "https://app.example");
     resp_free(&r);
@@ -543,10 +557,13 @@ static void metrics_are_prometheus_text_and_count_requests_tokens_and_ttft(void 
     const char *t = sb_str(&r.body);
     assert_true(prometheus_text_ok(t));
     assert_non_null(strstr(t, "# TYPE confab_http_requests_total counter"));
-    assert_non_null(strstr(t, "confab_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1\n"));
-    assert_non_null(strstr(t, "confab_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n"));
+    assert_non_null(strstr(
+        t, "confab_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1\n"));
+    assert_non_null(strstr(
+        t, "confab_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n"));
     assert_non_null(strstr(t, "# TYPE confab_http_request_duration_seconds histogram"));
-    assert_non_null(strstr(t, "confab_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1\n"));
+    assert_non_null(strstr(
+        t, "confab_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1\n"));
     assert_non_null(strstr(t, "confab_tokens_total{kind=\"completion\"} 7\n"));
     assert_non_null(strstr(t, "confab_time_to_first_token_seconds_count 1\n"));
     assert_non_null(strstr(t, "confab_cache_requests_total{result=\"miss\"} 2\n"));
@@ -771,8 +788,10 @@ static struct mg_connection *ws_open(ws_client *w, const char *key) {
     w->frames = queue_new(1024);
     atomic_init(&w->closed, 0);
     char path[256], ebuf[256];
-    if (key) snprintf(path, sizeof path, "/ws?access_token=%s", key);
-    else snprintf(path, sizeof path, "/ws");
+    if (key)
+        snprintf(path, sizeof path, "/ws?access_token=%s", key);
+    else
+        snprintf(path, sizeof path, "/ws");
     struct mg_connection *c = mg_connect_websocket_client("127.0.0.1", g_port, 0, ebuf, sizeof ebuf,
                                                           path, NULL, ws_on_data, ws_on_close, w);
     if (!c) fail_msg("websocket connect: %s", ebuf);
@@ -813,7 +832,9 @@ static void ws_close_client(struct mg_connection *c, ws_client *w) {
     queue_free(w->frames);
 }
 
-static const char *jstr(json_t *j, const char *k) { return json_string_value(json_object_get(j, k)); }
+static const char *jstr(json_t *j, const char *k) {
+    return json_string_value(json_object_get(j, k));
+}
 
 /* A chat hook for tests: starts a generation and a producer thread that
  * writes N deltas, reporting parameter changes as info events and
@@ -1049,8 +1070,10 @@ static void ws_set_changes_params_mid_stream_and_resume_replays_from_after(void 
     j = ws_next_type(&w, "error");
     assert_non_null(strstr(jstr(j, "message"), "temperature"));
     json_decref(j);
-    snprintf(msg, sizeof msg,
-             "{\"op\":\"set\",\"generation_id\":\"%s\",\"temperature\":0.25,\"granularity\":\"word\"}", gid);
+    snprintf(
+        msg, sizeof msg,
+        "{\"op\":\"set\",\"generation_id\":\"%s\",\"temperature\":0.25,\"granularity\":\"word\"}",
+        gid);
     ws_say(c, msg);
     j = ws_next_type(&w, "ack");
     json_t *p = json_object_get(j, "params");
@@ -1112,7 +1135,8 @@ static void ws_set_changes_params_mid_stream_and_resume_replays_from_after(void 
  * official `openai` package (tests/js; installed by `make deps`). */
 static void js_clients_see_the_ws_protocol_and_openai_error_shapes(void **st) {
     (void)st;
-    if (access("tests/js/node_modules/ws", F_OK) != 0 || access("tests/js/node_modules/openai", F_OK) != 0) {
+    if (access("tests/js/node_modules/ws", F_OK) != 0 ||
+        access("tests/js/node_modules/openai", F_OK) != 0) {
         print_message("# SKIP: tests/js/node_modules absent (run make deps)\n");
         skip();
     }

@@ -108,8 +108,10 @@ static size_t sweep_locked(gen_registry *r, gen **drop) {
         bool expired = g->state != GEN_RUNNING && now - g->finished_ns >= ttl;
         if (expired) g->reg = NULL;
         pthread_mutex_unlock(&g->mu);
-        if (expired) drop[dropped++] = g;
-        else r->gens[kept++] = g;
+        if (expired)
+            drop[dropped++] = g;
+        else
+            r->gens[kept++] = g;
     }
     r->n = kept;
     return dropped;
@@ -381,7 +383,8 @@ int64_t gen_delta(gen *g, const char *text, size_t n) {
     return r;
 }
 
-int64_t gen_usage(gen *g, int64_t prompt_tokens, int64_t completion_tokens, double cost, bool estimated) {
+int64_t gen_usage(gen *g, int64_t prompt_tokens, int64_t completion_tokens, double cost,
+                  bool estimated) {
     sb_t s = {0};
     sb_printf(&s, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld",
               (long long)prompt_tokens, (long long)completion_tokens,
@@ -397,8 +400,10 @@ static void kv_str(sb_t *s, const char *key, const char *val, bool comma) {
     if (comma) sb_putc(s, ',');
     sb_append_json_str(s, key, strlen(key));
     sb_putc(s, ':');
-    if (val) sb_append_json_str(s, val, strlen(val));
-    else sb_append(s, "null");
+    if (val)
+        sb_append_json_str(s, val, strlen(val));
+    else
+        sb_append(s, "null");
 }
 
 int64_t gen_info(gen *g, const char *kind, const char *message) {
@@ -412,7 +417,8 @@ int64_t gen_info(gen *g, const char *kind, const char *message) {
     return r;
 }
 
-int64_t gen_done(gen *g, const char *finish_reason, const char *model, const char *provider, bool cached) {
+int64_t gen_done(gen *g, const char *finish_reason, const char *model, const char *provider,
+                 bool cached) {
     sb_t s = {0};
     sb_putc(&s, '{');
     kv_str(&s, "finish_reason", finish_reason, false);
@@ -480,7 +486,8 @@ int gen_set_params(gen *g, const gen_params *p, cf_err *err) {
         g->params.has_top_p = true;
         g->params.top_p = p->top_p;
     }
-    if (p->granularity[0]) snprintf(g->params.granularity, sizeof g->params.granularity, "%s", p->granularity);
+    if (p->granularity[0])
+        snprintf(g->params.granularity, sizeof g->params.granularity, "%s", p->granularity);
     g->params.version++;
     pthread_mutex_unlock(&g->mu);
     return 0;

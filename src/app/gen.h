@@ -46,7 +46,7 @@ typedef enum { GEN_RUNNING = 0, GEN_DONE, GEN_CANCELLED, GEN_ERROR } gen_state;
 typedef enum { GEN_EV_DELTA = 0, GEN_EV_USAGE, GEN_EV_INFO, GEN_EV_DONE, GEN_EV_ERROR } gen_ev_type;
 
 typedef struct {
-    uint64_t seq;     /* 1, 2, 3 ... within the generation */
+    uint64_t seq; /* 1, 2, 3 ... within the generation */
     gen_ev_type type;
     int64_t t_ms;     /* monotonic ms since the generation started */
     bool first_delta; /* the generation's first delta (time to first token) */
@@ -57,10 +57,10 @@ typedef struct {
 /* Sampling overrides a client may change while a reply streams. */
 typedef struct {
     bool has_temperature, has_top_p;
-    double temperature; /* [0, 2] */
-    double top_p;       /* (0, 1] */
+    double temperature;   /* [0, 2] */
+    double top_p;         /* (0, 1] */
     char granularity[16]; /* "token" | "word" | "sentence"; "" = unchanged */
-    uint64_t version;   /* bumped by every successful gen_set_params */
+    uint64_t version;     /* bumped by every successful gen_set_params */
 } gen_params;
 
 typedef struct gen gen;
@@ -110,8 +110,8 @@ void gen_unref(gen *g);
 
 /* ---- accessors (immutable after gen_start; strings live as long as G) ---- */
 const char *gen_id(const gen *g);
-const char *gen_owner(const gen *g);      /* "" when none */
-const char *gen_session(const gen *g);    /* "" when none */
+const char *gen_owner(const gen *g);   /* "" when none */
+const char *gen_session(const gen *g); /* "" when none */
 gen_state gen_get_state(gen *g);
 /* Sequence number of the last event (0 when none yet). */
 uint64_t gen_last_seq(gen *g);
@@ -130,9 +130,11 @@ int64_t gen_append(gen *g, gen_ev_type type, const char *json);
 /* Conveniences that build the payload. TEXT may hold any bytes that are
  * valid UTF-8; N is its length. COST < 0 leaves it out. */
 int64_t gen_delta(gen *g, const char *text, size_t n);
-int64_t gen_usage(gen *g, int64_t prompt_tokens, int64_t completion_tokens, double cost, bool estimated);
+int64_t gen_usage(gen *g, int64_t prompt_tokens, int64_t completion_tokens, double cost,
+                  bool estimated);
 int64_t gen_info(gen *g, const char *kind, const char *message);
-int64_t gen_done(gen *g, const char *finish_reason, const char *model, const char *provider, bool cached);
+int64_t gen_done(gen *g, const char *finish_reason, const char *model, const char *provider,
+                 bool cached);
 int64_t gen_error(gen *g, const char *kind, const char *message);
 
 /* True once gen_cancel was called: the producer polls this every step and

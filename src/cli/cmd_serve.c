@@ -61,19 +61,27 @@ int cmd_serve(int argc, char **argv) {
         const char **sval = NULL;
         long *ival = NULL;
         long lo = 0, hi = 0;
-        if (!strcmp(a, "--host")) sval = &host;
-        else if (!strcmp(a, "--data")) sval = &data;
-        else if (!strcmp(a, "--config")) sval = &cfg_path;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) sval = &model;
-        else if (!strcmp(a, "--port")) ival = &port, lo = 0, hi = 65535;
-        else if (!strcmp(a, "--shutdown-grace")) ival = &grace_s, lo = 0, hi = 3600;
+        if (!strcmp(a, "--host"))
+            sval = &host;
+        else if (!strcmp(a, "--data"))
+            sval = &data;
+        else if (!strcmp(a, "--config"))
+            sval = &cfg_path;
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            sval = &model;
+        else if (!strcmp(a, "--port"))
+            ival = &port, lo = 0, hi = 65535;
+        else if (!strcmp(a, "--shutdown-grace"))
+            ival = &grace_s, lo = 0, hi = 3600;
         else if (!strcmp(a, "--insecure-no-auth")) {
             insecure = true;
             continue;
-        } else return cli_usage_error("serve", "unknown option '%s'", a);
+        } else
+            return cli_usage_error("serve", "unknown option '%s'", a);
         if (i + 1 >= argc) return cli_usage_error("serve", "%s needs a value", a);
         const char *v = argv[++i];
-        if (sval) *sval = v;
+        if (sval)
+            *sval = v;
         else if (parse_int(v, lo, hi, ival) != 0)
             return cli_usage_error("serve", "%s must be an integer from %ld to %ld", a, lo, hi);
     }
@@ -93,7 +101,8 @@ int cmd_serve(int argc, char **argv) {
     if (port >= 0) o.port = (int)port;
     if (model) o.default_model = model;
     o.insecure_no_auth = insecure;
-    if (!data) data = cfg->storage.data_dir && *cfg->storage.data_dir ? cfg->storage.data_dir : "./data";
+    if (!data)
+        data = cfg->storage.data_dir && *cfg->storage.data_dir ? cfg->storage.data_dir : "./data";
     o.data_dir = data;
 
     int rc = 1;
@@ -125,10 +134,9 @@ int cmd_serve(int argc, char **argv) {
     log_info("serve", "listening on %s:%d", h, srv_port(s));
 
     int sig = 0;
-    while (sigwait(&set, &sig) != 0) {
-    }
-    printf("confab: %s received, shutting down (grace %ld s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
-           grace_s);
+    while (sigwait(&set, &sig) != 0) {}
+    printf("confab: %s received, shutting down (grace %ld s)\n",
+           sig == SIGINT ? "SIGINT" : "SIGTERM", grace_s);
     fflush(stdout);
     srv_shutdown(s, (int)(grace_s * 1000));
     printf("confab: stopped\n");

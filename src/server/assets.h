@@ -6,9 +6,9 @@
 #define CONFAB_SERVER_ASSETS_H
 
 typedef struct {
-    const char *path;  /* URL path, e.g. "/index.html" */
-    const char *mime;  /* Content-Type */
-    const char *etag;  /* strong ETag, quotes included */
+    const char *path;          /* URL path, e.g. "/index.html" */
+    const char *mime;          /* Content-Type */
+    const char *etag;          /* strong ETag, quotes included */
     const unsigned char *data; /* (len,) */
     unsigned long len;
 } srv_asset;

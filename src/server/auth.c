@@ -57,14 +57,16 @@ srv_keys *srv_keys_new(const char *const *keys, size_t n, cf_err *err) {
             const char *h = s + 7;
             if (strlen(h) != 64) {
                 srv_keys_free(k);
-                cf_seterr(err, CF_EINVAL, "server.api_keys[%zu]: a sha256: key needs 64 hex digits", i);
+                cf_seterr(err, CF_EINVAL, "server.api_keys[%zu]: a sha256: key needs 64 hex digits",
+                          i);
                 return NULL;
             }
             for (int b = 0; b < 32; b++) {
                 int hi = hexval((unsigned char)h[2 * b]), lo = hexval((unsigned char)h[2 * b + 1]);
                 if (hi < 0 || lo < 0) {
                     srv_keys_free(k);
-                    cf_seterr(err, CF_EINVAL, "server.api_keys[%zu]: a sha256: key needs 64 hex digits", i);
+                    cf_seterr(err, CF_EINVAL,
+                              "server.api_keys[%zu]: a sha256: key needs 64 hex digits", i);
                     return NULL;
                 }
                 k->hash[i][b] = (unsigned char)(hi << 4 | lo);

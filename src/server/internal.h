@@ -38,9 +38,9 @@ struct srv {
     srv_route *routes; /* (nroutes,) fixed once started */
     size_t nroutes, cap_routes;
 
-    srv_keys *keys;      /* NULL when no keys configured */
+    srv_keys *keys;         /* NULL when no keys configured */
     const char *anon_owner; /* owner id when no keys: "local" or "insecure" */
-    srv_ratelimit *rl;   /* NULL = unlimited */
+    srv_ratelimit *rl;      /* NULL = unlimited */
 
     gen_registry *gens;
     bool own_gens;

@@ -17,10 +17,10 @@ typedef enum { MET_COUNTER, MET_GAUGE, MET_HIST } met_type;
 
 typedef struct {
     char *labels;
-    double value;    /* counter / gauge */
-    double sum;      /* histogram */
-    uint64_t count;  /* histogram */
-    uint64_t *le;    /* (nb,) histogram: per-bucket (non-cumulative) counts */
+    double value;   /* counter / gauge */
+    double sum;     /* histogram */
+    uint64_t count; /* histogram */
+    uint64_t *le;   /* (nb,) histogram: per-bucket (non-cumulative) counts */
 } met_series;
 
 typedef struct {
@@ -39,7 +39,7 @@ struct met_registry {
 };
 
 const double met_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                      0.5,   1,      2.5,   5,    10,    30,    60};
+                                      0.5,   1,      2.5,   5,    10,    30,   60};
 const size_t met_n_latency_buckets = sizeof met_latency_buckets / sizeof met_latency_buckets[0];
 
 met_registry *met_new(void) {
@@ -81,7 +81,8 @@ static char *xstrdup(const char *s) {
 /* Finds or creates the family and series; caller holds m->mu. Returns NULL
  * when NAME exists with another type. */
 static met_series *series_in(met_registry *m, const char *name, const char *help, met_type t,
-                             const double *bounds, size_t nb, const char *labels, met_family **fout) {
+                             const double *bounds, size_t nb, const char *labels,
+                             met_family **fout) {
     if (!labels) labels = "";
     met_family *f = NULL;
     for (size_t i = 0; i < m->nf; i++)
@@ -127,7 +128,8 @@ static met_series *series(met_registry *m, const char *name, const char *help, m
     return series_in(m, name, help, t, bounds, nb, labels, NULL);
 }
 
-void met_counter_add(met_registry *m, const char *name, const char *help, const char *labels, double v) {
+void met_counter_add(met_registry *m, const char *name, const char *help, const char *labels,
+                     double v) {
     if (!m || v < 0) return;
     pthread_mutex_lock(&m->mu);
     met_series *s = series(m, name, help, MET_COUNTER, NULL, 0, labels);
@@ -135,7 +137,8 @@ void met_counter_add(met_registry *m, const char *name, const char *help, const 
     pthread_mutex_unlock(&m->mu);
 }
 
-void met_gauge_set(met_registry *m, const char *name, const char *help, const char *labels, double v) {
+void met_gauge_set(met_registry *m, const char *name, const char *help, const char *labels,
+                   double v) {
     if (!m) return;
     pthread_mutex_lock(&m->mu);
     met_series *s = series(m, name, help, MET_GAUGE, NULL, 0, labels);
@@ -143,7 +146,8 @@ void met_gauge_set(met_registry *m, const char *name, const char *help, const ch
     pthread_mutex_unlock(&m->mu);
 }
 
-void met_gauge_add(met_registry *m, const char *name, const char *help, const char *labels, double v) {
+void met_gauge_add(met_registry *m, const char *name, const char *help, const char *labels,
+                   double v) {
     if (!m) return;
     pthread_mutex_lock(&m->mu);
     met_series *s = series(m, name, help, MET_GAUGE, NULL, 0, labels);
@@ -244,10 +248,14 @@ void met_labels(sb_t *out, ...) {
         sb_append(out, k);
         sb_append(out, "=\"");
         for (const char *p = v ? v : ""; *p; p++) {
-            if (*p == '\\') sb_append(out, "\\\\");
-            else if (*p == '"') sb_append(out, "\\\"");
-            else if (*p == '\n') sb_append(out, "\\n");
-            else sb_putc(out, *p);
+            if (*p == '\\')
+                sb_append(out, "\\\\");
+            else if (*p == '"')
+                sb_append(out, "\\\"");
+            else if (*p == '\n')
+                sb_append(out, "\\n");
+            else
+                sb_putc(out, *p);
         }
         sb_putc(out, '"');
     }

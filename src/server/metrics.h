@@ -21,10 +21,13 @@ met_registry *met_new(void);
 void met_free(met_registry *m);
 
 /* Adds V (>= 0) to a counter. LABELS may be NULL or "" for none. */
-void met_counter_add(met_registry *m, const char *name, const char *help, const char *labels, double v);
+void met_counter_add(met_registry *m, const char *name, const char *help, const char *labels,
+                     double v);
 /* Sets / adds to a gauge. */
-void met_gauge_set(met_registry *m, const char *name, const char *help, const char *labels, double v);
-void met_gauge_add(met_registry *m, const char *name, const char *help, const char *labels, double v);
+void met_gauge_set(met_registry *m, const char *name, const char *help, const char *labels,
+                   double v);
+void met_gauge_add(met_registry *m, const char *name, const char *help, const char *labels,
+                   double v);
 /* Records V in a histogram whose upper bounds are BUCKETS (ascending, NB of
  * them; +Inf is implicit). The bounds given on first use win. */
 void met_hist_observe(met_registry *m, const char *name, const char *help, const double *buckets,

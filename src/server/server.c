@@ -24,12 +24,12 @@
 
 #include <ctype.h>
 #include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -75,11 +75,14 @@ bool srv_json_depth_ok(const char *s, size_t n, int max) {
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = false;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
             continue;
         }
-        if (c == '"') in_str = true;
+        if (c == '"')
+            in_str = true;
         else if (c == '{' || c == '[') {
             if (++depth > max) return false;
         } else if (c == '}' || c == ']') {
@@ -118,7 +121,7 @@ void srv_metrics_cache(srv_t *s, bool hit) {
 
 void srv_metrics_provider_error(srv_t *s, const char *provider) {
     sb_t l = {0};
-    met_labels(&l, "provider", provider ? provider : "unknown", NULL);
+    met_labels(&l, "provider", provider ? provider : "unknown", (const char *)NULL);
     met_counter_add(s->met, "confab_provider_errors_total", "Errors from providers", l.data, 1);
     sb_free(&l);
 }
@@ -134,7 +137,8 @@ static const char *header(const struct mg_connection *conn, const char *name) {
     return NULL;
 }
 
-bool srv_authenticate(srv_t *s, const struct mg_connection *conn, bool allow_query, char owner[20]) {
+bool srv_authenticate(srv_t *s, const struct mg_connection *conn, bool allow_query,
+                      char owner[20]) {
     if (!s->keys) {
         snprintf(owner, 20, "%s", s->anon_owner);
         return true;
@@ -177,7 +181,8 @@ bool srv_rate_ok(srv_t *s, const char *owner, int *retry_s) {
 const char *srv_req_param(const srv_req *r, const char *name) {
     size_t n = strlen(name);
     for (size_t i = 0; i < r->np; i++) /* pnames are "{name}" */
-        if (strlen(r->pnames[i]) == n + 2 && !strncmp(r->pnames[i] + 1, name, n)) return r->pvals[i];
+        if (strlen(r->pnames[i]) == n + 2 && !strncmp(r->pnames[i] + 1, name, n))
+            return r->pvals[i];
     return NULL;
 }
 
@@ -244,7 +249,8 @@ int srv_reply(srv_req *r, int status, const char *content_type, const void *body
 int srv_reply_json(srv_req *r, int status, const json_t *j) {
     char *txt = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (!txt) return srv_reply_error(r, 500, "server_error", NULL, NULL, "could not encode JSON");
-    int rc = srv_reply(r, status, "application/json", txt, strlen(txt), "Cache-Control: no-store\r\n");
+    int rc =
+        srv_reply(r, status, "application/json", txt, strlen(txt), "Cache-Control: no-store\r\n");
     free(txt);
     return rc;
 }
@@ -258,11 +264,15 @@ static int reply_error_extra(srv_req *r, int status, const char *type, const cha
     sb_append(&body, ",\"type\":");
     sb_append_json_str(&body, type, strlen(type));
     sb_append(&body, ",\"param\":");
-    if (param) sb_append_json_str(&body, param, strlen(param));
-    else sb_append(&body, "null");
+    if (param)
+        sb_append_json_str(&body, param, strlen(param));
+    else
+        sb_append(&body, "null");
     sb_append(&body, ",\"code\":");
-    if (code) sb_append_json_str(&body, code, strlen(code));
-    else sb_append(&body, "null");
+    if (code)
+        sb_append_json_str(&body, code, strlen(code));
+    else
+        sb_append(&body, "null");
     sb_append(&body, "}}");
     sb_t hdr = {0};
     sb_append(&hdr, "Cache-Control: no-store\r\n");
@@ -284,7 +294,8 @@ int srv_reply_error(srv_req *r, int status, const char *type, const char *code, 
 }
 
 static int reply_error_h(srv_req *r, int status, const char *type, const char *code,
-                         const char *extra, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+                         const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 static int reply_error_h(srv_req *r, int status, const char *type, const char *code,
                          const char *extra, const char *fmt, ...) {
     va_list ap;
@@ -396,7 +407,8 @@ static bool route_match(const srv_route *rt, const char *path, srv_req *r) {
 
 static bool origin_allowed(srv_t *s, const char *origin) {
     for (size_t i = 0; i < s->o.n_cors_origins; i++)
-        if (!strcmp(s->o.cors_origins[i], "*") || !strcmp(s->o.cors_origins[i], origin)) return true;
+        if (!strcmp(s->o.cors_origins[i], "*") || !strcmp(s->o.cors_origins[i], origin))
+            return true;
     return false;
 }
 
@@ -420,8 +432,8 @@ static int read_body(srv_req *r, long long content_length) {
         if ((int64_t)(b.len + (size_t)n) > max) {
             sb_free(&b);
             reply_error_h(r, 413, "invalid_request_error", "request_too_large",
-                          "Connection: close\r\n", "the request body exceeds the limit of %lld bytes",
-                          (long long)max);
+                          "Connection: close\r\n",
+                          "the request body exceeds the limit of %lld bytes", (long long)max);
             return -1;
         }
         sb_appendn(&b, chunk, (size_t)n);
@@ -441,11 +453,12 @@ static void record(srv_t *s, srv_req *r, double t0_ms) {
     char st[8];
     snprintf(st, sizeof st, "%d", r->status ? r->status : 500);
     sb_t l = {0};
-    met_labels(&l, "route", r->route ? r->route : "unmatched", "method", r->method, "status", st, NULL);
-    met_counter_add(s->met, "confab_http_requests_total", "HTTP requests by route, method and status",
-                    l.data, 1);
+    met_labels(&l, "route", r->route ? r->route : "unmatched", "method", r->method, "status", st,
+               (const char *)NULL);
+    met_counter_add(s->met, "confab_http_requests_total",
+                    "HTTP requests by route, method and status", l.data, 1);
     sb_clear(&l);
-    met_labels(&l, "route", r->route ? r->route : "unmatched", NULL);
+    met_labels(&l, "route", r->route ? r->route : "unmatched", (const char *)NULL);
     double secs = (clock_mono_ms() - t0_ms) / 1000.0;
     if (!r->streaming)
         met_hist_observe(s->met, "confab_http_request_duration_seconds",
@@ -467,8 +480,8 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     atomic_fetch_add(&s->in_flight, 1);
 
     if (atomic_load(&s->stopping)) {
-        reply_error_h(&r, 503, "server_error", "shutting_down", "Connection: close\r\nRetry-After: 5\r\n",
-                      "the server is shutting down");
+        reply_error_h(&r, 503, "server_error", "shutting_down",
+                      "Connection: close\r\nRetry-After: 5\r\n", "the server is shutting down");
         goto out;
     }
 
@@ -496,7 +509,8 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     for (size_t i = 0; i < s->nroutes; i++) {
         const srv_route *rt = &s->routes[i];
         if (!route_match(rt, r.path, &r)) continue;
-        bool same = !strcmp(rt->method, r.method) || (!strcmp(r.method, "HEAD") && !strcmp(rt->method, "GET"));
+        bool same = !strcmp(rt->method, r.method) ||
+                    (!strcmp(r.method, "HEAD") && !strcmp(rt->method, "GET"));
         if (same) {
             hit = rt;
             break;
@@ -527,7 +541,8 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
             sb_t h = {0};
             sb_printf(&h, "Allow: %s\r\n", allow.data);
             reply_error_h(&r, 405, "invalid_request_error", "method_not_allowed", h.data,
-                          "method %s is not allowed on %s (allowed: %s)", r.method, r.path, allow.data);
+                          "method %s is not allowed on %s (allowed: %s)", r.method, r.path,
+                          allow.data);
             sb_free(&h);
         } else {
             srv_reply_error(&r, 404, "invalid_request_error", "unknown_url", NULL,
@@ -588,8 +603,8 @@ static int on_log(const struct mg_connection *conn, const char *message) {
 
 static int h_healthz(srv_req *r, void *ctx) {
     srv_t *s = ctx;
-    json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:i, s:i}", "status", "ok", "version", CONFAB_VERSION,
-                          "commit", CONFAB_GIT_COMMIT, "uptime_s",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:i, s:i}", "status", "ok", "version",
+                          CONFAB_VERSION, "commit", CONFAB_GIT_COMMIT, "uptime_s",
                           (double)(clock_mono_ns() - s->started_ns) / 1e9, "active_streams",
                           (json_int_t)atomic_load(&s->active_streams), "generations_running",
                           (json_int_t)gen_registry_running(s->gens));
@@ -629,8 +644,8 @@ static void on_gen_event(void *ctx, gen *g, const gen_event *ev) {
         json_int_t pt = json_integer_value(json_object_get(j, "prompt_tokens"));
         met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind",
                         "kind=\"completion\"", (double)ct);
-        met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind", "kind=\"prompt\"",
-                        (double)pt);
+        met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind",
+                        "kind=\"prompt\"", (double)pt);
         json_decref(j);
         break;
     }
@@ -647,7 +662,8 @@ static void on_gen_event(void *ctx, gen *g, const gen_event *ev) {
         json_t *j = json_loads(ev->json, 0, NULL);
         const char *fr = json_string_value(json_object_get(j, "finish_reason"));
         met_counter_add(s->met, "confab_generations_total", "Finished generations by final state",
-                        fr && !strcmp(fr, "cancelled") ? "state=\"cancelled\"" : "state=\"done\"", 1);
+                        fr && !strcmp(fr, "cancelled") ? "state=\"cancelled\"" : "state=\"done\"",
+                        1);
         json_decref(j);
         break;
     }
@@ -704,8 +720,10 @@ srv_t *srv_new(const srv_options *o, cf_err *err) {
     /* Families that should show from the first scrape, at zero. */
     met_gauge_set(s->met, "confab_active_streams", "Streams (SSE and WebSocket followers) now open",
                   NULL, 0);
-    met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind", "kind=\"completion\"", 0);
-    met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind", "kind=\"prompt\"", 0);
+    met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind",
+                    "kind=\"completion\"", 0);
+    met_counter_add(s->met, "confab_tokens_total", "Tokens processed, by kind", "kind=\"prompt\"",
+                    0);
     met_counter_add(s->met, "confab_cache_requests_total", "Response cache lookups by result",
                     "result=\"hit\"", 0);
     met_counter_add(s->met, "confab_cache_requests_total", "Response cache lookups by result",
@@ -719,28 +737,45 @@ srv_t *srv_new(const srv_options *o, cf_err *err) {
 }
 
 int srv_start(srv_t *s, cf_err *err) {
-    if (atomic_exchange(&s->started, true)) return cf_seterr(err, CF_EBUSY, "server already started");
+    if (atomic_exchange(&s->started, true))
+        return cf_seterr(err, CF_EBUSY, "server already started");
     char ports[300], threads[16], maxreq[16];
     bool v6 = strchr(s->host, ':') != NULL && s->host[0] != '[';
     snprintf(ports, sizeof ports, v6 ? "[%s]:%d" : "%s:%d", s->host, s->o.port);
     snprintf(threads, sizeof threads, "%d", s->o.threads);
     snprintf(maxreq, sizeof maxreq, "%d", 16384);
-    const char *opts[] = {"listening_ports", ports,
-                          "num_threads", threads,
-                          "tcp_nodelay", "1",
-                          "enable_keep_alive", "yes",
-                          "keep_alive_timeout_ms", "15000",
-                          "request_timeout_ms", "30000",
-                          "enable_directory_listing", "no",
-                          "cgi_pattern", "",
-                          "ssi_pattern", "",
-                          "access_control_allow_origin", "",
-                          "access_control_allow_methods", "",
-                          "access_control_allow_headers", "",
-                          "enable_websocket_ping_pong", "yes",
-                          "websocket_timeout_ms", "30000",
-                          "max_request_size", maxreq,
-                          "decode_url", "yes",
+    const char *opts[] = {"listening_ports",
+                          ports,
+                          "num_threads",
+                          threads,
+                          "tcp_nodelay",
+                          "1",
+                          "enable_keep_alive",
+                          "yes",
+                          "keep_alive_timeout_ms",
+                          "15000",
+                          "request_timeout_ms",
+                          "30000",
+                          "enable_directory_listing",
+                          "no",
+                          "cgi_pattern",
+                          "",
+                          "ssi_pattern",
+                          "",
+                          "access_control_allow_origin",
+                          "",
+                          "access_control_allow_methods",
+                          "",
+                          "access_control_allow_headers",
+                          "",
+                          "enable_websocket_ping_pong",
+                          "yes",
+                          "websocket_timeout_ms",
+                          "30000",
+                          "max_request_size",
+                          maxreq,
+                          "decode_url",
+                          "yes",
                           NULL};
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
@@ -751,7 +786,8 @@ int srv_start(srv_t *s, cf_err *err) {
     s->mg = mg_start(&cb, s, opts);
     if (!s->mg) {
         mg_exit_library();
-        return cf_seterr(err, CF_EIO, "cannot listen on %s (address in use or not available?)", ports);
+        return cf_seterr(err, CF_EIO, "cannot listen on %s (address in use or not available?)",
+                         ports);
     }
     mg_set_request_handler(s->mg, "/", on_request, s);
     srv_ws_register(s);
@@ -783,7 +819,8 @@ static void stop_civetweb(srv_t *s) {
     if (!strcmp(h, "::") || !strcmp(h, "[::]")) h = "::1";
     char port[16];
     snprintf(port, sizeof port, "%d", s->port);
-    struct addrinfo hints = {.ai_family = v6 ? AF_INET6 : AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = v6 ? AF_INET6 : AF_INET, .ai_socktype = SOCK_STREAM},
+                    *ai = NULL;
     if (getaddrinfo(h, port, &hints, &ai) != 0) ai = NULL;
     while (!atomic_load(&s->freed_mg)) {
         if (ai) {

@@ -34,21 +34,21 @@ typedef struct srv srv_t;
 typedef struct srv_req srv_req;
 
 typedef struct {
-    const char *host;   /* default "127.0.0.1" */
-    int port;           /* 0 = an ephemeral port (see srv_port) */
-    int threads;        /* civetweb worker threads; <= 0 = 96 */
-    int rate_limit_rpm; /* per owner; 0 = unlimited */
-    int64_t max_body_bytes; /* <= 0 = 8 MiB */
-    int max_json_depth; /* <= 0 = 64 */
+    const char *host;            /* default "127.0.0.1" */
+    int port;                    /* 0 = an ephemeral port (see srv_port) */
+    int threads;                 /* civetweb worker threads; <= 0 = 96 */
+    int rate_limit_rpm;          /* per owner; 0 = unlimited */
+    int64_t max_body_bytes;      /* <= 0 = 8 MiB */
+    int max_json_depth;          /* <= 0 = 64 */
     const char *const *api_keys; /* (n_api_keys,) plaintext or "sha256:<hex>" */
     size_t n_api_keys;
     const char *const *cors_origins; /* (n_cors_origins,); "*" allows any */
     size_t n_cors_origins;
-    bool insecure_no_auth; /* allow a non-loopback bind without keys */
-    int heartbeat_ms;      /* SSE comment / idle interval; <= 0 = 15000 */
-    gen_registry *gens;    /* borrowed; NULL = the server makes its own */
+    bool insecure_no_auth;     /* allow a non-loopback bind without keys */
+    int heartbeat_ms;          /* SSE comment / idle interval; <= 0 = 15000 */
+    gen_registry *gens;        /* borrowed; NULL = the server makes its own */
     const char *default_model; /* passed through to the chat hook; may be NULL */
-    const char *data_dir;  /* for the chat service (not used by the server); may be NULL */
+    const char *data_dir;      /* for the chat service (not used by the server); may be NULL */
 } srv_options;
 
 /* Fills O from the config's server section (strings borrowed from C). */
@@ -99,13 +99,13 @@ struct srv_req {
     srv_t *srv;
     struct mg_connection *conn;
     const char *method;
-    const char *path;    /* URL-decoded path */
-    const char *query;   /* raw query string, or NULL */
-    const char *route;   /* the matched pattern (metrics label) */
-    const char *owner;   /* "key:<12 hex>", "local" or "insecure" */
-    char *body;          /* (body_len,) NUL-terminated; NULL when none */
+    const char *path;  /* URL-decoded path */
+    const char *query; /* raw query string, or NULL */
+    const char *route; /* the matched pattern (metrics label) */
+    const char *owner; /* "key:<12 hex>", "local" or "insecure" */
+    char *body;        /* (body_len,) NUL-terminated; NULL when none */
     size_t body_len;
-    int status;          /* status sent so far (0 = nothing sent) */
+    int status; /* status sent so far (0 = nothing sent) */
     /* private to the server */
     const char *pnames[8], *pvals[8];
     size_t np;

@@ -200,8 +200,8 @@ static int h_gen_events(srv_req *r, void *ctx) {
     if (after > last && gen_get_state(g) != GEN_RUNNING) {
         gen_unref(g);
         return srv_reply_error(r, 400, "invalid_request_error", "invalid_after", "after",
-                               "after=%llu is past the last event (%llu)", (unsigned long long)after,
-                               (unsigned long long)last);
+                               "after=%llu is past the last event (%llu)",
+                               (unsigned long long)after, (unsigned long long)last);
     }
     if (after >= last && gen_get_state(g) != GEN_RUNNING) {
         /* Nothing more will come: 204 tells EventSource not to reconnect. */

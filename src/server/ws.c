@@ -217,9 +217,12 @@ static void op_chat(ws_conn *wc, json_t *msg, const json_t *ref, bool regenerate
     srv_t *s = wc->s;
     json_t *jsid = json_object_get(msg, "session_id"), *jc = json_object_get(msg, "content");
     json_t *jm = json_object_get(msg, "model"), *jp = json_object_get(msg, "params");
-    if (jsid && !json_is_string(jsid)) return ws_error(wc, ref, "bad_request", "session_id must be a string");
-    if (jm && !json_is_string(jm)) return ws_error(wc, ref, "bad_request", "model must be a string");
-    if (jp && !json_is_object(jp)) return ws_error(wc, ref, "bad_request", "params must be an object");
+    if (jsid && !json_is_string(jsid))
+        return ws_error(wc, ref, "bad_request", "session_id must be a string");
+    if (jm && !json_is_string(jm))
+        return ws_error(wc, ref, "bad_request", "model must be a string");
+    if (jp && !json_is_object(jp))
+        return ws_error(wc, ref, "bad_request", "params must be an object");
     if (regenerate) {
         if (!jsid) return ws_error(wc, ref, "bad_request", "regenerate needs session_id");
     } else if (!json_is_string(jc) || json_string_length(jc) == 0) {
@@ -227,10 +230,10 @@ static void op_chat(ws_conn *wc, json_t *msg, const json_t *ref, bool regenerate
     }
     int retry = 0;
     if (!srv_rate_ok(s, wc->owner, &retry))
-        return ws_error(wc, ref, "rate_limited", "rate limit of %d requests per minute reached; retry in %d s",
+        return ws_error(wc, ref, "rate_limited",
+                        "rate limit of %d requests per minute reached; retry in %d s",
                         s->o.rate_limit_rpm, retry);
-    if (!s->hook)
-        return ws_error(wc, ref, "unavailable", "no chat service configured");
+    if (!s->hook) return ws_error(wc, ref, "unavailable", "no chat service configured");
     srv_chat_request rq = {.owner = wc->owner,
                            .session_id = json_string_value(jsid),
                            .content = regenerate ? NULL : json_string_value(jc),
@@ -239,7 +242,9 @@ static void op_chat(ws_conn *wc, json_t *msg, const json_t *ref, bool regenerate
                            .regenerate = regenerate};
     cf_err err = {0};
     gen *g = s->hook(s->hook_ctx, &rq, &err);
-    if (!g) return ws_error(wc, ref, kind_of(err.code), "%s", err.msg[0] ? err.msg : "the chat turn failed");
+    if (!g)
+        return ws_error(wc, ref, kind_of(err.code), "%s",
+                        err.msg[0] ? err.msg : "the chat turn failed");
     json_t *j = json_pack("{s:s, s:s}", "type", "started", "generation_id", gen_id(g));
     if (*gen_session(g)) json_object_set_new(j, "session_id", json_string(gen_session(g)));
     if (ref) json_object_set(j, "ref", (json_t *)ref);
@@ -263,8 +268,10 @@ static void op_set(ws_conn *wc, json_t *msg, const json_t *ref) {
     gen_params p = {0};
     json_t *t = json_object_get(msg, "temperature"), *tp = json_object_get(msg, "top_p");
     json_t *gr = json_object_get(msg, "granularity");
-    if (t && !json_is_number(t)) return ws_error(wc, ref, "bad_request", "temperature must be a number");
-    if (tp && !json_is_number(tp)) return ws_error(wc, ref, "bad_request", "top_p must be a number");
+    if (t && !json_is_number(t))
+        return ws_error(wc, ref, "bad_request", "temperature must be a number");
+    if (tp && !json_is_number(tp))
+        return ws_error(wc, ref, "bad_request", "top_p must be a number");
     if (gr && (!json_is_string(gr) || json_string_length(gr) >= sizeof p.granularity))
         return ws_error(wc, ref, "bad_request", "granularity must be token, word or sentence");
     if (!t && !tp && !gr)
@@ -287,7 +294,8 @@ static void op_set(ws_conn *wc, json_t *msg, const json_t *ref) {
         json_t *pj = json_pack("{s:I}", "version", (json_int_t)cur.version);
         if (cur.has_temperature) json_object_set_new(pj, "temperature", json_real(cur.temperature));
         if (cur.has_top_p) json_object_set_new(pj, "top_p", json_real(cur.top_p));
-        if (cur.granularity[0]) json_object_set_new(pj, "granularity", json_string(cur.granularity));
+        if (cur.granularity[0])
+            json_object_set_new(pj, "granularity", json_string(cur.granularity));
         json_object_set_new(x, "params", pj);
         ack(wc, "set", g, ref, x);
     }
@@ -319,7 +327,8 @@ static void op_resume(ws_conn *wc, json_t *msg, const json_t *ref) {
                  (unsigned long long)after, (unsigned long long)gen_last_seq(g));
     } else {
         ack(wc, "resume", g, ref, NULL);
-        if (follow(wc, g, after) != 0) ws_error(wc, ref, "internal", "cannot follow the generation");
+        if (follow(wc, g, after) != 0)
+            ws_error(wc, ref, "internal", "cannot follow the generation");
     }
     gen_unref(g);
 }
@@ -327,10 +336,11 @@ static void op_resume(ws_conn *wc, json_t *msg, const json_t *ref) {
 static void handle_text(ws_conn *wc, const char *data, size_t len) {
     srv_t *s = wc->s;
     if ((int64_t)len > s->o.max_body_bytes)
-        return ws_error(wc, NULL, "too_large", "message of %zu bytes exceeds the limit of %lld", len,
-                        (long long)s->o.max_body_bytes);
+        return ws_error(wc, NULL, "too_large", "message of %zu bytes exceeds the limit of %lld",
+                        len, (long long)s->o.max_body_bytes);
     if (!srv_json_depth_ok(data, len, s->o.max_json_depth))
-        return ws_error(wc, NULL, "bad_request", "message nests deeper than %d levels", s->o.max_json_depth);
+        return ws_error(wc, NULL, "bad_request", "message nests deeper than %d levels",
+                        s->o.max_json_depth);
     json_error_t je;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!msg) return ws_error(wc, NULL, "bad_json", "message is not valid JSON: %s", je.text);
@@ -340,18 +350,25 @@ static void handle_text(ws_conn *wc, const char *data, size_t len) {
     }
     const json_t *ref = json_object_get(msg, "id");
     const char *op = json_string_value(json_object_get(msg, "op"));
-    if (!op) ws_error(wc, ref, "bad_request", "op (a string) is required");
-    else if (!strcmp(op, "send")) op_chat(wc, msg, ref, false);
-    else if (!strcmp(op, "regenerate")) op_chat(wc, msg, ref, true);
-    else if (!strcmp(op, "stop")) op_stop(wc, msg, ref);
-    else if (!strcmp(op, "set")) op_set(wc, msg, ref);
-    else if (!strcmp(op, "resume")) op_resume(wc, msg, ref);
+    if (!op)
+        ws_error(wc, ref, "bad_request", "op (a string) is required");
+    else if (!strcmp(op, "send"))
+        op_chat(wc, msg, ref, false);
+    else if (!strcmp(op, "regenerate"))
+        op_chat(wc, msg, ref, true);
+    else if (!strcmp(op, "stop"))
+        op_stop(wc, msg, ref);
+    else if (!strcmp(op, "set"))
+        op_set(wc, msg, ref);
+    else if (!strcmp(op, "resume"))
+        op_resume(wc, msg, ref);
     else if (!strcmp(op, "ping")) {
         json_t *j = json_pack("{s:s}", "type", "pong");
         if (ref) json_object_set(j, "ref", (json_t *)ref);
         ws_send_json(wc, j);
     } else {
-        ws_error(wc, ref, "unknown_op", "unknown op '%.40s' (send, regenerate, stop, set, resume, ping)", op);
+        ws_error(wc, ref, "unknown_op",
+                 "unknown op '%.40s' (send, regenerate, stop, set, resume, ping)", op);
     }
     json_decref(msg);
 }
@@ -372,8 +389,9 @@ static int on_connect(const struct mg_connection *conn, void *cbdata) {
         snprintf(wc->reject_msg, sizeof wc->reject_msg, "the server is shutting down");
     } else if (!srv_authenticate(s, conn, true, wc->owner)) {
         snprintf(wc->reject_kind, sizeof wc->reject_kind, "auth");
-        snprintf(wc->reject_msg, sizeof wc->reject_msg,
-                 "missing or incorrect API key (send 'Authorization: Bearer <key>' or ?access_token=)");
+        snprintf(
+            wc->reject_msg, sizeof wc->reject_msg,
+            "missing or incorrect API key (send 'Authorization: Bearer <key>' or ?access_token=)");
     } else if (!srv_rate_ok(s, wc->owner, &retry)) {
         snprintf(wc->reject_kind, sizeof wc->reject_kind, "rate_limited");
         snprintf(wc->reject_msg, sizeof wc->reject_msg, "rate limit reached; retry in %d s", retry);
@@ -381,7 +399,8 @@ static int on_connect(const struct mg_connection *conn, void *cbdata) {
         wc->authed = true;
     }
     mg_set_user_connection_data(conn, wc);
-    met_counter_add(s->met, "confab_http_requests_total", "HTTP requests by route, method and status",
+    met_counter_add(s->met, "confab_http_requests_total",
+                    "HTTP requests by route, method and status",
                     wc->authed ? "route=\"/ws\",method=\"GET\",status=\"101\""
                                : "route=\"/ws\",method=\"GET\",status=\"401\"",
                     1);
@@ -402,7 +421,8 @@ static void on_ready(struct mg_connection *conn, void *cbdata) {
     wc->next = s->ws_list;
     s->ws_list = wc;
     pthread_mutex_unlock(&s->ws_mu);
-    json_t *j = json_pack("{s:s, s:i, s:s}", "type", "hello", "protocol", 1, "version", CONFAB_VERSION);
+    json_t *j =
+        json_pack("{s:s, s:i, s:s}", "type", "hello", "protocol", 1, "version", CONFAB_VERSION);
     ws_send_json(wc, j);
 }
 
