@@ -434,8 +434,13 @@ static int fail_turn(turn *t, route_result *out, prov_errkind kind, int status, 
     return out->status;
 }
 
-int route_stream(route_router *r, const char *name, const prov_request *req, const char *session_id,
+int route_stream(route_router *r, const char *name, const prov_request *req_in, const char *session_id,
                  prov_cancel *cancel, prov_event_cb cb, void *ud, route_result *out) {
+    /* Each model of the chain runs its own upstream id: a caller's override
+     * would send one provider's model name to another. */
+    prov_request req_copy = *req_in;
+    req_copy.model = NULL;
+    const prov_request *req = &req_copy;
     route_result local;
     if (!out) out = &local;
     memset(out, 0, sizeof *out);

@@ -80,6 +80,7 @@ void route_free(route_router *r);
 int route_register_backend(route_router *r, const char *name, const prov_backend *b);
 
 /* Runs REQ on model NAME (or A/B test NAME), with retries and fallbacks.
+ * REQ->model is ignored: each model config names its own upstream id.
  * CB gets, on this thread: DELTA*, then one USAGE and one FINISH, then DONE;
  * or on failure (possibly after some DELTAs, and a USAGE for what was
  * produced) one ERROR. OUT (may be NULL) gets the summary. SESSION_ID
