@@ -569,6 +569,197 @@ static void cancel_before_start_never_contacts_upstream_twice(void **st) {
     col_free(&c);
 }
 
+
+/* --------------------------------------------------------- more formats */
+
+static void anthropic_non_streamed_joins_consecutive_turns(void **st) {
+    fixture *f = *st;
+    fu_response r = {.content_type = "application/json", .content_length = true,
+                     .body = "{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Salut\"}],"
+                             "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":11,\"output_tokens\":2}}"};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("anthropic", fu_url(s, "/v1", url));
+    const prov_msg msgs[] = {{PROV_ROLE_USER, "one"}, {PROV_ROLE_USER, "two"}, {PROV_ROLE_ASSISTANT, "ok"},
+                             {PROV_ROLE_USER, "three"}};
+    prov_request req = {.msgs = msgs, .n_msgs = 4, .max_tokens = 10};
+    collector c;
+    col_init(&c);
+    run(f->anthropic, &req, &m, NULL, &c);
+    assert_true(c.done);
+    assert_string_equal(sb_str(&c.text), "Salut");
+    assert_int_equal(c.finish, PROV_FINISH_STOP);
+    assert_int_equal(c.usage.prompt_tokens, 11);
+    assert_int_equal(c.usage.completion_tokens, 2);
+    char *last = fu_last(s);
+    assert_non_null(strstr(last, "\"messages\":[{\"role\":\"user\",\"content\":\"one\\n\\ntwo\"},"
+                                 "{\"role\":\"assistant\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":\"three\"}]"));
+    assert_non_null(strstr(last, "\"max_tokens\":10"));
+    assert_null(strstr(last, "\"stream\""));
+    free(last);
+    fu_stop(s);
+    col_free(&c);
+}
+
+static void cohere_non_streamed_reply_with_usage(void **st) {
+    fixture *f = *st;
+    fu_response r = {.content_type = "application/json", .content_length = true,
+                     .body = "{\"id\":\"x\",\"finish_reason\":\"MAX_TOKENS\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Ciao\"}]},"
+                             "\"usage\":{\"billed_units\":{\"input_tokens\":5,\"output_tokens\":1},\"tokens\":{\"input_tokens\":50,\"output_tokens\":1}}}"};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("cohere", fu_url(s, "/v2", url));
+    prov_request req = stream_req();
+    req.stream = false;
+    collector c;
+    col_init(&c);
+    run(f->cohere, &req, &m, NULL, &c);
+    assert_true(c.done);
+    assert_string_equal(sb_str(&c.text), "Ciao");
+    assert_int_equal(c.finish, PROV_FINISH_LENGTH);
+    assert_int_equal(c.usage.prompt_tokens, 5);
+    fu_stop(s);
+    col_free(&c);
+}
+
+static void openai_error_object_inside_stream_is_an_error(void **st) {
+    fixture *f = *st;
+    fu_response r = {.content_type = "text/event-stream",
+                     .body = "data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n"};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
+    prov_request req = stream_req();
+    collector c;
+    col_init(&c);
+    run(f->openai, &req, &m, NULL, &c);
+    assert_true(c.error);
+    assert_int_equal(c.kind, PROV_ERR_HTTP_5XX);
+    assert_non_null(strstr(c.message, "model overloaded"));
+    fu_stop(s);
+    col_free(&c);
+}
+
+static void openai_reasoning_model_gets_max_completion_tokens(void **st) {
+    fixture *f = *st;
+    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
+    m.model = "o3-mini";
+    prov_request req = stream_req();
+    req.max_tokens = 99;
+    collector c;
+    col_init(&c);
+    run(f->openai, &req, &m, NULL, &c);
+    char *last = fu_last(s);
+    assert_non_null(strstr(last, "\"max_completion_tokens\":99"));
+    assert_null(strstr(last, "\"max_tokens\""));
+    free(last);
+    fu_stop(s);
+    col_free(&c);
+}
+
+static void concurrent_streams_share_the_io_thread(void **st) {
+    fixture *f = *st;
+    enum { N = 8 };
+    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 30};
+    fu_server *s[N];
+    prov_model_cfg m[N];
+    char url[N][128];
+    collector c[N];
+    prov_request req = stream_req();
+    for (int i = 0; i < N; i++) {
+        s[i] = fu_start(&r, 1);
+        m[i] = model_cfg("openai", fu_url(s[i], "/v1", url[i]));
+        col_init(&c[i]);
+        cf_err err = {0};
+        assert_int_equal(f->openai->start(f->openai->self, &req, &m[i], NULL, col_cb, &c[i], &err), 0);
+    }
+    double first_end = 1e18, last_first_delta = 0;
+    for (int i = 0; i < N; i++) {
+        col_wait(&c[i]);
+        assert_true(c[i].done);
+        assert_string_equal(sb_str(&c[i].text), "Hello, w\xC3\xB6rld");
+        if (c[i].t_end < first_end) first_end = c[i].t_end;
+        if (c[i].t_first_delta > last_first_delta) last_first_delta = c[i].t_first_delta;
+    }
+    /* Every stream had started before any finished: they ran side by side. */
+    assert_true(last_first_delta < first_end);
+    for (int i = 0; i < N; i++) {
+        fu_stop(s[i]);
+        col_free(&c[i]);
+    }
+}
+
+static void io_shutdown_cancels_transfers_in_flight(void **st) {
+    (void)st;
+    cf_err err = {0};
+    prov_io *io = prov_io_new(&err);
+    prov_backend *b = prov_remote_new(io, "openai", &err);
+    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 5000};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
+    m.timeouts.first_byte_ms = 10000;
+    prov_request req = stream_req();
+    collector c;
+    col_init(&c);
+    assert_int_equal(b->start(b->self, &req, &m, NULL, col_cb, &c, &err), 0);
+    usleep(50 * 1000);
+    double t0 = clock_mono_ms();
+    prov_io_free(io);
+    assert_true(clock_mono_ms() - t0 < 1000);
+    assert_int_equal(c.n_terminal, 1);
+    assert_int_equal(c.kind, PROV_ERR_CANCELLED);
+    prov_remote_free(b);
+    fu_stop(s);
+    col_free(&c);
+}
+
+static void extra_header_values_are_redacted_and_injection_refused(void **st) {
+    fixture *f = *st;
+    fu_response r = {.status = 403, .content_type = "application/json", .content_length = true,
+                     .body = "{\"error\":{\"message\":\"token tok-ORGSECRET-998877 not allowed\"}}"};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
+    m.headers[0].name = "X-Org-Token";
+    m.headers[0].value = "tok-ORGSECRET-998877";
+    m.headers[1].name = "X-Evil";
+    m.headers[1].value = "a\r\nX-Injected: 1";
+    m.n_headers = 2;
+    prov_request req = stream_req();
+    collector c;
+    col_init(&c);
+    run(f->openai, &req, &m, NULL, &c);
+    assert_int_equal(c.kind, PROV_ERR_AUTH);
+    assert_null(strstr(c.message, "ORGSECRET"));
+    assert_non_null(strstr(c.message, "token " PROV_REDACTED " not allowed"));
+    char *last = fu_last(s);
+    assert_non_null(strstr(last, "X-Org-Token: tok-ORGSECRET-998877"));
+    assert_null(strstr(last, "X-Injected"));
+    free(last);
+    fu_stop(s);
+    col_free(&c);
+}
+
+static void invalid_utf8_message_is_rejected_before_sending(void **st) {
+    fixture *f = *st;
+    fu_server *s = fu_start(&(fu_response){.content_type = "text/event-stream", .body = FU_OPENAI_STREAM}, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
+    const prov_msg bad[] = {{PROV_ROLE_USER, "caf\xC3"}};
+    prov_request req = {.msgs = bad, .n_msgs = 1, .stream = true};
+    cf_err err = {0};
+    collector c;
+    col_init(&c);
+    assert_int_equal(f->openai->start(f->openai->self, &req, &m, NULL, col_cb, &c, &err), CF_EINVAL);
+    assert_int_equal(fu_requests(s), 0);
+    fu_stop(s);
+    col_free(&c);
+}
+
 /* -------------------------------------------------------------- secrets */
 
 static void auth_error_never_echoes_the_api_key(void **st) {
@@ -752,6 +943,14 @@ int main(void) {
         cmocka_unit_test(wrong_content_type_is_a_protocol_error),
         cmocka_unit_test(cancel_mid_stream_ends_promptly),
         cmocka_unit_test(cancel_before_start_never_contacts_upstream_twice),
+        cmocka_unit_test(anthropic_non_streamed_joins_consecutive_turns),
+        cmocka_unit_test(cohere_non_streamed_reply_with_usage),
+        cmocka_unit_test(openai_error_object_inside_stream_is_an_error),
+        cmocka_unit_test(openai_reasoning_model_gets_max_completion_tokens),
+        cmocka_unit_test(concurrent_streams_share_the_io_thread),
+        cmocka_unit_test(io_shutdown_cancels_transfers_in_flight),
+        cmocka_unit_test(extra_header_values_are_redacted_and_injection_refused),
+        cmocka_unit_test(invalid_utf8_message_is_rejected_before_sending),
         cmocka_unit_test(auth_error_never_echoes_the_api_key),
         cmocka_unit_test(redact_scrubs_known_secrets_and_key_patterns),
         cmocka_unit_test(url_with_credentials_is_refused_without_echo),

@@ -615,6 +615,50 @@ static void cancel_during_backoff_returns_promptly(void **st) {
     rec_free(&rc);
 }
 
+
+typedef struct {
+    rec r;
+    prov_cancel *c;
+} cancel_rec;
+
+static void cancel_on_first_delta(void *ud, const prov_event *ev) {
+    cancel_rec *cr = ud;
+    rec_cb(&cr->r, ev);
+    if (ev->kind == PROV_EV_DELTA) prov_cancel_fire(cr->c);
+}
+
+static void cancel_mid_stream_reports_partial_usage_and_no_fallback(void **st) {
+    (void)st;
+    fu_response slow = OK_OPENAI;
+    slow.event_gap_ms = 1000;
+    fu_server *a = fu_start(&slow, 1);
+    fu_server *b = fu_start(&OK_OPENAI, 1);
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "openai", "gpt-4o-mini", b, 1)};
+    m[0].fallback[0] = "b";
+    m[0].n_fallback = 1;
+    m[0].timeouts.idle_ms = 5000;
+    route_router *r = mkrouter(&FAST, m, 2);
+    prov_request q = req_stream();
+    cancel_rec cr = {.c = prov_cancel_new()};
+    route_result res;
+    double t0 = clock_mono_ms();
+    assert_int_equal(route_stream(r, "a", &q, NULL, cr.c, cancel_on_first_delta, &cr, &res), CF_ECANCEL);
+    assert_true(clock_mono_ms() - t0 < 2500); /* the stream would take ~5 s */
+    assert_string_equal(sb_str(&cr.r.text), "Hello");
+    assert_string_equal(squash(&cr.r), "duE");
+    assert_int_equal(cr.r.kind, PROV_ERR_CANCELLED);
+    assert_true(res.partial);
+    assert_int_equal(fu_requests(b), 0);
+    int cons;
+    route_breaker(r, "a", &cons, NULL);
+    assert_int_equal(cons, 0); /* a cancel says nothing about the upstream */
+    prov_cancel_free(cr.c);
+    route_free(r);
+    fu_stop(a);
+    fu_stop(b);
+    rec_free(&cr.r);
+}
+
 static void bad_configuration_is_rejected_with_a_reason(void **st) {
     (void)st;
     cf_err err = {0};
@@ -666,6 +710,7 @@ int main(void) {
         cmocka_unit_test(ab_request_records_variant_and_model),
         cmocka_unit_test(compare_streams_two_models_concurrently),
         cmocka_unit_test(cancel_during_backoff_returns_promptly),
+        cmocka_unit_test(cancel_mid_stream_reports_partial_usage_and_no_fallback),
         cmocka_unit_test(bad_configuration_is_rejected_with_a_reason),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

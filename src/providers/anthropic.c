@@ -5,7 +5,8 @@
  * with `x-api-key: KEY` and `anthropic-version: 2023-06-01`; body {model,
  * max_tokens (required: 4096 when the request leaves it 0), system (all
  * system messages joined by a blank line: the API has no system role),
- * messages[{role: user|assistant, content}], stream, temperature, top_p,
+ * messages[{role: user|assistant, content}] (consecutive turns of one role
+ * joined, as the API requires alternation), stream, temperature, top_p,
  * stop_sequences}. The API has no seed nor presence/frequency penalties, so
  * those are not sent.
  * Reference: https://docs.anthropic.com/en/api/messages and
@@ -46,8 +47,22 @@ static int an_build(const prov_request *req, const prov_model_cfg *cfg, const ch
             sb_append(&sys, content);
             continue;
         }
+        /* The API wants user and assistant turns to alternate: consecutive
+         * turns of one role are joined into one message. */
+        const char *role = wire_role(req->msgs[i].role);
+        size_t n = json_array_size(msgs);
+        json_t *prev = n ? json_array_get(msgs, n - 1) : NULL;
+        if (prev && !strcmp(json_string_value(json_object_get(prev, "role")), role)) {
+            sb_t joined = {0};
+            sb_append(&joined, json_string_value(json_object_get(prev, "content")));
+            sb_append(&joined, "\n\n");
+            sb_append(&joined, content);
+            json_object_set_new(prev, "content", json_string(joined.data));
+            sb_free(&joined);
+            continue;
+        }
         json_t *m = json_object();
-        json_object_set_new(m, "role", json_string(wire_role(req->msgs[i].role)));
+        json_object_set_new(m, "role", json_string(role));
         json_object_set_new(m, "content", json_string(content));
         json_array_append_new(msgs, m);
     }

@@ -5,7 +5,9 @@
  *
  * Request: POST {base_url}/chat/completions, `Authorization: Bearer KEY`,
  * body {model, messages[{role, content}], stream, temperature, top_p,
- * max_tokens, stop[], seed, presence_penalty, frequency_penalty}; when
+ * max_tokens (max_completion_tokens for the o1/o3/o4/gpt-5 reasoning
+ * models, which reject max_tokens), stop[], seed, presence_penalty,
+ * frequency_penalty}; when
  * streaming, `stream_options: {"include_usage": true}` asks for a last chunk
  * carrying usage with an empty `choices` array, before `data: [DONE]`.
  * Reference: https://platform.openai.com/docs/api-reference/chat/create and
@@ -43,7 +45,12 @@ static int oa_build(const prov_request *req, const prov_model_cfg *cfg, const ch
         json_object_set_new(so, "include_usage", json_true());
         json_object_set_new(o, "stream_options", so);
     }
-    if (req->max_tokens > 0) json_object_set_new(o, "max_tokens", json_integer(req->max_tokens));
+    if (req->max_tokens > 0) {
+        /* OpenAI's reasoning models reject max_tokens and take
+         * max_completion_tokens; other servers mostly know only max_tokens. */
+        bool reasoning = (model[0] == 'o' && model[1] >= '1' && model[1] <= '9') || !strncmp(model, "gpt-5", 5);
+        json_object_set_new(o, reasoning ? "max_completion_tokens" : "max_tokens", json_integer(req->max_tokens));
+    }
     wire_add_common(o, req, "top_p", true, true, "stop");
     wire_header(hdrs, "Content-Type", "application/json");
     wire_header(hdrs, "Accept", req->stream ? "text/event-stream" : "application/json");

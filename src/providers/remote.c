@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "base/log.h"
+#include "base/utf8.h"
 #include "providers/redact.h"
 #include "providers/wire.h"
 
@@ -350,6 +351,16 @@ static int remote_start(void *self, const prov_request *req, const prov_model_cf
     if (!cfg->base_url || !*cfg->base_url)
         return cf_seterr(err, CF_EINVAL, "model %s has no base_url", cfg->name ? cfg->name : "?");
     if (req->n_msgs == 0) return cf_seterr(err, CF_EINVAL, "a chat request needs at least one message");
+    /* jansson refuses invalid UTF-8 by dropping the value; say so instead. */
+    for (size_t i = 0; i < req->n_msgs; i++) {
+        const char *t = req->msgs[i].content ? req->msgs[i].content : "";
+        size_t bad;
+        if (!utf8_valid(t, strlen(t), &bad))
+            return cf_seterr(err, CF_EINVAL, "message %zu is not valid UTF-8 (byte %zu)", i + 1, bad);
+    }
+    for (size_t i = 0; i < req->n_stop && i < PROV_MAX_STOP; i++)
+        if (req->stop[i] && !utf8_valid(req->stop[i], strlen(req->stop[i]), NULL))
+            return cf_seterr(err, CF_EINVAL, "stop sequence %zu is not valid UTF-8", i + 1);
     sb_t url = {0}, body = {0}, hdrs = {0};
     int rc = r->wire->build(req, cfg, model, &url, &body, &hdrs, err);
     if (rc) goto out;
