@@ -240,7 +240,7 @@ static void hang_past_timeout_falls_back(void **st) {
     m[0].n_fallback = 1;
     m[0].timeouts.first_byte_ms = 150;
     route_cfg cfg = FAST;
-    cfg.max_retries = -1; /* no retries: straight to the fallback */
+    cfg.max_retries = 0; /* no retries: straight to the fallback */
     route_router *r = mkrouter(&cfg, m, 2);
     prov_request q = req_stream();
     rec rc = {0};
@@ -339,7 +339,7 @@ static void circuit_opens_after_threshold_and_half_open_probe_closes_it(void **s
     prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "anthropic", "claude-3-5-haiku", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
-    route_cfg cfg = {.max_retries = -1, .backoff_initial_ms = 5, .cooldown_ms = 300, .failure_threshold = 2};
+    route_cfg cfg = {.max_retries = 0, .backoff_initial_ms = 5, .cooldown_ms = 300, .failure_threshold = 2};
     route_router *r = mkrouter(&cfg, m, 2);
     prov_request q = req_stream();
     route_result res;
@@ -379,7 +379,7 @@ static void all_upstreams_in_cooldown_is_unavailable_without_contact(void **st) 
     (void)st;
     fu_server *a = fu_start(&E500, 1);
     prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0)};
-    route_cfg cfg = {.max_retries = -1, .cooldown_ms = 60000, .failure_threshold = 1};
+    route_cfg cfg = {.max_retries = 0, .cooldown_ms = 60000, .failure_threshold = 1};
     route_router *r = mkrouter(&cfg, m, 1);
     prov_request q = req_stream();
     rec rc = {0}, rc2 = {0};
@@ -661,6 +661,9 @@ static void cancel_mid_stream_reports_partial_usage_and_no_fallback(void **st) {
 
 static void bad_configuration_is_rejected_with_a_reason(void **st) {
     (void)st;
+    route_cfg d = route_cfg_default();
+    assert_int_equal(d.max_retries, 2);
+    assert_int_equal(d.failure_threshold, 3);
     cf_err err = {0};
     prov_model_cfg m[] = {{.name = "a", .backend = "openai", .model = "x", .base_url = "http://127.0.0.1:1"},
                           {.name = "b", .backend = "bogus", .model = "y", .base_url = "http://127.0.0.1:1"}};

@@ -92,12 +92,16 @@ int route_register_backend(route_router *r, const char *name, const prov_backend
     return 0;
 }
 
+route_cfg route_cfg_default(void) {
+    return (route_cfg){.max_retries = 2, .backoff_initial_ms = 250, .backoff_max_ms = 8000,
+                       .cooldown_ms = 30000, .failure_threshold = 3};
+}
+
 route_router *route_new(const route_cfg *cfg, const prov_model_cfg *models, size_t n_models,
                         const route_ab_cfg *ab, size_t n_ab, prov_io *io, cf_err *err) {
     route_router *r = calloc(1, sizeof *r);
     if (!r) { cf_seterr(err, CF_ENOMEM, "out of memory"); return NULL; }
-    r->cfg = cfg ? *cfg : (route_cfg){0};
-    if (r->cfg.max_retries == 0) r->cfg.max_retries = 2;
+    r->cfg = cfg ? *cfg : route_cfg_default();
     if (r->cfg.max_retries < 0) r->cfg.max_retries = 0;
     if (r->cfg.backoff_initial_ms <= 0) r->cfg.backoff_initial_ms = 250;
     if (r->cfg.backoff_max_ms <= 0) r->cfg.backoff_max_ms = 8000;

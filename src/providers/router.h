@@ -24,9 +24,11 @@
 #include "providers/pricing.h"
 #include "providers/provider.h"
 
-/* config.yaml's router{} block. Zero fields take the defaults in brackets. */
+/* config.yaml's router{} block. Start from route_cfg_default() and override
+ * what the config sets. route_new() replaces values <= 0 of the other fields
+ * by their defaults (in brackets); max_retries 0 means no retries. */
 typedef struct {
-    int max_retries;        /* retries of one upstream after its first attempt [2] (-1 = none) */
+    int max_retries;        /* retries of one upstream after its first attempt [2] */
     int backoff_initial_ms; /* first backoff [250] */
     int backoff_max_ms;     /* backoff cap; a longer Retry-After moves on instead [8000] */
     int cooldown_ms;        /* how long an open circuit stays open [30000] */
@@ -43,6 +45,9 @@ typedef struct {
 } route_ab_cfg;
 
 typedef struct route_router route_router;
+
+/* The defaults: {2, 250, 8000, 30000, 3}. */
+route_cfg route_cfg_default(void);
 
 /* What happened to one routed request. Strings never hold secrets. */
 typedef struct {
@@ -64,7 +69,8 @@ typedef struct {
     size_t text_bytes;       /* bytes of reply text delivered */
 } route_result;
 
-/* Creates a router over N_MODELS models and N_AB A/B tests (both arrays and
+/* Creates a router over N_MODELS models and N_AB A/B tests (CFG NULL = the
+ * defaults; both arrays and
  * their strings are borrowed and must outlive the router). IO may be NULL:
  * then the router starts and owns its own I/O thread. Checks that names are
  * unique, backends known ("openai", "anthropic", "cohere", or "local" and
