@@ -27,15 +27,15 @@
 #include <unistd.h>
 
 typedef struct {
-    int status;                /* 0 = 200 */
-    const char *content_type;  /* NULL = none */
-    const char *headers;       /* extra header lines, each ending in \r\n */
-    const char *body;          /* sent as is; SSE events split at blank lines when event_gap_ms */
-    int delay_ms;              /* before the response head */
-    int event_gap_ms;          /* between SSE events */
-    int stall_ms;              /* after the body, before closing */
-    long declared_len;         /* > 0: Content-Length to announce (may exceed the body) */
-    bool content_length;       /* announce the real Content-Length */
+    int status;               /* 0 = 200 */
+    const char *content_type; /* NULL = none */
+    const char *headers;      /* extra header lines, each ending in \r\n */
+    const char *body;         /* sent as is; SSE events split at blank lines when event_gap_ms */
+    int delay_ms;             /* before the response head */
+    int event_gap_ms;         /* between SSE events */
+    int stall_ms;             /* after the body, before closing */
+    long declared_len;        /* > 0: Content-Length to announce (may exceed the body) */
+    bool content_length;      /* announce the real Content-Length */
 } fu_response;
 
 #define FU_MAX_SCRIPT 8
@@ -48,8 +48,8 @@ typedef struct {
     pthread_mutex_t mu;
     fu_response script[FU_MAX_SCRIPT];
     int n_script;
-    int n_requests;            /* guarded by mu */
-    char last[FU_REQ_MAX];     /* last request, head and body (guarded by mu) */
+    int n_requests;        /* guarded by mu */
+    char last[FU_REQ_MAX]; /* last request, head and body (guarded by mu) */
 } fu_server;
 
 /* Waits up to MS for FD to be readable or the stop pipe; returns 1 readable,
@@ -101,11 +101,14 @@ __attribute__((unused)) static void fu_serve(fu_server *s, int c) {
     if (rs.delay_ms && fu_wait(s, -1, rs.delay_ms) < 0) return;
     char h[1024];
     const char *body = rs.body ? rs.body : "";
-    int n = snprintf(h, sizeof h, "HTTP/1.1 %d X\r\n%s%s%s%sConnection: close\r\n", rs.status ? rs.status : 200,
-                     rs.content_type ? "Content-Type: " : "", rs.content_type ? rs.content_type : "",
-                     rs.content_type ? "\r\n" : "", rs.headers ? rs.headers : "");
-    if (rs.declared_len > 0) n += snprintf(h + n, sizeof h - (size_t)n, "Content-Length: %ld\r\n", rs.declared_len);
-    else if (rs.content_length) n += snprintf(h + n, sizeof h - (size_t)n, "Content-Length: %zu\r\n", strlen(body));
+    int n = snprintf(h, sizeof h, "HTTP/1.1 %d X\r\n%s%s%s%sConnection: close\r\n",
+                     rs.status ? rs.status : 200, rs.content_type ? "Content-Type: " : "",
+                     rs.content_type ? rs.content_type : "", rs.content_type ? "\r\n" : "",
+                     rs.headers ? rs.headers : "");
+    if (rs.declared_len > 0)
+        n += snprintf(h + n, sizeof h - (size_t)n, "Content-Length: %ld\r\n", rs.declared_len);
+    else if (rs.content_length)
+        n += snprintf(h + n, sizeof h - (size_t)n, "Content-Length: %zu\r\n", strlen(body));
     n += snprintf(h + n, sizeof h - (size_t)n, "\r\n");
     if (!fu_send(c, h, (size_t)n)) return;
     if (rs.event_gap_ms) {
@@ -144,7 +147,10 @@ __attribute__((unused)) static fu_server *fu_start(const fu_response *script, in
     int one = 1;
     setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(s->fd, (struct sockaddr *)&a, sizeof a) || listen(s->fd, 16)) { perror("fu bind"); abort(); }
+    if (bind(s->fd, (struct sockaddr *)&a, sizeof a) || listen(s->fd, 16)) {
+        perror("fu bind");
+        abort();
+    }
     socklen_t al = sizeof a;
     getsockname(s->fd, (struct sockaddr *)&a, &al);
     s->port = ntohs(a.sin_port);
@@ -203,35 +209,72 @@ __attribute__((unused)) static int fu_dead_port(void) {
 
 /* OpenAI chat.completion.chunk stream with include_usage (the usage chunk has
  * empty choices), as in the API reference. */
-#define FU_OPENAI_STREAM                                                                              \
-    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n" \
-    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}],\"usage\":null}\n\n" \
-    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\", w\xC3\xB6rld\"},\"finish_reason\":null}],\"usage\":null}\n\n" \
-    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n" \
-    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":4,\"total_tokens\":16,\"prompt_tokens_details\":{\"cached_tokens\":8}}}\n\n" \
+#define FU_OPENAI_STREAM                                                                           \
+    "data: "                                                                                       \
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{"    \
+    "\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n"        \
+    "data: "                                                                                       \
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{"    \
+    "\"content\":\"Hello\"},\"finish_reason\":null}],\"usage\":null}\n\n"                          \
+    "data: "                                                                                       \
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{"    \
+    "\"content\":\", w\xC3\xB6rld\"},\"finish_reason\":null}],\"usage\":null}\n\n"                 \
+    "data: "                                                                                       \
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},"  \
+    "\"finish_reason\":\"stop\"}],\"usage\":null}\n\n"                                             \
+    "data: "                                                                                       \
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_"      \
+    "tokens\":12,\"completion_tokens\":4,\"total_tokens\":16,\"prompt_tokens_details\":{\"cached_" \
+    "tokens\":8}}}\n\n"                                                                            \
     "data: [DONE]\n\n"
 
-#define FU_OPENAI_JSON                                                                                \
-    "{\"id\":\"c2\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi there\"},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}"
+#define FU_OPENAI_JSON                                                                             \
+    "{\"id\":\"c2\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\"message\":{"        \
+    "\"role\":\"assistant\",\"content\":\"Hi "                                                     \
+    "there\"},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":9,\"completion_"         \
+    "tokens\":2,\"total_tokens\":11}}"
 
 /* Anthropic Messages stream (docs' event flow, with a ping). */
-#define FU_ANTHROPIC_STREAM                                                                           \
-    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-3-5-haiku-20241022\",\"stop_reason\":null,\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"cache_creation_input_tokens\":0,\"output_tokens\":1}}}\n\n" \
-    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" \
-    "event: ping\ndata: {\"type\":\"ping\"}\n\n" \
-    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Bonjour\"}}\n\n" \
-    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" !\"}}\n\n" \
-    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" \
-    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n" \
+#define FU_ANTHROPIC_STREAM                                                                        \
+    "event: message_start\ndata: "                                                                 \
+    "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":"     \
+    "\"assistant\",\"content\":[],\"model\":\"claude-3-5-haiku-20241022\",\"stop_reason\":null,"   \
+    "\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"cache_creation_input_"       \
+    "tokens\":0,\"output_tokens\":1}}}\n\n"                                                        \
+    "event: content_block_start\ndata: "                                                           \
+    "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":" \
+    "\"\"}}\n\n"                                                                                   \
+    "event: ping\ndata: {\"type\":\"ping\"}\n\n"                                                   \
+    "event: content_block_delta\ndata: "                                                           \
+    "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":"   \
+    "\"Bonjour\"}}\n\n"                                                                            \
+    "event: content_block_delta\ndata: "                                                           \
+    "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":"   \
+    "\" !\"}}\n\n"                                                                                 \
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"           \
+    "event: message_delta\ndata: "                                                                 \
+    "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\",\"stop_sequence\":"     \
+    "null},\"usage\":{\"output_tokens\":15}}\n\n"                                                  \
     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
 
 /* Cohere v2 chat stream. */
-#define FU_COHERE_STREAM                                                                              \
-    "event: message-start\ndata: {\"id\":\"m1\",\"type\":\"message-start\",\"delta\":{\"message\":{\"role\":\"assistant\",\"content\":[],\"tool_plan\":\"\",\"tool_calls\":[],\"citations\":[]}}}\n\n" \
-    "event: content-start\ndata: {\"type\":\"content-start\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"type\":\"text\",\"text\":\"\"}}}}\n\n" \
-    "event: content-delta\ndata: {\"type\":\"content-delta\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"text\":\"Hola\"}}}}\n\n" \
-    "event: content-delta\ndata: {\"type\":\"content-delta\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"text\":\" mundo\"}}}}\n\n" \
-    "event: content-end\ndata: {\"type\":\"content-end\",\"index\":0}\n\n" \
-    "event: message-end\ndata: {\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"COMPLETE\",\"usage\":{\"billed_units\":{\"input_tokens\":7,\"output_tokens\":3},\"tokens\":{\"input_tokens\":70,\"output_tokens\":3}}}}\n\n"
+#define FU_COHERE_STREAM                                                                           \
+    "event: message-start\ndata: "                                                                 \
+    "{\"id\":\"m1\",\"type\":\"message-start\",\"delta\":{\"message\":{\"role\":\"assistant\","    \
+    "\"content\":[],\"tool_plan\":\"\",\"tool_calls\":[],\"citations\":[]}}}\n\n"                  \
+    "event: content-start\ndata: "                                                                 \
+    "{\"type\":\"content-start\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"type\":"       \
+    "\"text\",\"text\":\"\"}}}}\n\n"                                                               \
+    "event: content-delta\ndata: "                                                                 \
+    "{\"type\":\"content-delta\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"text\":"       \
+    "\"Hola\"}}}}\n\n"                                                                             \
+    "event: content-delta\ndata: "                                                                 \
+    "{\"type\":\"content-delta\",\"index\":0,\"delta\":{\"message\":{\"content\":{\"text\":\" "    \
+    "mundo\"}}}}\n\n"                                                                              \
+    "event: content-end\ndata: {\"type\":\"content-end\",\"index\":0}\n\n"                         \
+    "event: message-end\ndata: "                                                                   \
+    "{\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"COMPLETE\",\"usage\":{\"billed_"     \
+    "units\":{\"input_tokens\":7,\"output_tokens\":3},\"tokens\":{\"input_tokens\":70,\"output_"   \
+    "tokens\":3}}}}\n\n"
 
 #endif

@@ -2,13 +2,6 @@
  * cohere}.c) against fake upstreams on 127.0.0.1 that speak each documented
  * wire format, with failure injection; plus pricing, token estimates and
  * secret redaction. */
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/sb.h"
@@ -19,6 +12,13 @@
 #include "providers/redact.h"
 #include "providers/remote.h"
 #include "testutil.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define KEY "sk-test-SECRET-0123456789abcdef"
 
@@ -63,8 +63,14 @@ static void col_cb(void *ud, const prov_event *ev) {
         sb_appendn(&c->text, ev->text, ev->len);
         if (c->cancel_after_first) prov_cancel_fire(c->cancel_after_first);
         break;
-    case PROV_EV_USAGE: c->n_usage++; c->usage = ev->usage; break;
-    case PROV_EV_FINISH: c->n_finish++; c->finish = ev->finish; break;
+    case PROV_EV_USAGE:
+        c->n_usage++;
+        c->usage = ev->usage;
+        break;
+    case PROV_EV_FINISH:
+        c->n_finish++;
+        c->finish = ev->finish;
+        break;
     case PROV_EV_ERROR:
         c->n_terminal++;
         c->error = true;
@@ -130,7 +136,10 @@ static int teardown(void **st) {
 static const prov_msg MSGS[] = {{PROV_ROLE_SYSTEM, "Be brief."}, {PROV_ROLE_USER, "Say hello"}};
 
 static prov_model_cfg model_cfg(const char *backend, const char *base_url) {
-    prov_model_cfg m = {.name = "m", .backend = backend, .model = "gpt-4o-mini", .base_url = base_url,
+    prov_model_cfg m = {.name = "m",
+                        .backend = backend,
+                        .model = "gpt-4o-mini",
+                        .base_url = base_url,
                         .api_key = KEY};
     m.timeouts.connect_ms = 500;
     m.timeouts.first_byte_ms = 400;
@@ -144,8 +153,8 @@ static prov_request stream_req(void) {
 }
 
 /* Runs one request on B against CFG and waits for its end. */
-static void run(prov_backend *b, const prov_request *req, const prov_model_cfg *cfg, prov_cancel *cancel,
-                collector *c) {
+static void run(prov_backend *b, const prov_request *req, const prov_model_cfg *cfg,
+                prov_cancel *cancel, collector *c) {
     cf_err err = {0};
     int rc = b->start(b->self, req, cfg, cancel, col_cb, c, &err);
     if (rc) fail_msg("start failed: %s", err.msg);
@@ -156,7 +165,8 @@ static void run(prov_backend *b, const prov_request *req, const prov_model_cfg *
 
 static void openai_streams_deltas_usage_and_finish(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 2};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 2};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1/", url));
@@ -200,7 +210,8 @@ static void openai_streams_deltas_usage_and_finish(void **st) {
 
 static void openai_non_streamed_reply_is_one_delta(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "application/json; charset=utf-8", .body = FU_OPENAI_JSON,
+    fu_response r = {.content_type = "application/json; charset=utf-8",
+                     .body = FU_OPENAI_JSON,
                      .content_length = true};
     fu_server *s = fu_start(&r, 1);
     char url[128];
@@ -226,8 +237,10 @@ static void openai_non_streamed_reply_is_one_delta(void **st) {
 
 static void openai_stream_without_done_but_finished_is_complete(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream",
-                     .body = "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n"};
+    fu_response r = {
+        .content_type = "text/event-stream",
+        .body = "data: "
+                "{\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -280,9 +293,15 @@ static void anthropic_streams_message_events_with_cached_usage(void **st) {
 static void anthropic_error_event_mid_stream_is_overloaded(void **st) {
     fixture *f = *st;
     fu_response r = {.content_type = "text/event-stream",
-                     .body = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
-                             "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"par\"}}\n\n"
-                             "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"};
+                     .body = "event: message_start\ndata: "
+                             "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":"
+                             "3,\"output_tokens\":1}}}\n\n"
+                             "event: content_block_delta\ndata: "
+                             "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+                             "\"text_delta\",\"text\":\"par\"}}\n\n"
+                             "event: error\ndata: "
+                             "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+                             "\"message\":\"Overloaded\"}}\n\n"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("anthropic", fu_url(s, "/v1", url));
@@ -303,7 +322,8 @@ static void anthropic_error_event_mid_stream_is_overloaded(void **st) {
 
 static void cohere_streams_v2_events_with_billed_usage(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream", .body = FU_COHERE_STREAM, .event_gap_ms = 1};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_COHERE_STREAM, .event_gap_ms = 1};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("cohere", fu_url(s, "/v2", url));
@@ -332,7 +352,9 @@ static void cohere_streams_v2_events_with_billed_usage(void **st) {
 static void cohere_finish_reason_error_is_a_failure(void **st) {
     fixture *f = *st;
     fu_response r = {.content_type = "text/event-stream",
-                     .body = "event: message-end\ndata: {\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"ERROR\"}}\n\n"};
+                     .body =
+                         "event: message-end\ndata: "
+                         "{\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"ERROR\"}}\n\n"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("cohere", fu_url(s, "/v2", url));
@@ -350,8 +372,11 @@ static void cohere_finish_reason_error_is_a_failure(void **st) {
 
 static void http_500_is_a_5xx_error_with_body_message(void **st) {
     fixture *f = *st;
-    fu_response r = {.status = 500, .content_type = "application/json", .content_length = true,
-                     .body = "{\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}"};
+    fu_response r = {
+        .status = 500,
+        .content_type = "application/json",
+        .content_length = true,
+        .body = "{\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -370,8 +395,11 @@ static void http_500_is_a_5xx_error_with_body_message(void **st) {
 
 static void http_429_reports_retry_after(void **st) {
     fixture *f = *st;
-    fu_response r = {.status = 429, .content_type = "application/json", .content_length = true,
-                     .headers = "Retry-After: 3\r\n", .body = "{\"error\":{\"message\":\"slow down\"}}"};
+    fu_response r = {.status = 429,
+                     .content_type = "application/json",
+                     .content_length = true,
+                     .headers = "Retry-After: 3\r\n",
+                     .body = "{\"error\":{\"message\":\"slow down\"}}"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -415,7 +443,8 @@ static void refused_connection_is_a_connect_error(void **st) {
 
 static void hang_past_first_byte_timeout_is_a_timeout(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 5000};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 5000};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -436,7 +465,8 @@ static void hang_past_first_byte_timeout_is_a_timeout(void **st) {
 static void stall_mid_stream_is_an_idle_timeout_after_text(void **st) {
     fixture *f = *st;
     fu_response r = {.content_type = "text/event-stream",
-                     .body = "data: {\"choices\":[{\"delta\":{\"content\":\"partial\"}}]}\n\n", .stall_ms = 5000};
+                     .body = "data: {\"choices\":[{\"delta\":{\"content\":\"partial\"}}]}\n\n",
+                     .stall_ms = 5000};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -455,8 +485,9 @@ static void stall_mid_stream_is_an_idle_timeout_after_text(void **st) {
 
 static void cut_mid_stream_is_a_protocol_error_not_success(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream",
-                     .body = "data: {\"choices\":[{\"delta\":{\"content\":\"half\"}}]}\n\ndata: {\"choi"};
+    fu_response r = {
+        .content_type = "text/event-stream",
+        .body = "data: {\"choices\":[{\"delta\":{\"content\":\"half\"}}]}\n\ndata: {\"choi"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -474,7 +505,8 @@ static void cut_mid_stream_is_a_protocol_error_not_success(void **st) {
 
 static void connection_lost_before_declared_length_is_an_error(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "application/json", .body = "{\"choices\":[", .declared_len = 500};
+    fu_response r = {
+        .content_type = "application/json", .body = "{\"choices\":[", .declared_len = 500};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -492,7 +524,8 @@ static void connection_lost_before_declared_length_is_an_error(void **st) {
 
 static void malformed_sse_json_is_a_protocol_error(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream", .body = "data: {not json\n\ndata: [DONE]\n\n"};
+    fu_response r = {.content_type = "text/event-stream",
+                     .body = "data: {not json\n\ndata: [DONE]\n\n"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -527,7 +560,8 @@ static void wrong_content_type_is_a_protocol_error(void **st) {
 
 static void cancel_mid_stream_ends_promptly(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 2000};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 2000};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -551,7 +585,8 @@ static void cancel_mid_stream_ends_promptly(void **st) {
 
 static void cancel_before_start_never_contacts_upstream_twice(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 3000};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 3000};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -569,18 +604,23 @@ static void cancel_before_start_never_contacts_upstream_twice(void **st) {
     col_free(&c);
 }
 
-
 /* --------------------------------------------------------- more formats */
 
 static void anthropic_non_streamed_joins_consecutive_turns(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "application/json", .content_length = true,
-                     .body = "{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Salut\"}],"
-                             "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":11,\"output_tokens\":2}}"};
+    fu_response r = {
+        .content_type = "application/json",
+        .content_length = true,
+        .body =
+            "{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":"
+            "\"text\",\"text\":\"Salut\"}],"
+            "\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":11,\"output_tokens\":2}}"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("anthropic", fu_url(s, "/v1", url));
-    const prov_msg msgs[] = {{PROV_ROLE_USER, "one"}, {PROV_ROLE_USER, "two"}, {PROV_ROLE_ASSISTANT, "ok"},
+    const prov_msg msgs[] = {{PROV_ROLE_USER, "one"},
+                             {PROV_ROLE_USER, "two"},
+                             {PROV_ROLE_ASSISTANT, "ok"},
                              {PROV_ROLE_USER, "three"}};
     prov_request req = {.msgs = msgs, .n_msgs = 4, .max_tokens = 10};
     collector c;
@@ -592,8 +632,10 @@ static void anthropic_non_streamed_joins_consecutive_turns(void **st) {
     assert_int_equal(c.usage.prompt_tokens, 11);
     assert_int_equal(c.usage.completion_tokens, 2);
     char *last = fu_last(s);
-    assert_non_null(strstr(last, "\"messages\":[{\"role\":\"user\",\"content\":\"one\\n\\ntwo\"},"
-                                 "{\"role\":\"assistant\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":\"three\"}]"));
+    assert_non_null(strstr(
+        last,
+        "\"messages\":[{\"role\":\"user\",\"content\":\"one\\n\\ntwo\"},"
+        "{\"role\":\"assistant\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":\"three\"}]"));
     assert_non_null(strstr(last, "\"max_tokens\":10"));
     assert_null(strstr(last, "\"stream\""));
     free(last);
@@ -603,9 +645,12 @@ static void anthropic_non_streamed_joins_consecutive_turns(void **st) {
 
 static void cohere_non_streamed_reply_with_usage(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "application/json", .content_length = true,
-                     .body = "{\"id\":\"x\",\"finish_reason\":\"MAX_TOKENS\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Ciao\"}]},"
-                             "\"usage\":{\"billed_units\":{\"input_tokens\":5,\"output_tokens\":1},\"tokens\":{\"input_tokens\":50,\"output_tokens\":1}}}"};
+    fu_response r = {.content_type = "application/json",
+                     .content_length = true,
+                     .body = "{\"id\":\"x\",\"finish_reason\":\"MAX_TOKENS\",\"message\":{\"role\":"
+                             "\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Ciao\"}]},"
+                             "\"usage\":{\"billed_units\":{\"input_tokens\":5,\"output_tokens\":1},"
+                             "\"tokens\":{\"input_tokens\":50,\"output_tokens\":1}}}"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("cohere", fu_url(s, "/v2", url));
@@ -624,8 +669,10 @@ static void cohere_non_streamed_reply_with_usage(void **st) {
 
 static void openai_error_object_inside_stream_is_an_error(void **st) {
     fixture *f = *st;
-    fu_response r = {.content_type = "text/event-stream",
-                     .body = "data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n"};
+    fu_response r = {
+        .content_type = "text/event-stream",
+        .body =
+            "data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -663,7 +710,8 @@ static void openai_reasoning_model_gets_max_completion_tokens(void **st) {
 static void concurrent_streams_share_the_io_thread(void **st) {
     fixture *f = *st;
     enum { N = 8 };
-    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 30};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 30};
     fu_server *s[N];
     prov_model_cfg m[N];
     char url[N][128];
@@ -674,7 +722,8 @@ static void concurrent_streams_share_the_io_thread(void **st) {
         m[i] = model_cfg("openai", fu_url(s[i], "/v1", url[i]));
         col_init(&c[i]);
         cf_err err = {0};
-        assert_int_equal(f->openai->start(f->openai->self, &req, &m[i], NULL, col_cb, &c[i], &err), 0);
+        assert_int_equal(f->openai->start(f->openai->self, &req, &m[i], NULL, col_cb, &c[i], &err),
+                         0);
     }
     double first_end = 1e18, last_first_delta = 0;
     for (int i = 0; i < N; i++) {
@@ -697,7 +746,8 @@ static void io_shutdown_cancels_transfers_in_flight(void **st) {
     cf_err err = {0};
     prov_io *io = prov_io_new(&err);
     prov_backend *b = prov_remote_new(io, "openai", &err);
-    fu_response r = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 5000};
+    fu_response r = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .delay_ms = 5000};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -719,8 +769,11 @@ static void io_shutdown_cancels_transfers_in_flight(void **st) {
 
 static void extra_header_values_are_redacted_and_injection_refused(void **st) {
     fixture *f = *st;
-    fu_response r = {.status = 403, .content_type = "application/json", .content_length = true,
-                     .body = "{\"error\":{\"message\":\"token tok-ORGSECRET-998877 not allowed\"}}"};
+    fu_response r = {.status = 403,
+                     .content_type = "application/json",
+                     .content_length = true,
+                     .body =
+                         "{\"error\":{\"message\":\"token tok-ORGSECRET-998877 not allowed\"}}"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -746,7 +799,8 @@ static void extra_header_values_are_redacted_and_injection_refused(void **st) {
 
 static void invalid_utf8_message_is_rejected_before_sending(void **st) {
     fixture *f = *st;
-    fu_server *s = fu_start(&(fu_response){.content_type = "text/event-stream", .body = FU_OPENAI_STREAM}, 1);
+    fu_server *s =
+        fu_start(&(fu_response){.content_type = "text/event-stream", .body = FU_OPENAI_STREAM}, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
     const prov_msg bad[] = {{PROV_ROLE_USER, "caf\xC3"}};
@@ -754,7 +808,8 @@ static void invalid_utf8_message_is_rejected_before_sending(void **st) {
     cf_err err = {0};
     collector c;
     col_init(&c);
-    assert_int_equal(f->openai->start(f->openai->self, &req, &m, NULL, col_cb, &c, &err), CF_EINVAL);
+    assert_int_equal(f->openai->start(f->openai->self, &req, &m, NULL, col_cb, &c, &err),
+                     CF_EINVAL);
     assert_int_equal(fu_requests(s), 0);
     fu_stop(s);
     col_free(&c);
@@ -765,9 +820,12 @@ static void invalid_utf8_message_is_rejected_before_sending(void **st) {
 static void auth_error_never_echoes_the_api_key(void **st) {
     fixture *f = *st;
     /* The upstream quotes the key back, as OpenAI does for a wrong key. */
-    fu_response r = {.status = 401, .content_type = "application/json", .content_length = true,
+    fu_response r = {.status = 401,
+                     .content_type = "application/json",
+                     .content_length = true,
                      .body = "{\"error\":{\"message\":\"Incorrect API key provided: " KEY
-                             ". You can find your API key at https://x/?key=ABCDEFGH12345\",\"type\":\"invalid_request_error\"}}"};
+                             ". You can find your API key at "
+                             "https://x/?key=ABCDEFGH12345\",\"type\":\"invalid_request_error\"}}"};
     fu_server *s = fu_start(&r, 1);
     char url[128];
     prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
@@ -825,7 +883,8 @@ static void url_with_credentials_is_refused_without_echo(void **st) {
     cf_err err = {0};
     collector c;
     col_init(&c);
-    assert_int_equal(f->openai->start(f->openai->self, &req, &m, NULL, col_cb, &c, &err), CF_EINVAL);
+    assert_int_equal(f->openai->start(f->openai->self, &req, &m, NULL, col_cb, &c, &err),
+                     CF_EINVAL);
     assert_null(strstr(err.msg, "hunter2"));
     col_free(&c);
 }
@@ -866,7 +925,7 @@ static void cost_bills_cached_input_at_cached_rate(void **st) {
     prov_usage u = {.prompt_tokens = 1000000, .completion_tokens = 500000, .cached_tokens = 400000};
     prov_cost c = prov_cost_of(&u, &p);
     assert_true(c.priced);
-    assert_float_equal(c.input, 1.50, 1e-9);       /* 600k uncached */
+    assert_float_equal(c.input, 1.50, 1e-9);        /* 600k uncached */
     assert_float_equal(c.cached_input, 0.50, 1e-9); /* 400k cached */
     assert_float_equal(c.output, 5.00, 1e-9);
     assert_float_equal(c.total, 7.00, 1e-9);
@@ -885,7 +944,8 @@ static void token_estimate_is_utf8_aware(void **st) {
     assert_int_equal(prov_estimate_tokens("a", 1), 1);
     assert_int_equal(prov_estimate_tokens("abcdefgh", 8), 2);
     /* 4 CJK characters (12 bytes) are about 4 tokens, not 3 (bytes/4). */
-    assert_int_equal(prov_estimate_tokens("\xE4\xBD\xA0\xE5\xA5\xBD\xE4\xB8\x96\xE7\x95\x8C", 12), 4);
+    assert_int_equal(prov_estimate_tokens("\xE4\xBD\xA0\xE5\xA5\xBD\xE4\xB8\x96\xE7\x95\x8C", 12),
+                     4);
     /* Cyrillic: 2 letters per token. */
     assert_int_equal(prov_estimate_tokens("\xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2", 8), 2);
     /* Emoji (astral): 2 tokens each. */

@@ -2,11 +2,6 @@
  * circuit breaker, the before/after-first-text rule, usage and cost, A/B
  * assignment, compare mode and cancellation, against fake upstreams on
  * 127.0.0.1 that count the requests they get. */
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/sb.h"
@@ -14,6 +9,11 @@
 #include "providers/provider.h"
 #include "providers/router.h"
 #include "testutil.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define KEY "sk-router-SECRET-abcdef0123456789"
 
@@ -33,8 +33,15 @@ typedef struct {
 static void rec_cb(void *ud, const prov_event *ev) {
     rec *r = ud;
     switch (ev->kind) {
-    case PROV_EV_DELTA: sb_appendn(&r->text, ev->text, ev->len); sb_putc(&r->log, 'd'); break;
-    case PROV_EV_USAGE: r->n_usage++; r->usage = ev->usage; sb_putc(&r->log, 'u'); break;
+    case PROV_EV_DELTA:
+        sb_appendn(&r->text, ev->text, ev->len);
+        sb_putc(&r->log, 'd');
+        break;
+    case PROV_EV_USAGE:
+        r->n_usage++;
+        r->usage = ev->usage;
+        sb_putc(&r->log, 'u');
+        break;
     case PROV_EV_FINISH: sb_putc(&r->log, 'f'); break;
     case PROV_EV_ERROR:
         r->n_error++;
@@ -42,7 +49,10 @@ static void rec_cb(void *ud, const prov_event *ev) {
         snprintf(r->message, sizeof r->message, "%s", ev->message);
         sb_putc(&r->log, 'E');
         break;
-    case PROV_EV_DONE: r->n_done++; sb_putc(&r->log, 'D'); break;
+    case PROV_EV_DONE:
+        r->n_done++;
+        sb_putc(&r->log, 'D');
+        break;
     }
 }
 
@@ -75,9 +85,11 @@ static prov_request req_stream(void) {
 
 static char urls[8][128];
 
-static prov_model_cfg mk(const char *name, const char *backend, const char *model, fu_server *s, int slot) {
+static prov_model_cfg mk(const char *name, const char *backend, const char *model, fu_server *s,
+                         int slot) {
     prov_model_cfg m = {.name = name, .backend = backend, .model = model, .api_key = KEY};
-    if (s) m.base_url = fu_url(s, "/v1", urls[slot]);
+    if (s)
+        m.base_url = fu_url(s, "/v1", urls[slot]);
     else {
         snprintf(urls[slot], sizeof urls[slot], "http://127.0.0.1:%d/v1", fu_dead_port());
         m.base_url = urls[slot];
@@ -88,12 +100,19 @@ static prov_model_cfg mk(const char *name, const char *backend, const char *mode
     return m;
 }
 
-static const route_cfg FAST = {.max_retries = 2, .backoff_initial_ms = 5, .backoff_max_ms = 1000,
-                               .cooldown_ms = 60000, .failure_threshold = 100};
+static const route_cfg FAST = {.max_retries = 2,
+                               .backoff_initial_ms = 5,
+                               .backoff_max_ms = 1000,
+                               .cooldown_ms = 60000,
+                               .failure_threshold = 100};
 
-static const fu_response OK_OPENAI = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM};
-static const fu_response OK_ANTHROPIC = {.content_type = "text/event-stream", .body = FU_ANTHROPIC_STREAM};
-static const fu_response E500 = {.status = 500, .content_type = "application/json", .content_length = true,
+static const fu_response OK_OPENAI = {.content_type = "text/event-stream",
+                                      .body = FU_OPENAI_STREAM};
+static const fu_response OK_ANTHROPIC = {.content_type = "text/event-stream",
+                                         .body = FU_ANTHROPIC_STREAM};
+static const fu_response E500 = {.status = 500,
+                                 .content_type = "application/json",
+                                 .content_length = true,
                                  .body = "{\"error\":{\"message\":\"boom\"}}"};
 
 static route_router *mkrouter(const route_cfg *cfg, const prov_model_cfg *m, size_t n) {
@@ -132,7 +151,8 @@ static void exhausted_retries_move_down_the_fallback_chain(void **st) {
     (void)st;
     fu_server *a = fu_start(&E500, 1);
     fu_server *b = fu_start(&OK_ANTHROPIC, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "anthropic", "claude-3-5-haiku-20241022", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "anthropic", "claude-3-5-haiku-20241022", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     route_cfg cfg = FAST;
@@ -158,8 +178,11 @@ static void exhausted_retries_move_down_the_fallback_chain(void **st) {
 
 static void rate_limit_waits_for_retry_after(void **st) {
     (void)st;
-    fu_response script[] = {{.status = 429, .content_type = "application/json", .content_length = true,
-                             .headers = "Retry-After: 1\r\n", .body = "{}"},
+    fu_response script[] = {{.status = 429,
+                             .content_type = "application/json",
+                             .content_length = true,
+                             .headers = "Retry-After: 1\r\n",
+                             .body = "{}"},
                             OK_OPENAI};
     fu_server *s = fu_start(script, 2);
     prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", s, 0)};
@@ -179,11 +202,15 @@ static void rate_limit_waits_for_retry_after(void **st) {
 
 static void long_retry_after_falls_back_and_opens_circuit(void **st) {
     (void)st;
-    fu_response lim = {.status = 429, .content_type = "application/json", .content_length = true,
-                       .headers = "Retry-After: 120\r\n", .body = "{}"};
+    fu_response lim = {.status = 429,
+                       .content_type = "application/json",
+                       .content_length = true,
+                       .headers = "Retry-After: 120\r\n",
+                       .body = "{}"};
     fu_server *a = fu_start(&lim, 1);
     fu_server *b = fu_start(&OK_OPENAI, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "openai", "gpt-4o-mini", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "openai", "gpt-4o-mini", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     route_router *r = mkrouter(&FAST, m, 2);
@@ -213,7 +240,8 @@ static void long_retry_after_falls_back_and_opens_circuit(void **st) {
 static void refused_connection_is_retried_then_falls_back(void **st) {
     (void)st;
     fu_server *b = fu_start(&OK_OPENAI, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", NULL, 0), mk("b", "openai", "gpt-4o-mini", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", NULL, 0),
+                          mk("b", "openai", "gpt-4o-mini", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     route_router *r = mkrouter(&FAST, m, 2);
@@ -235,7 +263,8 @@ static void hang_past_timeout_falls_back(void **st) {
     hang.delay_ms = 5000;
     fu_server *a = fu_start(&hang, 1);
     fu_server *b = fu_start(&OK_OPENAI, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "openai", "gpt-4o-mini", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "openai", "gpt-4o-mini", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     m[0].timeouts.first_byte_ms = 150;
@@ -261,7 +290,8 @@ static void failure_before_text_falls_back_transparently(void **st) {
     fu_response bad = {.content_type = "text/event-stream", .body = "data: {oops\n\n"};
     fu_server *a = fu_start(&bad, 1);
     fu_server *b = fu_start(&OK_ANTHROPIC, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "anthropic", "claude-3-5-haiku", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "anthropic", "claude-3-5-haiku", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     route_router *r = mkrouter(&FAST, m, 2);
@@ -285,7 +315,8 @@ static void failure_after_text_ends_with_explicit_error(void **st) {
                        .body = "data: {\"choices\":[{\"delta\":{\"content\":\"Once upon\"}}]}\n\n"};
     fu_server *a = fu_start(&cut, 1);
     fu_server *b = fu_start(&OK_OPENAI, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "openai", "gpt-4o-mini", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "openai", "gpt-4o-mini", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     route_router *r = mkrouter(&FAST, m, 2);
@@ -311,7 +342,9 @@ static void failure_after_text_ends_with_explicit_error(void **st) {
 
 static void auth_error_is_not_retried_and_never_leaks_the_key(void **st) {
     (void)st;
-    fu_response unauth = {.status = 401, .content_type = "application/json", .content_length = true,
+    fu_response unauth = {.status = 401,
+                          .content_type = "application/json",
+                          .content_length = true,
                           .body = "{\"error\":{\"message\":\"Invalid key " KEY "\"}}"};
     fu_server *a = fu_start(&unauth, 1);
     prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0)};
@@ -336,10 +369,12 @@ static void circuit_opens_after_threshold_and_half_open_probe_closes_it(void **s
     fu_response script[] = {E500, E500, OK_OPENAI};
     fu_server *a = fu_start(script, 3);
     fu_server *b = fu_start(&OK_ANTHROPIC, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "anthropic", "claude-3-5-haiku", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "anthropic", "claude-3-5-haiku", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
-    route_cfg cfg = {.max_retries = 0, .backoff_initial_ms = 5, .cooldown_ms = 300, .failure_threshold = 2};
+    route_cfg cfg = {
+        .max_retries = 0, .backoff_initial_ms = 5, .cooldown_ms = 300, .failure_threshold = 2};
     route_router *r = mkrouter(&cfg, m, 2);
     prov_request q = req_stream();
     route_result res;
@@ -424,7 +459,9 @@ static void reported_usage_is_priced_with_cached_input(void **st) {
 static void missing_usage_is_estimated_and_flagged(void **st) {
     (void)st;
     fu_response nousage = {.content_type = "text/event-stream",
-                           .body = "data: {\"choices\":[{\"delta\":{\"content\":\"abcdefgh\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"};
+                           .body = "data: "
+                                   "{\"choices\":[{\"delta\":{\"content\":\"abcdefgh\"},\"finish_"
+                                   "reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"};
     fu_server *a = fu_start(&nousage, 1);
     prov_model_cfg m[] = {mk("a", "openai", "llama-3-8b", a, 0)};
     m[0].price = (prov_price){.set = true, .input = 1.0, .output = 2.0};
@@ -434,8 +471,8 @@ static void missing_usage_is_estimated_and_flagged(void **st) {
     route_result res;
     assert_int_equal(route_stream(r, "a", &q, NULL, NULL, rec_cb, &rc, &res), 0);
     assert_true(res.usage.estimated);
-    assert_int_equal(res.usage.completion_tokens, 2);   /* 8 ASCII chars */
-    assert_int_equal(res.usage.prompt_tokens, 3 + 4);   /* "Hello there" + per-message overhead */
+    assert_int_equal(res.usage.completion_tokens, 2); /* 8 ASCII chars */
+    assert_int_equal(res.usage.prompt_tokens, 3 + 4); /* "Hello there" + per-message overhead */
     assert_float_equal(res.cost.total, (7 * 1.0 + 2 * 2.0) / 1e6, 1e-12);
     route_free(r);
     fu_stop(a);
@@ -443,8 +480,8 @@ static void missing_usage_is_estimated_and_flagged(void **st) {
 }
 
 /* A stand-in for the local engine, plugged through the same vtable. */
-static int local_start(void *self, const prov_request *req, const prov_model_cfg *cfg, prov_cancel *cancel,
-                       prov_event_cb cb, void *ud, cf_err *err) {
+static int local_start(void *self, const prov_request *req, const prov_model_cfg *cfg,
+                       prov_cancel *cancel, prov_event_cb cb, void *ud, cf_err *err) {
     (*(int *)self)++;
     prov_event d = {.kind = PROV_EV_DELTA, .text = "local words here", .len = 16};
     cb(ud, &d);
@@ -464,7 +501,8 @@ static int64_t word_count(void *ud, const char *s, size_t n) {
 
 static void local_backend_slot_uses_exact_token_counter(void **st) {
     (void)st;
-    prov_model_cfg m[] = {{.name = "loc", .backend = "local", .model = "qwen2.5-0.5b", .count_tokens = word_count}};
+    prov_model_cfg m[] = {
+        {.name = "loc", .backend = "local", .model = "qwen2.5-0.5b", .count_tokens = word_count}};
     route_router *r = mkrouter(&FAST, m, 1);
     prov_request q = req_stream();
     rec rc = {0};
@@ -506,7 +544,7 @@ static void ab_split_is_sticky_per_session_and_follows_weights(void **st) {
         count[v]++;
     }
     assert_in_range(count[0], 800, 1200); /* 25% of 4000 = 1000 */
-    ab.variants[0].weight = 0;             /* weight 0: never chosen */
+    ab.variants[0].weight = 0;            /* weight 0: never chosen */
     for (int i = 0; i < 100; i++) {
         char sid[32];
         snprintf(sid, sizeof sid, "s%d", i);
@@ -518,7 +556,8 @@ static void ab_request_records_variant_and_model(void **st) {
     (void)st;
     fu_server *a = fu_start(&OK_OPENAI, 1);
     fu_server *b = fu_start(&OK_ANTHROPIC, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "anthropic", "claude-sonnet-4", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "anthropic", "claude-sonnet-4", b, 1)};
     route_ab_cfg ab = {.name = "exp", .n_variants = 2};
     ab.variants[0].model = "a";
     ab.variants[0].weight = 1;
@@ -566,7 +605,8 @@ static void compare_streams_two_models_concurrently(void **st) {
     sb2.event_gap_ms = 40;
     fu_server *a = fu_start(&sa, 1);
     fu_server *b = fu_start(&sb2, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "anthropic", "claude-sonnet-4", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "anthropic", "claude-sonnet-4", b, 1)};
     route_router *r = mkrouter(&FAST, m, 2);
     prov_request q = req_stream();
     rec rc = {0};
@@ -615,7 +655,6 @@ static void cancel_during_backoff_returns_promptly(void **st) {
     rec_free(&rc);
 }
 
-
 typedef struct {
     rec r;
     prov_cancel *c;
@@ -633,7 +672,8 @@ static void cancel_mid_stream_reports_partial_usage_and_no_fallback(void **st) {
     slow.event_gap_ms = 1000;
     fu_server *a = fu_start(&slow, 1);
     fu_server *b = fu_start(&OK_OPENAI, 1);
-    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0), mk("b", "openai", "gpt-4o-mini", b, 1)};
+    prov_model_cfg m[] = {mk("a", "openai", "gpt-4o", a, 0),
+                          mk("b", "openai", "gpt-4o-mini", b, 1)};
     m[0].fallback[0] = "b";
     m[0].n_fallback = 1;
     m[0].timeouts.idle_ms = 5000;
@@ -642,7 +682,8 @@ static void cancel_mid_stream_reports_partial_usage_and_no_fallback(void **st) {
     cancel_rec cr = {.c = prov_cancel_new()};
     route_result res;
     double t0 = clock_mono_ms();
-    assert_int_equal(route_stream(r, "a", &q, NULL, cr.c, cancel_on_first_delta, &cr, &res), CF_ECANCEL);
+    assert_int_equal(route_stream(r, "a", &q, NULL, cr.c, cancel_on_first_delta, &cr, &res),
+                     CF_ECANCEL);
     assert_true(clock_mono_ms() - t0 < 2500); /* the stream would take ~5 s */
     assert_string_equal(sb_str(&cr.r.text), "Hello");
     assert_string_equal(squash(&cr.r), "duE");
@@ -665,8 +706,9 @@ static void bad_configuration_is_rejected_with_a_reason(void **st) {
     assert_int_equal(d.max_retries, 2);
     assert_int_equal(d.failure_threshold, 3);
     cf_err err = {0};
-    prov_model_cfg m[] = {{.name = "a", .backend = "openai", .model = "x", .base_url = "http://127.0.0.1:1"},
-                          {.name = "b", .backend = "bogus", .model = "y", .base_url = "http://127.0.0.1:1"}};
+    prov_model_cfg m[] = {
+        {.name = "a", .backend = "openai", .model = "x", .base_url = "http://127.0.0.1:1"},
+        {.name = "b", .backend = "bogus", .model = "y", .base_url = "http://127.0.0.1:1"}};
     assert_null(route_new(NULL, m, 2, NULL, 0, NULL, &err));
     assert_non_null(strstr(err.msg, "unknown backend \"bogus\""));
     m[1].backend = "openai";

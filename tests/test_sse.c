@@ -1,12 +1,12 @@
 /* Tests for src/providers/sse.c: the incremental Server-Sent Events parser,
  * fed whole, byte by byte and at every split point. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/err.h"
 #include "base/sb.h"
 #include "providers/sse.h"
 #include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 /* Collects events as "event|data|id" lines. */
 typedef struct {
@@ -97,7 +97,8 @@ static void sse_does_not_dispatch_event_without_data(void **st) {
 
 static void sse_gives_same_events_at_every_split_point(void **st) {
     (void)st;
-    const char *in = "\xEF\xBB\xBF" "event: a\r\ndata: h\xC3\xA9llo\r\n\r\n: c\r\ndata: 2\r\nid: q\r\n\r\n";
+    const char *in = "\xEF\xBB\xBF"
+                     "event: a\r\ndata: h\xC3\xA9llo\r\n\r\n: c\r\ndata: 2\r\nid: q\r\n\r\n";
     size_t len = strlen(in);
     char *whole = parse(in, len, 0);
     assert_string_equal(whole, "a|h\xC3\xA9llo|\n|2|q\n");
@@ -147,7 +148,8 @@ static void sse_rejects_line_over_limit(void **st) {
     sse_init(&p, 16);
     /* Many short data lines that add up past the limit. */
     int rc = 0;
-    for (int i = 0; i < 10 && !rc; i++) rc = sse_feed(&p, "data: abcd\n", 11, on_ev, &c);
+    for (int i = 0; i < 10 && !rc; i++)
+        rc = sse_feed(&p, "data: abcd\n", 11, on_ev, &c);
     assert_int_equal(rc, CF_EFORMAT);
     assert_int_equal(c.n, 0);
     sse_free(&p);

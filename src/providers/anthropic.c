@@ -28,16 +28,17 @@
  * Usage is normalised: prompt_tokens = input + cache reads + cache writes
  * (Anthropic's input_tokens excludes them), cached_tokens = cache reads.
  */
-#include <string.h>
-
 #include "providers/wire.h"
 
-static int an_build(const prov_request *req, const prov_model_cfg *cfg, const char *model, sb_t *url,
-                    sb_t *body, sb_t *hdrs, cf_err *err) {
+#include <string.h>
+
+static int an_build(const prov_request *req, const prov_model_cfg *cfg, const char *model,
+                    sb_t *url, sb_t *body, sb_t *hdrs, cf_err *err) {
     wire_url(url, cfg->base_url, "/messages");
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model));
-    json_object_set_new(o, "max_tokens", json_integer(req->max_tokens > 0 ? req->max_tokens : 4096));
+    json_object_set_new(o, "max_tokens",
+                        json_integer(req->max_tokens > 0 ? req->max_tokens : 4096));
     sb_t sys = {0};
     json_t *msgs = json_array();
     for (size_t i = 0; i < req->n_msgs; i++) {
@@ -113,12 +114,14 @@ static int an_error(wire_call *c, json_t *e) {
     } else if (type && !strcmp(type, "rate_limit_error")) {
         k = PROV_ERR_RATE_LIMITED;
         st = 429;
-    } else if (type && (!strcmp(type, "authentication_error") || !strcmp(type, "permission_error"))) {
+    } else if (type &&
+               (!strcmp(type, "authentication_error") || !strcmp(type, "permission_error"))) {
         k = PROV_ERR_AUTH;
     } else if (type && !strcmp(type, "invalid_request_error")) {
         k = PROV_ERR_HTTP_4XX;
     }
-    return wire_fail(c, k, st, "error event in stream: %.64s: %.300s", type ? type : "?", msg ? msg : "");
+    return wire_fail(c, k, st, "error event in stream: %.64s: %.300s", type ? type : "?",
+                     msg ? msg : "");
 }
 
 static int an_event(wire_call *c, const sse_event *ev) {
@@ -136,7 +139,8 @@ static int an_event(wire_call *c, const sse_event *ev) {
         if (dt && !strcmp(dt, "text_delta") && json_is_string(t))
             wire_delta(c, json_string_value(t), json_string_length(t));
     } else if (!strcmp(type, "message_delta")) {
-        prov_finish f = an_finish(json_string_value(json_object_get(json_object_get(o, "delta"), "stop_reason")));
+        prov_finish f = an_finish(
+            json_string_value(json_object_get(json_object_get(o, "delta"), "stop_reason")));
         if (f) wire_finish(c, f);
         an_usage(c, json_object_get(o, "usage"));
     } else if (!strcmp(type, "message_stop")) {
@@ -153,7 +157,8 @@ static int an_body(wire_call *c, json_t *root) {
     const char *type = json_string_value(json_object_get(root, "type"));
     if (type && !strcmp(type, "error")) return an_error(c, json_object_get(root, "error"));
     json_t *content = json_object_get(root, "content");
-    if (!json_is_array(content)) return wire_fail(c, PROV_ERR_PROTOCOL, 0, "response has no content array");
+    if (!json_is_array(content))
+        return wire_fail(c, PROV_ERR_PROTOCOL, 0, "response has no content array");
     size_t i;
     json_t *b;
     json_array_foreach(content, i, b) {

@@ -20,12 +20,12 @@
  * A finish_reason of ERROR means generation failed upstream: an http_5xx
  * error, not a success.
  */
-#include <string.h>
-
 #include "providers/wire.h"
 
-static int co_build(const prov_request *req, const prov_model_cfg *cfg, const char *model, sb_t *url,
-                    sb_t *body, sb_t *hdrs, cf_err *err) {
+#include <string.h>
+
+static int co_build(const prov_request *req, const prov_model_cfg *cfg, const char *model,
+                    sb_t *url, sb_t *body, sb_t *hdrs, cf_err *err) {
     wire_url(url, cfg->base_url, "/chat");
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model));
@@ -33,7 +33,8 @@ static int co_build(const prov_request *req, const prov_model_cfg *cfg, const ch
     for (size_t i = 0; i < req->n_msgs; i++) {
         json_t *m = json_object();
         json_object_set_new(m, "role", json_string(wire_role(req->msgs[i].role)));
-        json_object_set_new(m, "content", json_string(req->msgs[i].content ? req->msgs[i].content : ""));
+        json_object_set_new(m, "content",
+                            json_string(req->msgs[i].content ? req->msgs[i].content : ""));
         json_array_append_new(msgs, m);
     }
     json_object_set_new(o, "messages", msgs);
@@ -74,7 +75,9 @@ static void co_usage(wire_call *c, json_t *u) {
 
 static int co_end(wire_call *c, const char *finish, json_t *usage) {
     int f = co_finish(finish);
-    if (f < 0) return wire_fail(c, PROV_ERR_HTTP_5XX, 0, "cohere ended the generation with finish_reason ERROR");
+    if (f < 0)
+        return wire_fail(c, PROV_ERR_HTTP_5XX, 0,
+                         "cohere ended the generation with finish_reason ERROR");
     wire_finish(c, (prov_finish)f);
     co_usage(c, usage);
     return 0;
@@ -88,10 +91,12 @@ static int co_event(wire_call *c, const sse_event *ev) {
     int k = 0;
     json_t *d = json_object_get(o, "delta");
     if (!strcmp(type, "content-delta")) {
-        json_t *t = json_object_get(json_object_get(json_object_get(d, "message"), "content"), "text");
+        json_t *t =
+            json_object_get(json_object_get(json_object_get(d, "message"), "content"), "text");
         if (json_is_string(t)) wire_delta(c, json_string_value(t), json_string_length(t));
     } else if (!strcmp(type, "message-end")) {
-        k = co_end(c, json_string_value(json_object_get(d, "finish_reason")), json_object_get(d, "usage"));
+        k = co_end(c, json_string_value(json_object_get(d, "finish_reason")),
+                   json_object_get(d, "usage"));
         if (!k) wire_complete(c);
     }
     json_decref(o);
@@ -100,14 +105,16 @@ static int co_event(wire_call *c, const sse_event *ev) {
 
 static int co_body(wire_call *c, json_t *root) {
     json_t *content = json_object_get(json_object_get(root, "message"), "content");
-    if (!json_is_array(content)) return wire_fail(c, PROV_ERR_PROTOCOL, 0, "response has no message.content");
+    if (!json_is_array(content))
+        return wire_fail(c, PROV_ERR_PROTOCOL, 0, "response has no message.content");
     size_t i;
     json_t *b;
     json_array_foreach(content, i, b) {
         json_t *t = json_object_get(b, "text");
         if (json_is_string(t)) wire_delta(c, json_string_value(t), json_string_length(t));
     }
-    return co_end(c, json_string_value(json_object_get(root, "finish_reason")), json_object_get(root, "usage"));
+    return co_end(c, json_string_value(json_object_get(root, "finish_reason")),
+                  json_object_get(root, "usage"));
 }
 
 const prov_wire prov_wire_cohere = {"cohere", co_build, co_event, co_body, false};

@@ -16,6 +16,9 @@
  */
 #include "providers/io.h"
 
+#include "base/clock.h"
+#include "base/sb.h"
+
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,9 +28,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-#include "base/clock.h"
-#include "base/sb.h"
 
 typedef struct xfer {
     struct xfer *next;
@@ -60,7 +60,8 @@ struct prov_io {
 
 int prov_parse_retry_after(const char *v, long long now_unix) {
     if (!v) return -1;
-    while (*v == ' ' || *v == '\t') v++;
+    while (*v == ' ' || *v == '\t')
+        v++;
     if (*v >= '0' && *v <= '9') {
         long long s = 0;
         const char *p = v;
@@ -69,7 +70,8 @@ int prov_parse_retry_after(const char *v, long long now_unix) {
             if (s > 86400LL * 7) s = 86400LL * 7; /* clamp absurd values */
             p++;
         }
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
         if (*p) return -1;
         return (int)(s * 1000);
     }
@@ -91,7 +93,9 @@ static void wake(void *ud) { curl_multi_wakeup(((prov_io *)ud)->multi); }
 static void deliver_head(xfer *x) {
     if (x->head_done) return;
     x->head_done = true;
-    int k = x->h.on_headers ? x->h.on_headers(x->h.ud, x->status, x->content_type, x->retry_after_ms) : 0;
+    int k = x->h.on_headers
+                ? x->h.on_headers(x->h.ud, x->status, x->content_type, x->retry_after_ms)
+                : 0;
     if (k) x->abort_kind = k;
 }
 
@@ -122,8 +126,12 @@ static size_t on_header_line(char *buf, size_t size, size_t nitems, void *ud) {
     size_t nlen = (size_t)(colon - buf);
     const char *v = colon + 1;
     size_t vlen = n - nlen - 1;
-    while (vlen && (*v == ' ' || *v == '\t')) { v++; vlen--; }
-    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ')) vlen--;
+    while (vlen && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+        vlen--;
     if (nlen == 12 && !strncasecmp(buf, "content-type", 12)) {
         size_t c = vlen < sizeof x->content_type - 1 ? vlen : sizeof x->content_type - 1;
         memcpy(x->content_type, v, c);
@@ -150,7 +158,10 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
     if (x->abort_kind) return 0;
     if (x->h.on_body) {
         int k = x->h.on_body(x->h.ud, p, n);
-        if (k) { x->abort_kind = k; return 0; }
+        if (k) {
+            x->abort_kind = k;
+            return 0;
+        }
     }
     return n;
 }
@@ -190,7 +201,10 @@ static void xfer_finish(prov_io *io, xfer *x, CURLcode rc, int kind, const char 
     }
     curl_multi_remove_handle(io->multi, x->easy);
     for (xfer **pp = &io->active; *pp; pp = &(*pp)->next) {
-        if (*pp == x) { *pp = x->next; break; }
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
     }
     if (x->cancel && x->watch_id >= 0) {
         prov_cancel_unwatch(x->cancel, x->watch_id);
@@ -220,7 +234,8 @@ static void *io_main(void *arg) {
             curl_multi_add_handle(io->multi, x->easy);
         }
         if (stopping) {
-            while (io->active) xfer_finish(io, io->active, CURLE_OK, PROV_ERR_CANCELLED, "shutting down");
+            while (io->active)
+                xfer_finish(io, io->active, CURLE_OK, PROV_ERR_CANCELLED, "shutting down");
             break;
         }
         int running = 0;
@@ -254,7 +269,8 @@ static void *io_main(void *arg) {
             }
             if (now >= deadline) {
                 char msg[96];
-                snprintf(msg, sizeof msg, "%s (%d ms)", what, x->got_byte ? x->idle_ms : x->first_byte_ms);
+                snprintf(msg, sizeof msg, "%s (%d ms)", what,
+                         x->got_byte ? x->idle_ms : x->first_byte_ms);
                 xfer_finish(io, x, CURLE_OK, PROV_ERR_TIMEOUT, msg);
                 continue;
             }
@@ -271,7 +287,10 @@ static void *io_main(void *arg) {
 
 prov_io *prov_io_new(cf_err *err) {
     prov_io *io = calloc(1, sizeof *io);
-    if (!io) { cf_seterr(err, CF_ENOMEM, "out of memory"); return NULL; }
+    if (!io) {
+        cf_seterr(err, CF_ENOMEM, "out of memory");
+        return NULL;
+    }
     io->multi = curl_multi_init();
     if (!io->multi) {
         free(io);
@@ -319,10 +338,16 @@ int prov_io_submit(prov_io *io, const prov_io_request *r, cf_err *err) {
     x->first_byte_ms = r->first_byte_ms > 0 ? r->first_byte_ms : PROV_DEFAULT_FIRST_BYTE_MS;
     x->idle_ms = r->idle_ms > 0 ? r->idle_ms : PROV_DEFAULT_IDLE_MS;
     x->easy = curl_easy_init();
-    if (!x->easy) { free(x); return cf_seterr(err, CF_ENOMEM, "curl_easy_init failed"); }
+    if (!x->easy) {
+        free(x);
+        return cf_seterr(err, CF_ENOMEM, "curl_easy_init failed");
+    }
     for (size_t i = 0; i < r->n_headers; i++) {
         struct curl_slist *n = curl_slist_append(x->hdrs, r->headers[i]);
-        if (!n) { xfer_free(x); return cf_seterr(err, CF_ENOMEM, "out of memory"); }
+        if (!n) {
+            xfer_free(x);
+            return cf_seterr(err, CF_ENOMEM, "out of memory");
+        }
         x->hdrs = n;
     }
     CURL *e = x->easy;

@@ -18,10 +18,10 @@
 #ifndef CONFAB_PROVIDERS_IO_H
 #define CONFAB_PROVIDERS_IO_H
 
-#include <stddef.h>
-
 #include "base/err.h"
 #include "providers/provider.h"
+
+#include <stddef.h>
 
 typedef struct prov_io prov_io;
 
@@ -42,13 +42,13 @@ typedef struct {
 } prov_io_handler;
 
 typedef struct {
-    const char *url;                  /* http:// or https:// */
-    const char *body;                 /* POST body (copied) */
+    const char *url;  /* http:// or https:// */
+    const char *body; /* POST body (copied) */
     size_t body_len;
-    const char *const *headers;       /* "Name: value" lines (copied) */
+    const char *const *headers; /* "Name: value" lines (copied) */
     size_t n_headers;
     int connect_ms, first_byte_ms, idle_ms; /* > 0 */
-    prov_cancel *cancel;              /* may be NULL; must outlive the transfer */
+    prov_cancel *cancel;                    /* may be NULL; must outlive the transfer */
     prov_io_handler h;
 } prov_io_request;
 

@@ -22,12 +22,12 @@
  * complete at `[DONE]`; servers that omit [DONE] but sent a finish_reason
  * before a clean end of stream are accepted too (several self-hosted ones do).
  */
-#include <string.h>
-
 #include "providers/wire.h"
 
-static int oa_build(const prov_request *req, const prov_model_cfg *cfg, const char *model, sb_t *url,
-                    sb_t *body, sb_t *hdrs, cf_err *err) {
+#include <string.h>
+
+static int oa_build(const prov_request *req, const prov_model_cfg *cfg, const char *model,
+                    sb_t *url, sb_t *body, sb_t *hdrs, cf_err *err) {
     wire_url(url, cfg->base_url, "/chat/completions");
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model));
@@ -35,7 +35,8 @@ static int oa_build(const prov_request *req, const prov_model_cfg *cfg, const ch
     for (size_t i = 0; i < req->n_msgs; i++) {
         json_t *m = json_object();
         json_object_set_new(m, "role", json_string(wire_role(req->msgs[i].role)));
-        json_object_set_new(m, "content", json_string(req->msgs[i].content ? req->msgs[i].content : ""));
+        json_object_set_new(m, "content",
+                            json_string(req->msgs[i].content ? req->msgs[i].content : ""));
         json_array_append_new(msgs, m);
     }
     json_object_set_new(o, "messages", msgs);
@@ -48,8 +49,10 @@ static int oa_build(const prov_request *req, const prov_model_cfg *cfg, const ch
     if (req->max_tokens > 0) {
         /* OpenAI's reasoning models reject max_tokens and take
          * max_completion_tokens; other servers mostly know only max_tokens. */
-        bool reasoning = (model[0] == 'o' && model[1] >= '1' && model[1] <= '9') || !strncmp(model, "gpt-5", 5);
-        json_object_set_new(o, reasoning ? "max_completion_tokens" : "max_tokens", json_integer(req->max_tokens));
+        bool reasoning =
+            (model[0] == 'o' && model[1] >= '1' && model[1] <= '9') || !strncmp(model, "gpt-5", 5);
+        json_object_set_new(o, reasoning ? "max_completion_tokens" : "max_tokens",
+                            json_integer(req->max_tokens));
     }
     wire_add_common(o, req, "top_p", true, true, "stop");
     wire_header(hdrs, "Content-Type", "application/json");
@@ -77,8 +80,8 @@ static void oa_usage(wire_call *c, json_t *u) {
     if (!json_is_object(u)) return;
     json_int_t p = json_integer_value(json_object_get(u, "prompt_tokens"));
     json_int_t q = json_integer_value(json_object_get(u, "completion_tokens"));
-    json_int_t cached =
-        json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
+    json_int_t cached = json_integer_value(
+        json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
     wire_usage(c, p, q, cached);
 }
 
@@ -86,8 +89,10 @@ static void oa_usage(wire_call *c, json_t *u) {
 static int oa_inline_error(wire_call *c, json_t *o) {
     json_t *e = json_object_get(o, "error");
     if (!e || json_is_null(e)) return 0;
-    const char *m = json_is_object(e) ? json_string_value(json_object_get(e, "message")) : json_string_value(e);
-    return wire_fail(c, PROV_ERR_HTTP_5XX, 0, "error event in stream: %.300s", m ? m : "(no message)");
+    const char *m =
+        json_is_object(e) ? json_string_value(json_object_get(e, "message")) : json_string_value(e);
+    return wire_fail(c, PROV_ERR_HTTP_5XX, 0, "error event in stream: %.300s",
+                     m ? m : "(no message)");
 }
 
 static int oa_event(wire_call *c, const sse_event *ev) {
@@ -102,7 +107,8 @@ static int oa_event(wire_call *c, const sse_event *ev) {
         json_t *ch = json_array_get(json_object_get(o, "choices"), 0);
         if (json_is_object(ch)) {
             json_t *content = json_object_get(json_object_get(ch, "delta"), "content");
-            if (json_is_string(content)) wire_delta(c, json_string_value(content), json_string_length(content));
+            if (json_is_string(content))
+                wire_delta(c, json_string_value(content), json_string_length(content));
             prov_finish f = oa_finish(json_string_value(json_object_get(ch, "finish_reason")));
             if (f) wire_finish(c, f);
         }
@@ -118,7 +124,8 @@ static int oa_body(wire_call *c, json_t *root) {
     json_t *ch = json_array_get(json_object_get(root, "choices"), 0);
     if (!json_is_object(ch)) return wire_fail(c, PROV_ERR_PROTOCOL, 0, "response has no choices");
     json_t *content = json_object_get(json_object_get(ch, "message"), "content");
-    if (json_is_string(content)) wire_delta(c, json_string_value(content), json_string_length(content));
+    if (json_is_string(content))
+        wire_delta(c, json_string_value(content), json_string_length(content));
     wire_finish(c, oa_finish(json_string_value(json_object_get(ch, "finish_reason"))));
     oa_usage(c, json_object_get(root, "usage"));
     return 0;

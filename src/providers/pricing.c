@@ -9,9 +9,9 @@
  */
 #include "providers/pricing.h"
 
-#include <string.h>
-
 #include "base/utf8.h"
+
+#include <string.h>
 
 /* List prices in USD per million tokens: input, output, cached input (0 =
  * the provider bills no separate cached rate, or has none).
@@ -107,11 +107,19 @@ int64_t prov_estimate_tokens(const char *s, size_t n) {
     while (i < n) {
         uint32_t cp;
         int len = utf8_decode(s + i, n - i, &cp);
-        if (len <= 0) { q += 4; i++; continue; } /* invalid byte: one token */
-        if (cp < 0x80) q += 1;
-        else if (cp < 0x800) q += 2;
-        else if (cp < 0x10000) q += 4;
-        else q += 8;
+        if (len <= 0) {
+            q += 4;
+            i++;
+            continue;
+        } /* invalid byte: one token */
+        if (cp < 0x80)
+            q += 1;
+        else if (cp < 0x800)
+            q += 2;
+        else if (cp < 0x10000)
+            q += 4;
+        else
+            q += 8;
         i += (size_t)len;
     }
     if (n && q < 4) return 1;

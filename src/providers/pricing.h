@@ -15,11 +15,11 @@
 #ifndef CONFAB_PROVIDERS_PRICING_H
 #define CONFAB_PROVIDERS_PRICING_H
 
+#include "providers/provider.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "providers/provider.h"
 
 /* Cost of one result in US dollars. */
 typedef struct {
@@ -27,7 +27,7 @@ typedef struct {
     double cached_input; /* prompt tokens served from the provider's cache */
     double output;       /* completion tokens */
     double total;
-    bool priced;         /* false: no price known for the model (all zero) */
+    bool priced; /* false: no price known for the model (all zero) */
 } prov_cost;
 
 /* Looks MODEL up in the built-in table. Returns true and fills *OUT (with

@@ -55,7 +55,10 @@ struct prov_cancel {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     atomic_bool fired;
-    struct { void (*fn)(void *); void *ud; } w[CANCEL_WATCHERS];
+    struct {
+        void (*fn)(void *);
+        void *ud;
+    } w[CANCEL_WATCHERS];
 };
 
 prov_cancel *prov_cancel_new(void) {
@@ -128,7 +131,10 @@ bool prov_cancel_sleep(prov_cancel *c, int ms) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += ms / 1000;
     ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&c->mu);
     while (!atomic_load(&c->fired)) {
         if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) break;

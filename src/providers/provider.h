@@ -25,11 +25,11 @@
 #ifndef CONFAB_PROVIDERS_PROVIDER_H
 #define CONFAB_PROVIDERS_PROVIDER_H
 
+#include "base/err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "base/err.h"
 
 /* ------------------------------------------------------------ request */
 
@@ -48,12 +48,12 @@ typedef struct {
 typedef struct {
     const prov_msg *msgs; /* (n_msgs,) in conversation order */
     size_t n_msgs;
-    const char *model;    /* upstream model id; NULL = take it from the model config */
-    bool stream;          /* true: deltas as they come; false: one delta at the end */
+    const char *model; /* upstream model id; NULL = take it from the model config */
+    bool stream;       /* true: deltas as they come; false: one delta at the end */
     bool has_temperature, has_top_p, has_seed, has_presence_penalty, has_frequency_penalty;
     double temperature, top_p, presence_penalty, frequency_penalty;
     int64_t seed;
-    int max_tokens;       /* 0 = provider default (Anthropic requires one: 4096 is used) */
+    int max_tokens; /* 0 = provider default (Anthropic requires one: 4096 is used) */
     const char *stop[PROV_MAX_STOP];
     size_t n_stop;
 } prov_request;
@@ -84,10 +84,10 @@ typedef enum {
 
 typedef enum {
     PROV_FINISH_NONE = 0,
-    PROV_FINISH_STOP,      /* natural end or a stop sequence */
-    PROV_FINISH_LENGTH,    /* max_tokens reached */
-    PROV_FINISH_FILTER,    /* content filter / refusal */
-    PROV_FINISH_TOOL,      /* tool call requested */
+    PROV_FINISH_STOP,   /* natural end or a stop sequence */
+    PROV_FINISH_LENGTH, /* max_tokens reached */
+    PROV_FINISH_FILTER, /* content filter / refusal */
+    PROV_FINISH_TOOL,   /* tool call requested */
     PROV_FINISH_OTHER,
 } prov_finish;
 
@@ -143,7 +143,7 @@ bool prov_cancel_sleep(prov_cancel *c, int ms);
 
 /* Prices in US dollars per million tokens. */
 typedef struct {
-    bool set; /* false: fall back to the built-in table */
+    bool set;                           /* false: fall back to the built-in table */
     double input, output, cached_input; /* cached_input 0 = same as input */
 } prov_price;
 
@@ -166,16 +166,23 @@ typedef struct {
     prov_price price;     /* overrides the default table when set */
     const char *fallback[PROV_MAX_FALLBACK]; /* names of other models, in order */
     size_t n_fallback;
-    struct { int connect_ms, first_byte_ms, idle_ms; } timeouts; /* 0 = defaults */
-    struct { const char *name, *value; } headers[PROV_MAX_HEADERS]; /* extra headers */
+    struct {
+        int connect_ms, first_byte_ms, idle_ms;
+    } timeouts; /* 0 = defaults */
+    struct {
+        const char *name, *value;
+    } headers[PROV_MAX_HEADERS]; /* extra headers */
     size_t n_headers;
     prov_count_fn count_tokens; /* optional exact counter (local models) */
     void *count_ud;
 } prov_model_cfg;
 
 /* Default timeouts used where a prov_model_cfg leaves 0. */
-enum { PROV_DEFAULT_CONNECT_MS = 10000, PROV_DEFAULT_FIRST_BYTE_MS = 60000,
-       PROV_DEFAULT_IDLE_MS = 60000 };
+enum {
+    PROV_DEFAULT_CONNECT_MS = 10000,
+    PROV_DEFAULT_FIRST_BYTE_MS = 60000,
+    PROV_DEFAULT_IDLE_MS = 60000
+};
 
 /* ------------------------------------------------------------ backend */
 

@@ -45,7 +45,8 @@ static void redact_after(sb_t *s, const char *prefix, size_t min, bool keep_pref
         bool at_start = i == 0 || !isalnum((unsigned char)s->data[i - 1]);
         if (at_start && !strncasecmp(s->data + i, prefix, pl)) {
             size_t j = i + pl;
-            while (j < s->len && tokch(s->data[j]) && s->data[j] != '&') j++;
+            while (j < s->len && tokch(s->data[j]) && s->data[j] != '&')
+                j++;
             if (j - (i + pl) >= min) {
                 hit = true;
                 sb_appendn(&out, s->data + last, (keep_prefix ? i + pl : i) - last);

@@ -11,10 +11,10 @@
 #ifndef CONFAB_PROVIDERS_REDACT_H
 #define CONFAB_PROVIDERS_REDACT_H
 
-#include <stddef.h>
-
 #include "base/sb.h"
 #include "providers/provider.h"
+
+#include <stddef.h>
 
 #define PROV_REDACTED "[REDACTED]"
 

@@ -23,18 +23,18 @@
  */
 #include "providers/remote.h"
 
+#include "base/log.h"
+#include "base/utf8.h"
+#include "providers/redact.h"
+#include "providers/wire.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "base/log.h"
-#include "base/utf8.h"
-#include "providers/redact.h"
-#include "providers/wire.h"
-
-#define MAX_BODY ((size_t)16 << 20)  /* non-streamed response */
+#define MAX_BODY ((size_t)16 << 20)     /* non-streamed response */
 #define MAX_ERR_BODY ((size_t)64 << 10) /* error response kept for its message */
 
 typedef struct {
@@ -127,14 +127,16 @@ void wire_header(sb_t *hdrs, const char *name, const char *value) {
 void wire_extra_headers(sb_t *hdrs, const prov_model_cfg *cfg) {
     for (size_t i = 0; i < cfg->n_headers; i++) {
         const char *n = cfg->headers[i].name, *v = cfg->headers[i].value;
-        if (!n || !v || strpbrk(n, "\r\n:") || strpbrk(v, "\r\n")) continue; /* no header injection */
+        if (!n || !v || strpbrk(n, "\r\n:") || strpbrk(v, "\r\n"))
+            continue; /* no header injection */
         wire_header(hdrs, n, v);
     }
 }
 
 void wire_url(sb_t *url, const char *base, const char *path) {
     size_t n = strlen(base);
-    while (n && base[n - 1] == '/') n--;
+    while (n && base[n - 1] == '/')
+        n--;
     sb_appendn(url, base, n);
     sb_append(url, path);
 }
@@ -168,7 +170,8 @@ void wire_add_common(json_t *o, const prov_request *req, const char *top_p_key, 
 int wire_dump(json_t *o, sb_t *body, cf_err *err) {
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(o);
-    if (!s) return cf_seterr(err, CF_EINVAL, "cannot encode the request (invalid UTF-8 in a message?)");
+    if (!s)
+        return cf_seterr(err, CF_EINVAL, "cannot encode the request (invalid UTF-8 in a message?)");
     sb_append(body, s);
     free(s);
     return 0;
@@ -177,7 +180,8 @@ int wire_dump(json_t *o, sb_t *body, cf_err *err) {
 /* ------------------------------------------------------- lifecycle */
 
 static void call_free(wire_call *c) {
-    for (size_t i = 0; i < c->n_secrets; i++) free(c->secrets[i]);
+    for (size_t i = 0; i < c->n_secrets; i++)
+        free(c->secrets[i]);
     sse_free(&c->sse);
     sb_free(&c->body);
     sb_free(&c->err_msg);
@@ -190,10 +194,13 @@ static void redact_call(wire_call *c, sb_t *s) {
 
 static void emit_error(wire_call *c, prov_errkind kind, int status, int retry_after_ms, sb_t *msg) {
     redact_call(c, msg);
-    log_debug("providers", "%s %s: %s error: %s", c->wire->name, c->model_name, prov_errkind_name(kind),
-              sb_str(msg));
-    prov_event ev = {.kind = PROV_EV_ERROR, .err_kind = kind, .http_status = status,
-                     .retry_after_ms = retry_after_ms, .message = sb_str(msg)};
+    log_debug("providers", "%s %s: %s error: %s", c->wire->name, c->model_name,
+              prov_errkind_name(kind), sb_str(msg));
+    prov_event ev = {.kind = PROV_EV_ERROR,
+                     .err_kind = kind,
+                     .http_status = status,
+                     .retry_after_ms = retry_after_ms,
+                     .message = sb_str(msg)};
     emit(c, &ev);
 }
 
@@ -243,7 +250,10 @@ static int on_headers(void *ud, long status, const char *ctype, int retry_after_
     wire_call *c = ud;
     c->status = status;
     c->retry_after_ms = retry_after_ms;
-    if (status >= 400) { c->mode = MODE_ERROR; return 0; }
+    if (status >= 400) {
+        c->mode = MODE_ERROR;
+        return 0;
+    }
     if (status < 200 || status >= 300)
         return wire_fail(c, PROV_ERR_PROTOCOL, (int)status, "unexpected HTTP status %ld", status);
     if (c->stream) {
@@ -298,9 +308,12 @@ static void on_done(void *ud, const prov_io_outcome *o) {
         sb_append(&msg, k == PROV_ERR_CANCELLED ? "cancelled" : sb_str(&c->err_msg));
         emit_error(c, k, c->err_status ? c->err_status : (int)c->status, c->retry_after_ms, &msg);
     } else if (o->kind != PROV_ERR_NONE) {
-        const char *what = o->kind == PROV_ERR_CONNECT && c->status ? "connection lost mid-response" : NULL;
-        if (what) sb_printf(&msg, "%s (%s)", what, o->message);
-        else sb_append(&msg, o->message);
+        const char *what =
+            o->kind == PROV_ERR_CONNECT && c->status ? "connection lost mid-response" : NULL;
+        if (what)
+            sb_printf(&msg, "%s (%s)", what, o->message);
+        else
+            sb_append(&msg, o->message);
         emit_error(c, o->kind, (int)c->status, c->retry_after_ms, &msg);
     } else if (c->mode == MODE_ERROR) {
         sb_printf(&msg, "HTTP %ld from %s: ", c->status, c->wire->name);
@@ -317,7 +330,8 @@ static void on_done(void *ud, const prov_io_outcome *o) {
                 k = c->wire->on_body(c, root);
             json_decref(root);
             if (!k) c->complete = true;
-        } else if (!c->complete && c->wire->finish_completes && c->finish && !sse_pending(&c->sse)) {
+        } else if (!c->complete && c->wire->finish_completes && c->finish &&
+                   !sse_pending(&c->sse)) {
             c->complete = true;
         } else if (!c->complete) {
             k = wire_fail(c, PROV_ERR_PROTOCOL, (int)c->status,
@@ -332,7 +346,8 @@ static void on_done(void *ud, const prov_io_outcome *o) {
                 prov_event ev = {.kind = PROV_EV_USAGE, .usage = c->usage};
                 emit(c, &ev);
             }
-            prov_event fe = {.kind = PROV_EV_FINISH, .finish = c->finish ? c->finish : PROV_FINISH_STOP};
+            prov_event fe = {.kind = PROV_EV_FINISH,
+                             .finish = c->finish ? c->finish : PROV_FINISH_STOP};
             emit(c, &fe);
             prov_event de = {.kind = PROV_EV_DONE};
             emit(c, &de);
@@ -347,16 +362,19 @@ static int remote_start(void *self, const prov_request *req, const prov_model_cf
     remote *r = self;
     const char *model = req->model && *req->model ? req->model : cfg->model;
     if (!model || !*model)
-        return cf_seterr(err, CF_EINVAL, "model %s has no upstream model id", cfg->name ? cfg->name : "?");
+        return cf_seterr(err, CF_EINVAL, "model %s has no upstream model id",
+                         cfg->name ? cfg->name : "?");
     if (!cfg->base_url || !*cfg->base_url)
         return cf_seterr(err, CF_EINVAL, "model %s has no base_url", cfg->name ? cfg->name : "?");
-    if (req->n_msgs == 0) return cf_seterr(err, CF_EINVAL, "a chat request needs at least one message");
+    if (req->n_msgs == 0)
+        return cf_seterr(err, CF_EINVAL, "a chat request needs at least one message");
     /* jansson refuses invalid UTF-8 by dropping the value; say so instead. */
     for (size_t i = 0; i < req->n_msgs; i++) {
         const char *t = req->msgs[i].content ? req->msgs[i].content : "";
         size_t bad;
         if (!utf8_valid(t, strlen(t), &bad))
-            return cf_seterr(err, CF_EINVAL, "message %zu is not valid UTF-8 (byte %zu)", i + 1, bad);
+            return cf_seterr(err, CF_EINVAL, "message %zu is not valid UTF-8 (byte %zu)", i + 1,
+                             bad);
     }
     for (size_t i = 0; i < req->n_stop && i < PROV_MAX_STOP; i++)
         if (req->stop[i] && !utf8_valid(req->stop[i], strlen(req->stop[i]), NULL))
@@ -365,7 +383,10 @@ static int remote_start(void *self, const prov_request *req, const prov_model_cf
     int rc = r->wire->build(req, cfg, model, &url, &body, &hdrs, err);
     if (rc) goto out;
     wire_call *c = calloc(1, sizeof *c);
-    if (!c) { rc = cf_seterr(err, CF_ENOMEM, "out of memory"); goto out; }
+    if (!c) {
+        rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto out;
+    }
     c->wire = r->wire;
     c->cb = cb;
     c->ud = ud;
@@ -388,10 +409,15 @@ static int remote_start(void *self, const prov_request *req, const prov_model_cf
         p = e + 1;
     }
     prov_io_request ir = {
-        .url = sb_str(&url), .body = sb_str(&body), .body_len = body.len,
-        .headers = lines, .n_headers = nl,
-        .connect_ms = cfg->timeouts.connect_ms, .first_byte_ms = cfg->timeouts.first_byte_ms,
-        .idle_ms = cfg->timeouts.idle_ms, .cancel = cancel,
+        .url = sb_str(&url),
+        .body = sb_str(&body),
+        .body_len = body.len,
+        .headers = lines,
+        .n_headers = nl,
+        .connect_ms = cfg->timeouts.connect_ms,
+        .first_byte_ms = cfg->timeouts.first_byte_ms,
+        .idle_ms = cfg->timeouts.idle_ms,
+        .cancel = cancel,
         .h = {on_headers, on_body, on_done, c},
     };
     rc = prov_io_submit(r->io, &ir, err);
@@ -424,11 +450,15 @@ bool prov_remote_known(const char *kind) { return wire_by_name(kind) != NULL; }
 prov_backend *prov_remote_new(prov_io *io, const char *kind, cf_err *err) {
     const prov_wire *w = wire_by_name(kind);
     if (!w) {
-        cf_seterr(err, CF_ENOTFOUND, "unknown backend \"%s\" (openai, anthropic, cohere)", kind ? kind : "");
+        cf_seterr(err, CF_ENOTFOUND, "unknown backend \"%s\" (openai, anthropic, cohere)",
+                  kind ? kind : "");
         return NULL;
     }
     remote *r = calloc(1, sizeof *r);
-    if (!r) { cf_seterr(err, CF_ENOMEM, "out of memory"); return NULL; }
+    if (!r) {
+        cf_seterr(err, CF_ENOMEM, "out of memory");
+        return NULL;
+    }
     r->io = io;
     r->wire = w;
     r->b.name = w->name;

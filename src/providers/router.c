@@ -24,17 +24,17 @@
  */
 #include "providers/router.h"
 
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/clock.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/sb.h"
 #include "providers/redact.h"
 #include "providers/remote.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define MAX_BACKENDS 8
 
@@ -52,10 +52,14 @@ struct route_router {
     size_t n_ab;
     prov_io *io;
     bool own_io;
-    struct { char name[32]; prov_backend b; prov_backend *owned; } backends[MAX_BACKENDS];
+    struct {
+        char name[32];
+        prov_backend b;
+        prov_backend *owned;
+    } backends[MAX_BACKENDS];
     size_t n_backends;
     pthread_mutex_t mu;
-    breaker *br; /* (n_models,) guarded by mu */
+    breaker *br;  /* (n_models,) guarded by mu */
     uint64_t rng; /* xorshift64 state for jitter, guarded by mu */
 };
 
@@ -93,14 +97,20 @@ int route_register_backend(route_router *r, const char *name, const prov_backend
 }
 
 route_cfg route_cfg_default(void) {
-    return (route_cfg){.max_retries = 2, .backoff_initial_ms = 250, .backoff_max_ms = 8000,
-                       .cooldown_ms = 30000, .failure_threshold = 3};
+    return (route_cfg){.max_retries = 2,
+                       .backoff_initial_ms = 250,
+                       .backoff_max_ms = 8000,
+                       .cooldown_ms = 30000,
+                       .failure_threshold = 3};
 }
 
 route_router *route_new(const route_cfg *cfg, const prov_model_cfg *models, size_t n_models,
                         const route_ab_cfg *ab, size_t n_ab, prov_io *io, cf_err *err) {
     route_router *r = calloc(1, sizeof *r);
-    if (!r) { cf_seterr(err, CF_ENOMEM, "out of memory"); return NULL; }
+    if (!r) {
+        cf_seterr(err, CF_ENOMEM, "out of memory");
+        return NULL;
+    }
     r->cfg = cfg ? *cfg : route_cfg_default();
     if (r->cfg.max_retries < 0) r->cfg.max_retries = 0;
     if (r->cfg.backoff_initial_ms <= 0) r->cfg.backoff_initial_ms = 250;
@@ -114,23 +124,30 @@ route_router *route_new(const route_cfg *cfg, const prov_model_cfg *models, size
     pthread_mutex_init(&r->mu, NULL);
     r->rng = clock_mono_ns() | 1;
     r->br = calloc(n_models ? n_models : 1, sizeof *r->br);
-    if (!r->br) { cf_seterr(err, CF_ENOMEM, "out of memory"); goto fail; }
+    if (!r->br) {
+        cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto fail;
+    }
     for (size_t i = 0; i < n_models; i++) {
         const prov_model_cfg *m = &models[i];
-        if (!m->name || !*m->name) { cf_seterr(err, CF_EINVAL, "model #%zu has no name", i + 1); goto fail; }
+        if (!m->name || !*m->name) {
+            cf_seterr(err, CF_EINVAL, "model #%zu has no name", i + 1);
+            goto fail;
+        }
         if (find_model(r, m->name) != (int)i) {
             cf_seterr(err, CF_EINVAL, "model %s is defined twice", m->name);
             goto fail;
         }
         if (!m->backend || (!prov_remote_known(m->backend) && strcmp(m->backend, "local"))) {
-            cf_seterr(err, CF_EINVAL, "model %s: unknown backend \"%s\" (openai, anthropic, cohere, local)",
+            cf_seterr(err, CF_EINVAL,
+                      "model %s: unknown backend \"%s\" (openai, anthropic, cohere, local)",
                       m->name, m->backend ? m->backend : "");
             goto fail;
         }
         for (size_t j = 0; j < m->n_fallback; j++) {
             if (find_model(r, m->fallback[j]) < 0) {
-                cf_seterr(err, CF_EINVAL, "model %s: fallback \"%s\" is not a defined model", m->name,
-                          m->fallback[j] ? m->fallback[j] : "");
+                cf_seterr(err, CF_EINVAL, "model %s: fallback \"%s\" is not a defined model",
+                          m->name, m->fallback[j] ? m->fallback[j] : "");
                 goto fail;
             }
         }
@@ -144,14 +161,15 @@ route_router *route_new(const route_cfg *cfg, const prov_model_cfg *models, size
         double total = 0;
         for (size_t j = 0; j < ab[i].n_variants; j++) {
             if (find_model(r, ab[i].variants[j].model) < 0) {
-                cf_seterr(err, CF_EINVAL, "A/B test %s: variant \"%s\" is not a defined model", ab[i].name,
-                          ab[i].variants[j].model ? ab[i].variants[j].model : "");
+                cf_seterr(err, CF_EINVAL, "A/B test %s: variant \"%s\" is not a defined model",
+                          ab[i].name, ab[i].variants[j].model ? ab[i].variants[j].model : "");
                 goto fail;
             }
             if (ab[i].variants[j].weight > 0) total += ab[i].variants[j].weight;
         }
         if (total <= 0) {
-            cf_seterr(err, CF_EINVAL, "A/B test %s has no variant with a positive weight", ab[i].name);
+            cf_seterr(err, CF_EINVAL, "A/B test %s has no variant with a positive weight",
+                      ab[i].name);
             goto fail;
         }
     }
@@ -179,7 +197,8 @@ void route_free(route_router *r) {
     if (!r) return;
     /* The I/O thread first: no transfer may call into a backend we free. */
     if (r->own_io) prov_io_free(r->io);
-    for (size_t i = 0; i < r->n_backends; i++) prov_remote_free(r->backends[i].owned);
+    for (size_t i = 0; i < r->n_backends; i++)
+        prov_remote_free(r->backends[i].owned);
     free(r->br);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -193,8 +212,12 @@ static bool breaker_allow(route_router *r, int m, bool *probe) {
     bool ok = true;
     *probe = false;
     if (b->open_until_ns) {
-        if (clock_mono_ns() < b->open_until_ns || b->probing) ok = false;
-        else { b->probing = true; *probe = true; }
+        if (clock_mono_ns() < b->open_until_ns || b->probing)
+            ok = false;
+        else {
+            b->probing = true;
+            *probe = true;
+        }
     }
     pthread_mutex_unlock(&r->mu);
     return ok;
@@ -250,7 +273,8 @@ int route_breaker(route_router *r, const char *name, int *consecutive, bool *ope
  * together do not retry together. */
 static int backoff_ms(route_router *r, int attempt) {
     double d = r->cfg.backoff_initial_ms;
-    for (int i = 0; i < attempt && d < r->cfg.backoff_max_ms; i++) d *= 2;
+    for (int i = 0; i < attempt && d < r->cfg.backoff_max_ms; i++)
+        d *= 2;
     if (d > r->cfg.backoff_max_ms) d = r->cfg.backoff_max_ms;
     pthread_mutex_lock(&r->mu);
     uint64_t x = r->rng;
@@ -294,8 +318,10 @@ static void mb_cb(void *ud, const prov_event *ev) {
         it->ev.message = it->buf;
     }
     pthread_mutex_lock(&mb->mu);
-    if (mb->tail) mb->tail->next = it;
-    else mb->head = it;
+    if (mb->tail)
+        mb->tail->next = it;
+    else
+        mb->head = it;
     mb->tail = it;
     pthread_cond_signal(&mb->cv);
     pthread_mutex_unlock(&mb->mu);
@@ -303,7 +329,8 @@ static void mb_cb(void *ud, const prov_event *ev) {
 
 static item *mb_pop(mailbox *mb) {
     pthread_mutex_lock(&mb->mu);
-    while (!mb->head) pthread_cond_wait(&mb->cv, &mb->mu);
+    while (!mb->head)
+        pthread_cond_wait(&mb->cv, &mb->mu);
     item *it = mb->head;
     mb->head = it->next;
     if (!mb->head) mb->tail = NULL;
@@ -316,7 +343,7 @@ static item *mb_pop(mailbox *mb) {
 typedef struct {
     prov_event_cb cb;
     void *ud;
-    sb_t text;       /* reply so far (for estimating completion tokens) */
+    sb_t text; /* reply so far (for estimating completion tokens) */
     bool have_usage;
     prov_usage usage;
     prov_finish finish;
@@ -327,14 +354,15 @@ typedef struct {
 } turn;
 
 /* One attempt on model M. Returns true on success. */
-static bool attempt(route_router *r, const prov_model_cfg *m, const prov_request *req, prov_cancel *cancel,
-                    turn *t) {
+static bool attempt(route_router *r, const prov_model_cfg *m, const prov_request *req,
+                    prov_cancel *cancel, turn *t) {
     const prov_backend *b = find_backend(r, m->backend);
     if (!b) {
         t->kind = PROV_ERR_CONFIG;
         t->http_status = 0;
         t->retry_after_ms = -1;
-        snprintf(t->msg, sizeof t->msg, "model %s: backend \"%s\" is not available", m->name, m->backend);
+        snprintf(t->msg, sizeof t->msg, "model %s: backend \"%s\" is not available", m->name,
+                 m->backend);
         return false;
     }
     mailbox mb = {.head = NULL};
@@ -363,9 +391,15 @@ static bool attempt(route_router *r, const prov_model_cfg *m, const prov_request
                 sb_appendn(&t->text, ev->text, ev->len);
                 t->cb(t->ud, ev);
                 break;
-            case PROV_EV_USAGE: t->have_usage = true; t->usage = ev->usage; break;
+            case PROV_EV_USAGE:
+                t->have_usage = true;
+                t->usage = ev->usage;
+                break;
             case PROV_EV_FINISH: t->finish = ev->finish; break;
-            case PROV_EV_DONE: ok = true; end = true; break;
+            case PROV_EV_DONE:
+                ok = true;
+                end = true;
+                break;
             case PROV_EV_ERROR:
                 t->kind = ev->err_kind;
                 t->http_status = ev->http_status;
@@ -384,7 +418,8 @@ static bool attempt(route_router *r, const prov_model_cfg *m, const prov_request
 }
 
 static bool retryable(prov_errkind k) {
-    return k == PROV_ERR_CONNECT || k == PROV_ERR_TIMEOUT || k == PROV_ERR_HTTP_5XX || k == PROV_ERR_RATE_LIMITED;
+    return k == PROV_ERR_CONNECT || k == PROV_ERR_TIMEOUT || k == PROV_ERR_HTTP_5XX ||
+           k == PROV_ERR_RATE_LIMITED;
 }
 
 /* Kinds that say something about the upstream's health (not the request's). */
@@ -404,12 +439,14 @@ static int errkind_code(prov_errkind k) {
 }
 
 /* Emits the final USAGE (reported, counted or estimated) and fills OUT. */
-static void finish_usage(const prov_model_cfg *m, const prov_request *req, turn *t, route_result *out) {
+static void finish_usage(const prov_model_cfg *m, const prov_request *req, turn *t,
+                         route_result *out) {
     prov_usage u = t->usage;
     if (!t->have_usage) {
         bool e1 = true, e2 = true;
         u.prompt_tokens = prov_count_prompt(m, req, &e1);
-        u.completion_tokens = prov_count_text(m, t->text.data ? t->text.data : "", t->text.len, &e2);
+        u.completion_tokens =
+            prov_count_text(m, t->text.data ? t->text.data : "", t->text.len, &e2);
         u.cached_tokens = 0;
         u.estimated = e1 || e2;
     }
@@ -432,14 +469,18 @@ static int fail_turn(turn *t, route_result *out, prov_errkind kind, int status, 
     out->http_status = status;
     snprintf(out->error, sizeof out->error, "%s", msg);
     out->status = errkind_code(kind);
-    prov_event ev = {.kind = PROV_EV_ERROR, .err_kind = kind, .http_status = status, .retry_after_ms = -1,
+    prov_event ev = {.kind = PROV_EV_ERROR,
+                     .err_kind = kind,
+                     .http_status = status,
+                     .retry_after_ms = -1,
                      .message = out->error};
     t->cb(t->ud, &ev);
     return out->status;
 }
 
-int route_stream(route_router *r, const char *name, const prov_request *req_in, const char *session_id,
-                 prov_cancel *cancel, prov_event_cb cb, void *ud, route_result *out) {
+int route_stream(route_router *r, const char *name, const prov_request *req_in,
+                 const char *session_id, prov_cancel *cancel, prov_event_cb cb, void *ud,
+                 route_result *out) {
     /* Each model of the chain runs its own upstream id: a caller's override
      * would send one provider's model name to another. */
     prov_request req_copy = *req_in;
@@ -472,7 +513,8 @@ int route_stream(route_router *r, const char *name, const prov_request *req_in, 
     for (size_t j = 0; j < r->models[first].n_fallback && n_chain < 1 + PROV_MAX_FALLBACK; j++) {
         int m = find_model(r, r->models[first].fallback[j]);
         bool dup = false;
-        for (size_t k = 0; k < n_chain; k++) dup = dup || chain[k] == m;
+        for (size_t k = 0; k < n_chain; k++)
+            dup = dup || chain[k] == m;
         if (m >= 0 && !dup) chain[n_chain++] = m;
     }
     set_model(out, &r->models[first], req);
@@ -485,7 +527,8 @@ int route_stream(route_router *r, const char *name, const prov_request *req_in, 
             if (!tried_any) {
                 t.kind = PROV_ERR_UNAVAILABLE;
                 t.http_status = 0;
-                snprintf(t.msg, sizeof t.msg, "model %s is in cooldown after repeated failures", m->name);
+                snprintf(t.msg, sizeof t.msg, "model %s is in cooldown after repeated failures",
+                         m->name);
             }
             continue;
         }
@@ -512,7 +555,11 @@ int route_stream(route_router *r, const char *name, const prov_request *req_in, 
             }
             if (t.kind == PROV_ERR_CANCELLED) {
                 if (probe) breaker_release(r, chain[ci]);
-                if (t.text.len) { out->partial = true; out->text_bytes = t.text.len; finish_usage(m, req, &t, out); }
+                if (t.text.len) {
+                    out->partial = true;
+                    out->text_bytes = t.text.len;
+                    finish_usage(m, req, &t, out);
+                }
                 sb_free(&t.text);
                 return fail_turn(&t, out, PROV_ERR_CANCELLED, 0, "cancelled");
             }
@@ -522,7 +569,8 @@ int route_stream(route_router *r, const char *name, const prov_request *req_in, 
             if (t.text.len) {
                 /* Text already reached the caller: retrying or falling back
                  * would duplicate or splice replies. End explicitly. */
-                log_warn("router", "%s failed after %zu bytes of reply: %s", m->name, t.text.len, t.msg);
+                log_warn("router", "%s failed after %zu bytes of reply: %s", m->name, t.text.len,
+                         t.msg);
                 out->partial = true;
                 out->text_bytes = t.text.len;
                 out->finish = PROV_FINISH_NONE;
@@ -530,11 +578,13 @@ int route_stream(route_router *r, const char *name, const prov_request *req_in, 
                 sb_free(&t.text);
                 return fail_turn(&t, out, t.kind, t.http_status, t.msg);
             }
-            log_info("router", "%s attempt %d failed (%s): %s", m->name, a + 1, prov_errkind_name(t.kind), t.msg);
+            log_info("router", "%s attempt %d failed (%s): %s", m->name, a + 1,
+                     prov_errkind_name(t.kind), t.msg);
             if (!retryable(t.kind) || open || a == r->cfg.max_retries || hold) break;
             int d = backoff_ms(r, a);
             if (t.retry_after_ms > d) d = t.retry_after_ms;
-            if (prov_cancel_sleep(cancel, d)) return fail_turn(&t, out, PROV_ERR_CANCELLED, 0, "cancelled");
+            if (prov_cancel_sleep(cancel, d))
+                return fail_turn(&t, out, PROV_ERR_CANCELLED, 0, "cancelled");
         }
         if (ci + 1 < n_chain) log_info("router", "falling back from %s", m->name);
     }
@@ -605,8 +655,10 @@ int route_compare(route_router *r, const char *a, const char *b, const prov_requ
     pthread_t th;
     bool threaded = pthread_create(&th, NULL, cmp_main, &arms[1]) == 0;
     cmp_main(&arms[0]);
-    if (threaded) pthread_join(th, NULL);
-    else cmp_main(&arms[1]); /* no thread: still answer, one after the other */
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        cmp_main(&arms[1]); /* no thread: still answer, one after the other */
     pthread_mutex_destroy(&mu);
     return arms[0].rc ? arms[0].rc : arms[1].rc;
 }

@@ -17,12 +17,12 @@
 #ifndef CONFAB_PROVIDERS_ROUTER_H
 #define CONFAB_PROVIDERS_ROUTER_H
 
-#include <stdbool.h>
-#include <stddef.h>
-
 #include "providers/io.h"
 #include "providers/pricing.h"
 #include "providers/provider.h"
+
+#include <stdbool.h>
+#include <stddef.h>
 
 /* config.yaml's router{} block. Start from route_cfg_default() and override
  * what the config sets. route_new() replaces values <= 0 of the other fields
@@ -40,7 +40,10 @@ typedef struct {
 /* config.yaml's ab.NAME: requests for model NAME go to one of the variants. */
 typedef struct {
     const char *name; /* the name clients ask for */
-    struct { const char *model; double weight; } variants[ROUTE_MAX_VARIANTS]; /* model = a models.NAME */
+    struct {
+        const char *model;
+        double weight;
+    } variants[ROUTE_MAX_VARIANTS]; /* model = a models.NAME */
     size_t n_variants;
 } route_ab_cfg;
 
@@ -51,22 +54,22 @@ route_cfg route_cfg_default(void);
 
 /* What happened to one routed request. Strings never hold secrets. */
 typedef struct {
-    int status;              /* 0, or the CF_E* route_stream returned */
-    prov_errkind err_kind;   /* PROV_ERR_NONE on success */
-    int http_status;         /* of the last failure, 0 when none */
-    char error[384];         /* last failure, for a person (redacted) */
-    char model[64];          /* config name of the model that answered (or was tried last) */
-    char provider[32];       /* its backend: "openai", "anthropic", "cohere", "local" ... */
-    char upstream_model[128];/* the upstream id it ran */
-    char ab_name[64];        /* A/B test the request went through, "" if none */
-    char variant[64];        /* the variant (a model name) it was assigned */
-    prov_usage usage;        /* final counts (estimated flag when not reported) */
+    int status;               /* 0, or the CF_E* route_stream returned */
+    prov_errkind err_kind;    /* PROV_ERR_NONE on success */
+    int http_status;          /* of the last failure, 0 when none */
+    char error[384];          /* last failure, for a person (redacted) */
+    char model[64];           /* config name of the model that answered (or was tried last) */
+    char provider[32];        /* its backend: "openai", "anthropic", "cohere", "local" ... */
+    char upstream_model[128]; /* the upstream id it ran */
+    char ab_name[64];         /* A/B test the request went through, "" if none */
+    char variant[64];         /* the variant (a model name) it was assigned */
+    prov_usage usage;         /* final counts (estimated flag when not reported) */
     prov_cost cost;
     prov_finish finish;
-    int attempts;            /* upstream requests made, retries included */
-    int fallbacks;           /* how many models down the chain it went */
-    bool partial;            /* text reached the caller before the failure */
-    size_t text_bytes;       /* bytes of reply text delivered */
+    int attempts;      /* upstream requests made, retries included */
+    int fallbacks;     /* how many models down the chain it went */
+    bool partial;      /* text reached the caller before the failure */
+    size_t text_bytes; /* bytes of reply text delivered */
 } route_result;
 
 /* Creates a router over N_MODELS models and N_AB A/B tests (CFG NULL = the

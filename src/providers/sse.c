@@ -10,9 +10,9 @@
  */
 #include "providers/sse.h"
 
-#include <string.h>
-
 #include "base/err.h"
+
+#include <string.h>
 
 void sse_init(sse_parser *p, size_t max_bytes) {
     memset(p, 0, sizeof *p);
@@ -32,7 +32,8 @@ static int dispatch(sse_parser *p, sse_event_fn fn, void *ud) {
     int rc = 0;
     if (p->data.len > 0) { /* each data line added one LF, so len > 0 iff a data line came */
         /* Strip the one trailing LF that the last data line added. */
-        if (p->data.len && p->data.data[p->data.len - 1] == '\n') sb_truncate(&p->data, p->data.len - 1);
+        if (p->data.len && p->data.data[p->data.len - 1] == '\n')
+            sb_truncate(&p->data, p->data.len - 1);
         sse_event ev = {sb_str(&p->event), sb_str(&p->data), p->data.len, sb_str(&p->id)};
         p->n_events++;
         rc = fn(ud, &ev);
@@ -45,12 +46,18 @@ static int dispatch(sse_parser *p, sse_event_fn fn, void *ud) {
 
 static int process_line(sse_parser *p, const char *s, size_t n, sse_event_fn fn, void *ud) {
     if (n == 0) return dispatch(p, fn, ud);
-    if (s[0] == ':') { p->n_comments++; return 0; }
+    if (s[0] == ':') {
+        p->n_comments++;
+        return 0;
+    }
     const char *colon = memchr(s, ':', n);
     size_t flen = colon ? (size_t)(colon - s) : n;
     const char *v = colon ? colon + 1 : s + n;
     size_t vlen = (size_t)(s + n - v);
-    if (vlen && v[0] == ' ') { v++; vlen--; }
+    if (vlen && v[0] == ' ') {
+        v++;
+        vlen--;
+    }
     p->have_fields = true;
     if (flen == 4 && !memcmp(s, "data", 4)) {
         if (p->data.len + vlen + 1 > p->max_bytes) return CF_EFORMAT;
@@ -78,7 +85,10 @@ int sse_feed(sse_parser *p, const char *buf, size_t n, sse_event_fn fn, void *ud
             size_t have = p->line.len;
             if ((unsigned char)buf[i] == bom[have]) {
                 sb_putc(&p->line, buf[i++]);
-                if (p->line.len == 3) { sb_clear(&p->line); p->started = true; }
+                if (p->line.len == 3) {
+                    sb_clear(&p->line);
+                    p->started = true;
+                }
                 continue;
             }
             p->started = true; /* not a BOM: what we held is ordinary text */
@@ -86,7 +96,10 @@ int sse_feed(sse_parser *p, const char *buf, size_t n, sse_event_fn fn, void *ud
         char c = buf[i];
         if (p->cr_pending) {
             p->cr_pending = false;
-            if (c == '\n') { i++; continue; }
+            if (c == '\n') {
+                i++;
+                continue;
+            }
         }
         if (c == '\r' || c == '\n') {
             i++;
@@ -98,7 +111,8 @@ int sse_feed(sse_parser *p, const char *buf, size_t n, sse_event_fn fn, void *ud
         }
         /* Copy the run of ordinary bytes up to the next line end at once. */
         size_t j = i;
-        while (j < n && buf[j] != '\r' && buf[j] != '\n') j++;
+        while (j < n && buf[j] != '\r' && buf[j] != '\n')
+            j++;
         if (p->line.len + (j - i) > p->max_bytes) return CF_EFORMAT;
         sb_appendn(&p->line, buf + i, j - i);
         i = j;

@@ -15,16 +15,16 @@
 #ifndef CONFAB_PROVIDERS_SSE_H
 #define CONFAB_PROVIDERS_SSE_H
 
+#include "base/sb.h"
+
 #include <stdbool.h>
 #include <stddef.h>
-
-#include "base/sb.h"
 
 typedef struct {
     const char *event; /* the `event:` field, "" when absent */
     const char *data;  /* data lines joined by LF, NUL-terminated */
     size_t data_len;
-    const char *id;    /* the last `id:` seen on the stream, "" when none */
+    const char *id; /* the last `id:` seen on the stream, "" when none */
 } sse_event;
 
 /* Returns 0 to continue, anything else to stop parsing (sse_feed returns it). */

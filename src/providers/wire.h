@@ -7,11 +7,11 @@
 #ifndef CONFAB_PROVIDERS_WIRE_H
 #define CONFAB_PROVIDERS_WIRE_H
 
-#include <jansson.h>
-
 #include "base/sb.h"
 #include "providers/provider.h"
 #include "providers/sse.h"
+
+#include <jansson.h>
 
 typedef struct wire_call wire_call;
 
