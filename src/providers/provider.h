@@ -168,7 +168,10 @@ typedef struct {
     size_t n_fallback;
     struct {
         int connect_ms, first_byte_ms, idle_ms;
-    } timeouts; /* 0 = defaults */
+    } timeouts; /* 0 = defaults. first_byte counts from the request's start to the
+                 * first response byte; idle is the longest silence after it, so it
+                 * must exceed the longest silent "thinking" of reasoning models
+                 * (OpenAI sends nothing meanwhile; Anthropic sends pings). */
     struct {
         const char *name, *value;
     } headers[PROV_MAX_HEADERS]; /* extra headers */

@@ -110,7 +110,7 @@ int wire_fail(wire_call *c, prov_errkind kind, int http_status, const char *fmt,
 
 json_t *wire_json(wire_call *c, const sse_event *ev) {
     json_error_t je;
-    json_t *o = json_loadb(ev->data, ev->data_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *o = json_loadb(ev->data, ev->data_len, 0, &je);
     if (!o || !json_is_object(o)) {
         json_decref(o);
         wire_fail(c, PROV_ERR_PROTOCOL, 0, "malformed JSON in %s stream event: %s", c->wire->name,
