@@ -540,6 +540,30 @@ static void malformed_sse_json_is_a_protocol_error(void **st) {
     col_free(&c);
 }
 
+static void oversized_sse_line_is_a_protocol_error(void **st) {
+    fixture *f = *st;
+    /* One data line of 2 MiB without a line end: over the parser's 1 MiB limit. */
+    size_t n = (size_t)2 << 20;
+    char *body = malloc(n + 1);
+    memcpy(body, "data: ", 6);
+    memset(body + 6, 'x', n - 6);
+    body[n] = 0;
+    fu_response r = {.content_type = "text/event-stream", .body = body};
+    fu_server *s = fu_start(&r, 1);
+    char url[128];
+    prov_model_cfg m = model_cfg("openai", fu_url(s, "/v1", url));
+    prov_request req = stream_req();
+    collector c;
+    col_init(&c);
+    run(f->openai, &req, &m, NULL, &c);
+    assert_true(c.error);
+    assert_int_equal(c.kind, PROV_ERR_PROTOCOL);
+    assert_non_null(strstr(c.message, "size limit"));
+    fu_stop(s);
+    free(body);
+    col_free(&c);
+}
+
 static void wrong_content_type_is_a_protocol_error(void **st) {
     fixture *f = *st;
     fu_response r = {.content_type = "text/html", .body = "<html>proxy login</html>"};
@@ -1000,6 +1024,7 @@ int main(void) {
         cmocka_unit_test(cut_mid_stream_is_a_protocol_error_not_success),
         cmocka_unit_test(connection_lost_before_declared_length_is_an_error),
         cmocka_unit_test(malformed_sse_json_is_a_protocol_error),
+        cmocka_unit_test(oversized_sse_line_is_a_protocol_error),
         cmocka_unit_test(wrong_content_type_is_a_protocol_error),
         cmocka_unit_test(cancel_mid_stream_ends_promptly),
         cmocka_unit_test(cancel_before_start_never_contacts_upstream_twice),
