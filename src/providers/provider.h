@@ -176,6 +176,9 @@ typedef struct {
         const char *name, *value;
     } headers[PROV_MAX_HEADERS]; /* extra headers */
     size_t n_headers;
+    const char *unavailable;    /* non-NULL: the model cannot be used, and this says why
+                                   (e.g. its API key's variable is unset); requests fail
+                                   with PROV_ERR_CONFIG and move down the fallback chain */
     prov_count_fn count_tokens; /* optional exact counter (local models) */
     void *count_ud;
 } prov_model_cfg;

@@ -356,6 +356,13 @@ typedef struct {
 /* One attempt on model M. Returns true on success. */
 static bool attempt(route_router *r, const prov_model_cfg *m, const prov_request *req,
                     prov_cancel *cancel, turn *t) {
+    if (m->unavailable) {
+        t->kind = PROV_ERR_CONFIG;
+        t->http_status = 0;
+        t->retry_after_ms = -1;
+        snprintf(t->msg, sizeof t->msg, "model %s: %s", m->name, m->unavailable);
+        return false;
+    }
     const prov_backend *b = find_backend(r, m->backend);
     if (!b) {
         t->kind = PROV_ERR_CONFIG;
