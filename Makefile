@@ -49,14 +49,15 @@ all: $(BUILD)/confab
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
 
 # The version banner embeds the commit: rebuild it every time (it is tiny).
 $(BUILD)/src/cli/cmd_version.o: FORCE
 
 $(BUILD)/libconfab.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/confab: $(BUILD)/src/cli/main.o $(BUILD)/libconfab.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
