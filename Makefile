@@ -8,6 +8,7 @@
 # the rest of the binary is baseline x86-64 and picks kernels at run time.
 
 CC       ?= gcc
+.DEFAULT_GOAL := all
 PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
@@ -44,7 +45,7 @@ BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps run test bench format lint clean FORCE
-FORCE:
+
 all: $(BUILD)/confab
 
 $(BUILD)/%.o: %.c
@@ -100,3 +101,4 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+FORCE:
