@@ -14,6 +14,8 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"quantize", "convert a GGUF model's weights to a smaller type",
+     "confab quantize IN.gguf OUT.gguf TYPE   (TYPE: F16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K)", cmd_quantize},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -379,6 +379,51 @@ void tt_from_float_q8_K(const float *x, void *dst, int64_t n) {
 
 /* ================================================================== from_float: weights */
 
+/* Q4_1 / Q5_1: an offset (the block minimum) and a scale spanning the range. */
+void tt_from_float_q4_1(const float *x, void *dst, int64_t n) {
+    block_q4_1 *y = dst;
+    for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK4_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = cf_fp32_to_fp16(d);
+        y[i].m = cf_fp32_to_fp16(min);
+        for (int j = 0; j < QK4_1 / 2; j++) {
+            const int xi0 = imax(0, imin(15, (int)((x[j] - min) * id + 0.5f)));
+            const int xi1 = imax(0, imin(15, (int)((x[QK4_1 / 2 + j] - min) * id + 0.5f)));
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+void tt_from_float_q5_1(const float *x, void *dst, int64_t n) {
+    block_q5_1 *y = dst;
+    for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK5_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 31;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = cf_fp32_to_fp16(d);
+        y[i].m = cf_fp32_to_fp16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK5_1 / 2; j++) {
+            const int xi0 = imax(0, imin(31, (int)((x[j] - min) * id + 0.5f)));
+            const int xi1 = imax(0, imin(31, (int)((x[QK5_1 / 2 + j] - min) * id + 0.5f)));
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((uint32_t)(xi0 & 0x10) >> 4) << (j + 0);
+            qh |= ((uint32_t)(xi1 & 0x10) >> 4) << (j + QK5_1 / 2);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
+
 /* Q4_0 / Q5_0: the scale maps the signed extreme to -8 (-16), so the value
  * of largest magnitude is exact and the grid extends one step further on
  * the other side. */

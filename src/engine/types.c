@@ -73,11 +73,11 @@ static void tt_init_once(void) {
            tt_vec_dot_bf16_ref);
     tt_set(TT_Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), 1, tt_to_float_q4_0, tt_from_float_q4_0,
            TT_Q8_0, tt_vec_dot_q4_0_q8_0_ref);
-    tt_set(TT_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), 1, tt_to_float_q4_1, NULL, TT_Q8_1,
+    tt_set(TT_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), 1, tt_to_float_q4_1, tt_from_float_q4_1, TT_Q8_1,
            tt_vec_dot_q4_1_q8_1_ref);
     tt_set(TT_Q5_0, "Q5_0", QK5_0, sizeof(block_q5_0), 1, tt_to_float_q5_0, tt_from_float_q5_0,
            TT_Q8_0, tt_vec_dot_q5_0_q8_0_ref);
-    tt_set(TT_Q5_1, "Q5_1", QK5_1, sizeof(block_q5_1), 1, tt_to_float_q5_1, NULL, TT_Q8_1,
+    tt_set(TT_Q5_1, "Q5_1", QK5_1, sizeof(block_q5_1), 1, tt_to_float_q5_1, tt_from_float_q5_1, TT_Q8_1,
            tt_vec_dot_q5_1_q8_1_ref);
     tt_set(TT_Q8_0, "Q8_0", QK8_0, sizeof(block_q8_0), 1, tt_to_float_q8_0, tt_from_float_q8_0,
            TT_Q8_0, tt_vec_dot_q8_0_q8_0_ref);
