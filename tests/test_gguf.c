@@ -489,6 +489,17 @@ static void survives_byte_flips(void **st) {
     assert_non_null(img);
     fuzz_image(img, len, 4096, 150, 42);
     free(img);
+    /* A real quantized model: flips within its metadata and tensor infos. */
+    img = tu_read_file(td_path("models/stories260K-Q8_0mix.gguf"), &len);
+    assert_non_null(img);
+    cf_err err = {0};
+    gguf_file *f = gguf_open_mem(img, len, &err);
+    assert_non_null(f);
+    const gguf_tensor *t0 = gguf_tensor_at(f, 0);
+    const size_t data_off = (size_t)((const char *)t0->data - img) - (size_t)t0->offset;
+    gguf_close(f);
+    fuzz_image(img, len, data_off, 400, 7);
+    free(img);
     tu_rmtree(dir);
     free(dir);
 }
@@ -684,6 +695,62 @@ static void rejects_duplicates_and_bad_alignment(void **st) {
     expect_reject(s, "not a multiple of the alignment 64");
 }
 
+/* ------------------------------------------------------------------ listing */
+
+static void describes_values_for_people(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    size_t len;
+    char *img = sample_file(dir, &len);
+    cf_err err = {0};
+    gguf_file *f = gguf_open_mem(img, len, &err);
+    assert_non_null(f);
+    sb_t s = {0};
+    gguf_kv_describe(f, gguf_find_key(f, "test.ids"), 2, &s);
+    assert_string_equal(sb_str(&s), "[int32 x 4] 1, -2, ...");
+    sb_clear(&s);
+    gguf_kv_describe(f, gguf_find_key(f, "tokenizer.ggml.tokens"), 8, &s);
+    assert_string_equal(sb_str(&s), "[string x 3] \"<s>\", \"a\\x00b\", \"\"");
+    sb_clear(&s);
+    gguf_kv_describe(f, gguf_find_key(f, "test.flag"), 8, &s);
+    gguf_kv_describe(f, gguf_find_key(f, "test.neg"), 8, &s);
+    gguf_kv_describe(f, gguf_find_key(f, "llama.rope.freq_base"), 8, &s);
+    assert_string_equal(sb_str(&s), "true-310000");
+    assert_string_equal(gguf_vtype_name(GGUF_TYPE_FLOAT64), "float64");
+    sb_free(&s);
+    gguf_close(f);
+    free(img);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void cli_gguf_lists_metadata_and_tensors(void **st) {
+    (void)st;
+    char cmd[2048];
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s gguf '%s' 2>&1", tu_confab_bin(), td_path("models/stories260K.gguf"));
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "GGUF v3"));
+    assert_non_null(strstr(out, "48 tensors"));
+    assert_non_null(strstr(out, "llama.embedding_length"));
+    assert_non_null(strstr(out, "[string x 512] \"<unk>\""));
+    assert_non_null(strstr(out, "[64, 512]"));
+    free(out);
+    char *dir = tu_tmpdir();
+    snprintf(cmd, sizeof cmd, "%s/bad.gguf", dir);
+    assert_int_equal(tu_write_file(cmd, "GGUF\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24), 0);
+    snprintf(cmd, sizeof cmd, "%s gguf %s/bad.gguf 2>&1", tu_confab_bin(), dir);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "unsupported GGUF version 1"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s gguf 2>&1", tu_confab_bin());
+    assert_int_equal(tu_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "usage: confab gguf FILE"));
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(opens_every_model_and_vocab_file),
@@ -698,6 +765,8 @@ int main(void) {
         cmocka_unit_test(rejects_absurd_counts_and_lengths),
         cmocka_unit_test(rejects_bad_tensor_infos),
         cmocka_unit_test(rejects_duplicates_and_bad_alignment),
+        cmocka_unit_test(describes_values_for_people),
+        cmocka_unit_test(cli_gguf_lists_metadata_and_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

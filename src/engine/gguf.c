@@ -623,6 +623,84 @@ gguf_str gguf_arr_str(const gguf_file *f, const char *key, uint64_t i) {
     return s;
 }
 
+const char *gguf_vtype_name(gguf_vtype t) { return (unsigned)t < GGUF_TYPE_COUNT ? gguf_vname[t] : "?"; }
+
+/* One scalar of type T at P. */
+static void describe_scalar(sb_t *out, gguf_vtype t, const uint8_t *p) {
+    union {
+        uint8_t u8;
+        int8_t i8;
+        uint16_t u16;
+        int16_t i16;
+        uint32_t u32;
+        int32_t i32;
+        float f32;
+        uint64_t u64;
+        int64_t i64;
+        double f64;
+    } v;
+    memcpy(&v, p, gguf_vsize[t]);
+    switch (t) {
+    case GGUF_TYPE_UINT8: sb_printf(out, "%u", v.u8); break;
+    case GGUF_TYPE_INT8: sb_printf(out, "%d", v.i8); break;
+    case GGUF_TYPE_UINT16: sb_printf(out, "%u", v.u16); break;
+    case GGUF_TYPE_INT16: sb_printf(out, "%d", v.i16); break;
+    case GGUF_TYPE_UINT32: sb_printf(out, "%u", v.u32); break;
+    case GGUF_TYPE_INT32: sb_printf(out, "%d", v.i32); break;
+    case GGUF_TYPE_FLOAT32: sb_printf(out, "%g", (double)v.f32); break;
+    case GGUF_TYPE_BOOL: sb_append(out, v.u8 ? "true" : "false"); break;
+    case GGUF_TYPE_UINT64: sb_printf(out, "%" PRIu64, v.u64); break;
+    case GGUF_TYPE_INT64: sb_printf(out, "%" PRId64, v.i64); break;
+    case GGUF_TYPE_FLOAT64: sb_printf(out, "%g", v.f64); break;
+    default: break;
+    }
+}
+
+/* A string, quoted, bytes below 0x20 and quotes escaped, cut after 80 bytes. */
+static void describe_str(sb_t *out, const uint8_t *p, uint64_t n) {
+    sb_putc(out, '"');
+    const uint64_t show = n > 80 ? 80 : n;
+    for (uint64_t i = 0; i < show; i++) {
+        const uint8_t c = p[i];
+        if (c == '"' || c == '\\') sb_printf(out, "\\%c", c);
+        else if (c == '\n') sb_append(out, "\\n");
+        else if (c < 0x20 || c == 0x7f) sb_printf(out, "\\x%02x", c);
+        else sb_putc(out, (char)c);
+    }
+    sb_putc(out, '"');
+    if (show < n) sb_printf(out, "...(%" PRIu64 " bytes)", n);
+}
+
+void gguf_kv_describe(const gguf_file *f, int64_t i, size_t max_items, sb_t *out) {
+    if (i < 0 || i >= f->n_kv) return;
+    const gguf_kv *kv = &f->kv[i];
+    const uint8_t *p = f->base + kv->off;
+    if (kv->type == GGUF_TYPE_STRING) {
+        uint64_t n;
+        memcpy(&n, p, 8);
+        describe_str(out, p + 8, n);
+        return;
+    }
+    if (kv->type != GGUF_TYPE_ARRAY) {
+        describe_scalar(out, kv->type, p);
+        return;
+    }
+    sb_printf(out, "[%s x %" PRIu64 "]", gguf_vname[kv->elem], kv->n);
+    if (kv->elem == GGUF_TYPE_ARRAY) return;
+    const uint64_t show = kv->n < max_items ? kv->n : max_items;
+    for (uint64_t j = 0; j < show; j++) {
+        sb_append(out, j ? ", " : " ");
+        if (kv->elem == GGUF_TYPE_STRING) {
+            uint64_t n;
+            memcpy(&n, f->base + kv->str_off[j], 8);
+            describe_str(out, f->base + kv->str_off[j] + 8, n);
+        } else {
+            describe_scalar(out, kv->elem, f->base + kv->arr_off + j * gguf_vsize[kv->elem]);
+        }
+    }
+    if (show < kv->n) sb_append(out, ", ...");
+}
+
 /* ------------------------------------------------------------------ tensors */
 
 int64_t gguf_n_tensors(const gguf_file *f) { return f->n_tensors; }
@@ -742,7 +820,7 @@ void gguf_w_set_str(gguf_writer *w, const char *key, const char *v) {
 }
 
 void gguf_w_set_arr(gguf_writer *w, const char *key, gguf_vtype elem, const void *data, uint64_t n) {
-    if (elem >= GGUF_TYPE_COUNT || !gguf_vsize[elem]) abort(); /* programming error */
+    if (elem >= GGUF_TYPE_COUNT || !gguf_vsize[elem] || n > SIZE_MAX / 8) abort(); /* programming error */
     sb_t *s = w_slot(w, key, GGUF_TYPE_ARRAY);
     sb_u32(s, (uint32_t)elem);
     sb_u64(s, n);

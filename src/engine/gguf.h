@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/sb.h"
 
 /* Metadata value types, numbered as in the GGUF specification. */
 typedef enum {
@@ -75,6 +76,14 @@ int64_t gguf_n_kv(const gguf_file *f);
 int64_t gguf_find_key(const gguf_file *f, const char *key);
 gguf_str gguf_kv_key(const gguf_file *f, int64_t i);
 gguf_vtype gguf_kv_type(const gguf_file *f, int64_t i);
+
+/* Appends a readable rendering of value I to OUT: numbers, quoted strings
+ * (control bytes escaped, long strings cut with "..."), arrays as
+ * "[TYPE x N] first, items, ..." showing at most MAX_ITEMS elements.
+ * For debugging and listings (`confab gguf`). */
+void gguf_kv_describe(const gguf_file *f, int64_t i, size_t max_items, sb_t *out);
+/* Name of a metadata value type ("uint32", "string", ...). */
+const char *gguf_vtype_name(gguf_vtype t);
 
 /* Typed getters by key. Return false when the key is absent or its value
  * cannot be represented in the requested type (integers of any width are
