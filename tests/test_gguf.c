@@ -2,16 +2,16 @@
  * test data, the writer's round trip, and hostile input (truncation at many
  * offsets, byte flips, absurd counts and lengths, bad magic/version, bad
  * offsets and alignment, duplicates), each asserting the error it gets. */
-#include <dirent.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/err.h"
 #include "base/sb.h"
 #include "engine/gguf.h"
 #include "engine/types.h"
 #include "testutil.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -26,7 +26,7 @@ static void b_str(sb_t *s, const char *p) {
 typedef struct {
     const char *magic;
     uint32_t version;
-    uint32_t ttype;      /* tensor type of "a" */
+    uint32_t ttype; /* tensor type of "a" */
     uint32_t n_dims;
     uint64_t ne0, ne1;
     uint64_t toff;       /* offset of "a" */
@@ -36,9 +36,7 @@ typedef struct {
     uint32_t align_type; /* its value type */
 } spec;
 
-static spec spec_ok(void) {
-    return (spec){"GGUF", 3, TT_F32, 2, 8, 2, 0, NULL, NULL, -1, 4};
-}
+static spec spec_ok(void) { return (spec){"GGUF", 3, TT_F32, 2, 8, 2, 0, NULL, NULL, -1, 4}; }
 
 /* Builds the image described by SP into S (S must start empty). */
 static void build(sb_t *s, spec sp) {
@@ -59,12 +57,14 @@ static void build(sb_t *s, spec sp) {
         b_str(s, "general.alignment");
         b_u32(s, sp.align_type);
         b_u32(s, (uint32_t)sp.align);
-        if (sp.align_type == 4 && sp.align > 0 && !(sp.align & (sp.align - 1))) align = (uint64_t)sp.align;
+        if (sp.align_type == 4 && sp.align > 0 && !(sp.align & (sp.align - 1)))
+            align = (uint64_t)sp.align;
     }
     b_str(s, "a");
     b_u32(s, sp.n_dims);
     b_u64(s, sp.ne0);
-    for (uint32_t d = 1; d < sp.n_dims && d < 8; d++) b_u64(s, sp.ne1);
+    for (uint32_t d = 1; d < sp.n_dims && d < 8; d++)
+        b_u64(s, sp.ne1);
     b_u32(s, sp.ttype);
     b_u64(s, sp.toff);
     if (sp.tname2) {
@@ -74,8 +74,10 @@ static void build(sb_t *s, spec sp) {
         b_u32(s, TT_F32);
         b_u64(s, 64);
     }
-    while (s->len % align) sb_putc(s, 0);
-    for (int i = 0; i < 128; i++) sb_putc(s, (char)i);
+    while (s->len % align)
+        sb_putc(s, 0);
+    for (int i = 0; i < 128; i++)
+        sb_putc(s, (char)i);
 }
 
 /* Opens SP's image; returns the file or NULL with ERR filled. The image is
@@ -96,7 +98,8 @@ static void expect_reject(spec sp, const char *want) {
     void *mem;
     gguf_file *f = open_spec(sp, &err, &mem);
     if (f || !strstr(err.msg, want))
-        fail_msg("expected error containing '%s', got %s '%s'", want, f ? "success" : "error", err.msg);
+        fail_msg("expected error containing '%s', got %s '%s'", want, f ? "success" : "error",
+                 err.msg);
     assert_int_equal(err.code, CF_EFORMAT);
     free(mem);
 }
@@ -138,8 +141,10 @@ static uint64_t walk(const gguf_file *f) {
         char *name = gguf_str_dup(t->name);
         assert_ptr_equal(gguf_find_tensor(f, name), t);
         free(name);
-        assert_int_equal(t->nbytes, tt_row_size(t->type, t->ne[0]) * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]));
-        if (t->nbytes) sum += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
+        assert_int_equal(t->nbytes, tt_row_size(t->type, t->ne[0]) *
+                                        (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]));
+        if (t->nbytes)
+            sum += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
     }
     return sum;
 }
@@ -157,12 +162,16 @@ static void make_sample(gguf_writer *w) {
     gguf_str toks[3] = {{"<s>", 3}, {"a\0b", 3}, {"", 0}};
     gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
     float f[64];
-    for (int i = 0; i < 64; i++) f[i] = (float)i * 0.5f - 3.0f;
+    for (int i = 0; i < 64; i++)
+        f[i] = (float)i * 0.5f - 3.0f;
     int64_t ne[2] = {32, 2};
-    assert_int_equal(gguf_w_add_tensor(w, "token_embd.weight", TT_F32, 2, ne, f, sizeof f, NULL), 0);
+    assert_int_equal(gguf_w_add_tensor(w, "token_embd.weight", TT_F32, 2, ne, f, sizeof f, NULL),
+                     0);
     uint8_t q[2 * 34];
-    for (size_t i = 0; i < sizeof q; i++) q[i] = (uint8_t)(i * 7);
-    assert_int_equal(gguf_w_add_tensor(w, "blk.0.attn_q.weight", TT_Q8_0, 2, ne, q, sizeof q, NULL), 0);
+    for (size_t i = 0; i < sizeof q; i++)
+        q[i] = (uint8_t)(i * 7);
+    assert_int_equal(gguf_w_add_tensor(w, "blk.0.attn_q.weight", TT_Q8_0, 2, ne, q, sizeof q, NULL),
+                     0);
     int64_t ne1[1] = {32};
     assert_int_equal(gguf_w_add_tensor(w, "output_norm.weight", TT_F32, 1, ne1, f, 128, NULL), 0);
 }
@@ -190,7 +199,9 @@ static int open_dir_files(const char *dir, int want_tensors) {
     while ((e = readdir(d))) {
         const char *nm = e->d_name;
         size_t l = strlen(nm);
-        if (!(l > 5 && !strcmp(nm + l - 5, ".gguf")) && !(l > 9 && !strcmp(nm + l - 9, ".gguf.old"))) continue;
+        if (!(l > 5 && !strcmp(nm + l - 5, ".gguf")) &&
+            !(l > 9 && !strcmp(nm + l - 9, ".gguf.old")))
+            continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, nm);
         cf_err err = {0};
@@ -339,7 +350,8 @@ static void writer_copies_real_model_bit_for_bit(void **st) {
     for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
         const gguf_tensor *t = gguf_tensor_at(src, i);
         char *name = gguf_str_dup(t->name);
-        assert_int_equal(gguf_w_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &err), 0);
+        assert_int_equal(
+            gguf_w_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &err), 0);
         free(name);
     }
     gguf_w_set_u32(w, "llama.block_count", 5); /* replacing keeps one entry */
@@ -569,7 +581,8 @@ static void rejects_absurd_counts_and_lengths(void **st) {
     b_u32(&a, 9);
     b_u32(&a, 4);
     b_u64(&a, 1ull << 61);
-    for (int i = 0; i < 64; i++) sb_putc(&a, 0);
+    for (int i = 0; i < 64; i++)
+        sb_putc(&a, 0);
     assert_null(gguf_open_mem(a.data, a.len, &err));
     assert_non_null(strstr(err.msg, "claims 2305843009213693952 elements"));
     memcpy(a.data + 24 + 9, "\x0d\0\0\0", 4); /* value type 13 */
@@ -668,7 +681,8 @@ static void rejects_duplicates_and_bad_alignment(void **st) {
     gguf_close(g);
     memcpy(d.data + 24 + 8 + 17 + 4 + 4 + 8 + 17 + 4, "\x02", 1); /* second value differs */
     assert_null(gguf_open_mem(d.data, d.len, &e1));
-    assert_non_null(strstr(e1.msg, "conflicting duplicate metadata key 'general.file_type' at byte 57"));
+    assert_non_null(
+        strstr(e1.msg, "conflicting duplicate metadata key 'general.file_type' at byte 57"));
     sb_free(&d);
     s = spec_ok();
     s.tname2 = "a";
@@ -728,7 +742,8 @@ static void cli_gguf_lists_metadata_and_tensors(void **st) {
     (void)st;
     char cmd[2048];
     char *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s gguf '%s' 2>&1", tu_confab_bin(), td_path("models/stories260K.gguf"));
+    snprintf(cmd, sizeof cmd, "%s gguf '%s' 2>&1", tu_confab_bin(),
+             td_path("models/stories260K.gguf"));
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_non_null(strstr(out, "GGUF v3"));
     assert_non_null(strstr(out, "48 tensors"));

@@ -2,16 +2,16 @@
  * rules, byte-for-byte agreement with the reference engine's quantized
  * files, every preset on a real model (types and closeness to the
  * originals), and bad input. */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/err.h"
 #include "engine/gguf.h"
 #include "engine/quantize.h"
 #include "engine/types.h"
 #include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static gguf_tensor mk_tensor(int64_t ne0, int64_t ne1, uint32_t n_dims) {
     gguf_tensor t;
@@ -103,10 +103,12 @@ static void assert_same_model(const char *got_path, const char *ref_path) {
         const gguf_tensor *g = gguf_find_tensor(got, name);
         if (!g) fail_msg("%s: tensor %s missing", got_path, name);
         if (g->type != r->type)
-            fail_msg("%s: %s is %s, reference %s", got_path, name, tt_get(g->type)->name, tt_get(r->type)->name);
+            fail_msg("%s: %s is %s, reference %s", got_path, name, tt_get(g->type)->name,
+                     tt_get(r->type)->name);
         assert_memory_equal(g->ne, r->ne, sizeof g->ne);
         assert_int_equal(g->nbytes, r->nbytes);
-        if (memcmp(g->data, r->data, r->nbytes)) fail_msg("%s: %s bytes differ from the reference", got_path, name);
+        if (memcmp(g->data, r->data, r->nbytes))
+            fail_msg("%s: %s bytes differ from the reference", got_path, name);
         free(name);
     }
     uint32_t a, b;
@@ -156,7 +158,9 @@ static double type_tolerance(int type) {
     case TT_F16: return 1e-3;
     case TT_Q8_0: return 0.01;
     case TT_Q6_K: return 0.03;
-    case TT_Q5_0: case TT_Q5_1: case TT_Q5_K: return 0.06;
+    case TT_Q5_0:
+    case TT_Q5_1:
+    case TT_Q5_K: return 0.06;
     default: return 0.15; /* 4-bit */
     }
 }
@@ -200,7 +204,8 @@ static void quantizes_stories260K_to_every_preset(void **st) {
                 assert_int_equal(b->type, TT_Q4_0);
             } else if (p == QUANT_Q4_K_M || p == QUANT_Q5_K_M) {
                 /* 5 layers: attn_v of layers 2 and 4 get more bits (Q6_K -> Q8_0). */
-                const int more = strstr(name, "attn_v") && (!strncmp(name, "blk.2.", 6) || !strncmp(name, "blk.4.", 6));
+                const int more = strstr(name, "attn_v") &&
+                                 (!strncmp(name, "blk.2.", 6) || !strncmp(name, "blk.4.", 6));
                 assert_int_equal(b->type, more ? TT_Q8_0 : p == QUANT_Q4_K_M ? TT_Q5_0 : TT_Q5_1);
             } else {
                 assert_int_equal(b->type, TT_Q8_0);
@@ -217,8 +222,8 @@ static void quantizes_stories260K_to_every_preset(void **st) {
             }
             const double rel = sqrt(e / (m ? m : 1));
             if (rel > type_tolerance(b->type))
-                fail_msg("%s %s as %s: relative error %.4g", quant_preset_name((quant_preset)p), name,
-                         tt_get(b->type)->name, rel);
+                fail_msg("%s %s as %s: relative error %.4g", quant_preset_name((quant_preset)p),
+                         name, tt_get(b->type)->name, rel);
             free(x);
             free(y);
             free(name);
@@ -243,11 +248,13 @@ static void requantizes_already_quantized_input(void **st) {
     snprintf(out, sizeof out, "%s/requant.gguf", dir);
     cf_err err = {0};
     quant_stats qs;
-    assert_int_equal(quant_file(td_path("models/stories260K-Q5_1mix.gguf"), out, "Q8_0", &qs, &err), 0);
+    assert_int_equal(quant_file(td_path("models/stories260K-Q5_1mix.gguf"), out, "Q8_0", &qs, &err),
+                     0);
     gguf_file *q = gguf_open(out, &err);
     assert_non_null(q);
     assert_int_equal(gguf_find_tensor(q, "blk.0.attn_q.weight")->type, TT_Q8_0);
-    assert_int_equal(gguf_find_tensor(q, "blk.0.ffn_down.weight")->type, TT_F16); /* already F16: copied */
+    assert_int_equal(gguf_find_tensor(q, "blk.0.ffn_down.weight")->type,
+                     TT_F16); /* already F16: copied */
     assert_int_equal(qs.count[TT_F16], 5);
     gguf_close(q);
     tu_rmtree(dir);
@@ -273,7 +280,8 @@ static void rejects_bad_input(void **st) {
     gguf_w_set_str(w, "general.architecture", "llama");
     uint8_t blk[66] = {0};
     int64_t ne[2] = {256, 1};
-    assert_int_equal(gguf_w_add_tensor(w, "blk.0.attn_q.weight", 16, 2, ne, blk, sizeof blk, &err), 0);
+    assert_int_equal(gguf_w_add_tensor(w, "blk.0.attn_q.weight", 16, 2, ne, blk, sizeof blk, &err),
+                     0);
     snprintf(path, sizeof path, "%s/iq2.gguf", dir);
     assert_int_equal(gguf_w_write(w, path, &err), 0);
     gguf_w_free(w);
@@ -310,7 +318,8 @@ static void cli_quantize_writes_file_and_reports_usage_errors(void **st) {
     assert_int_equal(tu_run(cmd, &out), 2);
     assert_non_null(strstr(out, "unknown type 'q2_k'"));
     free(out);
-    snprintf(cmd, sizeof cmd, "%s quantize /nonexistent.gguf '%s/q.gguf' q8_0 2>&1", tu_confab_bin(), dir);
+    snprintf(cmd, sizeof cmd, "%s quantize /nonexistent.gguf '%s/q.gguf' q8_0 2>&1",
+             tu_confab_bin(), dir);
     assert_int_equal(tu_run(cmd, &out), 1);
     assert_non_null(strstr(out, "/nonexistent.gguf"));
     free(out);

@@ -45,11 +45,11 @@
 
 static const struct {
     const char *name;
-    int base;      /* main tensor type */
+    int base;       /* main tensor type */
     uint32_t ftype; /* general.file_type (llama.cpp's LLAMA_FTYPE_MOSTLY_*) */
 } quant_presets[QUANT_PRESET_COUNT] = {
-    [QUANT_F16] = {"F16", TT_F16, 1},       [QUANT_Q8_0] = {"Q8_0", TT_Q8_0, 7},
-    [QUANT_Q4_0] = {"Q4_0", TT_Q4_0, 2},    [QUANT_Q4_K_M] = {"Q4_K_M", TT_Q4_K, 15},
+    [QUANT_F16] = {"F16", TT_F16, 1},         [QUANT_Q8_0] = {"Q8_0", TT_Q8_0, 7},
+    [QUANT_Q4_0] = {"Q4_0", TT_Q4_0, 2},      [QUANT_Q4_K_M] = {"Q4_K_M", TT_Q4_K, 15},
     [QUANT_Q5_K_M] = {"Q5_K_M", TT_Q5_K, 17}, [QUANT_Q6_K] = {"Q6_K", TT_Q6_K, 18},
 };
 
@@ -70,7 +70,9 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
-static int use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+static int use_more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
 
 /* Whether tensor NAME is converted at all. */
 static int quant_wanted(const char *name, const gguf_tensor *t) {
@@ -81,38 +83,46 @@ int quant_tensor_type(quant_preset p, const char *name, const gguf_tensor *t, qu
     if ((unsigned)p >= QUANT_PRESET_COUNT || !quant_wanted(name, t)) return t->type;
     int type = quant_presets[p].base;
     const int64_t nx = t->ne[0];
-    const int is_output = !strcmp(name, "output.weight") || (!ctx.has_output && !strcmp(name, "token_embd.weight"));
+    const int is_output =
+        !strcmp(name, "output.weight") || (!ctx.has_output && !strcmp(name, "token_embd.weight"));
     if (type != TT_F16) {
         if (is_output) {
-            if (nx % QK_K) type = TT_Q8_0;
-            else if (type != TT_Q8_0) type = TT_Q6_K;
+            if (nx % QK_K)
+                type = TT_Q8_0;
+            else if (type != TT_Q8_0)
+                type = TT_Q6_K;
         } else if (p == QUANT_Q4_K_M || p == QUANT_Q5_K_M) {
-            if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down")) && use_more_bits(ctx.i_layer, ctx.n_layer))
+            if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down")) &&
+                use_more_bits(ctx.i_layer, ctx.n_layer))
                 type = TT_Q6_K;
             else if (strstr(name, "attn_qkv.weight"))
                 type = p == QUANT_Q4_K_M ? TT_Q5_K : TT_Q6_K;
         }
     }
     if (nx % QK_K) {
-        if (type == TT_Q4_K) type = TT_Q5_0;
-        else if (type == TT_Q5_K) type = TT_Q5_1;
-        else if (type == TT_Q6_K) type = TT_Q8_0;
+        if (type == TT_Q4_K)
+            type = TT_Q5_0;
+        else if (type == TT_Q5_K)
+            type = TT_Q5_1;
+        else if (type == TT_Q6_K)
+            type = TT_Q8_0;
     }
     if (nx % tt_get(type)->blck) type = TT_F16;
     return type;
 }
 
 /* Converts tensor T into a malloc'd buffer of TYPE (*OUT, *NBYTES). */
-static int quant_convert(const gguf_tensor *t, const char *name, int type, void **out, uint64_t *nbytes,
-                         cf_err *err) {
+static int quant_convert(const gguf_tensor *t, const char *name, int type, void **out,
+                         uint64_t *nbytes, cf_err *err) {
     const tt_traits *src = tt_get(t->type), *dst = tt_get(type);
     const int64_t nx = t->ne[0];
     const int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
     const size_t row_out = tt_row_size(type, nx), row_in = tt_row_size(t->type, nx);
     *nbytes = (uint64_t)row_out * (uint64_t)rows;
     *out = malloc(*nbytes ? (size_t)*nbytes : 1);
-    if (!*out) return cf_seterr(err, CF_ENOMEM, "tensor '%s': out of memory for %llu bytes", name,
-                                (unsigned long long)*nbytes);
+    if (!*out)
+        return cf_seterr(err, CF_ENOMEM, "tensor '%s': out of memory for %llu bytes", name,
+                         (unsigned long long)*nbytes);
     if (type == t->type) {
         memcpy(*out, t->data, (size_t)*nbytes);
         return 0;
@@ -120,7 +130,8 @@ static int quant_convert(const gguf_tensor *t, const char *name, int type, void 
     if (!src->to_float || !dst->from_float) {
         free(*out);
         *out = NULL;
-        return cf_seterr(err, CF_EFORMAT, "tensor '%s': cannot convert %s to %s", name, src->name, dst->name);
+        return cf_seterr(err, CF_EFORMAT, "tensor '%s': cannot convert %s to %s", name, src->name,
+                         dst->name);
     }
     float *row = malloc((size_t)(nx ? nx : 1) * sizeof(float));
     if (!row) {
@@ -136,11 +147,12 @@ static int quant_convert(const gguf_tensor *t, const char *name, int type, void 
     return 0;
 }
 
-int quant_file(const char *in, const char *out, const char *preset, quant_stats *stats, cf_err *err) {
+int quant_file(const char *in, const char *out, const char *preset, quant_stats *stats,
+               cf_err *err) {
     const int p = quant_preset_from_name(preset);
     if (p < 0)
-        return cf_seterr(err, CF_EINVAL, "unknown quantization type '%s' (one of %s)", preset ? preset : "",
-                         quant_preset_list());
+        return cf_seterr(err, CF_EINVAL, "unknown quantization type '%s' (one of %s)",
+                         preset ? preset : "", quant_preset_list());
     gguf_file *f = gguf_open(in, err);
     if (!f) return err ? err->code : CF_EFORMAT;
     quant_stats st;

@@ -11,11 +11,11 @@
 #ifndef CONFAB_ENGINE_QUANTIZE_H
 #define CONFAB_ENGINE_QUANTIZE_H
 
-#include <stdint.h>
-
 #include "base/err.h"
 #include "engine/gguf.h"
 #include "engine/types.h"
+
+#include <stdint.h>
 
 typedef enum {
     QUANT_F16,
@@ -29,10 +29,10 @@ typedef enum {
 
 typedef struct {
     int n_tensors;
-    int n_converted;        /* tensors whose type changed */
-    uint64_t bytes_in;      /* tensor data bytes read */
-    uint64_t bytes_out;     /* tensor data bytes written */
-    int count[TT_COUNT];    /* output tensors per type */
+    int n_converted;     /* tensors whose type changed */
+    uint64_t bytes_in;   /* tensor data bytes read */
+    uint64_t bytes_out;  /* tensor data bytes written */
+    int count[TT_COUNT]; /* output tensors per type */
 } quant_stats;
 
 /* Preset for NAME ("q4_k_m", case-insensitive), or -1 when unknown. */
@@ -59,6 +59,7 @@ int quant_tensor_type(quant_preset p, const char *name, const gguf_tensor *t, qu
  * Fills *STATS when not NULL. Errors: CF_EINVAL for an unknown preset,
  * CF_EFORMAT for a bad input file or a tensor type that cannot be
  * converted, CF_EIO for I/O. */
-int quant_file(const char *in, const char *out, const char *preset, quant_stats *stats, cf_err *err);
+int quant_file(const char *in, const char *out, const char *preset, quant_stats *stats,
+               cf_err *err);
 
 #endif
