@@ -82,6 +82,9 @@ struct gguf_file {
     uint32_t *kv_ht;   /* (ht_kv_cap,) index + 1, 0 = empty */
     uint32_t *t_ht;    /* (ht_t_cap,) */
     uint64_t ht_kv_cap, ht_t_cap;
+    uint64_t ht_seed;    /* per-file hash seed (from the struct's address,
+                          * randomized by ASLR) so a hostile file cannot
+                          * precompute colliding names */
 };
 
 static const uint8_t gguf_vsize[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -212,7 +215,7 @@ static gguf_str ht_t_name(const gguf_file *f, uint64_t i) { return f->t[i].name;
 
 static uint64_t ht_slot(const gguf_file *f, const uint32_t *ht, uint64_t cap, ht_get_fn get,
                         const char *p, uint64_t n) {
-    uint64_t h = hash64(p, (size_t)n, 0) & (cap - 1);
+    uint64_t h = hash64(p, (size_t)n, f->ht_seed) & (cap - 1);
     for (;;) {
         if (!ht[h]) return h;
         gguf_str s = get(f, ht[h] - 1);
@@ -409,6 +412,7 @@ gguf_file *gguf_open_mem(const void *data, size_t size, cf_err *err) {
     }
     f->base = data;
     f->size = size;
+    f->ht_seed = (uint64_t)(uintptr_t)f * 0x9E3779B97F4A7C15ull;
     gguf_rd r = {f->base, size, 0, err};
     int rc = rd_need(&r, 4, "magic");
     if (rc) goto fail;
