@@ -388,6 +388,62 @@ static void writer_copies_real_model_bit_for_bit(void **st) {
     free(dir);
 }
 
+static int fill_ramp(void *ctx, void *dst, uint64_t nbytes, cf_err *err) {
+    (void)err;
+    int *calls = ctx;
+    (*calls)++;
+    for (uint64_t i = 0; i < nbytes; i++)
+        ((uint8_t *)dst)[i] = (uint8_t)(i * 3);
+    return 0;
+}
+
+static int fill_fail(void *ctx, void *dst, uint64_t nbytes, cf_err *err) {
+    (void)ctx, (void)dst, (void)nbytes;
+    return cf_seterr(err, CF_ERANGE, "fill refused");
+}
+
+static void writer_fills_lazy_tensors_at_write_time(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/lazy.gguf", dir);
+    gguf_writer *w = gguf_w_new();
+    cf_err err = {0};
+    int calls = 0;
+    int64_t ne[2] = {64, 3};
+    assert_int_equal(gguf_w_add_tensor_lazy(w, "a", TT_Q8_0, 2, ne, fill_ramp, &calls, &err), 0);
+    assert_int_equal(gguf_w_add_tensor_lazy(w, "a", TT_Q8_0, 2, ne, fill_ramp, &calls, &err),
+                     CF_EINVAL); /* duplicate */
+    float f[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t ne1[1] = {8};
+    assert_int_equal(gguf_w_add_tensor(w, "b", TT_F32, 1, ne1, f, sizeof f, &err), 0);
+    assert_int_equal(calls, 0);
+    assert_int_equal(gguf_w_write(w, path, &err), 0);
+    assert_int_equal(calls, 1);
+    gguf_w_free(w);
+    gguf_file *g = gguf_open(path, &err);
+    assert_non_null(g);
+    const gguf_tensor *t = gguf_find_tensor(g, "a");
+    assert_int_equal(t->nbytes, 3 * 2 * 34);
+    assert_int_equal(((const uint8_t *)t->data)[100], (uint8_t)300);
+    assert_memory_equal(gguf_find_tensor(g, "b")->data, f, sizeof f);
+    gguf_close(g);
+    /* A failing fill aborts the write with its own error and leaves nothing. */
+    w = gguf_w_new();
+    assert_int_equal(gguf_w_add_tensor_lazy(w, "a", TT_F32, 2, ne, fill_fail, NULL, &err), 0);
+    snprintf(path, sizeof path, "%s/fail.gguf", dir);
+    assert_int_equal(gguf_w_write(w, path, &err), CF_ERANGE);
+    assert_string_equal(err.msg, "fill refused");
+    gguf_w_free(w);
+    char *ls = NULL;
+    snprintf(path, sizeof path, "ls -A '%s'", dir);
+    assert_int_equal(tu_run(path, &ls), 0);
+    assert_string_equal(ls, "lazy.gguf\n");
+    free(ls);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void writer_rejects_bad_tensors(void **st) {
     (void)st;
     gguf_writer *w = gguf_w_new();
@@ -773,6 +829,7 @@ int main(void) {
         cmocka_unit_test(open_reports_missing_file_and_directory),
         cmocka_unit_test(writer_round_trips_metadata_and_tensors),
         cmocka_unit_test(writer_copies_real_model_bit_for_bit),
+        cmocka_unit_test(writer_fills_lazy_tensors_at_write_time),
         cmocka_unit_test(writer_rejects_bad_tensors),
         cmocka_unit_test(rejects_truncation_at_every_offset),
         cmocka_unit_test(survives_byte_flips),

@@ -135,7 +135,7 @@ static void quantizes_like_reference_engine_byte_for_byte(void **st) {
         snprintf(ref, sizeof ref, "%s/tiny-llama-d64-%s.gguf", dir_ref, presets[k]);
         cf_err err = {0};
         quant_stats qs;
-        if (quant_file(src, out, presets[k], &qs, &err)) fail_msg("%s: %s", presets[k], err.msg);
+        if (quant_file(src, out, presets[k], 2, &qs, &err)) fail_msg("%s: %s", presets[k], err.msg);
         assert_int_equal(qs.n_tensors, 21);
         assert_int_equal(qs.count[TT_F32], 5);
         assert_same_model(out, ref);
@@ -145,7 +145,7 @@ static void quantizes_like_reference_engine_byte_for_byte(void **st) {
     char out[512];
     snprintf(out, sizeof out, "%s/stories-Q6_K.gguf", dir);
     cf_err err = {0};
-    assert_int_equal(quant_file(td_path("models/stories260K.gguf"), out, "Q6_K", NULL, &err), 0);
+    assert_int_equal(quant_file(td_path("models/stories260K.gguf"), out, "Q6_K", 1, NULL, &err), 0);
     assert_same_model(out, td_path("models/stories260K-Q8_0mix.gguf"));
     tu_rmtree(dir);
     free(dir);
@@ -177,7 +177,7 @@ static void quantizes_stories260K_to_every_preset(void **st) {
         char out[512];
         snprintf(out, sizeof out, "%s/%s.gguf", dir, quant_preset_name((quant_preset)p));
         quant_stats qs;
-        if (quant_file(src_path, out, quant_preset_name((quant_preset)p), &qs, &err))
+        if (quant_file(src_path, out, quant_preset_name((quant_preset)p), 1, &qs, &err))
             fail_msg("%s: %s", quant_preset_name((quant_preset)p), err.msg);
         assert_true(qs.bytes_out < qs.bytes_in);
         gguf_file *q = gguf_open(out, &err);
@@ -248,8 +248,8 @@ static void requantizes_already_quantized_input(void **st) {
     snprintf(out, sizeof out, "%s/requant.gguf", dir);
     cf_err err = {0};
     quant_stats qs;
-    assert_int_equal(quant_file(td_path("models/stories260K-Q5_1mix.gguf"), out, "Q8_0", &qs, &err),
-                     0);
+    assert_int_equal(
+        quant_file(td_path("models/stories260K-Q5_1mix.gguf"), out, "Q8_0", 0, &qs, &err), 0);
     gguf_file *q = gguf_open(out, &err);
     assert_non_null(q);
     assert_int_equal(gguf_find_tensor(q, "blk.0.attn_q.weight")->type, TT_Q8_0);
@@ -261,19 +261,42 @@ static void requantizes_already_quantized_input(void **st) {
     free(dir);
 }
 
+static void output_does_not_depend_on_thread_count(void **st) {
+    (void)st;
+    char src[1024];
+    snprintf(src, sizeof src, "%s", td_path("models/tiny-llama-d64-f32.gguf"));
+    char *dir = tu_tmpdir();
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/t1.gguf", dir);
+    snprintf(b, sizeof b, "%s/t3.gguf", dir);
+    cf_err err = {0};
+    assert_int_equal(quant_file(src, a, "Q4_K_M", 1, NULL, &err), 0);
+    assert_int_equal(quant_file(src, b, "Q4_K_M", 3, NULL, &err), 0);
+    size_t la, lb;
+    char *da = tu_read_file(a, &la), *db = tu_read_file(b, &lb);
+    assert_non_null(da);
+    assert_non_null(db);
+    assert_int_equal(la, lb);
+    assert_memory_equal(da, db, la);
+    free(da);
+    free(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void rejects_bad_input(void **st) {
     (void)st;
     char *dir = tu_tmpdir();
     char path[512], out[512];
     snprintf(out, sizeof out, "%s/out.gguf", dir);
     cf_err err = {0};
-    assert_int_equal(quant_file("x.gguf", out, "Q3_K_M", NULL, &err), CF_EINVAL);
+    assert_int_equal(quant_file("x.gguf", out, "Q3_K_M", 1, NULL, &err), CF_EINVAL);
     assert_non_null(strstr(err.msg, "unknown quantization type 'Q3_K_M'"));
-    assert_int_equal(quant_file("/nonexistent/x.gguf", out, "Q8_0", NULL, &err), CF_ENOTFOUND);
+    assert_int_equal(quant_file("/nonexistent/x.gguf", out, "Q8_0", 1, NULL, &err), CF_ENOTFOUND);
     /* A corrupt file. */
     snprintf(path, sizeof path, "%s/bad.gguf", dir);
     assert_int_equal(tu_write_file(path, "GGUF\x03\0\0\0garbage-garbage-garbage", 31), 0);
-    assert_int_equal(quant_file(path, out, "Q8_0", NULL, &err), CF_EFORMAT);
+    assert_int_equal(quant_file(path, out, "Q8_0", 1, NULL, &err), CF_EFORMAT);
     assert_non_null(strstr(err.msg, "bad.gguf: metadata count"));
     /* A tensor type confab cannot dequantize (IQ2_XXS, layout only). */
     gguf_writer *w = gguf_w_new();
@@ -285,8 +308,14 @@ static void rejects_bad_input(void **st) {
     snprintf(path, sizeof path, "%s/iq2.gguf", dir);
     assert_int_equal(gguf_w_write(w, path, &err), 0);
     gguf_w_free(w);
-    assert_int_equal(quant_file(path, out, "Q8_0", NULL, &err), CF_EFORMAT);
+    assert_int_equal(quant_file(path, out, "Q8_0", 1, NULL, &err), CF_EFORMAT);
     assert_non_null(strstr(err.msg, "cannot convert IQ2_XXS to Q8_0"));
+    /* Nothing is left behind: no output, no temp file. */
+    char *ls = NULL;
+    snprintf(path, sizeof path, "ls -A '%s'", dir);
+    assert_int_equal(tu_run(path, &ls), 0);
+    assert_null(strstr(ls, "out.gguf"));
+    free(ls);
     tu_rmtree(dir);
     free(dir);
 }
@@ -310,6 +339,16 @@ static void cli_quantize_writes_file_and_reports_usage_errors(void **st) {
     gguf_file *f = gguf_open(cmd, &err);
     assert_non_null(f);
     gguf_close(f);
+    snprintf(cmd, sizeof cmd, "%s quantize -t 2 '%s' '%s/q2.gguf' Q4_0 2>&1", tu_confab_bin(), src,
+             dir);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "Q4_0"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s quantize -t x '%s' '%s/q2.gguf' Q4_0 2>&1", tu_confab_bin(), src,
+             dir);
+    assert_int_equal(tu_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "--threads needs a positive number"));
+    free(out);
     snprintf(cmd, sizeof cmd, "%s quantize '%s' 2>&1", tu_confab_bin(), src);
     assert_int_equal(tu_run(cmd, &out), 2);
     assert_non_null(strstr(out, "usage: confab quantize"));
@@ -335,6 +374,7 @@ int main(void) {
         cmocka_unit_test(quantizes_like_reference_engine_byte_for_byte),
         cmocka_unit_test(quantizes_stories260K_to_every_preset),
         cmocka_unit_test(requantizes_already_quantized_input),
+        cmocka_unit_test(output_does_not_depend_on_thread_count),
         cmocka_unit_test(rejects_bad_input),
         cmocka_unit_test(cli_quantize_writes_file_and_reports_usage_errors),
     };

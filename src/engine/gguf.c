@@ -82,9 +82,9 @@ struct gguf_file {
     uint32_t *kv_ht;   /* (ht_kv_cap,) index + 1, 0 = empty */
     uint32_t *t_ht;    /* (ht_t_cap,) */
     uint64_t ht_kv_cap, ht_t_cap;
-    uint64_t ht_seed;    /* per-file hash seed (from the struct's address,
-                          * randomized by ASLR) so a hostile file cannot
-                          * precompute colliding names */
+    uint64_t ht_seed; /* per-file hash seed (from the struct's address,
+                       * randomized by ASLR) so a hostile file cannot
+                       * precompute colliding names */
 };
 
 static const uint8_t gguf_vsize[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -811,7 +811,9 @@ typedef struct {
     int type;
     uint32_t n_dims;
     int64_t ne[GGUF_MAX_DIMS];
-    void *data; /* (nbytes,) owned copy */
+    void *data;          /* (nbytes,) owned copy, or NULL for a lazy tensor */
+    gguf_w_fill_fn fill; /* lazy tensors: produces the data at write time */
+    void *fill_ctx;
     uint64_t nbytes;
 } gguf_wtensor;
 
@@ -920,8 +922,9 @@ void gguf_w_copy_kv(gguf_writer *w, const gguf_file *src) {
     }
 }
 
-int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
-                      const int64_t *ne, const void *data, uint64_t nbytes, cf_err *err) {
+/* Validates a new tensor's name, type and shape; *NBYTES gets its size. */
+static int w_check_tensor(const gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                          const int64_t *ne, uint64_t *nbytes, cf_err *err) {
     size_t nl = strlen(name);
     if (nl == 0 || nl > GGUF_MAX_NAME)
         return cf_seterr(err, CF_EINVAL, "tensor name '%s' must be 1..%d bytes", name,
@@ -944,25 +947,52 @@ int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dim
             return cf_seterr(err, CF_EINVAL, "tensor '%s': bad dimension %u", name, d);
         want *= (uint64_t)ne[d];
     }
-    if (want != nbytes)
-        return cf_seterr(err, CF_EINVAL,
-                         "tensor '%s': %" PRIu64 " bytes given, its type and shape need %" PRIu64,
-                         name, nbytes, want);
+    *nbytes = want;
+    return 0;
+}
+
+static gguf_wtensor *w_push_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                                   const int64_t *ne, uint64_t nbytes) {
     if (w->n_t == w->cap_t) {
         w->cap_t = w->cap_t ? 2 * w->cap_t : 64;
         w->t = xrealloc(w->t, w->cap_t * sizeof *w->t);
     }
-    gguf_wtensor *t = &w->t[w->n_t];
+    gguf_wtensor *t = &w->t[w->n_t++];
+    memset(t, 0, sizeof *t);
     t->name = strdup(name);
-    t->data = malloc(nbytes ? (size_t)nbytes : 1);
-    if (!t->name || !t->data) abort();
-    if (nbytes) memcpy(t->data, data, (size_t)nbytes);
+    if (!t->name) abort();
     t->type = type;
     t->n_dims = n_dims;
     for (int d = 0; d < GGUF_MAX_DIMS; d++)
         t->ne[d] = d < (int)n_dims ? ne[d] : 1;
     t->nbytes = nbytes;
-    w->n_t++;
+    return t;
+}
+
+int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                      const int64_t *ne, const void *data, uint64_t nbytes, cf_err *err) {
+    uint64_t want;
+    int rc = w_check_tensor(w, name, type, n_dims, ne, &want, err);
+    if (rc) return rc;
+    if (want != nbytes)
+        return cf_seterr(err, CF_EINVAL,
+                         "tensor '%s': %" PRIu64 " bytes given, its type and shape need %" PRIu64,
+                         name, nbytes, want);
+    gguf_wtensor *t = w_push_tensor(w, name, type, n_dims, ne, nbytes);
+    t->data = malloc(nbytes ? (size_t)nbytes : 1);
+    if (!t->data) abort();
+    if (nbytes) memcpy(t->data, data, (size_t)nbytes);
+    return 0;
+}
+
+int gguf_w_add_tensor_lazy(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                           const int64_t *ne, gguf_w_fill_fn fill, void *ctx, cf_err *err) {
+    uint64_t nbytes;
+    int rc = w_check_tensor(w, name, type, n_dims, ne, &nbytes, err);
+    if (rc) return rc;
+    gguf_wtensor *t = w_push_tensor(w, name, type, n_dims, ne, nbytes);
+    t->fill = fill;
+    t->fill_ctx = ctx;
     return 0;
 }
 
@@ -1002,7 +1032,7 @@ int gguf_w_write(gguf_writer *w, const char *path, cf_err *err) {
         sb_u32(&h, (uint32_t)w->kv[i].type);
         sb_appendn(&h, w->kv[i].val.data ? w->kv[i].val.data : "", w->kv[i].val.len);
     }
-    uint64_t off = 0;
+    uint64_t off = 0, lazy_max = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         const gguf_wtensor *t = &w->t[i];
         sb_gstr(&h, t->name, strlen(t->name));
@@ -1012,9 +1042,17 @@ int gguf_w_write(gguf_writer *w, const char *path, cf_err *err) {
         sb_u32(&h, (uint32_t)t->type);
         sb_u64(&h, off);
         off = (off + t->nbytes + align - 1) / align * align;
+        if (t->fill && t->nbytes > lazy_max) lazy_max = t->nbytes;
     }
     static const char zeros[4096];
     size_t pad = (size_t)((align - h.len % align) % align);
+    /* One buffer, reused, for the tensors produced at write time. */
+    void *buf = lazy_max ? malloc((size_t)lazy_max) : NULL;
+    if (lazy_max && !buf) {
+        sb_free(&h);
+        return cf_seterr(err, CF_ENOMEM, "%s: out of memory for a %" PRIu64 "-byte tensor", path,
+                         lazy_max);
+    }
 
     sb_t tmp = {0};
     sb_printf(&tmp, "%s.tmp.XXXXXX", path);
@@ -1023,31 +1061,39 @@ int gguf_w_write(gguf_writer *w, const char *path, cf_err *err) {
         int rc = cf_seterr(err, CF_EIO, "%s: cannot create temp file: %s", path, strerror(errno));
         sb_free(&h);
         sb_free(&tmp);
+        free(buf);
         return rc;
     }
+    int rc = 0;
     int bad =
         fchmod(fd, 0644) != 0 || w_write_all(fd, h.data, h.len) || w_write_all(fd, zeros, pad);
-    for (size_t i = 0; i < w->n_t && !bad; i++) {
+    for (size_t i = 0; i < w->n_t && !bad && !rc; i++) {
         const gguf_wtensor *t = &w->t[i];
+        const void *data = t->data;
+        if (t->fill) {
+            rc = t->fill(t->fill_ctx, buf, t->nbytes, err);
+            if (rc) break;
+            data = buf;
+        }
         size_t tp = (size_t)((align - t->nbytes % align) % align);
-        bad = w_write_all(fd, t->data, (size_t)t->nbytes) || w_write_all(fd, zeros, tp);
+        bad = w_write_all(fd, data, (size_t)t->nbytes) || w_write_all(fd, zeros, tp);
     }
-    if (!bad) bad = fsync(fd) != 0;
+    if (!bad && !rc) bad = fsync(fd) != 0;
     int e = errno;
     if (close(fd) != 0 && !bad) {
         bad = 1;
         e = errno;
     }
-    if (!bad && rename(tmp.data, path) != 0) {
+    if (!bad && !rc && rename(tmp.data, path) != 0) {
         bad = 1;
         e = errno;
     }
-    int rc = 0;
-    if (bad) {
+    if (bad || rc) {
         unlink(tmp.data);
-        rc = cf_seterr(err, CF_EIO, "%s: write failed: %s", path, strerror(e));
+        if (!rc) rc = cf_seterr(err, CF_EIO, "%s: write failed: %s", path, strerror(e));
     }
     sb_free(&h);
     sb_free(&tmp);
+    free(buf);
     return rc;
 }

@@ -132,7 +132,16 @@ void gguf_w_copy_kv(gguf_writer *w, const gguf_file *src);
 /* Adds a tensor; NBYTES must match its type and shape. */
 int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
                       const int64_t *ne, const void *data, uint64_t nbytes, cf_err *err);
-/* Writes to PATH atomically (temp file + rename). */
+/* Produces the NBYTES of data of a lazy tensor into DST; returns 0, or a
+ * negative CF_E* with ERR set (which aborts gguf_w_write). */
+typedef int (*gguf_w_fill_fn)(void *ctx, void *dst, uint64_t nbytes, cf_err *err);
+/* Adds a tensor whose data FILL(CTX, ...) produces during gguf_w_write(),
+ * one tensor at a time, so writing needs memory for only the largest lazy
+ * tensor. CTX must stay valid until gguf_w_write() returns. */
+int gguf_w_add_tensor_lazy(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                           const int64_t *ne, gguf_w_fill_fn fill, void *ctx, cf_err *err);
+/* Writes to PATH atomically (temp file + rename); nothing is left at PATH
+ * or beside it on error. */
 int gguf_w_write(gguf_writer *w, const char *path, cf_err *err);
 
 #endif

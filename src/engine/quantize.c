@@ -33,15 +33,22 @@
  *
  * Conversion goes through float32 row by row (source to_float, target
  * from_float), so any readable source type can be requantized; a tensor
- * already of the target type is copied byte for byte.
+ * already of the target type is copied byte for byte. Tensors are added to
+ * the writer lazily and converted while the file is written, one at a time
+ * (rows split over threads), so memory holds one output tensor, not the
+ * model; the input is only mapped.
  */
 #include "engine/quantize.h"
 
+#include "base/cpu.h"
 #include "engine/blocks.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#define QUANT_MAX_THREADS 64
 
 static const struct {
     const char *name;
@@ -111,100 +118,139 @@ int quant_tensor_type(quant_preset p, const char *name, const gguf_tensor *t, qu
     return type;
 }
 
-/* Converts tensor T into a malloc'd buffer of TYPE (*OUT, *NBYTES). */
-static int quant_convert(const gguf_tensor *t, const char *name, int type, void **out,
-                         uint64_t *nbytes, cf_err *err) {
-    const tt_traits *src = tt_get(t->type), *dst = tt_get(type);
+/* One tensor to write: where its data comes from and what it becomes. */
+typedef struct {
+    const gguf_tensor *t;
+    char *name;
+    int type;
+    int n_threads;
+} quant_job;
+
+/* Rows [r0, r1) of job J converted into DST (the whole output tensor). */
+typedef struct {
+    const quant_job *j;
+    void *dst;
+    int64_t r0, r1;
+    int rc; /* CF_ENOMEM when the row buffer could not be allocated */
+} quant_part;
+
+static void *quant_rows(void *arg) {
+    quant_part *p = arg;
+    const gguf_tensor *t = p->j->t;
+    const tt_traits *src = tt_get(t->type), *dst = tt_get(p->j->type);
     const int64_t nx = t->ne[0];
-    const int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-    const size_t row_out = tt_row_size(type, nx), row_in = tt_row_size(t->type, nx);
-    *nbytes = (uint64_t)row_out * (uint64_t)rows;
-    *out = malloc(*nbytes ? (size_t)*nbytes : 1);
-    if (!*out)
-        return cf_seterr(err, CF_ENOMEM, "tensor '%s': out of memory for %llu bytes", name,
-                         (unsigned long long)*nbytes);
-    if (type == t->type) {
-        memcpy(*out, t->data, (size_t)*nbytes);
-        return 0;
-    }
-    if (!src->to_float || !dst->from_float) {
-        free(*out);
-        *out = NULL;
-        return cf_seterr(err, CF_EFORMAT, "tensor '%s': cannot convert %s to %s", name, src->name,
-                         dst->name);
-    }
+    const size_t row_in = tt_row_size(t->type, nx), row_out = tt_row_size(p->j->type, nx);
     float *row = malloc((size_t)(nx ? nx : 1) * sizeof(float));
     if (!row) {
-        free(*out);
-        *out = NULL;
-        return cf_seterr(err, CF_ENOMEM, "tensor '%s': out of memory", name);
+        p->rc = CF_ENOMEM;
+        return NULL;
     }
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = p->r0; r < p->r1; r++) {
         src->to_float((const char *)t->data + (size_t)r * row_in, row, nx);
-        dst->from_float(row, (char *)*out + (size_t)r * row_out, nx);
+        dst->from_float(row, (char *)p->dst + (size_t)r * row_out, nx);
     }
     free(row);
+    return NULL;
+}
+
+/* gguf_w_fill_fn: converts a job's tensor, rows split over threads. Rows
+ * are independent, so the bytes do not depend on the thread count. */
+static int quant_fill(void *ctx, void *out, uint64_t nbytes, cf_err *err) {
+    const quant_job *j = ctx;
+    const gguf_tensor *t = j->t;
+    if (j->type == t->type) {
+        memcpy(out, t->data, (size_t)nbytes);
+        return 0;
+    }
+    const int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+    int nt = j->n_threads;
+    if (rows * t->ne[0] < (1 << 16)) nt = 1; /* not worth a thread */
+    if (nt > rows) nt = rows > 0 ? (int)rows : 1;
+    quant_part parts[QUANT_MAX_THREADS];
+    pthread_t tid[QUANT_MAX_THREADS];
+    int started[QUANT_MAX_THREADS] = {0};
+    for (int i = 0; i < nt; i++) {
+        parts[i] = (quant_part){j, out, rows * i / nt, rows * (i + 1) / nt, 0};
+        if (i > 0) started[i] = pthread_create(&tid[i], NULL, quant_rows, &parts[i]) == 0;
+    }
+    quant_rows(&parts[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            quant_rows(&parts[i]); /* no thread: do its share here */
+    }
+    for (int i = 0; i < nt; i++)
+        if (parts[i].rc) return cf_seterr(err, parts[i].rc, "tensor '%s': out of memory", j->name);
     return 0;
 }
 
-int quant_file(const char *in, const char *out, const char *preset, quant_stats *stats,
-               cf_err *err) {
+int quant_file(const char *in, const char *out, const char *preset, int n_threads,
+               quant_stats *stats, cf_err *err) {
     const int p = quant_preset_from_name(preset);
     if (p < 0)
         return cf_seterr(err, CF_EINVAL, "unknown quantization type '%s' (one of %s)",
                          preset ? preset : "", quant_preset_list());
+    if (n_threads <= 0) n_threads = cpu_count();
+    if (n_threads > QUANT_MAX_THREADS) n_threads = QUANT_MAX_THREADS;
     gguf_file *f = gguf_open(in, err);
     if (!f) return err ? err->code : CF_EFORMAT;
+    const int64_t n = gguf_n_tensors(f);
+    quant_job *jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
+    if (!jobs) {
+        gguf_close(f);
+        return cf_seterr(err, CF_ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    for (int64_t i = 0; i < n && !rc; i++) {
+        jobs[i].t = gguf_tensor_at(f, i);
+        jobs[i].name = gguf_str_dup(jobs[i].t->name);
+        jobs[i].n_threads = n_threads;
+        if (!jobs[i].name) rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+    }
+    /* Plan: counts for the _M mixes, then every tensor's type, checked to be
+     * convertible before anything is written. */
     quant_stats st;
     memset(&st, 0, sizeof st);
     quant_ctx ctx = {0, 0, gguf_find_tensor(f, "output.weight") != NULL};
     int n_attn_v = 0, n_ffn_down = 0, i_attn_v = 0, i_ffn_down = 0;
-    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
-        gguf_str nm = gguf_tensor_at(f, i)->name;
-        char *name = gguf_str_dup(nm);
-        if (!name) {
-            gguf_close(f);
-            return cf_seterr(err, CF_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n && !rc; i++)
+        if (quant_wanted(jobs[i].name, jobs[i].t)) {
+            n_attn_v += strstr(jobs[i].name, "attn_v.weight") != NULL;
+            n_ffn_down += strstr(jobs[i].name, "ffn_down") != NULL;
         }
-        if (quant_wanted(name, gguf_tensor_at(f, i))) {
-            n_attn_v += strstr(name, "attn_v.weight") != NULL;
-            n_ffn_down += strstr(name, "ffn_down") != NULL;
-        }
-        free(name);
-    }
     gguf_writer *w = gguf_w_new();
     gguf_w_copy_kv(w, f);
     gguf_w_set_u32(w, "general.quantization_version", 2);
     gguf_w_set_u32(w, "general.file_type", quant_presets[p].ftype);
-    int rc = 0;
-    for (int64_t i = 0; i < gguf_n_tensors(f) && !rc; i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        char *name = gguf_str_dup(t->name);
-        if (!name) {
-            rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n && !rc; i++) {
+        quant_job *j = &jobs[i];
+        if (quant_wanted(j->name, j->t) && strstr(j->name, "attn_v.weight"))
+            ctx = (quant_ctx){i_attn_v++, n_attn_v, ctx.has_output};
+        else if (quant_wanted(j->name, j->t) && strstr(j->name, "ffn_down"))
+            ctx = (quant_ctx){i_ffn_down++, n_ffn_down, ctx.has_output};
+        j->type = quant_tensor_type((quant_preset)p, j->name, j->t, ctx);
+        const tt_traits *src = tt_get(j->t->type), *dst = tt_get(j->type);
+        if (j->type != j->t->type && (!src->to_float || !dst->from_float)) {
+            rc = cf_seterr(err, CF_EFORMAT, "tensor '%s': cannot convert %s to %s", j->name,
+                           src->name, dst->name);
             break;
         }
-        if (quant_wanted(name, t) && strstr(name, "attn_v.weight"))
-            ctx = (quant_ctx){i_attn_v++, n_attn_v, ctx.has_output};
-        else if (quant_wanted(name, t) && strstr(name, "ffn_down"))
-            ctx = (quant_ctx){i_ffn_down++, n_ffn_down, ctx.has_output};
-        const int type = quant_tensor_type((quant_preset)p, name, t, ctx);
-        void *data = NULL;
-        uint64_t nbytes = 0;
-        rc = quant_convert(t, name, type, &data, &nbytes, err);
-        if (!rc) rc = gguf_w_add_tensor(w, name, type, t->n_dims, t->ne, data, nbytes, err);
-        if (!rc) {
-            st.n_tensors++;
-            st.n_converted += type != t->type;
-            st.bytes_in += t->nbytes;
-            st.bytes_out += nbytes;
-            st.count[type]++;
-        }
-        free(data);
-        free(name);
+        rc =
+            gguf_w_add_tensor_lazy(w, j->name, j->type, j->t->n_dims, j->t->ne, quant_fill, j, err);
+        if (rc) break;
+        st.n_tensors++;
+        st.n_converted += j->type != j->t->type;
+        st.bytes_in += j->t->nbytes;
+        st.bytes_out +=
+            tt_row_size(j->type, j->t->ne[0]) * (uint64_t)(j->t->ne[1] * j->t->ne[2] * j->t->ne[3]);
+        st.count[j->type]++;
     }
     if (!rc) rc = gguf_w_write(w, out, err);
     gguf_w_free(w);
+    for (int64_t i = 0; i < n; i++)
+        free(jobs[i].name);
+    free(jobs);
     gguf_close(f);
     if (rc) return rc;
     if (stats) *stats = st;

@@ -55,11 +55,14 @@ typedef struct {
  * they are return T->type. */
 int quant_tensor_type(quant_preset p, const char *name, const gguf_tensor *t, quant_ctx ctx);
 
-/* Quantizes IN into OUT (written atomically; OUT may equal IN) with PRESET.
- * Fills *STATS when not NULL. Errors: CF_EINVAL for an unknown preset,
- * CF_EFORMAT for a bad input file or a tensor type that cannot be
- * converted, CF_EIO for I/O. */
-int quant_file(const char *in, const char *out, const char *preset, quant_stats *stats,
-               cf_err *err);
+/* Quantizes IN into OUT (written atomically; OUT may equal IN) with PRESET,
+ * on N_THREADS threads (<= 0: one per core; the output does not depend on
+ * it). Tensors are converted while the file is written, so memory holds
+ * one output tensor at a time. Fills *STATS when not NULL. Errors:
+ * CF_EINVAL for an unknown preset, CF_EFORMAT for a bad input file or a
+ * tensor type that cannot be converted (checked before anything is
+ * written), CF_EIO for I/O; on error nothing is left at OUT. */
+int quant_file(const char *in, const char *out, const char *preset, int n_threads,
+               quant_stats *stats, cf_err *err);
 
 #endif
