@@ -30,6 +30,7 @@ static void presets_parse_case_insensitively(void **st) {
     (void)st;
     assert_int_equal(quant_preset_from_name("q4_k_m"), QUANT_Q4_K_M);
     assert_int_equal(quant_preset_from_name("F16"), QUANT_F16);
+    assert_int_equal(quant_preset_from_name("bf16"), QUANT_BF16);
     assert_int_equal(quant_preset_from_name("Q6_K"), QUANT_Q6_K);
     assert_int_equal(quant_preset_from_name("Q4_K"), -1);
     assert_int_equal(quant_preset_from_name("q3_k_m"), -1);
@@ -140,13 +141,24 @@ static void quantizes_like_reference_engine_byte_for_byte(void **st) {
         assert_int_equal(qs.count[TT_F32], 5);
         assert_same_model(out, ref);
     }
-    /* stories260K as Q6_K: every matrix falls back to Q8_0 (rows of 64) and
-     * ffn_down (rows of 172) to F16, which is the reference "Q8_0mix" file. */
-    char out[512];
-    snprintf(out, sizeof out, "%s/stories-Q6_K.gguf", dir);
-    cf_err err = {0};
-    assert_int_equal(quant_file(td_path("models/stories260K.gguf"), out, "Q6_K", 1, NULL, &err), 0);
-    assert_same_model(out, td_path("models/stories260K-Q8_0mix.gguf"));
+    /* stories260K: its rows of 64 and 172 exercise the fallbacks. The
+     * reference files were made with these presets: Q6_K -> "Q8_0mix",
+     * Q4_K_M -> "Q5_0mix", Q5_K_M -> "Q5_1mix". */
+    static const char *const pairs[][2] = {{"Q6_K", "stories260K-Q8_0mix.gguf"},
+                                           {"Q4_K_M", "stories260K-Q5_0mix.gguf"},
+                                           {"Q5_K_M", "stories260K-Q5_1mix.gguf"},
+                                           {"F16", "stories260K-F16.gguf"},
+                                           {"BF16", "stories260K-BF16.gguf"}};
+    char stories[1024];
+    snprintf(stories, sizeof stories, "%s", td_path("models/stories260K.gguf"));
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        char out[512], ref[1200];
+        snprintf(out, sizeof out, "%s/stories-%s.gguf", dir, pairs[k][0]);
+        snprintf(ref, sizeof ref, "%s/%s", dir_ref, pairs[k][1]);
+        cf_err err = {0};
+        if (quant_file(stories, out, pairs[k][0], 1, NULL, &err)) fail_msg("%s", err.msg);
+        assert_same_model(out, ref);
+    }
     tu_rmtree(dir);
     free(dir);
 }
@@ -156,6 +168,7 @@ static double type_tolerance(int type) {
     switch (type) {
     case TT_F32: return 0;
     case TT_F16: return 1e-3;
+    case TT_BF16: return 8e-3;
     case TT_Q8_0: return 0.01;
     case TT_Q6_K: return 0.03;
     case TT_Q5_0:
@@ -196,6 +209,8 @@ static void quantizes_stories260K_to_every_preset(void **st) {
             if (a->n_dims == 1) {
                 assert_int_equal(b->type, TT_F32);
                 assert_memory_equal(a->data, b->data, a->nbytes);
+            } else if (p == QUANT_BF16) {
+                assert_int_equal(b->type, TT_BF16);
             } else if (p == QUANT_F16 || strstr(name, "ffn_down")) {
                 assert_int_equal(b->type, TT_F16); /* F16 preset, or rows of 172 */
             } else if (!strcmp(name, "output.weight")) {
@@ -230,7 +245,7 @@ static void quantizes_stories260K_to_every_preset(void **st) {
         }
         uint32_t ft, qv;
         assert_true(gguf_get_u32(q, "general.file_type", &ft));
-        static const uint32_t ftypes[QUANT_PRESET_COUNT] = {1, 7, 2, 15, 17, 18};
+        static const uint32_t ftypes[QUANT_PRESET_COUNT] = {1, 32, 7, 2, 15, 17, 18};
         assert_int_equal(ft, ftypes[p]);
         assert_true(gguf_get_u32(q, "general.quantization_version", &qv));
         assert_int_equal(qv, 2);
@@ -259,6 +274,40 @@ static void requantizes_already_quantized_input(void **st) {
     gguf_close(q);
     tu_rmtree(dir);
     free(dir);
+}
+
+/* The reference "IQ4_NLmix" file came from a Q2_K run whose rows of 64
+ * fell back to IQ4_NL: its IQ4_NL tensors must be our IQ4_NL quantization
+ * of the F32 originals, byte for byte. */
+static void iq4_nl_tensors_match_reference_model(void **st) {
+    (void)st;
+    cf_err err = {0};
+    gguf_file *src = gguf_open(td_path("models/stories260K.gguf"), &err);
+    gguf_file *ref = gguf_open(td_path("models/stories260K-IQ4_NLmix.gguf"), &err);
+    assert_non_null(src);
+    assert_non_null(ref);
+    int checked = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(ref); i++) {
+        const gguf_tensor *r = gguf_tensor_at(ref, i);
+        if (r->type != TT_IQ4_NL) continue;
+        char *name = gguf_str_dup(r->name);
+        const gguf_tensor *s = gguf_find_tensor(src, name);
+        assert_non_null(s);
+        assert_int_equal(s->type, TT_F32);
+        uint8_t *q = malloc(r->nbytes);
+        const int64_t rows = s->ne[1] * s->ne[2] * s->ne[3];
+        const size_t row_out = tt_row_size(TT_IQ4_NL, s->ne[0]);
+        for (int64_t j = 0; j < rows; j++)
+            tt_get(TT_IQ4_NL)->from_float((const float *)s->data + j * s->ne[0], q + j * row_out,
+                                          s->ne[0]);
+        if (memcmp(q, r->data, r->nbytes)) fail_msg("%s: IQ4_NL bytes differ", name);
+        free(q);
+        free(name);
+        checked++;
+    }
+    assert_int_equal(checked, 31); /* token_embd + 6 matrices in each of 5 layers */
+    gguf_close(src);
+    gguf_close(ref);
 }
 
 static void output_does_not_depend_on_thread_count(void **st) {
@@ -374,6 +423,7 @@ int main(void) {
         cmocka_unit_test(quantizes_like_reference_engine_byte_for_byte),
         cmocka_unit_test(quantizes_stories260K_to_every_preset),
         cmocka_unit_test(requantizes_already_quantized_input),
+        cmocka_unit_test(iq4_nl_tensors_match_reference_model),
         cmocka_unit_test(output_does_not_depend_on_thread_count),
         cmocka_unit_test(rejects_bad_input),
         cmocka_unit_test(cli_quantize_writes_file_and_reports_usage_errors),

@@ -10,7 +10,7 @@
  * llama_tensor_get_type for these presets, so confab's files match the
  * reference engine's; checked against its Q4_0 / Q8_0 / Q4_K_M files):
  *
- *   F16     every converted tensor F16.
+ *   F16     every converted tensor F16 (BF16: BF16).
  *   Q8_0    every converted tensor Q8_0.
  *   Q6_K    every converted tensor Q6_K.
  *   Q4_0    Q4_0, except the output matrix (output.weight, or
@@ -55,9 +55,10 @@ static const struct {
     int base;       /* main tensor type */
     uint32_t ftype; /* general.file_type (llama.cpp's LLAMA_FTYPE_MOSTLY_*) */
 } quant_presets[QUANT_PRESET_COUNT] = {
-    [QUANT_F16] = {"F16", TT_F16, 1},         [QUANT_Q8_0] = {"Q8_0", TT_Q8_0, 7},
-    [QUANT_Q4_0] = {"Q4_0", TT_Q4_0, 2},      [QUANT_Q4_K_M] = {"Q4_K_M", TT_Q4_K, 15},
-    [QUANT_Q5_K_M] = {"Q5_K_M", TT_Q5_K, 17}, [QUANT_Q6_K] = {"Q6_K", TT_Q6_K, 18},
+    [QUANT_F16] = {"F16", TT_F16, 1},         [QUANT_BF16] = {"BF16", TT_BF16, 32},
+    [QUANT_Q8_0] = {"Q8_0", TT_Q8_0, 7},      [QUANT_Q4_0] = {"Q4_0", TT_Q4_0, 2},
+    [QUANT_Q4_K_M] = {"Q4_K_M", TT_Q4_K, 15}, [QUANT_Q5_K_M] = {"Q5_K_M", TT_Q5_K, 17},
+    [QUANT_Q6_K] = {"Q6_K", TT_Q6_K, 18},
 };
 
 int quant_preset_from_name(const char *name) {
@@ -70,7 +71,7 @@ const char *quant_preset_name(quant_preset p) {
     return (unsigned)p < QUANT_PRESET_COUNT ? quant_presets[p].name : "?";
 }
 
-const char *quant_preset_list(void) { return "F16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K"; }
+const char *quant_preset_list(void) { return "F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K"; }
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -92,7 +93,7 @@ int quant_tensor_type(quant_preset p, const char *name, const gguf_tensor *t, qu
     const int64_t nx = t->ne[0];
     const int is_output =
         !strcmp(name, "output.weight") || (!ctx.has_output && !strcmp(name, "token_embd.weight"));
-    if (type != TT_F16) {
+    if (tt_get(type)->quantized) {
         if (is_output) {
             if (nx % QK_K)
                 type = TT_Q8_0;

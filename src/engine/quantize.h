@@ -19,6 +19,7 @@
 
 typedef enum {
     QUANT_F16,
+    QUANT_BF16,
     QUANT_Q8_0,
     QUANT_Q4_0,
     QUANT_Q4_K_M,
@@ -39,7 +40,7 @@ typedef struct {
 int quant_preset_from_name(const char *name);
 /* Canonical name of preset P ("Q4_K_M"). */
 const char *quant_preset_name(quant_preset p);
-/* "F16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K", for usage messages. */
+/* "F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K", for usage messages. */
 const char *quant_preset_list(void);
 
 /* Position of a tensor among those of its kind, for the _M mixes: I_LAYER

@@ -736,6 +736,126 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Index of the codebook value nearest to X in the sorted VAL[0..n). */
+static inline int best_index_int8(int n, const int8_t *val, float x) {
+    if (x <= val[0]) return 0;
+    if (x >= val[n - 1]) return n - 1;
+    int ml = 0, mu = n - 1;
+    while (mu - ml > 1) {
+        const int mav = (ml + mu) / 2;
+        if (x < val[mav])
+            mu = mav;
+        else
+            ml = mav;
+    }
+    return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+/* IQ4_NL / IQ4_XS: per 32 values, pick the scale that best fits x to the
+ * non-linear codebook (weights x^2, 15 trial scales around -max/127); for
+ * IQ4_XS the 8 block scales are then quantized to 6 bits against one fp16
+ * super-scale and the values re-fit. SB = super-block size (32 or 256).
+ * DH, Q4, SCALES_H, SCALES_L: the block's fields (scales unused when SB = 32). */
+static void iq4_quantize_block(int sb, const float *x, cf_fp16 *dh, uint8_t *q4, uint16_t *scales_h,
+                               uint8_t *scales_l) {
+    const int ntry = 7;
+    const int8_t *values = kvalues_iq4nl;
+    float scales[QK_K / 32], weight[32];
+    uint8_t L[QK_K];
+    memset(q4, 0, (size_t)sb / 2);
+    memset(L, 0, sizeof L);
+    *dh = cf_fp32_to_fp16(0.f);
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sb / 32; ib++) {
+        const float *xb = x + ib * 32;
+        uint8_t *Lb = L + ib * 32;
+        for (int j = 0; j < 32; j++)
+            weight[j] = xb[j] * xb[j];
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(xb[j]) > amax) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        if (amax < KQ_GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = -max / values[0];
+        float id = 1 / d;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            const int l = best_index_int8(16, values, id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            const float q = values[l], w = weight[j];
+            sumqx += w * q * xb[j];
+            sumq2 += w * q * q;
+        }
+        d = sumqx / sumq2;
+        float best = d * sumqx;
+        for (int itry = -ntry; itry <= ntry; itry++) {
+            id = (float)(itry + values[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < 32; j++) {
+                const int l = best_index_int8(16, values, id * xb[j]);
+                const float q = values[l], w = weight[j];
+                sumqx += w * q * xb[j];
+                sumq2 += w * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        if (fabsf(d) > amax_scale) {
+            amax_scale = fabsf(d);
+            max_scale = d;
+        }
+    }
+    if (sb > 32) {
+        *scales_h = 0;
+        const float d = -max_scale / 32;
+        *dh = cf_fp32_to_fp16(d);
+        const float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < sb / 32; ib++) {
+            int l = imax(-32, imin(31, nearest_int(id * scales[ib])));
+            const float dl = d * (float)l;
+            const float idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; j++)
+                L[ib * 32 + j] = (uint8_t)best_index_int8(16, values, idl * x[ib * 32 + j]);
+            l += 32;
+            if (ib % 2 == 0)
+                scales_l[ib / 2] = (uint8_t)(l & 0xf);
+            else
+                scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+            *scales_h |= (uint16_t)((l >> 4) << 2 * (ib % 16));
+        }
+    } else {
+        *dh = cf_fp32_to_fp16(scales[0]);
+        const float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < sb; j++)
+            L[j] = (uint8_t)best_index_int8(16, values, id * x[j]);
+    }
+    for (int i = 0; i < sb / 32; i++)
+        for (int j = 0; j < 16; j++)
+            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void tt_from_float_iq4_nl(const float *x, void *dst, int64_t n) {
+    block_iq4_nl *y = dst;
+    uint16_t unused_h;
+    uint8_t unused_l[4];
+    for (int64_t i = 0; i < n / QK4_NL; i++)
+        iq4_quantize_block(QK4_NL, x + i * QK4_NL, &y[i].d, y[i].qs, &unused_h, unused_l);
+}
+
+void tt_from_float_iq4_xs(const float *x, void *dst, int64_t n) {
+    block_iq4_xs *y = dst;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        iq4_quantize_block(QK_K, x + i * QK_K, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
+}
+
 /* ================================================================== vec_dot */
 
 void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *xv) {

@@ -95,10 +95,10 @@ static void tt_init_once(void) {
            TT_Q8_K, tt_vec_dot_q6_K_q8_K_ref);
     tt_set(TT_Q8_K, "Q8_K", QK_K, sizeof(block_q8_K), 1, tt_to_float_q8_K, tt_from_float_q8_K,
            TT_Q8_K, NULL);
-    tt_set(TT_IQ4_NL, "IQ4_NL", QK4_NL, sizeof(block_iq4_nl), 1, tt_to_float_iq4_nl, NULL, TT_Q8_0,
-           tt_vec_dot_iq4_nl_q8_0_ref);
-    tt_set(TT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs), 1, tt_to_float_iq4_xs, NULL, TT_Q8_K,
-           tt_vec_dot_iq4_xs_q8_K_ref);
+    tt_set(TT_IQ4_NL, "IQ4_NL", QK4_NL, sizeof(block_iq4_nl), 1, tt_to_float_iq4_nl,
+           tt_from_float_iq4_nl, TT_Q8_0, tt_vec_dot_iq4_nl_q8_0_ref);
+    tt_set(TT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs), 1, tt_to_float_iq4_xs,
+           tt_from_float_iq4_xs, TT_Q8_K, tt_vec_dot_iq4_xs_q8_K_ref);
 
     /* The family is named only when its hook actually replaced a kernel, so
      * a build without SIMD kernels honestly reports "scalar". */
