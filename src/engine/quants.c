@@ -9,12 +9,16 @@
  *  - from_float: activations are rounded to 8 bits the way GGML's reference
  *    code does (Q8_0/Q8_1: scale amax/127, roundf; Q8_K: -127/max and
  *    round-half-even with bsums per 16 values), so dot products see the same
- *    integers as the reference engine. Weight quantizers port the search
- *    algorithms of GGML's reference quantizers (no importance matrix):
- *    Q4_0/Q5_0 take the scale from the signed maximum; Q4_K/Q5_K fit a scale
- *    and a minimum per 32 values with a weighted least-squares search
- *    (kq_make_qkx2) and quantize the sub-block scales to 6 bits; Q6_K picks a
- *    scale per 16 values (kq_make_qx) and quantizes those to 8 bits.
+ *    integers as the reference engine. (GGML's AVX2 Q8_0/Q8_1 path uses
+ *    127/amax and round-half-even instead; it differs only at exact ties.)
+ *    Weight quantizers port the search algorithms of GGML's reference
+ *    quantizers (no importance matrix) and reproduce its bytes exactly:
+ *    Q4_0/Q5_0 take the scale from the signed maximum, Q4_1/Q5_1 from the
+ *    range; Q2_K/Q4_K/Q5_K fit a scale and a minimum per 16/32 values with a
+ *    weighted least-squares search (kq_make_qkx2) and quantize the sub-block
+ *    scales to 4/6 bits; Q3_K (kq_make_q3) and Q6_K (kq_make_qx) fit signed
+ *    scales per 16 values; IQ4_NL/IQ4_XS fit a scale per 32 values to the
+ *    non-linear codebook (iq4_quantize_block).
  *  - vec_dot: weights x activations. Each block's products are summed in
  *    integers and scaled once in float; K-quants sum a whole super-block in
  *    integers (exact) before one float multiply. F32/F16/BF16 accumulate in
