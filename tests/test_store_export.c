@@ -373,7 +373,7 @@ static void export_markdown_is_a_readable_transcript(void **state) {
     assert_non_null(strstr(md, "## assistant · qwen2-0.5b (local) · 2023-11-14T22:13:20.300Z · variant a\n\nAnswer A\n"));
     assert_non_null(strstr(md, "· error · variant b"));
     assert_non_null(strstr(md, "> error: HTTP 500 from upstream"));
-    assert_non_null(strstr(md, "17 prompt + 3 completion tokens"));
+    assert_non_null(strstr(md, "17 prompt tokens, 3 completion tokens, $0.000045, 812 ms"));
     assert_null(strstr(md, "partial")); /* only the one session */
     free(md);
 }

@@ -14,6 +14,18 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"sessions", "list, show, search, export, import, rename, archive, delete conversations",
+     "confab sessions SUBCOMMAND [--db PATH] [--json] ...\n"
+     "  list   [--all] [--owner NAME] [--limit N] [--offset N]   newest first; --all adds archived\n"
+     "  show   SESSION                                         a session and its messages\n"
+     "  search QUERY [--session SESSION] [--since DATE] [--until DATE] [--limit N] [--offset N] [--raw]\n"
+     "  export SESSION|--all [--format json|markdown] [-o FILE]\n"
+     "  import FILE|-                                          JSON from export; re-import adds nothing\n"
+     "  rename SESSION TITLE\n"
+     "  archive SESSION [--undo]\n"
+     "  delete SESSION                                         with its messages\n"
+     "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
+     cmd_sessions},
     {NULL, NULL, NULL, NULL},
 };
 

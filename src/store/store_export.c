@@ -239,13 +239,22 @@ int store_export_markdown(store *st, int64_t session_id, FILE *f, cf_err *err) {
             fputs(x->content, f);
             fputs("\n", f);
             if (x->error) fprintf(f, "\n> error: %s\n", x->error);
-            if (x->completion_tokens || x->cost > 0 || x->latency_ms) {
+            if (x->prompt_tokens || x->completion_tokens || x->cost > 0 || x->latency_ms) {
+                const char *sep = "";
                 fputs("\n*", f);
-                if (x->prompt_tokens || x->completion_tokens)
-                    fprintf(f, "%lld prompt + %lld completion tokens", (long long)x->prompt_tokens,
-                            (long long)x->completion_tokens);
-                if (x->cost > 0) fprintf(f, ", $%.6f", x->cost);
-                if (x->latency_ms) fprintf(f, ", %lld ms", (long long)x->latency_ms);
+                if (x->prompt_tokens) {
+                    fprintf(f, "%lld prompt tokens", (long long)x->prompt_tokens);
+                    sep = ", ";
+                }
+                if (x->completion_tokens) {
+                    fprintf(f, "%s%lld completion tokens", sep, (long long)x->completion_tokens);
+                    sep = ", ";
+                }
+                if (x->cost > 0) {
+                    fprintf(f, "%s$%.6f", sep, x->cost);
+                    sep = ", ";
+                }
+                if (x->latency_ms) fprintf(f, "%s%lld ms", sep, (long long)x->latency_ms);
                 fputs("*\n", f);
             }
         }
