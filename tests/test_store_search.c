@@ -200,6 +200,32 @@ static void search_raw_mode_reports_fts_syntax_errors(void **state) {
     }
 }
 
+static void search_caps_unfiltered_ranking_to_the_newest_matches(void **state) {
+    store_fx *f = *state;
+    int64_t sid = fx_session(f->st, "cap");
+    int64_t best = fx_msg(f->st, sid, 0, "user", "ocelot ocelot ocelot"); /* oldest, best match */
+    int64_t ids[4];
+    for (int i = 0; i < 4; i++) ids[i] = fx_msg(f->st, sid, 0, "user", "an ocelot among many other words here");
+    store_hit *h;
+    store_search_opts capped = {.query = "ocelot", .max_candidates = 2};
+    size_t n = run_search(f->st, &capped, &h);
+    assert_int_equal(n, 2); /* only the two newest matches were ranked */
+    assert_true((h[0].message_id == ids[3] || h[0].message_id == ids[2]) &&
+                (h[1].message_id == ids[3] || h[1].message_id == ids[2]));
+    store_hits_free(h, n);
+    store_search_opts all = {.query = "ocelot", .max_candidates = -1};
+    n = run_search(f->st, &all, &h);
+    assert_int_equal(n, 5);
+    assert_int_equal(h[0].message_id, best);
+    store_hits_free(h, n);
+    /* A filtered search ranks every match, whatever the cap. */
+    store_search_opts filtered = {.query = "ocelot", .max_candidates = 2, .session_id = sid};
+    n = run_search(f->st, &filtered, &h);
+    assert_int_equal(n, 5);
+    assert_int_equal(h[0].message_id, best);
+    store_hits_free(h, n);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
 
 int main(void) {
@@ -212,6 +238,7 @@ int main(void) {
         T(search_quoted_phrase_matches_words_in_order),
         T(search_ignores_case_and_diacritics),
         T(search_raw_mode_reports_fts_syntax_errors),
+        T(search_caps_unfiltered_ranking_to_the_newest_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

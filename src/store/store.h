@@ -242,6 +242,10 @@ typedef struct {
     int64_t since, until;   /* creation-time range (ms); 0: open */
     int limit, offset;      /* limit <= 0: 20 */
     const char *hl_open, *hl_close; /* highlight markers; NULL: "**" */
+    /* Unfiltered searches rank only the newest MAX_CANDIDATES matching
+     * messages (0: 10,000; < 0: all), bounding the cost of very common
+     * words. Searches filtered by session or date rank every match. */
+    int max_candidates;
 } store_search_opts;
 
 typedef struct {

@@ -90,6 +90,7 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     "ALTER TABLE sessions_v2 RENAME TO sessions;\n"
     "ALTER TABLE messages_v2 RENAME TO messages;\n"
     "CREATE INDEX sessions_recent ON sessions(archived, updated_at DESC, id DESC);\n"
+    "CREATE INDEX sessions_updated ON sessions(updated_at DESC, id DESC);\n"
     "CREATE INDEX sessions_owner ON sessions(owner, updated_at DESC, id DESC);\n"
     "CREATE INDEX messages_session ON messages(session_id, id);\n"
     "CREATE INDEX messages_parent ON messages(parent_id) WHERE parent_id IS NOT NULL;\n"

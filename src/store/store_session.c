@@ -130,9 +130,17 @@ int store_session_find(store *st, const char *ref, int64_t *id, cf_err *err) {
 }
 
 int store_session_list(store *st, const store_list_opts *o, store_session **out, size_t *n, cf_err *err) {
-    static const char *q =
-        "SELECT " SESSION_COLS " FROM sessions s "
-        "WHERE (?1 OR s.archived = 0) AND (?2 IS NULL OR s.owner = ?2) "
+    /* One statement per filter combination, so each can use its index. */
+    static const char *q_active =
+        "SELECT " SESSION_COLS " FROM sessions s WHERE s.archived = 0 "
+        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
+    static const char *q_all =
+        "SELECT " SESSION_COLS " FROM sessions s ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
+    static const char *q_owner_active =
+        "SELECT " SESSION_COLS " FROM sessions s WHERE s.owner = ?2 AND s.archived = 0 "
+        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
+    static const char *q_owner_all =
+        "SELECT " SESSION_COLS " FROM sessions s WHERE s.owner = ?2 "
         "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
     store_list_opts def = {0};
     if (!o) o = &def;
@@ -140,10 +148,11 @@ int store_session_list(store *st, const store_list_opts *o, store_session **out,
     *n = 0;
     if (o->offset < 0) return cf_seterr(err, CF_EINVAL, "negative offset %d", o->offset);
     int limit = o->limit > 0 ? o->limit : 50;
+    const char *q = o->owner ? (o->include_archived ? q_owner_all : q_owner_active)
+                             : (o->include_archived ? q_all : q_active);
     sqlite3_stmt *s = store__stmt(st, q, err);
     if (!s) return err ? err->code : CF_EIO;
-    sqlite3_bind_int(s, 1, o->include_archived ? 1 : 0);
-    store__bind_str(s, 2, o->owner);
+    if (o->owner) sqlite3_bind_text(s, 2, o->owner, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(s, 3, limit);
     sqlite3_bind_int(s, 4, o->offset);
     store_session *a = NULL;
