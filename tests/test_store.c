@@ -1,6 +1,7 @@
 /* Tests for src/store: schema and migrations, sessions, messages, the
  * streaming writer, auto-titles, recovery (including a SIGKILLed writer),
  * A/B votes, and bad databases. */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -538,6 +539,49 @@ static void sigkill_during_streaming_leaves_a_sound_database_and_a_cancelled_rep
     store_messages_free(m, n);
 }
 
+/* ------------------------------------------------------------ threads */
+
+typedef struct {
+    const char *path;
+    int64_t sid;
+    int ok;
+} writer_arg;
+
+static void *writer_thread(void *p) {
+    writer_arg *a = p;
+    cf_err err = {0};
+    store *st = store_open(a->path, 0, &err); /* one handle per thread */
+    if (!st) return NULL;
+    for (int i = 0; i < 150; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "message %d", i);
+        store_message m = {0};
+        m.session_id = a->sid;
+        m.role = "user";
+        m.content = t;
+        m.status = STORE_COMPLETE;
+        if (store_msg_append(st, &m, NULL, &err) == 0) a->ok++;
+        else fprintf(stderr, "writer: %s\n", err.msg);
+    }
+    store_close(st);
+    return NULL;
+}
+
+static void writers_in_two_threads_with_own_handles_both_succeed(void **state) {
+    store_fx *f = *state;
+    writer_arg a[2] = {{f->path, fx_session(f->st, "t1"), 0}, {f->path, fx_session(f->st, "t2"), 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, writer_thread, &a[i]), 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(a[i].ok, 150);
+        store_session s;
+        assert_int_equal(store_session_get(f->st, a[i].sid, &s, NULL), 0);
+        assert_int_equal(s.message_count, 150);
+        store_session_clear(&s);
+    }
+}
+
 /* ------------------------------------------------------------ migrations */
 
 static void migration_from_seed_schema_keeps_sessions_and_messages(void **state) {
@@ -805,6 +849,7 @@ int main(void) {
         T(reopen_marks_abandoned_stream_cancelled_keeping_text),
         T(open_beside_a_live_handle_leaves_its_stream_alone),
         T(sigkill_during_streaming_leaves_a_sound_database_and_a_cancelled_reply),
+        T(writers_in_two_threads_with_own_handles_both_succeed),
         T(migration_from_seed_schema_keeps_sessions_and_messages),
         T(migration_from_v2_indexes_old_messages_and_recovers_streaming),
         T(migration_upgrades_a_database_made_at_every_earlier_version),

@@ -75,7 +75,10 @@ int store_integrity_check(store *st, cf_err *err);
  * other writer is live (store_open does this safely by itself). */
 int store_recover(store *st, cf_err *err);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK, to group many writes. */
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK, to group many writes. Functions
+ * that write several rows (append, stream finish, import) use their own
+ * transaction when none is open, and join the caller's otherwise -- then a
+ * failure leaves the rollback to the caller. */
 int store_begin(store *st, cf_err *err);
 int store_commit(store *st, cf_err *err);
 void store_rollback(store *st);

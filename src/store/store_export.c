@@ -170,7 +170,8 @@ int store_export_json(store *st, int64_t session_id, FILE *f, cf_err *err) {
     int r = export_ids(st, session_id, &ids, &n, err);
     if (r) return r;
     /* One read transaction, so the export is a consistent snapshot. */
-    if ((r = store_exec(st, "BEGIN", err)) != 0) {
+    bool own_tx = sqlite3_get_autocommit(st->db);
+    if (own_tx && (r = store_exec(st, "BEGIN", err)) != 0) {
         free(ids);
         return r;
     }
@@ -189,7 +190,7 @@ int store_export_json(store *st, int64_t session_id, FILE *f, cf_err *err) {
         json_decref(o);
     }
     if (r == 0) fputs(n ? "\n  ]\n}\n" : "]\n}\n", f);
-    store_exec(st, "COMMIT", NULL);
+    if (own_tx) store_exec(st, "COMMIT", NULL);
     free(ids);
     if (r == 0 && (fflush(f) != 0 || ferror(f))) r = write_err(err);
     return r;
@@ -599,16 +600,17 @@ int store_import_json(store *st, const char *data, size_t len, store_import_resu
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) return cf_seterr(err, CF_EFORMAT, "line %d column %d: %s", je.line, je.column, je.text);
     int rc = validate(root, err);
-    if (rc == 0) rc = store_begin(st, err);
+    bool own_tx = sqlite3_get_autocommit(st->db); /* else the caller's transaction */
+    if (rc == 0 && own_tx) rc = store_begin(st, err);
     if (rc == 0) {
         size_t i;
         json_t *se;
         json_array_foreach(json_object_get(root, "sessions"), i, se) {
             if ((rc = import_session(st, se, i, &res, err)) != 0) break;
         }
-        if (rc == 0) rc = store_commit(st, err);
+        if (rc == 0 && own_tx) rc = store_commit(st, err);
         if (rc != 0) {
-            store_rollback(st);
+            if (own_tx) store_rollback(st);
             res = (store_import_result){0};
         }
     }

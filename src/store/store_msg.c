@@ -376,7 +376,8 @@ int store_stream_finish(store_stream *w, const store_stream_end *end, cf_err *er
         sb_truncate(&w->pending, ok);
         sb_append(&w->pending, "\xef\xbf\xbd");
     }
-    int r = store_begin(st, err);
+    bool own_tx = sqlite3_get_autocommit(st->db); /* else the caller's transaction */
+    int r = own_tx ? store_begin(st, err) : 0;
     if (r == 0) r = write_pending(w, w->pending.len, err);
     sqlite3_stmt *s = r == 0 ? store__stmt(st, q, err) : NULL;
     if (r == 0 && !s) r = err ? err->code : CF_EIO;
@@ -393,8 +394,8 @@ int store_stream_finish(store_stream *w, const store_stream_end *end, cf_err *er
         r = store__step_done(st, s, err, "finishing a streamed reply");
     }
     if (r == 0) r = store__touch_session(st, w->session_id, clock_wall_ms(), err);
-    if (r == 0) r = store_commit(st, err);
-    if (r != 0) store_rollback(st);
+    if (r == 0 && own_tx) r = store_commit(st, err);
+    if (r != 0 && own_tx) store_rollback(st);
     stream_free(w);
     return r;
 }
