@@ -121,23 +121,41 @@ static int snippet_for(store *st, store_hit *h, const char *match, const char *h
     return r;
 }
 
+/* Phase one in three shapes, so each uses its plan: unfiltered searches rank
+ * a capped set of the newest matches; session and date filters join first
+ * and rank only the rows that pass (bm25 computed after the filter). */
+#define HIT_HEAD "SELECT h.kind, h.sid, h.mid, h.rank, h.ts, s.title, m.role FROM ("
+#define HIT_TITLES                                                                      \
+    "  UNION ALL"                                                                       \
+    "  SELECT 1, s.id, 0, bm25(sessions_fts), s.updated_at"                             \
+    "  FROM sessions_fts f JOIN sessions s ON s.id = f.rowid"                           \
+    "  WHERE sessions_fts MATCH ?1 AND (?2 = 0 OR s.id = ?2)"                           \
+    "    AND s.updated_at >= ?3 AND s.updated_at <= ?4"                                 \
+    "  ORDER BY 4, 3 LIMIT ?5 OFFSET ?6"                                                \
+    ") h JOIN sessions s ON s.id = h.sid LEFT JOIN messages m ON m.id = h.mid AND h.kind = 0 " \
+    "ORDER BY h.rank, h.mid"
+
+static const char *q_hits_capped =
+    HIT_HEAD
+    "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, f.r AS rank, m.timestamp AS ts"
+    "  FROM (SELECT rowid, bm25(messages_fts) AS r FROM messages_fts WHERE messages_fts MATCH ?1"
+    "        ORDER BY rowid DESC LIMIT ?7) f"
+    "  JOIN messages m ON m.id = f.rowid"
+    "  WHERE ?2 = 0 AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
+static const char *q_hits_session =
+    HIT_HEAD
+    "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, bm25(messages_fts) AS rank, m.timestamp AS ts"
+    "  FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+    "  WHERE messages_fts MATCH ?1 AND m.session_id = ?2"
+    "    AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
+static const char *q_hits_dates =
+    HIT_HEAD
+    "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, bm25(messages_fts) AS rank, m.timestamp AS ts"
+    "  FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+    "  WHERE messages_fts MATCH ?1 AND ?2 = 0"
+    "    AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
+
 int store_search(store *st, const store_search_opts *o, store_hit **out, size_t *n, cf_err *err) {
-    static const char *q =
-        "SELECT h.kind, h.sid, h.mid, h.rank, h.ts, s.title, m.role FROM ("
-        "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, f.r AS rank, m.timestamp AS ts"
-        "  FROM (SELECT rowid, bm25(messages_fts) AS r FROM messages_fts WHERE messages_fts MATCH ?1"
-        "        ORDER BY rowid DESC LIMIT ?7) f"
-        "  JOIN messages m ON m.id = f.rowid"
-        "  WHERE (?2 = 0 OR m.session_id = ?2)"
-        "    AND m.timestamp >= ?3 AND m.timestamp <= ?4"
-        "  UNION ALL"
-        "  SELECT 1, s.id, 0, bm25(sessions_fts), s.updated_at"
-        "  FROM sessions_fts f JOIN sessions s ON s.id = f.rowid"
-        "  WHERE sessions_fts MATCH ?1 AND (?2 = 0 OR s.id = ?2)"
-        "    AND s.updated_at >= ?3 AND s.updated_at <= ?4"
-        "  ORDER BY 4, 3 LIMIT ?5 OFFSET ?6"
-        ") h JOIN sessions s ON s.id = h.sid LEFT JOIN messages m ON m.id = h.mid AND h.kind = 0 "
-        "ORDER BY h.rank, h.mid";
     *out = NULL;
     *n = 0;
     if (!o || !o->query) return cf_seterr(err, CF_EINVAL, "missing search query");
@@ -155,6 +173,12 @@ int store_search(store *st, const store_search_opts *o, store_hit **out, size_t 
     }
     const char *ho = o->hl_open ? o->hl_open : "**";
     const char *hc = o->hl_close ? o->hl_close : "**";
+    /* A cap applied before a filter could drop matches the filter keeps, so
+     * filtered searches rank every match that passes. */
+    int ncand = o->max_candidates ? o->max_candidates : 10000;
+    const char *q = o->session_id ? q_hits_session
+                    : (o->since || o->until) ? q_hits_dates
+                    : q_hits_capped;
     sqlite3_stmt *s = store__stmt(st, q, err);
     if (!s) {
         sb_free(&match);
@@ -166,11 +190,7 @@ int store_search(store *st, const store_search_opts *o, store_hit **out, size_t 
     sqlite3_bind_int64(s, 4, o->until ? o->until : INT64_MAX);
     sqlite3_bind_int(s, 5, o->limit > 0 ? o->limit : 20);
     sqlite3_bind_int(s, 6, o->offset);
-    /* Candidate cap: only for unfiltered searches (a filter applied after a
-     * cap could drop matches that the filter would have kept). */
-    bool filtered = o->session_id || o->since || o->until;
-    int ncand = o->max_candidates ? o->max_candidates : 10000;
-    sqlite3_bind_int(s, 7, filtered || ncand < 0 ? -1 : ncand);
+    if (q == q_hits_capped) sqlite3_bind_int(s, 7, ncand < 0 ? -1 : ncand);
     store_hit *a = NULL;
     size_t cnt = 0, cap = 0;
     int rc;
