@@ -55,7 +55,7 @@ static void fill_rich(store *st) {
     a.status = STORE_COMPLETE;
     a.prompt_tokens = 17;
     a.completion_tokens = 3;
-    a.cost = 3 * 0.000015; /* not a short decimal */
+    a.cost = 0.1 + 0.2; /* 0.30000000000000004: needs 17 digits */
     a.latency_ms = 812;
     a.finish_reason = "stop";
     a.variant = "a";
@@ -124,6 +124,10 @@ static void export_json_round_trips_every_field(void **state) {
     store_fx *f = *state;
     fill_rich(f->st);
     char *doc = export_str(f->st, 0, false);
+    /* Short decimals stay short; the odd cost gets every digit it needs. */
+    assert_non_null(strstr(doc, "\"temperature\": 0.7,"));
+    assert_non_null(strstr(doc, "\"cost\": 0.30000000000000004"));
+    assert_non_null(strstr(doc, "\"cost\": 0.1,")); /* the other answer */
     store *b = fresh(f, "b.db");
     store_import_result r;
     import_ok(b, doc, &r);
@@ -144,6 +148,7 @@ static void export_json_round_trips_every_field(void **state) {
     assert_string_equal(ss[0].system_prompt, "Be brief.\nTwo lines.");
     assert_int_equal(ss[0].created_at, 1700000000001);
     assert_int_equal(ss[0].updated_at, 1700000001000);
+    assert_string_equal(ss[0].params, "{\"temperature\":0.7,\"top_p\":0.9,\"stop\":[\"\\n\\n\"]}");
     json_t *p1 = json_loads(ss[0].params, 0, NULL);
     assert_true(json_real_value(json_object_get(p1, "temperature")) == 0.7);
     json_decref(p1);
@@ -157,7 +162,7 @@ static void export_json_round_trips_every_field(void **state) {
     assert_int_equal(m[2].parent_id, m[1].id);
     assert_int_equal(m[3].parent_id, m[1].id);
     assert_string_equal(m[1].content, "Quote \"this\", tab\there, newline\nand emoji 🎉");
-    assert_true(m[2].cost == 3 * 0.000015);
+    assert_true(m[2].cost == 0.1 + 0.2);
     assert_int_equal(m[2].latency_ms, 812);
     assert_string_equal(m[2].variant, "a");
     assert_int_equal(m[3].status, STORE_ERROR);
@@ -220,6 +225,26 @@ static void import_merges_new_messages_into_an_existing_session(void **state) {
     free(before);
     free(after);
     store_close(b);
+}
+
+static void import_turns_streaming_messages_into_cancelled_ones(void **state) {
+    store_fx *f = *state;
+    const char *doc =
+        "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[{\"uuid\":\"71111111-1111-4111-8111-111111111111\","
+        "\"title\":\"t\",\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\","
+        "\"messages\":[{\"uuid\":\"81111111-1111-4111-8111-111111111111\",\"role\":\"assistant\","
+        "\"content\":\"half a rep\",\"created_at\":\"2026-01-01T00:00:00.000Z\",\"status\":\"streaming\"}]}]}";
+    import_ok(f->st, doc, NULL);
+    int64_t sid;
+    assert_int_equal(store_session_find(f->st, "71111111-1111-4111-8111-111111111111", &sid, NULL), 0);
+    store_message *m;
+    size_t n;
+    assert_int_equal(store_msg_list(f->st, sid, &m, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(m[0].status, STORE_CANCELLED); /* nobody is writing it here */
+    assert_string_equal(m[0].content, "half a rep");
+    assert_string_equal(m[0].uuid, "81111111-1111-4111-8111-111111111111");
+    store_messages_free(m, n);
 }
 
 static void import_reports_json_syntax_errors_with_line_and_column(void **state) {
@@ -373,7 +398,7 @@ static void export_markdown_is_a_readable_transcript(void **state) {
     assert_non_null(strstr(md, "## assistant · qwen2-0.5b (local) · 2023-11-14T22:13:20.300Z · variant a\n\nAnswer A\n"));
     assert_non_null(strstr(md, "· error · variant b"));
     assert_non_null(strstr(md, "> error: HTTP 500 from upstream"));
-    assert_non_null(strstr(md, "17 prompt tokens, 3 completion tokens, $0.000045, 812 ms"));
+    assert_non_null(strstr(md, "17 prompt tokens, 3 completion tokens, $0.300000, 812 ms"));
     assert_null(strstr(md, "partial")); /* only the one session */
     free(md);
 }
@@ -403,6 +428,7 @@ int main(void) {
         T(export_json_round_trips_every_field),
         T(import_of_the_same_file_twice_adds_nothing),
         T(import_merges_new_messages_into_an_existing_session),
+        T(import_turns_streaming_messages_into_cancelled_ones),
         T(import_reports_json_syntax_errors_with_line_and_column),
         T(import_rejects_bad_documents_naming_the_place),
         T(import_conflicting_message_uuid_rolls_back_everything),

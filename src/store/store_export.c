@@ -13,8 +13,9 @@
  *                           winner, created_at}]}]}
  * Times are ISO-8601 UTC with milliseconds; references between records
  * (parent, message_a/b) are uuids, never row ids, so a file can move between
- * databases. Unknown values are null. Reals are written with 17 significant
- * digits so every cost comes back bit-exact. Export streams one session at a
+ * databases. Unknown values are null. Reals are written with 15 significant
+ * digits when that reads back identical, else 17, so every cost comes back
+ * bit-exact and a temperature of 0.7 still reads "0.7". Export streams one session at a
  * time: memory stays bounded by the largest session.
  *
  * Import is two passes. The first validates the whole document -- types,
@@ -162,6 +163,67 @@ static int export_ids(store *st, int64_t session_id, int64_t **ids, size_t *n, c
     return r;
 }
 
+/* Writes V to F indented by DEPTH levels, each real with 15 significant
+ * digits when that reads back as the same double (0.7 stays "0.7"), else 17
+ * (exact for every double). jansson's precision is per dump call, so the
+ * containers are walked here and only scalars go through json_dumps.
+ * Returns 0, or -1 when writing failed. */
+static int emit(FILE *f, json_t *v, int depth) {
+    if (json_is_object(v) || json_is_array(v)) {
+        bool obj = json_is_object(v);
+        size_t n = obj ? json_object_size(v) : json_array_size(v);
+        if (n == 0) return fputs(obj ? "{}" : "[]", f) == EOF ? -1 : 0;
+        fputc(obj ? '{' : '[', f);
+        size_t i = 0;
+        const char *key;
+        json_t *x;
+        if (obj) {
+            json_object_foreach(v, key, x) {
+                fprintf(f, "%s\n%*s", i++ ? "," : "", 2 * (depth + 1), "");
+                json_t *k = json_string(key);
+                char *kt = json_dumps(k, JSON_ENCODE_ANY);
+                fputs(kt ? kt : "\"\"", f);
+                free(kt);
+                json_decref(k);
+                fputs(": ", f);
+                if (emit(f, x, depth + 1)) return -1;
+            }
+        } else {
+            json_array_foreach(v, i, x) {
+                fprintf(f, "%s\n%*s", i ? "," : "", 2 * (depth + 1), "");
+                if (emit(f, x, depth + 1)) return -1;
+            }
+        }
+        fprintf(f, "\n%*s%c", 2 * depth, "", obj ? '}' : ']');
+        return ferror(f) ? -1 : 0;
+    }
+    char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    if (t && json_is_real(v)) {
+        json_t *back = json_loads(t, JSON_DECODE_ANY, NULL);
+        bool same = back && json_is_real(back) && json_real_value(back) == json_real_value(v);
+        json_decref(back);
+        if (!same) {
+            free(t);
+            t = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        }
+    }
+    int r = (!t || fputs(t, f) == EOF) ? -1 : 0;
+    free(t);
+    return r;
+}
+
+/* Compact text of V (params stored on import): reals at 15 digits when the
+ * whole value reads back identical, else 17. Caller frees. */
+static char *dump_compact(json_t *v) {
+    char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    json_t *back = t ? json_loads(t, 0, NULL) : NULL;
+    bool same = back && json_equal(back, v);
+    json_decref(back);
+    if (same) return t;
+    free(t);
+    return json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+}
+
 static int write_err(cf_err *err) { return cf_seterr(err, CF_EIO, "writing the export failed"); }
 
 int store_export_json(store *st, int64_t session_id, FILE *f, cf_err *err) {
@@ -186,7 +248,8 @@ int store_export_json(store *st, int64_t session_id, FILE *f, cf_err *err) {
             break;
         }
         fputs(i ? ",\n" : "\n", f);
-        if (json_dumpf(o, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0) r = write_err(err);
+        fputs("    ", f);
+        if (emit(f, o, 2) != 0) r = write_err(err);
         json_decref(o);
     }
     if (r == 0) fputs(n ? "\n  ]\n}\n" : "]\n}\n", f);
@@ -518,7 +581,7 @@ static int import_session(store *st, json_t *se, size_t i, store_import_result *
         in.owner = (char *)jget_str(se, "owner");
         in.archived = json_is_true(json_object_get(se, "archived"));
         json_t *params = json_object_get(se, "params");
-        char *ptext = params ? json_dumps(params, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
+        char *ptext = params ? dump_compact(params) : NULL;
         in.params = ptext;
         r = store_session_create(st, &in, &sid, err);
         free(ptext);

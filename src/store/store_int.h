@@ -9,7 +9,7 @@
 
 #include "store/store.h"
 
-#define STORE_STMT_CACHE 48
+#define STORE_STMT_CACHE 64
 
 struct store {
     sqlite3 *db;

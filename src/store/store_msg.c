@@ -285,6 +285,10 @@ static int64_t mono_ms(void *ctx) {
 }
 
 store_stream *store_stream_begin(store *st, const store_stream_opts *o, cf_err *err) {
+    if (!o) {
+        cf_seterr(err, CF_EINVAL, "missing stream options");
+        return NULL;
+    }
     store_message m = {0};
     m.session_id = o->session_id;
     m.parent_id = o->parent_id;
