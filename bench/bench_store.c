@@ -11,15 +11,15 @@
  * made-up words, so common words match tens of thousands of messages and
  * rare ones a handful. Usage: bench_store [DIR] (default: a temp dir).
  */
+#include "base/clock.h"
+#include "base/sb.h"
+#include "store/store.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "base/clock.h"
-#include "base/sb.h"
-#include "store/store.h"
 
 #define N_SESSIONS 1000
 #define PER_SESSION 100
@@ -37,17 +37,20 @@ static char words[VOCAB][16];
 static double cdf[VOCAB];
 
 static void make_vocab(void) {
-    static const char *syl[] = {"ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "zu", "pe", "da", "gi", "ho", "ba", "fe", "xi"};
+    static const char *syl[] = {"ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo",
+                                "zu", "pe", "da", "gi", "ho", "ba", "fe", "xi"};
     for (int i = 0; i < VOCAB; i++) {
         int n = 2 + (int)(next() % 3);
         words[i][0] = 0;
-        for (int k = 0; k < n; k++) strcat(words[i], syl[next() % 16]);
+        for (int k = 0; k < n; k++)
+            strcat(words[i], syl[next() % 16]);
         char suf[8];
         snprintf(suf, sizeof suf, "%c", 'a' + i % 26);
         strcat(words[i], suf);
     }
     double sum = 0;
-    for (int i = 0; i < VOCAB; i++) sum += 1.0 / (i + 1);
+    for (int i = 0; i < VOCAB; i++)
+        sum += 1.0 / (i + 1);
     double acc = 0;
     for (int i = 0; i < VOCAB; i++) {
         acc += 1.0 / (i + 1) / sum;
@@ -60,8 +63,10 @@ static int zipf_word(void) {
     int lo = 0, hi = VOCAB - 1;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (cdf[mid] < u) lo = mid + 1;
-        else hi = mid;
+        if (cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -81,7 +86,8 @@ static int cmp_d(const void *a, const void *b) {
 
 static void report(const char *what, double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_d);
-    printf("%-40s p50 %8.3f ms   p95 %8.3f ms   max %8.3f ms   (n=%d)\n", what, v[n / 2], v[n * 95 / 100], v[n - 1], n);
+    printf("%-40s p50 %8.3f ms   p95 %8.3f ms   max %8.3f ms   (n=%d)\n", what, v[n / 2],
+           v[n * 95 / 100], v[n - 1], n);
 }
 
 static void die(const char *what, const cf_err *err) {
@@ -138,10 +144,14 @@ int main(int argc, char **argv) {
     for (int q = 0; q < NQ; q++) {
         char query[64];
         int kind = q % 4;
-        if (kind == 0) snprintf(query, sizeof query, "%s", words[next() % 10]);             /* common */
-        else if (kind == 1) snprintf(query, sizeof query, "%s", words[100 + next() % 400]); /* medium */
-        else if (kind == 2) snprintf(query, sizeof query, "%s", words[2000 + next() % 3000]); /* rare */
-        else snprintf(query, sizeof query, "%s %s", words[next() % 50], words[50 + next() % 500]);
+        if (kind == 0)
+            snprintf(query, sizeof query, "%s", words[next() % 10]); /* common */
+        else if (kind == 1)
+            snprintf(query, sizeof query, "%s", words[100 + next() % 400]); /* medium */
+        else if (kind == 2)
+            snprintf(query, sizeof query, "%s", words[2000 + next() % 3000]); /* rare */
+        else
+            snprintf(query, sizeof query, "%s %s", words[next() % 50], words[50 + next() % 500]);
         store_search_opts o = {.query = query, .limit = 20};
         store_hit *h;
         size_t n;
@@ -169,7 +179,8 @@ int main(int argc, char **argv) {
         if (store_search(st, &o, &h, &n, &err)) die("search", &err);
         full[q] = clock_mono_ms() - a;
         store_hits_free(h, n);
-        store_search_opts os = {.query = words[q % 10], .limit = 20, .session_id = 1 + (int64_t)(next() % N_SESSIONS)};
+        store_search_opts os = {
+            .query = words[q % 10], .limit = 20, .session_id = 1 + (int64_t)(next() % N_SESSIONS)};
         a = clock_mono_ms();
         if (store_search(st, &os, &h, &n, &err)) die("search", &err);
         sess[q] = clock_mono_ms() - a;
@@ -221,13 +232,14 @@ int main(int argc, char **argv) {
     double x = clock_mono_ms();
     for (int i = 0; i < 500; i++) {
         const char *wd = words[zipf_word()];
-        if (store_stream_append(w, wd, strlen(wd), &err) || store_stream_append(w, " ", 1, &err)) die("stream", &err);
+        if (store_stream_append(w, wd, strlen(wd), &err) || store_stream_append(w, " ", 1, &err))
+            die("stream", &err);
     }
     int fl = store_stream_flushes(w);
     if (store_stream_finish(w, NULL, &err)) die("finish", &err);
     double sd = clock_mono_ms() - x;
-    printf("%-40s %.3f ms for 1000 appends (%.2f us each), %d flushes before finish\n", "stream a reply (no pacing)", sd,
-           sd * 1000 / 1000, fl);
+    printf("%-40s %.3f ms for 1000 appends (%.2f us each), %d flushes before finish\n",
+           "stream a reply (no pacing)", sd, sd * 1000 / 1000, fl);
 
     printf("(search returned %zu hits in all)\n", total_hits);
     sb_free(&text);

@@ -3,12 +3,12 @@
 #ifndef CONFAB_STORE_FIXTURE_H
 #define CONFAB_STORE_FIXTURE_H
 
+#include "store/store.h"
+#include "testutil.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "store/store.h"
-#include "testutil.h"
 
 typedef struct {
     char *dir;
@@ -53,7 +53,8 @@ static inline int64_t fx_session(store *st, const char *title) {
 }
 
 /* Appends a complete message and returns its id. */
-static inline int64_t fx_msg(store *st, int64_t sid, int64_t parent, const char *role, const char *text) {
+static inline int64_t fx_msg(store *st, int64_t sid, int64_t parent, const char *role,
+                             const char *text) {
     store_message m = {0};
     m.session_id = sid;
     m.parent_id = parent;

@@ -1,15 +1,15 @@
 /* Tests for src/store: schema and migrations, sessions, messages, the
  * streaming writer, auto-titles, recovery (including a SIGKILLed writer),
  * A/B votes, and bad databases. */
+#include "base/sb.h"
+#include "base/utf8.h"
+#include "store_fixture.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "base/sb.h"
-#include "base/utf8.h"
-#include "store_fixture.h"
 
 /* ------------------------------------------------------------ sessions */
 
@@ -124,7 +124,8 @@ static void session_rename_archive_delete_of_missing_session_is_notfound(void **
     assert_int_equal(store_session_get(f->st, 999, &s, &err), CF_ENOTFOUND);
     int64_t id;
     assert_int_equal(store_session_find(f->st, "12ab", &id, &err), CF_EINVAL);
-    assert_int_equal(store_session_find(f->st, "00000000-0000-4000-8000-000000000000", &id, &err), CF_ENOTFOUND);
+    assert_int_equal(store_session_find(f->st, "00000000-0000-4000-8000-000000000000", &id, &err),
+                     CF_ENOTFOUND);
     int64_t sid = fx_session(f->st, "a");
     assert_int_equal(store_session_rename(f->st, sid, "\xff\xfe", &err), CF_EINVAL);
     assert_non_null(strstr(err.msg, "UTF-8"));
@@ -141,7 +142,12 @@ static void session_delete_removes_messages_votes_and_index_rows(void **state) {
     fx_msg(f->st, keep, 0, "user", "zebra in the keep session");
     int64_t a = fx_msg(f->st, gone, 0, "user", "zebra crossing");
     int64_t b = fx_msg(f->st, gone, a, "assistant", "zebras are striped");
-    store_vote v = {.session_id = gone, .message_a = a, .message_b = b, .model_a = "m1", .model_b = "m2", .winner = "a"};
+    store_vote v = {.session_id = gone,
+                    .message_a = a,
+                    .message_b = b,
+                    .model_a = "m1",
+                    .model_b = "m2",
+                    .winner = "a"};
     assert_int_equal(store_vote_add(f->st, &v, NULL, NULL), 0);
     cf_err err = {0};
     assert_int_equal(store_session_delete(f->st, gone, &err), 0);
@@ -158,8 +164,11 @@ static void session_delete_removes_messages_votes_and_index_rows(void **state) {
     assert_int_equal(store_vote_stats(f->st, &ps, &n, &err), 0);
     assert_int_equal(n, 0);
     /* The external-content indexes agree with their tables. */
-    assert_int_equal(store_exec(f->st, "INSERT INTO messages_fts(messages_fts) VALUES('integrity-check');"
-                                       "INSERT INTO sessions_fts(sessions_fts) VALUES('integrity-check')", &err), 0);
+    assert_int_equal(store_exec(f->st,
+                                "INSERT INTO messages_fts(messages_fts) VALUES('integrity-check');"
+                                "INSERT INTO sessions_fts(sessions_fts) VALUES('integrity-check')",
+                                &err),
+                     0);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -273,7 +282,8 @@ static void auto_title_takes_first_line_trimmed_and_collapsed(void **state) {
 
 static void auto_title_cuts_long_text_at_a_word_boundary(void **state) {
     (void)state;
-    const char *in = "Please explain the difference between processes and threads in modern operating systems";
+    const char *in =
+        "Please explain the difference between processes and threads in modern operating systems";
     char *t = store_auto_title(in);
     assert_string_equal(t, "Please explain the difference between processes and threads…");
     free(t);
@@ -282,7 +292,8 @@ static void auto_title_cuts_long_text_at_a_word_boundary(void **state) {
 static void auto_title_cuts_unbroken_utf8_text_on_a_character_boundary(void **state) {
     (void)state;
     sb_t s = {0};
-    for (int i = 0; i < 100; i++) sb_append(&s, "\xe6\x97\xa5"); /* 日 x100, no spaces */
+    for (int i = 0; i < 100; i++)
+        sb_append(&s, "\xe6\x97\xa5"); /* 日 x100, no spaces */
     char *t = store_auto_title(s.data);
     size_t n = strlen(t);
     assert_true(utf8_valid(t, n, NULL));
@@ -329,7 +340,8 @@ static void stream_at_50_tokens_per_second_flushes_at_most_every_100ms(void **st
     store_fx *f = *state;
     int64_t sid = fx_session(f->st, "stream");
     fake_clock clk = {1000};
-    store_stream_opts o = {.session_id = sid, .model = "m", .provider = "local", .now_ms = fake_now, .now_ctx = &clk};
+    store_stream_opts o = {
+        .session_id = sid, .model = "m", .provider = "local", .now_ms = fake_now, .now_ctx = &clk};
     cf_err err = {0};
     store_stream *w = store_stream_begin(f->st, &o, &err);
     assert_non_null(w);
@@ -357,8 +369,12 @@ static void stream_at_50_tokens_per_second_flushes_at_most_every_100ms(void **st
     int flushes = store_stream_flushes(w);
     /* 10 s at one flush per 100 ms: 100 flushes, not 500. */
     assert_true(flushes >= 95 && flushes <= 100);
-    store_stream_end end = {.status = STORE_COMPLETE, .prompt_tokens = 20, .completion_tokens = 500,
-                            .cost = 0.5, .latency_ms = 10000, .finish_reason = "stop"};
+    store_stream_end end = {.status = STORE_COMPLETE,
+                            .prompt_tokens = 20,
+                            .completion_tokens = 500,
+                            .cost = 0.5,
+                            .latency_ms = 10000,
+                            .finish_reason = "stop"};
     assert_int_equal(store_stream_finish(w, &end, &err), 0);
     store_message m;
     assert_int_equal(store_msg_get(f->st, id, &m, NULL), 0);
@@ -533,7 +549,8 @@ static void sigkill_during_streaming_leaves_a_sound_database_and_a_cancelled_rep
     const char *got = m[3].content;
     assert_true(strlen(got) >= 30);
     sb_t expect = {0};
-    for (long i = 0; expect.len < strlen(got) + 32; i++) sb_printf(&expect, "w%ld ", i);
+    for (long i = 0; expect.len < strlen(got) + 32; i++)
+        sb_printf(&expect, "w%ld ", i);
     assert_memory_equal(got, expect.data, strlen(got));
     sb_free(&expect);
     store_messages_free(m, n);
@@ -560,8 +577,10 @@ static void *writer_thread(void *p) {
         m.role = "user";
         m.content = t;
         m.status = STORE_COMPLETE;
-        if (store_msg_append(st, &m, NULL, &err) == 0) a->ok++;
-        else fprintf(stderr, "writer: %s\n", err.msg);
+        if (store_msg_append(st, &m, NULL, &err) == 0)
+            a->ok++;
+        else
+            fprintf(stderr, "writer: %s\n", err.msg);
     }
     store_close(st);
     return NULL;
@@ -569,10 +588,13 @@ static void *writer_thread(void *p) {
 
 static void writers_in_two_threads_with_own_handles_both_succeed(void **state) {
     store_fx *f = *state;
-    writer_arg a[2] = {{f->path, fx_session(f->st, "t1"), 0}, {f->path, fx_session(f->st, "t2"), 0}};
+    writer_arg a[2] = {{f->path, fx_session(f->st, "t1"), 0},
+                       {f->path, fx_session(f->st, "t2"), 0}};
     pthread_t th[2];
-    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, writer_thread, &a[i]), 0);
-    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, writer_thread, &a[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(a[i].ok, 150);
         store_session s;
@@ -593,14 +615,17 @@ static void migration_from_seed_schema_keeps_sessions_and_messages(void **state)
     store *old = store_open_at_version(f->path, 1, &err);
     assert_non_null(old);
     assert_int_equal(store_schema_version(old), 1);
-    assert_int_equal(store_exec(old,
-                                "INSERT INTO sessions VALUES (1, '2024-01-02 03:04:05', 'Old chat', '2024-01-02 03:05:00');"
-                                "INSERT INTO sessions VALUES (2, 1704164645, NULL, NULL);"
-                                "INSERT INTO messages VALUES (1, 1, 'user', 'hello from the seed', '2024-01-02 03:04:05');"
-                                "INSERT INTO messages VALUES (2, 1, 'assistant', 'hi there', 1704164700);"
-                                "INSERT INTO messages VALUES (3, 2, 'user', NULL, NULL);",
-                                &err),
-                     0);
+    assert_int_equal(
+        store_exec(old,
+                   "INSERT INTO sessions VALUES (1, '2024-01-02 03:04:05', 'Old chat', '2024-01-02 "
+                   "03:05:00');"
+                   "INSERT INTO sessions VALUES (2, 1704164645, NULL, NULL);"
+                   "INSERT INTO messages VALUES (1, 1, 'user', 'hello from the seed', '2024-01-02 "
+                   "03:04:05');"
+                   "INSERT INTO messages VALUES (2, 1, 'assistant', 'hi there', 1704164700);"
+                   "INSERT INTO messages VALUES (3, 2, 'user', NULL, NULL);",
+                   &err),
+        0);
     store_close(old);
     f->st = store_open(f->path, 0, &err);
     assert_non_null(f->st);
@@ -650,14 +675,20 @@ static void migration_from_v2_indexes_old_messages_and_recovers_streaming(void *
     cf_err err = {0};
     store *old = store_open_at_version(f->path, 2, &err);
     assert_non_null(old);
-    assert_int_equal(store_exec(old,
-                                "INSERT INTO sessions (id, uuid, created_at, updated_at, title, params, owner) VALUES"
-                                " (7, '11111111-2222-4333-8444-555555555555', 10, 20, 'Penguin facts', '{\"t\":1}', 'z');"
-                                "INSERT INTO messages (id, uuid, session_id, role, content, timestamp, status, cost) VALUES"
-                                " (1, 'aaaaaaaa-2222-4333-8444-555555555555', 7, 'user', 'tell me about penguins', 11, 'complete', NULL),"
-                                " (2, 'bbbbbbbb-2222-4333-8444-555555555555', 7, 'assistant', 'penguins swim', 12, 'streaming', 0.5);",
-                                &err),
-                     0);
+    assert_int_equal(
+        store_exec(
+            old,
+            "INSERT INTO sessions (id, uuid, created_at, updated_at, title, params, owner) VALUES"
+            " (7, '11111111-2222-4333-8444-555555555555', 10, 20, 'Penguin facts', '{\"t\":1}', "
+            "'z');"
+            "INSERT INTO messages (id, uuid, session_id, role, content, timestamp, status, cost) "
+            "VALUES"
+            " (1, 'aaaaaaaa-2222-4333-8444-555555555555', 7, 'user', 'tell me about penguins', 11, "
+            "'complete', NULL),"
+            " (2, 'bbbbbbbb-2222-4333-8444-555555555555', 7, 'assistant', 'penguins swim', 12, "
+            "'streaming', 0.5);",
+            &err),
+        0);
     store_close(old);
     f->st = store_open(f->path, 0, &err);
     assert_non_null(f->st);
@@ -690,14 +721,18 @@ static void migration_upgrades_a_database_made_at_every_earlier_version(void **s
         assert_non_null(old);
         assert_int_equal(store_schema_version(old), k);
         if (k == 1) /* the seed schema: no uuid yet */
-            assert_int_equal(store_exec(old, "INSERT INTO sessions (id, title, created_at, updated_at) "
-                                             "VALUES (5, 'kept title', '2020-01-01 00:00:00', NULL)", &err),
-                             0);
-        if (k >= 2)
-            assert_int_equal(store_exec(old, "INSERT INTO sessions (id, uuid, title, created_at, updated_at) VALUES "
-                                             "(5, '0123abcd-0000-4000-8000-000000000005', 'kept title', 1000, 2000)",
+            assert_int_equal(store_exec(old,
+                                        "INSERT INTO sessions (id, title, created_at, updated_at) "
+                                        "VALUES (5, 'kept title', '2020-01-01 00:00:00', NULL)",
                                         &err),
                              0);
+        if (k >= 2)
+            assert_int_equal(
+                store_exec(old,
+                           "INSERT INTO sessions (id, uuid, title, created_at, updated_at) VALUES "
+                           "(5, '0123abcd-0000-4000-8000-000000000005', 'kept title', 1000, 2000)",
+                           &err),
+                0);
         store_close(old);
         store *st = store_open(p, 0, &err);
         assert_non_null(st);
@@ -775,14 +810,21 @@ static void open_of_a_missing_file_without_create_is_notfound(void **state) {
 static void vote_stats_count_wins_per_unordered_model_pair(void **state) {
     store_fx *f = *state;
     int64_t sid = fx_session(f->st, "ab");
-    int64_t x = fx_msg(f->st, sid, 0, "assistant", "x"), y = fx_msg(f->st, sid, 0, "assistant", "y");
-    struct { const char *a, *b, *w; } votes[] = {
+    int64_t x = fx_msg(f->st, sid, 0, "assistant", "x"),
+            y = fx_msg(f->st, sid, 0, "assistant", "y");
+    struct {
+        const char *a, *b, *w;
+    } votes[] = {
         {"llama", "qwen", "a"}, {"qwen", "llama", "a"}, {"llama", "qwen", "tie"},
         {"qwen", "llama", "b"}, {"gpt", "claude", "b"},
     };
     for (size_t i = 0; i < sizeof votes / sizeof votes[0]; i++) {
-        store_vote v = {.session_id = sid, .message_a = x, .message_b = y, .model_a = votes[i].a,
-                        .model_b = votes[i].b, .winner = votes[i].w};
+        store_vote v = {.session_id = sid,
+                        .message_a = x,
+                        .message_b = y,
+                        .model_a = votes[i].a,
+                        .model_b = votes[i].b,
+                        .winner = votes[i].w};
         assert_int_equal(store_vote_add(f->st, &v, NULL, NULL), 0);
     }
     store_pair_stats *p;
@@ -804,7 +846,8 @@ static void vote_stats_count_wins_per_unordered_model_pair(void **state) {
     assert_int_equal(store_vote_add(f->st, &bad, NULL, &err), CF_EINVAL);
     assert_non_null(strstr(err.msg, "a, b or tie"));
     int64_t other = fx_session(f->st, "other");
-    store_vote foreign = {.session_id = other, .message_a = x, .model_a = "a", .model_b = "b", .winner = "a"};
+    store_vote foreign = {
+        .session_id = other, .message_a = x, .model_a = "a", .model_b = "b", .winner = "a"};
     assert_int_equal(store_vote_add(f->st, &foreign, NULL, &err), CF_ENOTFOUND);
 }
 

@@ -1,15 +1,14 @@
 /* Tests for `confab sessions`: they drive the built binary on a temporary
  * database and check exit codes, text and --json output. */
-#include <jansson.h>
-#include <stdarg.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "testutil.h"
 
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char *dir;
@@ -40,26 +39,34 @@ static int run(cli_fx *f, char **out, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' sessions %s --db '%s' 2>&1", f->dir, tu_confab_bin(), args, f->db);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' sessions %s --db '%s' 2>&1", f->dir, tu_confab_bin(),
+             args, f->db);
     char *o = NULL;
     int rc = tu_run(cmd, &o);
-    if (out) *out = o;
-    else free(o);
+    if (out)
+        *out = o;
+    else
+        free(o);
     return rc;
 }
 
 static const char *DOC =
     "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[\n"
     " {\"uuid\":\"11111111-1111-4111-8111-111111111111\",\"title\":\"Rice cooking\","
-    "\"created_at\":\"2026-01-02T10:00:00.000Z\",\"updated_at\":\"2026-01-02T10:05:00.000Z\",\"model\":\"qwen\","
+    "\"created_at\":\"2026-01-02T10:00:00.000Z\",\"updated_at\":\"2026-01-02T10:05:00.000Z\","
+    "\"model\":\"qwen\","
     "\"messages\":[\n"
-    "  {\"uuid\":\"21111111-1111-4111-8111-111111111111\",\"role\":\"user\",\"content\":\"How do I cook rice?\","
+    "  {\"uuid\":\"21111111-1111-4111-8111-111111111111\",\"role\":\"user\",\"content\":\"How do I "
+    "cook rice?\","
     "\"created_at\":\"2026-01-02T10:00:00.000Z\"},\n"
-    "  {\"uuid\":\"31111111-1111-4111-8111-111111111111\",\"parent\":\"21111111-1111-4111-8111-111111111111\","
+    "  "
+    "{\"uuid\":\"31111111-1111-4111-8111-111111111111\",\"parent\":\"21111111-1111-4111-8111-"
+    "111111111111\","
     "\"role\":\"assistant\",\"content\":\"Rinse the rice, then simmer it covered.\","
     "\"created_at\":\"2026-01-02T10:00:01.000Z\",\"model\":\"qwen\",\"provider\":\"local\"}]},\n"
     " {\"uuid\":\"41111111-1111-4111-8111-111111111111\",\"title\":\"Pasta\","
-    "\"created_at\":\"2026-01-03T10:00:00.000Z\",\"updated_at\":\"2026-01-03T10:00:00.000Z\",\"messages\":[]}]}\n";
+    "\"created_at\":\"2026-01-03T10:00:00.000Z\",\"updated_at\":\"2026-01-03T10:00:00.000Z\","
+    "\"messages\":[]}]}\n";
 
 static void seed(cli_fx *f) {
     char p[4200];
@@ -98,7 +105,8 @@ static void sessions_import_then_list_newest_first_as_text_and_json(void **state
     json_t *s = json_array_get(j, 0);
     assert_string_equal(json_string_value(json_object_get(s, "title")), "Rice cooking");
     assert_int_equal(json_integer_value(json_object_get(s, "messages")), 2);
-    assert_string_equal(json_string_value(json_object_get(s, "uuid")), "11111111-1111-4111-8111-111111111111");
+    assert_string_equal(json_string_value(json_object_get(s, "uuid")),
+                        "11111111-1111-4111-8111-111111111111");
     json_decref(j);
     free(out);
     /* A second import adds nothing. */
@@ -123,7 +131,8 @@ static void sessions_search_finds_and_highlights(void **state) {
     json_t *h = json_array_get(j, 0);
     assert_string_equal(json_string_value(json_object_get(h, "kind")), "message");
     assert_string_equal(json_string_value(json_object_get(h, "role")), "assistant");
-    assert_string_equal(json_string_value(json_object_get(h, "snippet")), "Rinse the rice, then **simmer** it covered.");
+    assert_string_equal(json_string_value(json_object_get(h, "snippet")),
+                        "Rinse the rice, then **simmer** it covered.");
     json_decref(j);
     free(out);
     assert_int_equal(run(f, &out, "search '\"cook rice' --since 2026-01-02 --until 2026-01-02"), 0);
@@ -145,7 +154,8 @@ static void sessions_show_and_export_markdown_print_the_conversation(void **stat
     assert_non_null(strstr(out, "title:   Rice cooking"));
     assert_non_null(strstr(out, "Rinse the rice, then simmer it covered."));
     free(out);
-    assert_int_equal(run(f, &out, "export 11111111-1111-4111-8111-111111111111 --format markdown"), 0);
+    assert_int_equal(run(f, &out, "export 11111111-1111-4111-8111-111111111111 --format markdown"),
+                     0);
     assert_non_null(strstr(out, "# Rice cooking\n"));
     assert_non_null(strstr(out, "## assistant · qwen (local) · 2026-01-02T10:00:01.000Z\n"));
     free(out);
@@ -158,8 +168,8 @@ static void sessions_export_all_to_a_file_reimports_elsewhere(void **state) {
     assert_int_equal(run(f, &out, "export --all -o all.json"), 0);
     free(out);
     char cmd[9000];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' sessions import all.json --db other.db --json 2>&1", f->dir,
-             tu_confab_bin());
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' sessions import all.json --db other.db --json 2>&1",
+             f->dir, tu_confab_bin());
     assert_int_equal(tu_run(cmd, &out), 0);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -201,19 +211,19 @@ static void sessions_bad_usage_exits_2(void **state) {
     cli_fx *f = *state;
     seed(f);
     static const char *const bad[] = {
-        "",                          /* no subcommand */
-        "frobnicate",                /* unknown subcommand */
-        "list --bogus",              /* unknown option */
-        "list --raw",                /* option of another subcommand */
-        "list --limit ten",          /* not a number */
-        "list extra",                /* stray argument */
-        "show",                      /* missing argument */
-        "rename 1",                  /* missing title */
-        "search x --since yesterday",/* bad date */
-        "export",                    /* nothing to export */
-        "export 1 --all",            /* both */
-        "export 1 --format pdf",     /* unknown format */
-        "list --limit",              /* option without value */
+        "",                           /* no subcommand */
+        "frobnicate",                 /* unknown subcommand */
+        "list --bogus",               /* unknown option */
+        "list --raw",                 /* option of another subcommand */
+        "list --limit ten",           /* not a number */
+        "list extra",                 /* stray argument */
+        "show",                       /* missing argument */
+        "rename 1",                   /* missing title */
+        "search x --since yesterday", /* bad date */
+        "export",                     /* nothing to export */
+        "export 1 --all",             /* both */
+        "export 1 --format pdf",      /* unknown format */
+        "list --limit",               /* option without value */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *out;
@@ -230,11 +240,12 @@ static void sessions_import_of_a_bad_file_reports_the_place_and_imports_nothing(
     seed(f);
     char p[4200];
     snprintf(p, sizeof p, "%s/bad.json", f->dir);
-    const char *bad = "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[\n"
-                      " {\"uuid\":\"51111111-1111-4111-8111-111111111111\",\"title\":\"new\","
-                      "\"created_at\":\"2026-01-02T10:00:00.000Z\",\"updated_at\":\"2026-01-02T10:00:00.000Z\","
-                      "\"messages\":[{\"uuid\":\"61111111-1111-4111-8111-111111111111\",\"role\":\"wizard\","
-                      "\"content\":\"x\",\"created_at\":\"2026-01-02T10:00:00.000Z\"}]}]}";
+    const char *bad =
+        "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[\n"
+        " {\"uuid\":\"51111111-1111-4111-8111-111111111111\",\"title\":\"new\","
+        "\"created_at\":\"2026-01-02T10:00:00.000Z\",\"updated_at\":\"2026-01-02T10:00:00.000Z\","
+        "\"messages\":[{\"uuid\":\"61111111-1111-4111-8111-111111111111\",\"role\":\"wizard\","
+        "\"content\":\"x\",\"created_at\":\"2026-01-02T10:00:00.000Z\"}]}]}";
     assert_int_equal(tu_write_file(p, bad, strlen(bad)), 0);
     char *out;
     assert_int_equal(run(f, &out, "import bad.json"), 1);
@@ -260,7 +271,8 @@ static void sessions_on_a_corrupt_database_fails_clearly(void **state) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/data", f->dir);
     assert_int_equal(mkdir(dir, 0755), 0);
-    const char junk[] = "SQLite format 2? no, this is a shopping list: eggs, milk, flour, sugar, butter.\n";
+    const char junk[] =
+        "SQLite format 2? no, this is a shopping list: eggs, milk, flour, sugar, butter.\n";
     assert_int_equal(tu_write_file(f->db, junk, sizeof junk - 1), 0);
     char *out;
     assert_int_equal(run(f, &out, "list"), 1);

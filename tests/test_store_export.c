@@ -1,9 +1,9 @@
 /* Tests for the store's export (JSON, Markdown) and JSON import: round
  * trips, idempotent re-import, and validation errors with their place. */
-#include <jansson.h>
-
 #include "base/sb.h"
 #include "store_fixture.h"
+
+#include <jansson.h>
 
 /* Export to a malloc'd string. */
 static char *export_str(store *st, int64_t sid, bool markdown) {
@@ -11,7 +11,8 @@ static char *export_str(store *st, int64_t sid, bool markdown) {
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     cf_err err = {0};
-    int r = markdown ? store_export_markdown(st, sid, f, &err) : store_export_json(st, sid, f, &err);
+    int r =
+        markdown ? store_export_markdown(st, sid, f, &err) : store_export_json(st, sid, f, &err);
     fclose(f);
     if (r) fprintf(stderr, "export: %s\n", err.msg);
     assert_int_equal(r, 0);
@@ -72,8 +73,13 @@ static void fill_rich(store *st) {
     a.finish_reason = NULL;
     a.cost = 0.1;
     assert_int_equal(store_msg_append(st, &a, &ans_b, NULL), 0);
-    store_vote v = {.session_id = s1, .message_a = ans_a, .message_b = ans_b, .model_a = "qwen2-0.5b",
-                    .model_b = "gpt-4o-mini", .winner = "a", .created_at = 1700000000400};
+    store_vote v = {.session_id = s1,
+                    .message_a = ans_a,
+                    .message_b = ans_b,
+                    .model_a = "qwen2-0.5b",
+                    .model_b = "gpt-4o-mini",
+                    .winner = "a",
+                    .created_at = 1700000000400};
     assert_int_equal(store_vote_add(st, &v, NULL, NULL), 0);
     /* A second, archived, untitled session with a cancelled reply. */
     store_session s2 = {0};
@@ -230,13 +236,17 @@ static void import_merges_new_messages_into_an_existing_session(void **state) {
 static void import_turns_streaming_messages_into_cancelled_ones(void **state) {
     store_fx *f = *state;
     const char *doc =
-        "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[{\"uuid\":\"71111111-1111-4111-8111-111111111111\","
-        "\"title\":\"t\",\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\","
+        "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[{\"uuid\":\"71111111-1111-4111-"
+        "8111-111111111111\","
+        "\"title\":\"t\",\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-"
+        "01T00:00:00.000Z\","
         "\"messages\":[{\"uuid\":\"81111111-1111-4111-8111-111111111111\",\"role\":\"assistant\","
-        "\"content\":\"half a rep\",\"created_at\":\"2026-01-01T00:00:00.000Z\",\"status\":\"streaming\"}]}]}";
+        "\"content\":\"half a "
+        "rep\",\"created_at\":\"2026-01-01T00:00:00.000Z\",\"status\":\"streaming\"}]}]}";
     import_ok(f->st, doc, NULL);
     int64_t sid;
-    assert_int_equal(store_session_find(f->st, "71111111-1111-4111-8111-111111111111", &sid, NULL), 0);
+    assert_int_equal(store_session_find(f->st, "71111111-1111-4111-8111-111111111111", &sid, NULL),
+                     0);
     store_message *m;
     size_t n;
     assert_int_equal(store_msg_list(f->st, sid, &m, &n, NULL), 0);
@@ -249,7 +259,8 @@ static void import_turns_streaming_messages_into_cancelled_ones(void **state) {
 
 static void import_reports_json_syntax_errors_with_line_and_column(void **state) {
     store_fx *f = *state;
-    const char *doc = "{\n  \"format\": \"confab-export\",\n  \"version\": 1,\n  \"sessions\": [ }\n";
+    const char *doc =
+        "{\n  \"format\": \"confab-export\",\n  \"version\": 1,\n  \"sessions\": [ }\n";
     cf_err err = {0};
     assert_int_equal(store_import_json(f->st, doc, strlen(doc), NULL, &err), CF_EFORMAT);
     assert_non_null(strstr(err.msg, "line 4 column"));
@@ -264,22 +275,39 @@ static void import_reports_json_syntax_errors_with_line_and_column(void **state)
  * import fails with EXPECT and adds nothing. */
 typedef void (*mutator)(json_t *doc);
 static json_t *msg_at(json_t *d, size_t s, size_t m) {
-    return json_array_get(json_object_get(json_array_get(json_object_get(d, "sessions"), s), "messages"), m);
+    return json_array_get(
+        json_object_get(json_array_get(json_object_get(d, "sessions"), s), "messages"), m);
 }
-static json_t *sess_at(json_t *d, size_t s) { return json_array_get(json_object_get(d, "sessions"), s); }
+static json_t *sess_at(json_t *d, size_t s) {
+    return json_array_get(json_object_get(d, "sessions"), s);
+}
 static void m_version(json_t *d) { json_object_set_new(d, "version", json_integer(2)); }
 static void m_version_str(json_t *d) { json_object_set_new(d, "version", json_string("1")); }
 static void m_format(json_t *d) { json_object_set_new(d, "format", json_string("chatgpt")); }
 static void m_sessions_obj(json_t *d) { json_object_set_new(d, "sessions", json_object()); }
-static void m_role(json_t *d) { json_object_set_new(msg_at(d, 2, 1), "role", json_string("robot")); }
-static void m_status(json_t *d) { json_object_set_new(msg_at(d, 1, 0), "status", json_string("done")); }
-static void m_tokens(json_t *d) { json_object_set_new(msg_at(d, 2, 1), "prompt_tokens", json_string("12")); }
-static void m_neg_tokens(json_t *d) { json_object_set_new(msg_at(d, 2, 1), "completion_tokens", json_integer(-1)); }
+static void m_role(json_t *d) {
+    json_object_set_new(msg_at(d, 2, 1), "role", json_string("robot"));
+}
+static void m_status(json_t *d) {
+    json_object_set_new(msg_at(d, 1, 0), "status", json_string("done"));
+}
+static void m_tokens(json_t *d) {
+    json_object_set_new(msg_at(d, 2, 1), "prompt_tokens", json_string("12"));
+}
+static void m_neg_tokens(json_t *d) {
+    json_object_set_new(msg_at(d, 2, 1), "completion_tokens", json_integer(-1));
+}
 static void m_content_missing(json_t *d) { json_object_del(msg_at(d, 2, 0), "content"); }
 static void m_uuid(json_t *d) { json_object_set_new(msg_at(d, 0, 0), "uuid", json_string("1234")); }
-static void m_time(json_t *d) { json_object_set_new(sess_at(d, 1), "created_at", json_string("yesterday")); }
-static void m_unknown(json_t *d) { json_object_set_new(msg_at(d, 1, 0), "colour", json_string("red")); }
-static void m_archived(json_t *d) { json_object_set_new(sess_at(d, 0), "archived", json_integer(1)); }
+static void m_time(json_t *d) {
+    json_object_set_new(sess_at(d, 1), "created_at", json_string("yesterday"));
+}
+static void m_unknown(json_t *d) {
+    json_object_set_new(msg_at(d, 1, 0), "colour", json_string("red"));
+}
+static void m_archived(json_t *d) {
+    json_object_set_new(sess_at(d, 0), "archived", json_integer(1));
+}
 static void m_params(json_t *d) { json_object_set_new(sess_at(d, 0), "params", json_string("{}")); }
 static void m_parent_later(json_t *d) {
     json_object_set(msg_at(d, 2, 0), "parent", json_object_get(msg_at(d, 2, 1), "uuid"));
@@ -287,10 +315,15 @@ static void m_parent_later(json_t *d) {
 static void m_parent_other(json_t *d) {
     json_object_set(msg_at(d, 2, 1), "parent", json_object_get(msg_at(d, 0, 0), "uuid"));
 }
-static void m_dup_uuid(json_t *d) { json_object_set(msg_at(d, 2, 1), "uuid", json_object_get(msg_at(d, 1, 0), "uuid")); }
-static void m_session_not_obj(json_t *d) { json_array_set_new(json_object_get(d, "sessions"), 1, json_string("x")); }
+static void m_dup_uuid(json_t *d) {
+    json_object_set(msg_at(d, 2, 1), "uuid", json_object_get(msg_at(d, 1, 0), "uuid"));
+}
+static void m_session_not_obj(json_t *d) {
+    json_array_set_new(json_object_get(d, "sessions"), 1, json_string("x"));
+}
 static void m_vote_winner(json_t *d) {
-    json_object_set_new(json_array_get(json_object_get(sess_at(d, 2), "votes"), 0), "winner", json_string("both"));
+    json_object_set_new(json_array_get(json_object_get(sess_at(d, 2), "votes"), 0), "winner",
+                        json_string("both"));
 }
 static void m_vote_ref(json_t *d) {
     json_object_set(json_array_get(json_object_get(sess_at(d, 2), "votes"), 0), "message_b",
@@ -306,12 +339,20 @@ static void import_rejects_bad_documents_naming_the_place(void **state) {
         int64_t q = fx_msg(f->st, sid, 0, "user", "question");
         int64_t a = fx_msg(f->st, sid, q, "assistant", "answer");
         if (i == 2) {
-            store_vote v = {.session_id = sid, .message_a = q, .message_b = a, .model_a = "x", .model_b = "y", .winner = "tie"};
+            store_vote v = {.session_id = sid,
+                            .message_a = q,
+                            .message_b = a,
+                            .model_a = "x",
+                            .model_b = "y",
+                            .winner = "tie"};
             assert_int_equal(store_vote_add(f->st, &v, NULL, NULL), 0);
         }
     }
     char *doc = export_str(f->st, 0, false);
-    struct { mutator fn; const char *expect; } cases[] = {
+    struct {
+        mutator fn;
+        const char *expect;
+    } cases[] = {
         {m_version, "version: unsupported export version 2 (this confab reads version 1)"},
         {m_version_str, "version: must be an integer"},
         {m_format, "format: must be \"confab-export\""},
@@ -319,7 +360,8 @@ static void import_rejects_bad_documents_naming_the_place(void **state) {
         {m_role, "sessions[2].messages[1].role: 'robot' is not system, user, assistant or tool"},
         {m_status, "sessions[1].messages[0].status: 'done' is not"},
         {m_tokens, "sessions[2].messages[1].prompt_tokens: must be a non-negative integer or null"},
-        {m_neg_tokens, "sessions[2].messages[1].completion_tokens: must be a non-negative integer or null"},
+        {m_neg_tokens,
+         "sessions[2].messages[1].completion_tokens: must be a non-negative integer or null"},
         {m_content_missing, "sessions[2].messages[0].content: missing (required)"},
         {m_uuid, "sessions[0].messages[0].uuid: must be a uuid"},
         {m_time, "sessions[1].created_at: must be a time"},
@@ -343,7 +385,8 @@ static void import_rejects_bad_documents_naming_the_place(void **state) {
         store_import_result r = {.sessions_added = 99};
         int rc = store_import_json(b, bad, strlen(bad), &r, &err);
         if (rc != CF_EFORMAT || strncmp(err.msg, cases[i].expect, strlen(cases[i].expect)) != 0)
-            fprintf(stderr, "case %zu: rc %d, message '%s', wanted '%s'\n", i, rc, err.msg, cases[i].expect);
+            fprintf(stderr, "case %zu: rc %d, message '%s', wanted '%s'\n", i, rc, err.msg,
+                    cases[i].expect);
         assert_int_equal(rc, CF_EFORMAT);
         assert_true(strncmp(err.msg, cases[i].expect, strlen(cases[i].expect)) == 0);
         assert_int_equal(r.sessions_added, 0);
@@ -380,7 +423,8 @@ static void import_conflicting_message_uuid_rolls_back_everything(void **state) 
     assert_non_null(strstr(err.msg, "sessions[1].messages[0].uuid: message"));
     assert_non_null(strstr(err.msg, "already exists in another session"));
     int64_t id;
-    assert_int_equal(store_session_find(f->st, "99999999-0000-4000-8000-000000000001", &id, &err), CF_ENOTFOUND);
+    assert_int_equal(store_session_find(f->st, "99999999-0000-4000-8000-000000000001", &id, &err),
+                     CF_ENOTFOUND);
     free(bad);
     free(doc);
 }
@@ -395,7 +439,9 @@ static void export_markdown_is_a_readable_transcript(void **state) {
     assert_non_null(strstr(md, "- Model: qwen2-0.5b\n"));
     assert_non_null(strstr(md, "- Created: 2023-11-14T22:13:20.001Z"));
     assert_non_null(strstr(md, "## user · 2023-11-14T22:13:20.200Z\n\nQuote \"this\""));
-    assert_non_null(strstr(md, "## assistant · qwen2-0.5b (local) · 2023-11-14T22:13:20.300Z · variant a\n\nAnswer A\n"));
+    assert_non_null(strstr(
+        md,
+        "## assistant · qwen2-0.5b (local) · 2023-11-14T22:13:20.300Z · variant a\n\nAnswer A\n"));
     assert_non_null(strstr(md, "· error · variant b"));
     assert_non_null(strstr(md, "> error: HTTP 500 from upstream"));
     assert_non_null(strstr(md, "17 prompt tokens, 3 completion tokens, $0.300000, 812 ms"));

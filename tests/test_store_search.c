@@ -14,8 +14,11 @@ static size_t run_search(store *st, store_search_opts *o, store_hit **h) {
 static void search_ranks_better_matches_first_and_highlights_terms(void **state) {
     store_fx *f = *state;
     int64_t sid = fx_session(f->st, "garden");
-    int64_t weak = fx_msg(f->st, sid, 0, "user", "I planted tomatoes last year, and many other vegetables grew well in the long warm summer");
-    int64_t strong = fx_msg(f->st, sid, weak, "assistant", "Tomatoes need sun. Water tomatoes deeply; tomatoes hate wet leaves.");
+    int64_t weak = fx_msg(f->st, sid, 0, "user",
+                          "I planted tomatoes last year, and many other vegetables grew well in "
+                          "the long warm summer");
+    int64_t strong = fx_msg(f->st, sid, weak, "assistant",
+                            "Tomatoes need sun. Water tomatoes deeply; tomatoes hate wet leaves.");
     fx_msg(f->st, sid, strong, "user", "what about basil?");
     store_hit *h;
     store_search_opts o = {.query = "tomatoes"};
@@ -71,12 +74,14 @@ static void search_filters_by_session_and_date_range(void **state) {
     store_search_opts o = {.query = "walrus", .session_id = s2};
     size_t n = run_search(f->st, &o, &h);
     assert_int_equal(n, 3);
-    for (size_t i = 0; i < n; i++) assert_int_equal(h[i].session_id, s2);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(h[i].session_id, s2);
     store_hits_free(h, n);
     store_search_opts d = {.query = "walrus", .since = 2000, .until = 4000};
     n = run_search(f->st, &d, &h);
     assert_int_equal(n, 3);
-    for (size_t i = 0; i < n; i++) assert_true(h[i].time >= 2000 && h[i].time <= 4000);
+    for (size_t i = 0; i < n; i++)
+        assert_true(h[i].time >= 2000 && h[i].time <= 4000);
     store_hits_free(h, n);
     store_search_opts both = {.query = "walrus", .session_id = s1, .since = 2000, .until = 4000};
     n = run_search(f->st, &both, &h);
@@ -105,7 +110,8 @@ static void search_pages_without_overlap(void **state) {
         size_t n = run_search(f->st, &o, &h);
         assert_int_equal(n, page < 2 ? 10 : page == 2 ? 5 : 0);
         for (size_t i = 0; i < n; i++) {
-            for (size_t j = 0; j < total; j++) assert_int_not_equal(seen[j], h[i].message_id);
+            for (size_t j = 0; j < total; j++)
+                assert_int_not_equal(seen[j], h[i].message_id);
             seen[total++] = h[i].message_id;
         }
         store_hits_free(h, n);
@@ -118,15 +124,15 @@ static void search_treats_fts_syntax_in_user_text_as_plain_words(void **state) {
     int64_t sid = fx_session(f->st, "syntax");
     fx_msg(f->st, sid, 0, "user", "error: NOT found AND retry OR quit (see col:name) near \"x\"");
     static const char *const tricky[] = {
-        "\"found",        /* unbalanced quote */
-        "found\"",        /* trailing quote */
-        "found AND",      /* dangling operator */
-        "NOT found",      /* leading operator */
-        "(found",         /* open parenthesis */
-        "col:name",       /* column filter syntax */
-        "found OR",       /* operator as last word */
-        "retry*",         /* prefix */
-        "found NEAR(x)",  /* NEAR group: the words "near x" as a phrase */
+        "\"found",       /* unbalanced quote */
+        "found\"",       /* trailing quote */
+        "found AND",     /* dangling operator */
+        "NOT found",     /* leading operator */
+        "(found",        /* open parenthesis */
+        "col:name",      /* column filter syntax */
+        "found OR",      /* operator as last word */
+        "retry*",        /* prefix */
+        "found NEAR(x)", /* NEAR group: the words "near x" as a phrase */
         "found ^ -retry +quit",
     };
     for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
@@ -205,7 +211,8 @@ static void search_caps_unfiltered_ranking_to_the_newest_matches(void **state) {
     int64_t sid = fx_session(f->st, "cap");
     int64_t best = fx_msg(f->st, sid, 0, "user", "ocelot ocelot ocelot"); /* oldest, best match */
     int64_t ids[4];
-    for (int i = 0; i < 4; i++) ids[i] = fx_msg(f->st, sid, 0, "user", "an ocelot among many other words here");
+    for (int i = 0; i < 4; i++)
+        ids[i] = fx_msg(f->st, sid, 0, "user", "an ocelot among many other words here");
     store_hit *h;
     store_search_opts capped = {.query = "ocelot", .max_candidates = 2};
     size_t n = run_search(f->st, &capped, &h);

@@ -10,6 +10,11 @@
  * Commands that only read or change existing data refuse to create a
  * database; `import` creates it (and its directory) when missing.
  */
+#include "base/clock.h"
+#include "base/sb.h"
+#include "cli/cli.h"
+#include "store/store.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,11 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "base/clock.h"
-#include "base/sb.h"
-#include "cli/cli.h"
-#include "store/store.h"
 
 #define DEFAULT_DB "./data/confab.db"
 
@@ -34,19 +34,32 @@ typedef struct {
     unsigned seen; /* bit per option given */
 } opts;
 
-enum { O_DB = 1, O_JSON = 2, O_ALL = 4, O_OWNER = 8, O_LIMIT = 16, O_OFFSET = 32, O_SESSION = 64,
-       O_SINCE = 128, O_UNTIL = 256, O_RAW = 512, O_FORMAT = 1024, O_OUTPUT = 2048, O_UNDO = 4096 };
+enum {
+    O_DB = 1,
+    O_JSON = 2,
+    O_ALL = 4,
+    O_OWNER = 8,
+    O_LIMIT = 16,
+    O_OFFSET = 32,
+    O_SESSION = 64,
+    O_SINCE = 128,
+    O_UNTIL = 256,
+    O_RAW = 512,
+    O_FORMAT = 1024,
+    O_OUTPUT = 2048,
+    O_UNDO = 4096
+};
 
 static const struct {
     const char *name;
     unsigned bit;
     bool takes_value;
 } option_table[] = {
-    {"--db", O_DB, true},         {"--json", O_JSON, false},     {"--all", O_ALL, false},
-    {"--owner", O_OWNER, true},   {"--limit", O_LIMIT, true},    {"--offset", O_OFFSET, true},
-    {"--session", O_SESSION, true}, {"--since", O_SINCE, true},  {"--until", O_UNTIL, true},
-    {"--raw", O_RAW, false},      {"--format", O_FORMAT, true},  {"-o", O_OUTPUT, true},
-    {"--output", O_OUTPUT, true}, {"--undo", O_UNDO, false},
+    {"--db", O_DB, true},           {"--json", O_JSON, false},    {"--all", O_ALL, false},
+    {"--owner", O_OWNER, true},     {"--limit", O_LIMIT, true},   {"--offset", O_OFFSET, true},
+    {"--session", O_SESSION, true}, {"--since", O_SINCE, true},   {"--until", O_UNTIL, true},
+    {"--raw", O_RAW, false},        {"--format", O_FORMAT, true}, {"-o", O_OUTPUT, true},
+    {"--output", O_OUTPUT, true},   {"--undo", O_UNDO, false},
 };
 
 static int parse_count(const char *name, const char *v, int *out) {
@@ -54,7 +67,8 @@ static int parse_count(const char *name, const char *v, int *out) {
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < 0 || x > 1000000)
-        return cli_usage_error("sessions", "%s needs a whole number from 0 to 1000000, not '%s'", name, v);
+        return cli_usage_error("sessions", "%s needs a whole number from 0 to 1000000, not '%s'",
+                               name, v);
     *out = (int)x;
     return 0;
 }
@@ -70,13 +84,17 @@ static int parse_opts(int argc, char **argv, opts *o) {
             const char *eq = strchr(a, '=');
             size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
             for (k = 0; k < sizeof option_table / sizeof option_table[0]; k++)
-                if (strlen(option_table[k].name) == nlen && !strncmp(option_table[k].name, a, nlen)) break;
+                if (strlen(option_table[k].name) == nlen && !strncmp(option_table[k].name, a, nlen))
+                    break;
             if (k == sizeof option_table / sizeof option_table[0])
                 return cli_usage_error("sessions", "unknown option '%s'", a);
             if (option_table[k].takes_value) {
-                if (eq) val = eq + 1;
-                else if (i + 1 < argc) val = argv[++i];
-                else return cli_usage_error("sessions", "%s needs a value", option_table[k].name);
+                if (eq)
+                    val = eq + 1;
+                else if (i + 1 < argc)
+                    val = argv[++i];
+                else
+                    return cli_usage_error("sessions", "%s needs a value", option_table[k].name);
             } else if (eq) {
                 return cli_usage_error("sessions", "%s takes no value", option_table[k].name);
             }
@@ -86,8 +104,12 @@ static int parse_opts(int argc, char **argv, opts *o) {
             case O_JSON: o->json = true; break;
             case O_ALL: o->all = true; break;
             case O_OWNER: o->owner = val; break;
-            case O_LIMIT: if (parse_count("--limit", val, &o->limit)) return 2; break;
-            case O_OFFSET: if (parse_count("--offset", val, &o->offset)) return 2; break;
+            case O_LIMIT:
+                if (parse_count("--limit", val, &o->limit)) return 2;
+                break;
+            case O_OFFSET:
+                if (parse_count("--offset", val, &o->offset)) return 2;
+                break;
             case O_SESSION: o->session = val; break;
             case O_SINCE: o->since = val; break;
             case O_UNTIL: o->until = val; break;
@@ -104,13 +126,17 @@ static int parse_opts(int argc, char **argv, opts *o) {
     return 0;
 }
 
-static int check_allowed(const char *sub, const opts *o, unsigned allowed, int min_pos, int max_pos) {
+static int check_allowed(const char *sub, const opts *o, unsigned allowed, int min_pos,
+                         int max_pos) {
     unsigned extra = o->seen & ~(allowed | O_DB | O_JSON);
     for (size_t k = 0; extra && k < sizeof option_table / sizeof option_table[0]; k++)
         if (extra & option_table[k].bit)
-            return cli_usage_error("sessions", "'sessions %s' does not take %s", sub, option_table[k].name);
-    if (o->npos < min_pos) return cli_usage_error("sessions", "'sessions %s' needs more arguments", sub);
-    if (o->npos > max_pos) return cli_usage_error("sessions", "unexpected argument '%s'", o->pos[max_pos]);
+            return cli_usage_error("sessions", "'sessions %s' does not take %s", sub,
+                                   option_table[k].name);
+    if (o->npos < min_pos)
+        return cli_usage_error("sessions", "'sessions %s' needs more arguments", sub);
+    if (o->npos > max_pos)
+        return cli_usage_error("sessions", "unexpected argument '%s'", o->pos[max_pos]);
     return 0;
 }
 
@@ -135,8 +161,10 @@ static store *open_db(const opts *o, bool create) {
     }
     store *st = store_open(o->db, create ? STORE_OPEN_CREATE : 0, &err);
     if (!st) {
-        if (err.code == CF_ENOTFOUND) fprintf(stderr, "confab: %s (use --db PATH)\n", err.msg);
-        else fprintf(stderr, "confab: %s\n", err.msg);
+        if (err.code == CF_ENOTFOUND)
+            fprintf(stderr, "confab: %s (use --db PATH)\n", err.msg);
+        else
+            fprintf(stderr, "confab: %s\n", err.msg);
     }
     return st;
 }
@@ -171,7 +199,8 @@ static int parse_date(const char *name, const char *v, bool end_of_day, int64_t 
             return 0;
         }
     }
-    return cli_usage_error("sessions", "%s needs a date like 2026-01-31 or 2026-01-31T12:00:00Z, not '%s'", name, v);
+    return cli_usage_error(
+        "sessions", "%s needs a date like 2026-01-31 or 2026-01-31T12:00:00Z, not '%s'", name, v);
 }
 
 /* ------------------------------------------------------------ subcommands */
@@ -179,7 +208,9 @@ static int parse_date(const char *name, const char *v, bool end_of_day, int64_t 
 static int do_list(const opts *o) {
     store *st = open_db(o, false);
     if (!st) return 1;
-    store_list_opts lo = {.limit = o->limit ? o->limit : 50, .offset = o->offset, .include_archived = o->all,
+    store_list_opts lo = {.limit = o->limit ? o->limit : 50,
+                          .offset = o->offset,
+                          .include_archived = o->all,
                           .owner = o->owner};
     store_session *a;
     size_t n;
@@ -211,8 +242,9 @@ static int do_list(const opts *o) {
         for (size_t i = 0; i < n; i++) {
             char t[32];
             clock_iso8601(a[i].updated_at, t);
-            printf("%6lld  %-24s  %5lld  %s%s\n", (long long)a[i].id, t, (long long)a[i].message_count,
-                   a[i].title[0] ? a[i].title : "(untitled)", a[i].archived ? "  [archived]" : "");
+            printf("%6lld  %-24s  %5lld  %s%s\n", (long long)a[i].id, t,
+                   (long long)a[i].message_count, a[i].title[0] ? a[i].title : "(untitled)",
+                   a[i].archived ? "  [archived]" : "");
         }
     }
     store_sessions_free(a, n);
@@ -251,8 +283,9 @@ static int do_show(const opts *o) {
             if (s.system_prompt) printf("system:  %s\n", s.system_prompt);
             for (size_t i = 0; i < n; i++) {
                 clock_iso8601(m[i].created_at, t);
-                printf("\n[%lld] %s%s%s  %s%s%s\n", (long long)m[i].id, m[i].role, m[i].model ? " · " : "",
-                       m[i].model ? m[i].model : "", t, m[i].status != STORE_COMPLETE ? "  " : "",
+                printf("\n[%lld] %s%s%s  %s%s%s\n", (long long)m[i].id, m[i].role,
+                       m[i].model ? " · " : "", m[i].model ? m[i].model : "", t,
+                       m[i].status != STORE_COMPLETE ? "  " : "",
                        m[i].status != STORE_COMPLETE ? store_status_name(m[i].status) : "");
                 printf("%s\n", m[i].content);
             }
@@ -265,8 +298,8 @@ static int do_show(const opts *o) {
 }
 
 static int do_search(const opts *o) {
-    store_search_opts so = {.query = o->pos[0], .raw = o->raw, .limit = o->limit ? o->limit : 20,
-                            .offset = o->offset};
+    store_search_opts so = {
+        .query = o->pos[0], .raw = o->raw, .limit = o->limit ? o->limit : 20, .offset = o->offset};
     if (o->since && parse_date("--since", o->since, false, &so.since)) return 2;
     if (o->until && parse_date("--until", o->until, true, &so.until)) return 2;
     store *st = open_db(o, false);
@@ -285,10 +318,12 @@ static int do_search(const opts *o) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++) {
             json_t *j = json_object();
-            json_object_set_new(j, "kind", json_string(h[i].kind == STORE_HIT_TITLE ? "title" : "message"));
+            json_object_set_new(j, "kind",
+                                json_string(h[i].kind == STORE_HIT_TITLE ? "title" : "message"));
             json_object_set_new(j, "session_id", json_integer(h[i].session_id));
             json_object_set_new(j, "session_title", jstr(h[i].session_title));
-            json_object_set_new(j, "message_id", h[i].message_id ? json_integer(h[i].message_id) : json_null());
+            json_object_set_new(j, "message_id",
+                                h[i].message_id ? json_integer(h[i].message_id) : json_null());
             json_object_set_new(j, "role", jstr(h[i].role));
             json_object_set_new(j, "time", jtime(h[i].time));
             json_object_set_new(j, "snippet", json_string(h[i].snippet));
@@ -302,11 +337,12 @@ static int do_search(const opts *o) {
             char t[32];
             clock_iso8601(h[i].time, t);
             if (h[i].kind == STORE_HIT_TITLE)
-                printf("session %lld (title)  %s\n  %s\n", (long long)h[i].session_id, t, h[i].snippet);
-            else
-                printf("session %lld \"%s\"  message %lld  %s  %s\n  %s\n", (long long)h[i].session_id,
-                       h[i].session_title ? h[i].session_title : "", (long long)h[i].message_id, h[i].role, t,
+                printf("session %lld (title)  %s\n  %s\n", (long long)h[i].session_id, t,
                        h[i].snippet);
+            else
+                printf("session %lld \"%s\"  message %lld  %s  %s\n  %s\n",
+                       (long long)h[i].session_id, h[i].session_title ? h[i].session_title : "",
+                       (long long)h[i].message_id, h[i].role, t, h[i].snippet);
         }
     }
     store_hits_free(h, n);
@@ -317,12 +353,16 @@ static int do_search(const opts *o) {
 static int do_export(const opts *o) {
     bool md = false;
     if (o->format) {
-        if (!strcmp(o->format, "markdown") || !strcmp(o->format, "md")) md = true;
+        if (!strcmp(o->format, "markdown") || !strcmp(o->format, "md"))
+            md = true;
         else if (strcmp(o->format, "json") != 0)
-            return cli_usage_error("sessions", "--format must be json or markdown, not '%s'", o->format);
+            return cli_usage_error("sessions", "--format must be json or markdown, not '%s'",
+                                   o->format);
     }
-    if (o->npos == 0 && !o->all) return cli_usage_error("sessions", "export needs a session id, uuid or --all");
-    if (o->npos == 1 && o->all) return cli_usage_error("sessions", "give a session or --all, not both");
+    if (o->npos == 0 && !o->all)
+        return cli_usage_error("sessions", "export needs a session id, uuid or --all");
+    if (o->npos == 1 && o->all)
+        return cli_usage_error("sessions", "give a session or --all, not both");
     store *st = open_db(o, false);
     if (!st) return 1;
     int64_t id = 0;
@@ -358,7 +398,8 @@ static int do_import(const opts *o) {
     }
     char buf[65536];
     size_t k;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0) sb_appendn(&data, buf, k);
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_appendn(&data, buf, k);
     bool bad = ferror(f);
     if (f != stdin) fclose(f);
     if (bad) {
@@ -387,9 +428,10 @@ static int do_import(const opts *o) {
         json_object_set_new(j, "votes_existing", json_integer(r.votes_existing));
         print_json(j);
     } else {
-        printf("imported %d sessions, %d messages, %d votes (already present: %d sessions, %d messages, %d votes)\n",
-               r.sessions_added, r.messages_added, r.votes_added, r.sessions_existing, r.messages_existing,
-               r.votes_existing);
+        printf("imported %d sessions, %d messages, %d votes (already present: %d sessions, %d "
+               "messages, %d votes)\n",
+               r.sessions_added, r.messages_added, r.votes_added, r.sessions_existing,
+               r.messages_existing, r.votes_existing);
     }
     sb_free(&data);
     store_close(st);
@@ -447,7 +489,9 @@ int cmd_sessions(int argc, char **argv) {
         return do_show(&o);
     }
     if (!strcmp(sub, "search")) {
-        if ((r = check_allowed(sub, &o, O_SESSION | O_SINCE | O_UNTIL | O_LIMIT | O_OFFSET | O_RAW, 1, 1))) return r;
+        if ((r = check_allowed(sub, &o, O_SESSION | O_SINCE | O_UNTIL | O_LIMIT | O_OFFSET | O_RAW,
+                               1, 1)))
+            return r;
         return do_search(&o);
     }
     if (!strcmp(sub, "export")) {

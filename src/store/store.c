@@ -21,6 +21,11 @@
  * Prepared statements are cached per handle, keyed by the address of the SQL
  * string literal: appending a message costs no SQL parsing.
  */
+#include "base/clock.h"
+#include "base/sb.h"
+#include "base/utf8.h"
+#include "store/store_int.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -30,20 +35,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/clock.h"
-#include "base/sb.h"
-#include "base/utf8.h"
-#include "store/store_int.h"
-
 /* ------------------------------------------------------------ helpers */
 
 int store__sqlerr(store *st, cf_err *err, const char *what) {
     int rc = sqlite3_errcode(st->db) & 0xff;
     int code = CF_EIO;
-    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) code = CF_EBUSY;
-    else if (rc == SQLITE_CONSTRAINT || rc == SQLITE_MISMATCH || rc == SQLITE_RANGE) code = CF_EINVAL;
-    else if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) code = CF_EFORMAT;
-    else if (rc == SQLITE_NOMEM) code = CF_ENOMEM;
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        code = CF_EBUSY;
+    else if (rc == SQLITE_CONSTRAINT || rc == SQLITE_MISMATCH || rc == SQLITE_RANGE)
+        code = CF_EINVAL;
+    else if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+        code = CF_EFORMAT;
+    else if (rc == SQLITE_NOMEM)
+        code = CF_ENOMEM;
     return cf_seterr(err, code, "%s: %s", what, sqlite3_errmsg(st->db));
 }
 
@@ -121,8 +125,10 @@ int store__msg_in_session(store *st, int64_t msg_id, int64_t session_id, cf_err 
     sqlite3_bind_int64(s, 1, msg_id);
     int rc = sqlite3_step(s);
     int r = 0;
-    if (rc == SQLITE_ROW) r = sqlite3_column_int64(s, 0) == session_id;
-    else if (rc != SQLITE_DONE) r = store__sqlerr(st, err, "looking up a message");
+    if (rc == SQLITE_ROW)
+        r = sqlite3_column_int64(s, 0) == session_id;
+    else if (rc != SQLITE_DONE)
+        r = store__sqlerr(st, err, "looking up a message");
     sqlite3_reset(s);
     return r;
 }
@@ -211,7 +217,8 @@ static void lock_release(store *st) {
 
 void store_close(store *st) {
     if (!st) return;
-    for (int i = 0; i < st->ncache; i++) sqlite3_finalize(st->cache[i].stmt);
+    for (int i = 0; i < st->ncache; i++)
+        sqlite3_finalize(st->cache[i].stmt);
     sqlite3_close(st->db);
     lock_release(st);
     free(st->path);
@@ -222,7 +229,9 @@ int store_exec(store *st, const char *sql, cf_err *err) {
     char *msg = NULL;
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         int rc = sqlite3_errcode(st->db) & 0xff;
-        int code = rc == SQLITE_BUSY ? CF_EBUSY : rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? CF_EFORMAT : CF_EIO;
+        int code = rc == SQLITE_BUSY                             ? CF_EBUSY
+                   : rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? CF_EFORMAT
+                                                                 : CF_EIO;
         cf_seterr(err, code, "%s", msg ? msg : sqlite3_errmsg(st->db));
         sqlite3_free(msg);
         return code;
@@ -250,9 +259,11 @@ static store *open_conn(const char *path, int flags, cf_err *err) {
     if (!st) abort();
     st->lock_fd = -1;
     st->path = strdup(path);
-    int of = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (flags & STORE_OPEN_CREATE ? SQLITE_OPEN_CREATE : 0);
+    int of = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+             (flags & STORE_OPEN_CREATE ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &st->db, of, NULL) != SQLITE_OK) {
-        cf_seterr(err, CF_EIO, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        cf_seterr(err, CF_EIO, "opening %s: %s", path,
+                  st->db ? sqlite3_errmsg(st->db) : "out of memory");
         store_close(st);
         return NULL;
     }
@@ -260,7 +271,8 @@ static store *open_conn(const char *path, int flags, cf_err *err) {
     sqlite3_busy_timeout(st->db, 5000);
     if (store_exec(st, "SELECT count(*) FROM sqlite_master", err) != 0) {
         if (err && err->code == CF_EFORMAT)
-            cf_seterr(err, CF_EFORMAT, "%s is not a confab database (%s)", path, sqlite3_errmsg(st->db));
+            cf_seterr(err, CF_EFORMAT, "%s is not a confab database (%s)", path,
+                      sqlite3_errmsg(st->db));
         else
             cf_errctx(err, "opening %s", path);
         store_close(st);
@@ -268,12 +280,15 @@ static store *open_conn(const char *path, int flags, cf_err *err) {
     }
     int v = store_schema_version(st);
     if (v > STORE_SCHEMA_VERSION) {
-        cf_seterr(err, CF_EFORMAT, "%s has schema version %d, newer than this confab understands (%d)",
-                  path, v, STORE_SCHEMA_VERSION);
+        cf_seterr(err, CF_EFORMAT,
+                  "%s has schema version %d, newer than this confab understands (%d)", path, v,
+                  STORE_SCHEMA_VERSION);
         store_close(st);
         return NULL;
     }
-    if (store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", err) != 0) {
+    if (store_exec(st,
+                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                   err) != 0) {
         cf_errctx(err, "setting up %s", path);
         store_close(st);
         return NULL;
@@ -325,7 +340,8 @@ store *store_open(const char *path, int flags, cf_err *err) {
 
 store *store_open_at_version(const char *path, int target, cf_err *err) {
     if (target < 0 || target > STORE_SCHEMA_VERSION) {
-        cf_seterr(err, CF_ERANGE, "schema version %d out of range 0..%d", target, STORE_SCHEMA_VERSION);
+        cf_seterr(err, CF_ERANGE, "schema version %d out of range 0..%d", target,
+                  STORE_SCHEMA_VERSION);
         return NULL;
     }
     store *st = open_conn(path, STORE_OPEN_CREATE, err);
@@ -339,7 +355,8 @@ store *store_open_at_version(const char *path, int target, cf_err *err) {
 
 int store_migrate(store *st, int target, cf_err *err) {
     if (target < 0 || target > STORE_SCHEMA_VERSION)
-        return cf_seterr(err, CF_ERANGE, "schema version %d out of range 0..%d", target, STORE_SCHEMA_VERSION);
+        return cf_seterr(err, CF_ERANGE, "schema version %d out of range 0..%d", target,
+                         STORE_SCHEMA_VERSION);
     return store__migrate(st, target, err);
 }
 
@@ -349,19 +366,21 @@ int store_integrity_check(store *st, cf_err *err) {
         return store__sqlerr(st, err, "integrity check");
     int rc = sqlite3_step(s);
     int r = 0;
-    if (rc != SQLITE_ROW) r = store__sqlerr(st, err, "integrity check");
+    if (rc != SQLITE_ROW)
+        r = store__sqlerr(st, err, "integrity check");
     else {
         const char *t = (const char *)sqlite3_column_text(s, 0);
-        if (!t || strcmp(t, "ok") != 0) r = cf_seterr(err, CF_EFORMAT, "integrity check: %s", t ? t : "?");
+        if (!t || strcmp(t, "ok") != 0)
+            r = cf_seterr(err, CF_EFORMAT, "integrity check: %s", t ? t : "?");
     }
     sqlite3_finalize(s);
     return r;
 }
 
 int store_recover(store *st, cf_err *err) {
-    static const char *q =
-        "UPDATE messages SET status = 'cancelled', finish_reason = coalesce(finish_reason, 'interrupted') "
-        "WHERE status = 'streaming'";
+    static const char *q = "UPDATE messages SET status = 'cancelled', finish_reason = "
+                           "coalesce(finish_reason, 'interrupted') "
+                           "WHERE status = 'streaming'";
     sqlite3_stmt *s = store__stmt(st, q, err);
     if (!s) return err ? err->code : CF_EIO;
     int r = store__step_done(st, s, err, "recovering interrupted messages");

@@ -24,12 +24,12 @@
 #ifndef CONFAB_STORE_H
 #define CONFAB_STORE_H
 
+#include "base/err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-#include "base/err.h"
 
 typedef struct store store;
 typedef struct store_stream store_stream;
@@ -137,9 +137,10 @@ char *store_auto_title(const char *text);
 
 /* ------------------------------------------------------------ messages */
 
+/* Zero is "complete", so a zeroed store_message is a finished one. */
 typedef enum {
-    STORE_STREAMING = 0,
-    STORE_COMPLETE = 1,
+    STORE_COMPLETE = 0,
+    STORE_STREAMING = 1,
     STORE_CANCELLED = 2,
     STORE_ERROR = 3,
 } store_status;
@@ -174,8 +175,8 @@ void store_message_clear(store_message *m);
 void store_messages_free(store_message *a, size_t n);
 
 /* Appends message IN to session IN->session_id (uuid generated when empty,
- * created_at defaults to now, status as given: a zeroed struct means
- * "streaming", so set it). The parent must be in the same session. The
+ * created_at defaults to now, status as given: complete when zeroed). The
+ * parent must be in the same session. The
  * session's updated_at moves to now; an untitled session gets its title from
  * its first user message. *ID (may be NULL) gets the new id. Errors:
  * CF_ENOTFOUND (session or parent), CF_EINVAL (role, UTF-8, uuid). */
@@ -193,8 +194,8 @@ int store_msg_thread(store *st, int64_t leaf_id, store_message **out, size_t *n,
 
 typedef struct {
     int64_t session_id;
-    int64_t parent_id;     /* 0: none */
-    const char *role;      /* NULL: "assistant" */
+    int64_t parent_id; /* 0: none */
+    const char *role;  /* NULL: "assistant" */
     const char *model, *provider, *variant;
     int flush_interval_ms; /* <= 0: 100 */
     /* Clock used to pace flushes (ms); NULL: the monotonic clock. */
@@ -239,11 +240,11 @@ void store_stream_abandon(store_stream *w);
 enum { STORE_HIT_MESSAGE = 0, STORE_HIT_TITLE = 1 };
 
 typedef struct {
-    const char *query;      /* words; "quoted phrase"; word* for a prefix */
-    bool raw;               /* QUERY is FTS5 syntax, passed as is */
-    int64_t session_id;     /* 0: every session */
-    int64_t since, until;   /* creation-time range (ms); 0: open */
-    int limit, offset;      /* limit <= 0: 20 */
+    const char *query;              /* words; "quoted phrase"; word* for a prefix */
+    bool raw;                       /* QUERY is FTS5 syntax, passed as is */
+    int64_t session_id;             /* 0: every session */
+    int64_t since, until;           /* creation-time range (ms); 0: open */
+    int limit, offset;              /* limit <= 0: 20 */
     const char *hl_open, *hl_close; /* highlight markers; NULL: "**" */
     /* Unfiltered searches rank only the newest MAX_CANDIDATES matching
      * messages (0: 10,000; < 0: all), bounding the cost of very common
@@ -252,14 +253,14 @@ typedef struct {
 } store_search_opts;
 
 typedef struct {
-    int kind;            /* STORE_HIT_MESSAGE or STORE_HIT_TITLE */
+    int kind; /* STORE_HIT_MESSAGE or STORE_HIT_TITLE */
     int64_t session_id;
-    int64_t message_id;  /* 0 for title hits */
+    int64_t message_id; /* 0 for title hits */
     char *session_title;
-    char *role;          /* NULL for title hits */
-    int64_t time;        /* message time, or the session's updated_at */
-    char *snippet;       /* text around the match, markers around terms */
-    double rank;         /* bm25: lower is better */
+    char *role;    /* NULL for title hits */
+    int64_t time;  /* message time, or the session's updated_at */
+    char *snippet; /* text around the match, markers around terms */
+    double rank;   /* bm25: lower is better */
 } store_hit;
 
 void store_hits_free(store_hit *a, size_t n);
@@ -316,8 +317,7 @@ typedef struct {
  * Things whose uuid is already present are skipped, so importing a file twice
  * adds nothing the second time. Messages imported as "streaming" become
  * "cancelled". R (may be NULL) gets the counts. */
-int store_import_json(store *st, const char *data, size_t len, store_import_result *r,
-                      cf_err *err);
+int store_import_json(store *st, const char *data, size_t len, store_import_result *r, cf_err *err);
 
 /* ------------------------------------------------------------ helpers */
 

@@ -28,13 +28,13 @@
  * file imported twice adds nothing the second time; a message uuid that
  * exists in a different session is a conflict and an error.
  */
-#include <jansson.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/clock.h"
 #include "base/sb.h"
 #include "store/store_int.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------ export */
 
@@ -52,7 +52,8 @@ static const char *uuid_of(const store_message *m, size_t n, int64_t id) {
     return NULL;
 }
 
-static int votes_json(store *st, int64_t sid, const store_message *msgs, size_t nm, json_t *arr, cf_err *err) {
+static int votes_json(store *st, int64_t sid, const store_message *msgs, size_t nm, json_t *arr,
+                      cf_err *err) {
     static const char *q =
         "SELECT uuid, message_a, message_b, model_a, model_b, winner, created_at FROM votes "
         "WHERE session_id = ?1 ORDER BY id";
@@ -63,8 +64,10 @@ static int votes_json(store *st, int64_t sid, const store_message *msgs, size_t 
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         json_t *v = json_object();
         json_object_set_new(v, "uuid", json_string((const char *)sqlite3_column_text(s, 0)));
-        json_object_set_new(v, "message_a", jstr_or_null(uuid_of(msgs, nm, sqlite3_column_int64(s, 1))));
-        json_object_set_new(v, "message_b", jstr_or_null(uuid_of(msgs, nm, sqlite3_column_int64(s, 2))));
+        json_object_set_new(v, "message_a",
+                            jstr_or_null(uuid_of(msgs, nm, sqlite3_column_int64(s, 1))));
+        json_object_set_new(v, "message_b",
+                            jstr_or_null(uuid_of(msgs, nm, sqlite3_column_int64(s, 2))));
         json_object_set_new(v, "model_a", json_string((const char *)sqlite3_column_text(s, 3)));
         json_object_set_new(v, "model_b", json_string((const char *)sqlite3_column_text(s, 4)));
         json_object_set_new(v, "winner", json_string((const char *)sqlite3_column_text(s, 5)));
@@ -101,7 +104,8 @@ static json_t *session_json(store *st, int64_t id, cf_err *err) {
     for (size_t i = 0; i < nm; i++) {
         json_t *j = json_object();
         json_object_set_new(j, "uuid", json_string(m[i].uuid));
-        json_object_set_new(j, "parent", jstr_or_null(m[i].parent_id ? uuid_of(m, nm, m[i].parent_id) : NULL));
+        json_object_set_new(j, "parent",
+                            jstr_or_null(m[i].parent_id ? uuid_of(m, nm, m[i].parent_id) : NULL));
         json_object_set_new(j, "role", json_string(m[i].role));
         json_object_set_new(j, "content", json_string(m[i].content));
         json_object_set_new(j, "created_at", jtime(m[i].created_at));
@@ -239,7 +243,9 @@ int store_export_json(store *st, int64_t session_id, FILE *f, cf_err *err) {
     }
     char now[32];
     clock_iso8601(clock_wall_ms(), now);
-    fprintf(f, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"exported_at\": \"%s\",\n  \"sessions\": [",
+    fprintf(f,
+            "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"exported_at\": \"%s\",\n  "
+            "\"sessions\": [",
             STORE_EXPORT_FORMAT, STORE_EXPORT_VERSION, now);
     for (size_t i = 0; r == 0 && i < n; i++) {
         json_t *o = session_json(st, ids[i], err);
@@ -281,7 +287,8 @@ int store_export_markdown(store *st, int64_t session_id, FILE *f, cf_err *err) {
         }
         if (i) fputs("\n---\n\n", f);
         fprintf(f, "# %s\n\n", se.title[0] ? se.title : "Untitled");
-        fprintf(f, "- Session: %s (id %lld)%s\n", se.uuid, (long long)se.id, se.archived ? ", archived" : "");
+        fprintf(f, "- Session: %s (id %lld)%s\n", se.uuid, (long long)se.id,
+                se.archived ? ", archived" : "");
         fputs("- Created: ", f);
         md_time(f, se.created_at);
         fputs(", updated: ", f);
@@ -332,7 +339,18 @@ int store_export_markdown(store *st, int64_t session_id, FILE *f, cf_err *err) {
 
 /* ------------------------------------------------------------ validation */
 
-typedef enum { F_STR, F_STR_NULL, F_TIME, F_INT_NULL, F_NUM_NULL, F_BOOL, F_OBJ, F_ARR, F_UUID, F_UUID_NULL } ftype;
+typedef enum {
+    F_STR,
+    F_STR_NULL,
+    F_TIME,
+    F_INT_NULL,
+    F_NUM_NULL,
+    F_BOOL,
+    F_OBJ,
+    F_ARR,
+    F_UUID,
+    F_UUID_NULL
+} ftype;
 typedef struct {
     const char *key;
     ftype type;
@@ -340,23 +358,47 @@ typedef struct {
 } field;
 
 static const field session_fields[] = {
-    {"uuid", F_UUID, true},         {"title", F_STR, true},       {"created_at", F_TIME, true},
-    {"updated_at", F_TIME, true},   {"system_prompt", F_STR_NULL, false}, {"model", F_STR_NULL, false},
-    {"params", F_OBJ, false},       {"archived", F_BOOL, false},  {"owner", F_STR_NULL, false},
-    {"messages", F_ARR, true},      {"votes", F_ARR, false},      {NULL, 0, false},
+    {"uuid", F_UUID, true},
+    {"title", F_STR, true},
+    {"created_at", F_TIME, true},
+    {"updated_at", F_TIME, true},
+    {"system_prompt", F_STR_NULL, false},
+    {"model", F_STR_NULL, false},
+    {"params", F_OBJ, false},
+    {"archived", F_BOOL, false},
+    {"owner", F_STR_NULL, false},
+    {"messages", F_ARR, true},
+    {"votes", F_ARR, false},
+    {NULL, 0, false},
 };
 static const field message_fields[] = {
-    {"uuid", F_UUID, true},           {"parent", F_UUID_NULL, false},   {"role", F_STR, true},
-    {"content", F_STR, true},         {"created_at", F_TIME, true},     {"status", F_STR, false},
-    {"model", F_STR_NULL, false},     {"provider", F_STR_NULL, false},  {"prompt_tokens", F_INT_NULL, false},
-    {"completion_tokens", F_INT_NULL, false}, {"cost", F_NUM_NULL, false}, {"latency_ms", F_INT_NULL, false},
-    {"finish_reason", F_STR_NULL, false}, {"variant", F_STR_NULL, false}, {"cached", F_BOOL, false},
-    {"error", F_STR_NULL, false},     {NULL, 0, false},
+    {"uuid", F_UUID, true},
+    {"parent", F_UUID_NULL, false},
+    {"role", F_STR, true},
+    {"content", F_STR, true},
+    {"created_at", F_TIME, true},
+    {"status", F_STR, false},
+    {"model", F_STR_NULL, false},
+    {"provider", F_STR_NULL, false},
+    {"prompt_tokens", F_INT_NULL, false},
+    {"completion_tokens", F_INT_NULL, false},
+    {"cost", F_NUM_NULL, false},
+    {"latency_ms", F_INT_NULL, false},
+    {"finish_reason", F_STR_NULL, false},
+    {"variant", F_STR_NULL, false},
+    {"cached", F_BOOL, false},
+    {"error", F_STR_NULL, false},
+    {NULL, 0, false},
 };
 static const field vote_fields[] = {
-    {"uuid", F_UUID, true},       {"message_a", F_UUID_NULL, false}, {"message_b", F_UUID_NULL, false},
-    {"model_a", F_STR, true},     {"model_b", F_STR, true},          {"winner", F_STR, true},
-    {"created_at", F_TIME, true}, {NULL, 0, false},
+    {"uuid", F_UUID, true},
+    {"message_a", F_UUID_NULL, false},
+    {"message_b", F_UUID_NULL, false},
+    {"model_a", F_STR, true},
+    {"model_b", F_STR, true},
+    {"winner", F_STR, true},
+    {"created_at", F_TIME, true},
+    {NULL, 0, false},
 };
 
 static const char *type_name(ftype t) {
@@ -387,7 +429,8 @@ static bool type_ok(json_t *v, ftype t) {
     case F_OBJ: return json_is_object(v);
     case F_ARR: return json_is_array(v);
     case F_UUID: return json_is_string(v) && store_uuid_valid(json_string_value(v));
-    case F_UUID_NULL: return json_is_null(v) || (json_is_string(v) && store_uuid_valid(json_string_value(v)));
+    case F_UUID_NULL:
+        return json_is_null(v) || (json_is_string(v) && store_uuid_valid(json_string_value(v)));
     }
     return false;
 }
@@ -406,11 +449,13 @@ static int check_fields(json_t *o, const field *fields, const char *path, cf_err
     for (const field *f = fields; f->key; f++) {
         v = json_object_get(o, f->key);
         if (!v) {
-            if (f->required) return cf_seterr(err, CF_EFORMAT, "%s.%s: missing (required)", path, f->key);
+            if (f->required)
+                return cf_seterr(err, CF_EFORMAT, "%s.%s: missing (required)", path, f->key);
             continue;
         }
         if (!type_ok(v, f->type))
-            return cf_seterr(err, CF_EFORMAT, "%s.%s: must be %s", path, f->key, type_name(f->type));
+            return cf_seterr(err, CF_EFORMAT, "%s.%s: must be %s", path, f->key,
+                             type_name(f->type));
     }
     return 0;
 }
@@ -427,7 +472,8 @@ static int validate(json_t *root, cf_err *err) {
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
-        if (strcmp(key, "format") && strcmp(key, "version") && strcmp(key, "exported_at") && strcmp(key, "sessions"))
+        if (strcmp(key, "format") && strcmp(key, "version") && strcmp(key, "exported_at") &&
+            strcmp(key, "sessions"))
             return cf_seterr(err, CF_EFORMAT, "%s: unknown field", key);
     }
     const char *fmt = jget_str(root, "format");
@@ -436,10 +482,12 @@ static int validate(json_t *root, cf_err *err) {
     json_t *ver = json_object_get(root, "version");
     if (!json_is_integer(ver)) return cf_seterr(err, CF_EFORMAT, "version: must be an integer");
     if (json_integer_value(ver) != STORE_EXPORT_VERSION)
-        return cf_seterr(err, CF_EFORMAT, "version: unsupported export version %lld (this confab reads version %d)",
+        return cf_seterr(err, CF_EFORMAT,
+                         "version: unsupported export version %lld (this confab reads version %d)",
                          (long long)json_integer_value(ver), STORE_EXPORT_VERSION);
     json_t *ea = json_object_get(root, "exported_at");
-    if (ea && !type_ok(ea, F_TIME)) return cf_seterr(err, CF_EFORMAT, "exported_at: must be %s", type_name(F_TIME));
+    if (ea && !type_ok(ea, F_TIME))
+        return cf_seterr(err, CF_EFORMAT, "exported_at: must be %s", type_name(F_TIME));
     json_t *sessions = json_object_get(root, "sessions");
     if (!json_is_array(sessions)) return cf_seterr(err, CF_EFORMAT, "sessions: must be an array");
     json_t *seen = json_object(); /* every uuid in the file */
@@ -464,23 +512,28 @@ static int validate(json_t *root, cf_err *err) {
             if ((r = check_fields(m, message_fields, path.data, err)) != 0) break;
             const char *mu = jget_str(m, "uuid");
             if (json_object_get(seen, mu)) {
-                r = cf_seterr(err, CF_EFORMAT, "%s.uuid: %s appears twice in the file", path.data, mu);
+                r = cf_seterr(err, CF_EFORMAT, "%s.uuid: %s appears twice in the file", path.data,
+                              mu);
                 break;
             }
             const char *role = jget_str(m, "role");
             if (!store_role_valid(role)) {
-                r = cf_seterr(err, CF_EFORMAT, "%s.role: '%s' is not system, user, assistant or tool", path.data, role);
+                r = cf_seterr(err, CF_EFORMAT,
+                              "%s.role: '%s' is not system, user, assistant or tool", path.data,
+                              role);
                 break;
             }
             const char *status = jget_str(m, "status");
             if (status && store_status_parse(status) < 0) {
-                r = cf_seterr(err, CF_EFORMAT, "%s.status: '%s' is not streaming, complete, cancelled or error",
+                r = cf_seterr(err, CF_EFORMAT,
+                              "%s.status: '%s' is not streaming, complete, cancelled or error",
                               path.data, status);
                 break;
             }
             const char *parent = jget_str(m, "parent");
             if (parent && !json_object_get(local, parent)) {
-                r = cf_seterr(err, CF_EFORMAT, "%s.parent: %s is not an earlier message of this session", path.data,
+                r = cf_seterr(err, CF_EFORMAT,
+                              "%s.parent: %s is not an earlier message of this session", path.data,
                               parent);
                 break;
             }
@@ -495,21 +548,23 @@ static int validate(json_t *root, cf_err *err) {
                 if ((r = check_fields(m, vote_fields, path.data, err)) != 0) break;
                 const char *vu = jget_str(m, "uuid");
                 if (json_object_get(seen, vu)) {
-                    r = cf_seterr(err, CF_EFORMAT, "%s.uuid: %s appears twice in the file", path.data, vu);
+                    r = cf_seterr(err, CF_EFORMAT, "%s.uuid: %s appears twice in the file",
+                                  path.data, vu);
                     break;
                 }
                 json_object_set_new(seen, vu, json_integer((json_int_t)i));
                 const char *w = jget_str(m, "winner");
                 if (strcmp(w, "a") && strcmp(w, "b") && strcmp(w, "tie")) {
-                    r = cf_seterr(err, CF_EFORMAT, "%s.winner: '%s' is not a, b or tie", path.data, w);
+                    r = cf_seterr(err, CF_EFORMAT, "%s.winner: '%s' is not a, b or tie", path.data,
+                                  w);
                     break;
                 }
                 const char *refs[2] = {"message_a", "message_b"};
                 for (int k = 0; r == 0 && k < 2; k++) {
                     const char *ref = jget_str(m, refs[k]);
                     if (ref && !json_object_get(local, ref))
-                        r = cf_seterr(err, CF_EFORMAT, "%s.%s: %s is not a message of this session", path.data,
-                                      refs[k], ref);
+                        r = cf_seterr(err, CF_EFORMAT, "%s.%s: %s is not a message of this session",
+                                      path.data, refs[k], ref);
                 }
                 if (r) break;
             }
@@ -526,7 +581,8 @@ static int validate(json_t *root, cf_err *err) {
 
 /* Looks up the id of a uuid in TABLE; 0 when absent. *SID gets its
  * session (for messages and votes). */
-static int find_uuid(store *st, int table, const char *uuid, int64_t *id, int64_t *sid, cf_err *err) {
+static int find_uuid(store *st, int table, const char *uuid, int64_t *id, int64_t *sid,
+                     cf_err *err) {
     static const char *qs = "SELECT id, id FROM sessions WHERE uuid = lower(?1)";
     static const char *qm = "SELECT id, session_id FROM messages WHERE uuid = lower(?1)";
     static const char *qv = "SELECT id, session_id FROM votes WHERE uuid = lower(?1)";
@@ -558,7 +614,8 @@ static int64_t jint(json_t *o, const char *k) {
 }
 
 static const char *lower_uuid(const char *u, char out[37]) {
-    for (int i = 0; i < 36; i++) out[i] = (char)((u[i] >= 'A' && u[i] <= 'F') ? u[i] + 32 : u[i]);
+    for (int i = 0; i < 36; i++)
+        out[i] = (char)((u[i] >= 'A' && u[i] <= 'F') ? u[i] + 32 : u[i]);
     out[36] = 0;
     return out;
 }
@@ -595,7 +652,9 @@ static int import_session(store *st, json_t *se, size_t i, store_import_result *
         if ((r = find_uuid(st, 1, jget_str(m, "uuid"), &mid, &msid, err)) != 0) return r;
         if (mid) {
             if (msid != sid)
-                return cf_seterr(err, CF_EFORMAT, "sessions[%zu].messages[%zu].uuid: message %s already exists in another session",
+                return cf_seterr(err, CF_EFORMAT,
+                                 "sessions[%zu].messages[%zu].uuid: message %s already exists in "
+                                 "another session",
                                  i, j, jget_str(m, "uuid"));
             res->messages_existing++;
             continue;
@@ -632,9 +691,9 @@ static int import_session(store *st, json_t *se, size_t i, store_import_result *
             res->votes_existing++;
             continue;
         }
-        static const char *q =
-            "INSERT INTO votes (uuid, session_id, message_a, message_b, model_a, model_b, winner, created_at) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        static const char *q = "INSERT INTO votes (uuid, session_id, message_a, message_b, "
+                               "model_a, model_b, winner, created_at) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
         int64_t ma = 0, mb = 0, x;
         const char *ua = jget_str(m, "message_a"), *ub = jget_str(m, "message_b");
         if (ua && (r = find_uuid(st, 1, ua, &ma, &x, err)) != 0) return r;
@@ -656,12 +715,14 @@ static int import_session(store *st, json_t *se, size_t i, store_import_result *
     return 0;
 }
 
-int store_import_json(store *st, const char *data, size_t len, store_import_result *r, cf_err *err) {
+int store_import_json(store *st, const char *data, size_t len, store_import_result *r,
+                      cf_err *err) {
     store_import_result res = {0};
     if (r) *r = res;
     json_error_t je;
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) return cf_seterr(err, CF_EFORMAT, "line %d column %d: %s", je.line, je.column, je.text);
+    if (!root)
+        return cf_seterr(err, CF_EFORMAT, "line %d column %d: %s", je.line, je.column, je.text);
     int rc = validate(root, err);
     bool own_tx = sqlite3_get_autocommit(st->db); /* else the caller's transaction */
     if (rc == 0 && own_tx) rc = store_begin(st, err);

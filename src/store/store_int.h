@@ -5,9 +5,9 @@
 #ifndef CONFAB_STORE_INT_H
 #define CONFAB_STORE_INT_H
 
-#include <sqlite3.h>
-
 #include "store/store.h"
+
+#include <sqlite3.h>
 
 #define STORE_STMT_CACHE 64
 
@@ -47,7 +47,8 @@ int store__msg_in_session(store *st, int64_t msg_id, int64_t session_id, cf_err 
 
 /* Inserts a message row as given (created_at used as is, no checks, no
  * session touch or title): store_msg_append and import use it. */
-int store__msg_insert(store *st, const store_message *in, const char *uuid, int64_t *id, cf_err *err);
+int store__msg_insert(store *st, const store_message *in, const char *uuid, int64_t *id,
+                      cf_err *err);
 
 /* Migrations (store_schema.c). */
 int store__migrate(store *st, int target, cf_err *err);

@@ -17,19 +17,17 @@
  * Flushes are paced by a clock the caller may replace (store_stream_opts.
  * now_ms), so tests count flushes against simulated time.
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/clock.h"
 #include "base/sb.h"
 #include "base/utf8.h"
 #include "store/store_int.h"
 
-static const char *const status_names[] = {"streaming", "complete", "cancelled", "error"};
+#include <stdlib.h>
+#include <string.h>
 
-const char *store_status_name(store_status s) {
-    return (unsigned)s < 4 ? status_names[s] : "?";
-}
+static const char *const status_names[] = {"complete", "streaming", "cancelled", "error"};
+
+const char *store_status_name(store_status s) { return (unsigned)s < 4 ? status_names[s] : "?"; }
 
 int store_status_parse(const char *name) {
     for (int i = 0; name && i < 4; i++)
@@ -38,8 +36,8 @@ int store_status_parse(const char *name) {
 }
 
 bool store_role_valid(const char *role) {
-    return role && (!strcmp(role, "system") || !strcmp(role, "user") || !strcmp(role, "assistant") ||
-                    !strcmp(role, "tool"));
+    return role && (!strcmp(role, "system") || !strcmp(role, "user") ||
+                    !strcmp(role, "assistant") || !strcmp(role, "tool"));
 }
 
 void store_message_clear(store_message *m) {
@@ -55,13 +53,15 @@ void store_message_clear(store_message *m) {
 }
 
 void store_messages_free(store_message *a, size_t n) {
-    for (size_t i = 0; i < n; i++) store_message_clear(&a[i]);
+    for (size_t i = 0; i < n; i++)
+        store_message_clear(&a[i]);
     free(a);
 }
 
-#define MSG_COLS                                                                               \
-    "m.id, m.uuid, m.session_id, m.parent_id, m.role, m.content, m.timestamp, m.model, m.provider, " \
-    "m.status, m.prompt_tokens, m.completion_tokens, m.cost, m.latency_ms, m.finish_reason, "     \
+#define MSG_COLS                                                                                   \
+    "m.id, m.uuid, m.session_id, m.parent_id, m.role, m.content, m.timestamp, m.model, "           \
+    "m.provider, "                                                                                 \
+    "m.status, m.prompt_tokens, m.completion_tokens, m.cost, m.latency_ms, m.finish_reason, "      \
     "m.variant, m.cached, m.error"
 
 static void read_msg(sqlite3_stmt *q, store_message *m) {
@@ -95,7 +95,9 @@ static int session_exists(store *st, int64_t id, cf_err *err) {
     if (!s) return err ? err->code : CF_EIO;
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
-    int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store__sqlerr(st, err, "looking up a session");
+    int r = rc == SQLITE_ROW    ? 1
+            : rc == SQLITE_DONE ? 0
+                                : store__sqlerr(st, err, "looking up a session");
     sqlite3_reset(s);
     return r;
 }
@@ -107,7 +109,8 @@ static int maybe_title(store *st, int64_t session_id, const char *content, cf_er
     int r = 0;
     if (*t) {
         sqlite3_stmt *s = store__stmt(st, q, err);
-        if (!s) r = err ? err->code : CF_EIO;
+        if (!s)
+            r = err ? err->code : CF_EIO;
         else {
             sqlite3_bind_int64(s, 1, session_id);
             sqlite3_bind_text(s, 2, t, -1, SQLITE_TRANSIENT);
@@ -119,7 +122,8 @@ static int maybe_title(store *st, int64_t session_id, const char *content, cf_er
 }
 
 /* Checks what an insert needs: session, parent in it, role, UTF-8. */
-static int check_msg(store *st, int64_t session_id, int64_t parent_id, const char *role, cf_err *err) {
+static int check_msg(store *st, int64_t session_id, int64_t parent_id, const char *role,
+                     cf_err *err) {
     int r = session_exists(st, session_id, err);
     if (r < 0) return r;
     if (r == 0) return cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)session_id);
@@ -131,16 +135,19 @@ static int check_msg(store *st, int64_t session_id, int64_t parent_id, const cha
                              (long long)parent_id, (long long)session_id);
     }
     if (!store_role_valid(role))
-        return cf_seterr(err, CF_EINVAL, "bad role '%s' (system, user, assistant or tool)", role ? role : "(null)");
+        return cf_seterr(err, CF_EINVAL, "bad role '%s' (system, user, assistant or tool)",
+                         role ? role : "(null)");
     return 0;
 }
 
 static const char *q_insert_msg =
-    "INSERT INTO messages (uuid, session_id, parent_id, role, content, timestamp, model, provider, status, "
+    "INSERT INTO messages (uuid, session_id, parent_id, role, content, timestamp, model, provider, "
+    "status, "
     "prompt_tokens, completion_tokens, cost, latency_ms, finish_reason, variant, cached, error) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
-int store__msg_insert(store *st, const store_message *in, const char *uuid, int64_t *id, cf_err *err) {
+int store__msg_insert(store *st, const store_message *in, const char *uuid, int64_t *id,
+                      cf_err *err) {
     sqlite3_stmt *s = store__stmt(st, q_insert_msg, err);
     if (!s) return err ? err->code : CF_EIO;
     sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
@@ -170,15 +177,18 @@ int store__msg_insert(store *st, const store_message *in, const char *uuid, int6
 int store_msg_append(store *st, const store_message *in, int64_t *id, cf_err *err) {
     int r = check_msg(st, in->session_id, in->parent_id, in->role, err);
     if (r) return r;
-    if (!store__utf8_ok(in->content) || !store__utf8_ok(in->model) || !store__utf8_ok(in->provider) ||
-        !store__utf8_ok(in->finish_reason) || !store__utf8_ok(in->variant) || !store__utf8_ok(in->error))
+    if (!store__utf8_ok(in->content) || !store__utf8_ok(in->model) ||
+        !store__utf8_ok(in->provider) || !store__utf8_ok(in->finish_reason) ||
+        !store__utf8_ok(in->variant) || !store__utf8_ok(in->error))
         return cf_seterr(err, CF_EINVAL, "message text is not valid UTF-8");
-    if ((unsigned)in->status > STORE_ERROR) return cf_seterr(err, CF_EINVAL, "bad message status %d", (int)in->status);
+    if ((unsigned)in->status > STORE_ERROR)
+        return cf_seterr(err, CF_EINVAL, "bad message status %d", (int)in->status);
     if (in->prompt_tokens < 0 || in->completion_tokens < 0 || in->latency_ms < 0 || in->cost < 0)
         return cf_seterr(err, CF_EINVAL, "negative token count, cost or latency");
     char uuid[37];
     if (in->uuid[0]) {
-        if (!store_uuid_valid(in->uuid)) return cf_seterr(err, CF_EINVAL, "bad message uuid '%s'", in->uuid);
+        if (!store_uuid_valid(in->uuid))
+            return cf_seterr(err, CF_EINVAL, "bad message uuid '%s'", in->uuid);
         snprintf(uuid, sizeof uuid, "%s", in->uuid);
     } else {
         store_uuid_new(uuid);
@@ -189,7 +199,8 @@ int store_msg_append(store *st, const store_message *in, int64_t *id, cf_err *er
     if (own_tx && (r = store_begin(st, err)) != 0) return r;
     if ((r = store__msg_insert(st, &m, uuid, id, err)) != 0) goto fail;
     if ((r = store__touch_session(st, m.session_id, m.created_at, err)) != 0) goto fail;
-    if (!strcmp(m.role, "user") && (r = maybe_title(st, m.session_id, m.content, err)) != 0) goto fail;
+    if (!strcmp(m.role, "user") && (r = maybe_title(st, m.session_id, m.content, err)) != 0)
+        goto fail;
     if (own_tx && (r = store_commit(st, err)) != 0) goto fail;
     return 0;
 fail:
@@ -204,14 +215,18 @@ int store_msg_get(store *st, int64_t id, store_message *out, cf_err *err) {
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
     int r = 0;
-    if (rc == SQLITE_ROW) read_msg(s, out);
-    else if (rc == SQLITE_DONE) r = cf_seterr(err, CF_ENOTFOUND, "no message %lld", (long long)id);
-    else r = store__sqlerr(st, err, "reading a message");
+    if (rc == SQLITE_ROW)
+        read_msg(s, out);
+    else if (rc == SQLITE_DONE)
+        r = cf_seterr(err, CF_ENOTFOUND, "no message %lld", (long long)id);
+    else
+        r = store__sqlerr(st, err, "reading a message");
     sqlite3_reset(s);
     return r;
 }
 
-static int collect(store *st, sqlite3_stmt *s, store_message **out, size_t *n, cf_err *err, const char *what) {
+static int collect(store *st, sqlite3_stmt *s, store_message **out, size_t *n, cf_err *err,
+                   const char *what) {
     store_message *a = NULL;
     size_t cnt = 0, cap = 0;
     int rc;
@@ -237,7 +252,8 @@ static int collect(store *st, sqlite3_stmt *s, store_message **out, size_t *n, c
 }
 
 int store_msg_list(store *st, int64_t session_id, store_message **out, size_t *n, cf_err *err) {
-    static const char *q = "SELECT " MSG_COLS " FROM messages m WHERE m.session_id = ?1 ORDER BY m.id";
+    static const char *q =
+        "SELECT " MSG_COLS " FROM messages m WHERE m.session_id = ?1 ORDER BY m.id";
     *out = NULL;
     *n = 0;
     int r = session_exists(st, session_id, err);
@@ -270,9 +286,9 @@ int store_msg_thread(store *st, int64_t leaf_id, store_message **out, size_t *n,
 struct store_stream {
     store *st;
     int64_t id, session_id;
-    sb_t pending;        /* (len,) bytes not yet written */
-    size_t validated;    /* pending[0..validated) is checked UTF-8 */
-    int64_t last_flush;  /* ms on the pacing clock */
+    sb_t pending;       /* (len,) bytes not yet written */
+    size_t validated;   /* pending[0..validated) is checked UTF-8 */
+    int64_t last_flush; /* ms on the pacing clock */
     int interval_ms;
     int flushes;
     int64_t (*now_ms)(void *ctx);
@@ -333,9 +349,7 @@ static int write_pending(store_stream *w, size_t n, cf_err *err) {
     return 0;
 }
 
-int store_stream_flush(store_stream *w, cf_err *err) {
-    return write_pending(w, w->validated, err);
-}
+int store_stream_flush(store_stream *w, cf_err *err) { return write_pending(w, w->validated, err); }
 
 int store_stream_append(store_stream *w, const char *text, size_t n, cf_err *err) {
     if (n > 0 && !text) return cf_seterr(err, CF_EINVAL, "NULL text");
@@ -371,7 +385,8 @@ int store_stream_finish(store_stream *w, const store_stream_end *end, cf_err *er
     if (!end) end = &def;
     if (end->status == STORE_STREAMING || (unsigned)end->status > STORE_ERROR) {
         stream_free(w);
-        return cf_seterr(err, CF_EINVAL, "a finished message needs status complete, cancelled or error");
+        return cf_seterr(err, CF_EINVAL,
+                         "a finished message needs status complete, cancelled or error");
     }
     store *st = w->st;
     /* An incomplete character at the very end can never complete. */

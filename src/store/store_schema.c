@@ -23,10 +23,11 @@
  *       and session titles, kept in step by triggers. Messages are indexed
  *       once they stop streaming, so growing a reply costs no index work.
  */
-#include <stdio.h>
-
 #include "store/store_int.h"
 
+#include <stdio.h>
+
+// clang-format off
 /* A seed TIMESTAMP (text, seconds or ms) as integer ms since the epoch. */
 #define MS(x)                                                                              \
     "(CASE WHEN " x " IS NULL THEN CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) " \
@@ -135,6 +136,8 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     "  INSERT INTO sessions_fts(rowid, title) VALUES (new.id, new.title); END;\n",
 };
 
+// clang-format on
+
 static int fk_check(store *st, cf_err *err, int version) {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(st->db, "PRAGMA foreign_key_check", -1, &s, NULL) != SQLITE_OK)
@@ -142,9 +145,11 @@ static int fk_check(store *st, cf_err *err, int version) {
     int rc = sqlite3_step(s);
     int r = 0;
     if (rc == SQLITE_ROW)
-        r = cf_seterr(err, CF_EFORMAT, "migration to version %d left a broken reference in table %s",
-                      version, (const char *)sqlite3_column_text(s, 0));
-    else if (rc != SQLITE_DONE) r = store__sqlerr(st, err, "foreign key check");
+        r = cf_seterr(err, CF_EFORMAT,
+                      "migration to version %d left a broken reference in table %s", version,
+                      (const char *)sqlite3_column_text(s, 0));
+    else if (rc != SQLITE_DONE)
+        r = store__sqlerr(st, err, "foreign key check");
     sqlite3_finalize(s);
     return r;
 }

@@ -27,19 +27,20 @@
  * session or date ranks every match (a cap applied before the filter could
  * hide matches the filter keeps).
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/clock.h"
 #include "base/sb.h"
 #include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------ query text */
 
 static bool has_word_char(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+        if (c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            return true;
     }
     return false;
 }
@@ -55,7 +56,9 @@ static void quote_term(sb_t *q, const char *s, size_t n) {
     sb_putc(q, '"');
 }
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 /* Turns user text into a safe FTS5 query (words ANDed). Returns 0, or
  * CF_EINVAL when there is no word to look for. */
@@ -69,7 +72,8 @@ static int build_query(const char *text, sb_t *q, cf_err *err) {
         if (*p == '"') {
             const char *end = strchr(p + 1, '"');
             if (end) { /* a balanced phrase */
-                if (has_word_char(p + 1, (size_t)(end - p - 1))) quote_term(q, p + 1, (size_t)(end - p - 1));
+                if (has_word_char(p + 1, (size_t)(end - p - 1)))
+                    quote_term(q, p + 1, (size_t)(end - p - 1));
                 p = end + 1;
                 continue;
             }
@@ -77,7 +81,8 @@ static int build_query(const char *text, sb_t *q, cf_err *err) {
             continue;
         }
         const char *s = p;
-        while (*p && !is_space(*p) && *p != '"') p++;
+        while (*p && !is_space(*p) && *p != '"')
+            p++;
         size_t n = (size_t)(p - s);
         bool prefix = n > 1 && s[n - 1] == '*';
         if (prefix) n--;
@@ -101,11 +106,12 @@ void store_hits_free(store_hit *a, size_t n) {
     free(a);
 }
 
-static int snippet_for(store *st, store_hit *h, const char *match, const char *ho, const char *hc, cf_err *err) {
-    static const char *qm =
-        "SELECT snippet(messages_fts, 0, ?3, ?4, '…', 16) FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid = ?2";
-    static const char *qt =
-        "SELECT highlight(sessions_fts, 0, ?3, ?4) FROM sessions_fts WHERE sessions_fts MATCH ?1 AND rowid = ?2";
+static int snippet_for(store *st, store_hit *h, const char *match, const char *ho, const char *hc,
+                       cf_err *err) {
+    static const char *qm = "SELECT snippet(messages_fts, 0, ?3, ?4, '…', 16) FROM messages_fts "
+                            "WHERE messages_fts MATCH ?1 AND rowid = ?2";
+    static const char *qt = "SELECT highlight(sessions_fts, 0, ?3, ?4) FROM sessions_fts WHERE "
+                            "sessions_fts MATCH ?1 AND rowid = ?2";
     sqlite3_stmt *s = store__stmt(st, h->kind == STORE_HIT_MESSAGE ? qm : qt, err);
     if (!s) return err ? err->code : CF_EIO;
     sqlite3_bind_text(s, 1, match, -1, SQLITE_STATIC);
@@ -114,8 +120,10 @@ static int snippet_for(store *st, store_hit *h, const char *match, const char *h
     sqlite3_bind_text(s, 4, hc, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     int r = 0;
-    if (rc == SQLITE_ROW) h->snippet = store__col_dup(s, 0);
-    else if (rc != SQLITE_DONE) r = store__sqlerr(st, err, "making a snippet");
+    if (rc == SQLITE_ROW)
+        h->snippet = store__col_dup(s, 0);
+    else if (rc != SQLITE_DONE)
+        r = store__sqlerr(st, err, "making a snippet");
     if (!h->snippet) h->snippet = strdup("");
     sqlite3_reset(s);
     return r;
@@ -125,44 +133,45 @@ static int snippet_for(store *st, store_hit *h, const char *match, const char *h
  * a capped set of the newest matches; session and date filters join first
  * and rank only the rows that pass (bm25 computed after the filter). */
 #define HIT_HEAD "SELECT h.kind, h.sid, h.mid, h.rank, h.ts, s.title, m.role FROM ("
-#define HIT_TITLES                                                                      \
-    "  UNION ALL"                                                                       \
-    "  SELECT 1, s.id, 0, bm25(sessions_fts), s.updated_at"                             \
-    "  FROM sessions_fts f JOIN sessions s ON s.id = f.rowid"                           \
-    "  WHERE sessions_fts MATCH ?1 AND (?2 = 0 OR s.id = ?2)"                           \
-    "    AND s.updated_at >= ?3 AND s.updated_at <= ?4"                                 \
-    "  ORDER BY 4, 3 LIMIT ?5 OFFSET ?6"                                                \
-    ") h JOIN sessions s ON s.id = h.sid LEFT JOIN messages m ON m.id = h.mid AND h.kind = 0 " \
+#define HIT_TITLES                                                                                 \
+    "  UNION ALL"                                                                                  \
+    "  SELECT 1, s.id, 0, bm25(sessions_fts), s.updated_at"                                        \
+    "  FROM sessions_fts f JOIN sessions s ON s.id = f.rowid"                                      \
+    "  WHERE sessions_fts MATCH ?1 AND (?2 = 0 OR s.id = ?2)"                                      \
+    "    AND s.updated_at >= ?3 AND s.updated_at <= ?4"                                            \
+    "  ORDER BY 4, 3 LIMIT ?5 OFFSET ?6"                                                           \
+    ") h JOIN sessions s ON s.id = h.sid LEFT JOIN messages m ON m.id = h.mid AND h.kind = 0 "     \
     "ORDER BY h.rank, h.mid"
 
-static const char *q_hits_capped =
-    HIT_HEAD
+static const char *q_hits_capped = HIT_HEAD
     "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, f.r AS rank, m.timestamp AS ts"
     "  FROM (SELECT rowid, bm25(messages_fts) AS r FROM messages_fts WHERE messages_fts MATCH ?1"
     "        ORDER BY rowid DESC LIMIT ?7) f"
     "  JOIN messages m ON m.id = f.rowid"
     "  WHERE ?2 = 0 AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
 static const char *q_hits_session =
-    HIT_HEAD
-    "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, bm25(messages_fts) AS rank, m.timestamp AS ts"
-    "  FROM messages_fts f JOIN messages m ON m.id = f.rowid"
-    "  WHERE messages_fts MATCH ?1 AND m.session_id = ?2"
-    "    AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
+    HIT_HEAD "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, bm25(messages_fts) AS rank, "
+             "m.timestamp AS ts"
+             "  FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+             "  WHERE messages_fts MATCH ?1 AND m.session_id = ?2"
+             "    AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
 static const char *q_hits_dates =
-    HIT_HEAD
-    "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, bm25(messages_fts) AS rank, m.timestamp AS ts"
-    "  FROM messages_fts f JOIN messages m ON m.id = f.rowid"
-    "  WHERE messages_fts MATCH ?1 AND ?2 = 0"
-    "    AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
+    HIT_HEAD "  SELECT 0 AS kind, m.session_id AS sid, m.id AS mid, bm25(messages_fts) AS rank, "
+             "m.timestamp AS ts"
+             "  FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+             "  WHERE messages_fts MATCH ?1 AND ?2 = 0"
+             "    AND m.timestamp >= ?3 AND m.timestamp <= ?4" HIT_TITLES;
 
 int store_search(store *st, const store_search_opts *o, store_hit **out, size_t *n, cf_err *err) {
     *out = NULL;
     *n = 0;
     if (!o || !o->query) return cf_seterr(err, CF_EINVAL, "missing search query");
     if (o->offset < 0) return cf_seterr(err, CF_EINVAL, "negative offset %d", o->offset);
-    if (o->until && o->since > o->until) return cf_seterr(err, CF_EINVAL, "date range ends before it starts");
+    if (o->until && o->since > o->until)
+        return cf_seterr(err, CF_EINVAL, "date range ends before it starts");
     sb_t match = {0};
-    if (o->raw) sb_append(&match, o->query);
+    if (o->raw)
+        sb_append(&match, o->query);
     else if (build_query(o->query, &match, err) != 0) {
         sb_free(&match);
         return CF_EINVAL;
@@ -176,9 +185,9 @@ int store_search(store *st, const store_search_opts *o, store_hit **out, size_t 
     /* A cap applied before a filter could drop matches the filter keeps, so
      * filtered searches rank every match that passes. */
     int ncand = o->max_candidates ? o->max_candidates : 10000;
-    const char *q = o->session_id ? q_hits_session
+    const char *q = o->session_id            ? q_hits_session
                     : (o->since || o->until) ? q_hits_dates
-                    : q_hits_capped;
+                                             : q_hits_capped;
     sqlite3_stmt *s = store__stmt(st, q, err);
     if (!s) {
         sb_free(&match);
@@ -213,10 +222,13 @@ int store_search(store *st, const store_search_opts *o, store_hit **out, size_t 
     int r = 0;
     if (rc != SQLITE_DONE) {
         r = store__sqlerr(st, err, "searching");
-        if (o->raw) r = cf_seterr(err, CF_EINVAL, "bad search query '%s': %s", o->query, sqlite3_errmsg(st->db));
+        if (o->raw)
+            r = cf_seterr(err, CF_EINVAL, "bad search query '%s': %s", o->query,
+                          sqlite3_errmsg(st->db));
     }
     sqlite3_reset(s);
-    for (size_t i = 0; r == 0 && i < cnt; i++) r = snippet_for(st, &a[i], match.data, ho, hc, err);
+    for (size_t i = 0; r == 0 && i < cnt; i++)
+        r = snippet_for(st, &a[i], match.data, ho, hc, err);
     sb_free(&match);
     if (r != 0) {
         store_hits_free(a, cnt);
@@ -230,21 +242,23 @@ int store_search(store *st, const store_search_opts *o, store_hit **out, size_t 
 /* ------------------------------------------------------------ votes */
 
 int store_vote_add(store *st, const store_vote *v, int64_t *id, cf_err *err) {
-    static const char *q =
-        "INSERT INTO votes (uuid, session_id, message_a, message_b, model_a, model_b, winner, created_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    static const char *q = "INSERT INTO votes (uuid, session_id, message_a, message_b, model_a, "
+                           "model_b, winner, created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     if (!v->model_a || !v->model_b || !*v->model_a || !*v->model_b)
         return cf_seterr(err, CF_EINVAL, "a vote needs both model names");
-    if (!v->winner || (strcmp(v->winner, "a") && strcmp(v->winner, "b") && strcmp(v->winner, "tie")))
-        return cf_seterr(err, CF_EINVAL, "vote winner must be a, b or tie, not '%s'", v->winner ? v->winner : "(null)");
+    if (!v->winner ||
+        (strcmp(v->winner, "a") && strcmp(v->winner, "b") && strcmp(v->winner, "tie")))
+        return cf_seterr(err, CF_EINVAL, "vote winner must be a, b or tie, not '%s'",
+                         v->winner ? v->winner : "(null)");
     int64_t msgs[2] = {v->message_a, v->message_b};
     for (int i = 0; i < 2; i++) {
         if (!msgs[i]) continue;
         int r = store__msg_in_session(st, msgs[i], v->session_id, err);
         if (r < 0) return r;
         if (r == 0)
-            return cf_seterr(err, CF_ENOTFOUND, "message %lld is not in session %lld", (long long)msgs[i],
-                             (long long)v->session_id);
+            return cf_seterr(err, CF_ENOTFOUND, "message %lld is not in session %lld",
+                             (long long)msgs[i], (long long)v->session_id);
     }
     char uuid[37];
     store_uuid_new(uuid);

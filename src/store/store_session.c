@@ -8,14 +8,14 @@
  * index. Deleting a session cascades to its messages and votes through the
  * foreign keys, and the FTS triggers remove their index entries.
  */
-#include <ctype.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/clock.h"
 #include "base/sb.h"
 #include "base/utf8.h"
 #include "store/store_int.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
 
 void store_session_clear(store_session *s) {
     if (!s) return;
@@ -28,12 +28,13 @@ void store_session_clear(store_session *s) {
 }
 
 void store_sessions_free(store_session *a, size_t n) {
-    for (size_t i = 0; i < n; i++) store_session_clear(&a[i]);
+    for (size_t i = 0; i < n; i++)
+        store_session_clear(&a[i]);
     free(a);
 }
 
-#define SESSION_COLS                                                                          \
-    "s.id, s.uuid, s.title, s.system_prompt, s.model, s.params, s.owner, s.archived, "        \
+#define SESSION_COLS                                                                               \
+    "s.id, s.uuid, s.title, s.system_prompt, s.model, s.params, s.owner, s.archived, "             \
     "s.created_at, s.updated_at, (SELECT count(*) FROM messages m WHERE m.session_id = s.id)"
 
 static void read_session(sqlite3_stmt *q, store_session *s) {
@@ -54,17 +55,18 @@ static void read_session(sqlite3_stmt *q, store_session *s) {
 }
 
 int store_session_create(store *st, const store_session *in, int64_t *id, cf_err *err) {
-    static const char *q =
-        "INSERT INTO sessions (uuid, created_at, updated_at, title, system_prompt, model, params, archived, owner) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    static const char *q = "INSERT INTO sessions (uuid, created_at, updated_at, title, "
+                           "system_prompt, model, params, archived, owner) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
     store_session empty = {0};
     if (!in) in = &empty;
-    if (!store__utf8_ok(in->title) || !store__utf8_ok(in->system_prompt) || !store__utf8_ok(in->model) ||
-        !store__utf8_ok(in->owner))
+    if (!store__utf8_ok(in->title) || !store__utf8_ok(in->system_prompt) ||
+        !store__utf8_ok(in->model) || !store__utf8_ok(in->owner))
         return cf_seterr(err, CF_EINVAL, "session text is not valid UTF-8");
     char uuid[37];
     if (in->uuid[0]) {
-        if (!store_uuid_valid(in->uuid)) return cf_seterr(err, CF_EINVAL, "bad session uuid '%s'", in->uuid);
+        if (!store_uuid_valid(in->uuid))
+            return cf_seterr(err, CF_EINVAL, "bad session uuid '%s'", in->uuid);
         snprintf(uuid, sizeof uuid, "%s", in->uuid);
     } else {
         store_uuid_new(uuid);
@@ -100,9 +102,12 @@ int store_session_get(store *st, int64_t id, store_session *out, cf_err *err) {
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
     int r = 0;
-    if (rc == SQLITE_ROW) read_session(s, out);
-    else if (rc == SQLITE_DONE) r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
-    else r = store__sqlerr(st, err, "reading a session");
+    if (rc == SQLITE_ROW)
+        read_session(s, out);
+    else if (rc == SQLITE_DONE)
+        r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
+    else
+        r = store__sqlerr(st, err, "reading a session");
     sqlite3_reset(s);
     return r;
 }
@@ -118,30 +123,35 @@ int store_session_find(store *st, const char *ref, int64_t *id, cf_err *err) {
         return cf_seterr(err, CF_EINVAL, "'%s' is neither a session id nor a uuid", ref);
     sqlite3_stmt *s = store__stmt(st, numeric ? qid : quu, err);
     if (!s) return err ? err->code : CF_EIO;
-    if (numeric) sqlite3_bind_int64(s, 1, strtoll(ref, NULL, 10));
-    else sqlite3_bind_text(s, 1, ref, -1, SQLITE_TRANSIENT);
+    if (numeric)
+        sqlite3_bind_int64(s, 1, strtoll(ref, NULL, 10));
+    else
+        sqlite3_bind_text(s, 1, ref, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s);
     int r = 0;
-    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(s, 0);
-    else if (rc == SQLITE_DONE) r = cf_seterr(err, CF_ENOTFOUND, "no session %s", ref);
-    else r = store__sqlerr(st, err, "finding a session");
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(s, 0);
+    else if (rc == SQLITE_DONE)
+        r = cf_seterr(err, CF_ENOTFOUND, "no session %s", ref);
+    else
+        r = store__sqlerr(st, err, "finding a session");
     sqlite3_reset(s);
     return r;
 }
 
-int store_session_list(store *st, const store_list_opts *o, store_session **out, size_t *n, cf_err *err) {
+int store_session_list(store *st, const store_list_opts *o, store_session **out, size_t *n,
+                       cf_err *err) {
     /* One statement per filter combination, so each can use its index. */
-    static const char *q_active =
-        "SELECT " SESSION_COLS " FROM sessions s WHERE s.archived = 0 "
-        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
+    static const char *q_active = "SELECT " SESSION_COLS " FROM sessions s WHERE s.archived = 0 "
+                                  "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
     static const char *q_all =
-        "SELECT " SESSION_COLS " FROM sessions s ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
+        "SELECT " SESSION_COLS
+        " FROM sessions s ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
     static const char *q_owner_active =
         "SELECT " SESSION_COLS " FROM sessions s WHERE s.owner = ?2 AND s.archived = 0 "
         "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
-    static const char *q_owner_all =
-        "SELECT " SESSION_COLS " FROM sessions s WHERE s.owner = ?2 "
-        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
+    static const char *q_owner_all = "SELECT " SESSION_COLS " FROM sessions s WHERE s.owner = ?2 "
+                                     "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3 OFFSET ?4";
     store_list_opts def = {0};
     if (!o) o = &def;
     *out = NULL;
@@ -187,7 +197,8 @@ static int update_one(store *st, const char *q, int64_t id, cf_err *err, const c
 }
 
 int store_session_rename(store *st, int64_t id, const char *title, cf_err *err) {
-    static const char *q = "UPDATE sessions SET title = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1";
+    static const char *q =
+        "UPDATE sessions SET title = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1";
     if (!title) return cf_seterr(err, CF_EINVAL, "missing title");
     if (!store__utf8_ok(title)) return cf_seterr(err, CF_EINVAL, "title is not valid UTF-8");
     sqlite3_stmt *s = store__stmt(st, q, err);
@@ -196,7 +207,8 @@ int store_session_rename(store *st, int64_t id, const char *title, cf_err *err) 
     sqlite3_bind_text(s, 2, title, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 3, clock_wall_ms());
     int r = store__step_done(st, s, err, "renaming a session");
-    if (r == 0 && sqlite3_changes(st->db) == 0) r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
+    if (r == 0 && sqlite3_changes(st->db) == 0)
+        r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
     return r;
 }
 
@@ -204,14 +216,16 @@ int store_session_archive(store *st, int64_t id, bool archived, cf_err *err) {
     static const char *qa = "UPDATE sessions SET archived = 1 WHERE id = ?1";
     static const char *qu = "UPDATE sessions SET archived = 0 WHERE id = ?1";
     int r = update_one(st, archived ? qa : qu, id, err, "archiving a session");
-    if (r == 0 && sqlite3_changes(st->db) == 0) r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
+    if (r == 0 && sqlite3_changes(st->db) == 0)
+        r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
     return r;
 }
 
 int store_session_delete(store *st, int64_t id, cf_err *err) {
     static const char *q = "DELETE FROM sessions WHERE id = ?1";
     int r = update_one(st, q, id, err, "deleting a session");
-    if (r == 0 && sqlite3_changes(st->db) == 0) r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
+    if (r == 0 && sqlite3_changes(st->db) == 0)
+        r = cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
     return r;
 }
 
@@ -272,7 +286,8 @@ char *store_auto_title(const char *text) {
             sb_truncate(&out, last_space_len);
         } else { /* no good boundary: drop one character to make room for the ellipsis */
             size_t k = out.len;
-            while (k > 0 && ((unsigned char)out.data[k - 1] & 0xc0) == 0x80) k--;
+            while (k > 0 && ((unsigned char)out.data[k - 1] & 0xc0) == 0x80)
+                k--;
             if (k > 0) k--;
             sb_truncate(&out, k);
         }
