@@ -777,6 +777,62 @@ static void open_of_a_file_that_is_not_a_database_fails_and_leaves_it_untouched(
     assert_int_not_equal(access(side, F_OK), 0);
 }
 
+static void a_damaged_database_is_reported_not_trusted(void **state) {
+    store_fx *f = *state;
+    int64_t sid = fx_session(f->st, "to be damaged");
+    sb_t big = {0};
+    for (int i = 0; i < 400; i++)
+        sb_append(&big, "filler text to spread over many pages ");
+    for (int i = 0; i < 20; i++)
+        fx_msg(f->st, sid, 0, "user", big.data);
+    sb_free(&big);
+    assert_int_equal(store_exec(f->st, "PRAGMA wal_checkpoint(TRUNCATE)", NULL), 0);
+    store_close(f->st);
+    f->st = NULL;
+    /* Scribble over pages 2-5 (the header page stays valid). */
+    FILE *fp = fopen(f->path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 4096, SEEK_SET), 0);
+    for (int i = 0; i < 4 * 4096; i++)
+        fputc((i * 7 + 13) & 0xff, fp);
+    fclose(fp);
+    cf_err err = {0};
+    f->st = store_open(f->path, 0, &err);
+    if (f->st) { /* the schema page survived: the check must notice */
+        assert_int_equal(store_integrity_check(f->st, &err), CF_EFORMAT);
+    } else {
+        assert_int_equal(err.code, CF_EFORMAT);
+        f->st = store_open(":memory:", 0, &err);
+    }
+    assert_true(strlen(err.msg) > 0);
+}
+
+static void stream_begin_and_finish_reject_bad_arguments(void **state) {
+    store_fx *f = *state;
+    cf_err err = {0};
+    store_stream_opts o = {.session_id = 404};
+    assert_null(store_stream_begin(f->st, &o, &err));
+    assert_int_equal(err.code, CF_ENOTFOUND);
+    assert_null(store_stream_begin(f->st, NULL, &err));
+    assert_int_equal(err.code, CF_EINVAL);
+    o.session_id = fx_session(f->st, "s");
+    o.role = "narrator";
+    assert_null(store_stream_begin(f->st, &o, &err));
+    assert_int_equal(err.code, CF_EINVAL);
+    o.role = NULL;
+    store_stream *w = store_stream_begin(f->st, &o, &err);
+    assert_non_null(w);
+    int64_t id = store_stream_id(w);
+    store_stream_end still = {.status = STORE_STREAMING};
+    assert_int_equal(store_stream_finish(w, &still, &err), CF_EINVAL); /* frees w */
+    assert_non_null(strstr(err.msg, "complete, cancelled or error"));
+    store_message m;
+    assert_int_equal(store_msg_get(f->st, id, &m, NULL), 0);
+    assert_int_equal(m.status, STORE_STREAMING); /* left for recovery */
+    assert_string_equal(m.role, "assistant");
+    store_message_clear(&m);
+}
+
 static void open_of_a_newer_schema_is_refused(void **state) {
     store_fx *f = *state;
     assert_int_equal(store_exec(f->st, "PRAGMA user_version = 99", NULL), 0);
@@ -897,6 +953,8 @@ int main(void) {
         T(migration_from_v2_indexes_old_messages_and_recovers_streaming),
         T(migration_upgrades_a_database_made_at_every_earlier_version),
         T(open_of_a_file_that_is_not_a_database_fails_and_leaves_it_untouched),
+        T(a_damaged_database_is_reported_not_trusted),
+        T(stream_begin_and_finish_reject_bad_arguments),
         T(open_of_a_newer_schema_is_refused),
         T(open_of_a_missing_file_without_create_is_notfound),
         T(vote_stats_count_wins_per_unordered_model_pair),
