@@ -63,6 +63,36 @@ static void session_create_rejects_params_that_are_not_an_object(void **state) {
     assert_non_null(strstr(err.msg, "uuid"));
 }
 
+static void session_update_replaces_settings_and_checks_them(void **state) {
+    store_fx *f = *state;
+    int64_t sid = fx_session(f->st, "keep my title");
+    store_session up = {0};
+    up.system_prompt = "Answer in French.";
+    up.model = "mistral";
+    up.params = "{\"temperature\":1.1}";
+    up.owner = "carol";
+    cf_err err = {0};
+    assert_int_equal(store_session_update(f->st, sid, &up, &err), 0);
+    store_session g;
+    assert_int_equal(store_session_get(f->st, sid, &g, &err), 0);
+    assert_string_equal(g.title, "keep my title");
+    assert_string_equal(g.system_prompt, "Answer in French.");
+    assert_string_equal(g.model, "mistral");
+    assert_string_equal(g.params, "{\"temperature\":1.1}");
+    assert_string_equal(g.owner, "carol");
+    store_session_clear(&g);
+    up.params = "42";
+    assert_int_equal(store_session_update(f->st, sid, &up, &err), CF_EINVAL);
+    assert_non_null(strstr(err.msg, "JSON object"));
+    store_session none = {0};
+    assert_int_equal(store_session_update(f->st, 999, &none, &err), CF_ENOTFOUND);
+    assert_int_equal(store_session_update(f->st, sid, &none, &err), 0); /* clears */
+    assert_int_equal(store_session_get(f->st, sid, &g, &err), 0);
+    assert_null(g.model);
+    assert_string_equal(g.params, "{}");
+    store_session_clear(&g);
+}
+
 static void session_list_is_newest_first_paged_and_filtered(void **state) {
     store_fx *f = *state;
     int64_t ids[7];
@@ -932,6 +962,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(session_create_get_keeps_every_field),
         T(session_create_rejects_params_that_are_not_an_object),
+        T(session_update_replaces_settings_and_checks_them),
         T(session_list_is_newest_first_paged_and_filtered),
         T(session_rename_archive_delete_of_missing_session_is_notfound),
         T(session_delete_removes_messages_votes_and_index_rows),

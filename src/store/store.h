@@ -123,6 +123,11 @@ typedef struct {
  * array of *N sessions (free with store_sessions_free; NULL when empty). */
 int store_session_list(store *st, const store_list_opts *o, store_session **out, size_t *n,
                        cf_err *err);
+/* Replaces session ID's settings with IN's system_prompt, model, params
+ * (NULL: "{}") and owner (NULL clears); title and archived are left alone
+ * (see rename/archive). Errors: CF_ENOTFOUND, CF_EINVAL (params not a JSON
+ * object, text not UTF-8). */
+int store_session_update(store *st, int64_t id, const store_session *in, cf_err *err);
 /* Renames session ID (TITLE: valid UTF-8). CF_ENOTFOUND when absent. */
 int store_session_rename(store *st, int64_t id, const char *title, cf_err *err);
 /* Sets or clears the archived flag. CF_ENOTFOUND when absent. */

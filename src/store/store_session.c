@@ -196,6 +196,34 @@ static int update_one(store *st, const char *q, int64_t id, cf_err *err, const c
     return store__step_done(st, s, err, what);
 }
 
+int store_session_update(store *st, int64_t id, const store_session *in, cf_err *err) {
+    static const char *q =
+        "UPDATE sessions SET system_prompt = ?2, model = ?3, params = ?4, owner = ?5, "
+        "updated_at = max(updated_at, ?6) WHERE id = ?1";
+    if (!in) return cf_seterr(err, CF_EINVAL, "missing session settings");
+    if (!store__utf8_ok(in->system_prompt) || !store__utf8_ok(in->model) ||
+        !store__utf8_ok(in->owner))
+        return cf_seterr(err, CF_EINVAL, "session text is not valid UTF-8");
+    sqlite3_stmt *s = store__stmt(st, q, err);
+    if (!s) return err ? err->code : CF_EIO;
+    sqlite3_bind_int64(s, 1, id);
+    store__bind_str(s, 2, in->system_prompt);
+    store__bind_str(s, 3, in->model);
+    sqlite3_bind_text(s, 4, in->params ? in->params : "{}", -1, SQLITE_TRANSIENT);
+    store__bind_str(s, 5, in->owner);
+    sqlite3_bind_int64(s, 6, clock_wall_ms());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_CHECK)
+            return cf_seterr(err, CF_EINVAL, "session params must be a JSON object");
+        return store__sqlerr(st, err, "updating a session");
+    }
+    if (sqlite3_changes(st->db) == 0)
+        return cf_seterr(err, CF_ENOTFOUND, "no session %lld", (long long)id);
+    return 0;
+}
+
 int store_session_rename(store *st, int64_t id, const char *title, cf_err *err) {
     static const char *q =
         "UPDATE sessions SET title = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1";
