@@ -216,6 +216,9 @@ typedef struct {
     const char *finish_reason; /* may be NULL */
     const char *error;         /* may be NULL */
     bool cached;
+    /* Who answered, when only known at the end (after fallbacks): NULL
+     * keeps what store_stream_begin recorded. */
+    const char *model, *provider, *variant;
 } store_stream_end;
 
 /* Inserts an empty message in status "streaming" and returns a writer that
