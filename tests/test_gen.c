@@ -340,6 +340,28 @@ static void observer_sees_every_appended_event(void **st) {
     gen_registry_free(r);
 }
 
+static void bump(void *ud) { (*(int *)ud)++; }
+
+static void cancel_watcher_runs_once_and_at_once_when_already_cancelled(void **st) {
+    (void)st;
+    gen_registry *r = gen_registry_new(0);
+    gen *g = gen_start(r, NULL, NULL, NULL);
+    int calls = 0;
+    gen_on_cancel(g, bump, &calls);
+    assert_int_equal(calls, 0);
+    assert_int_equal(gen_cancel(g), 0);
+    assert_int_equal(calls, 1);
+    assert_int_equal(gen_cancel(g), 0); /* still running: ok, but no second call */
+    assert_int_equal(calls, 1);
+    int late = 0;
+    gen_on_cancel(g, bump, &late); /* already cancelled: runs now */
+    assert_int_equal(late, 1);
+    gen_done(g, "cancelled", NULL, NULL, false);
+    assert_int_equal(gen_get_state(g), GEN_CANCELLED);
+    gen_unref(g);
+    gen_registry_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(events_are_numbered_from_one_and_readable_from_any_point),
@@ -350,6 +372,7 @@ int main(void) {
         cmocka_unit_test(params_are_validated_merged_and_versioned),
         cmocka_unit_test(registry_finds_by_id_and_session_and_expires_finished_ones),
         cmocka_unit_test(observer_sees_every_appended_event),
+        cmocka_unit_test(cancel_watcher_runs_once_and_at_once_when_already_cancelled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -660,6 +660,12 @@ static void sse_resumes_after_last_event_id_and_follows_live(void **st) {
     assert_non_null(strstr(sb_str(&r.body), "\"state\":\"done\""));
     assert_non_null(strstr(sb_str(&r.body), "\"last_seq\":8"));
     resp_free(&r);
+    /* Params of a finished generation cannot change. */
+    char p4[160];
+    snprintf(p4, sizeof p4, "/api/generations/%s/params", gen_id(g));
+    r = http((req_opts){.method = "POST", .path = p4, .key = KEY_A, .body = "{\"top_p\":0.5}"});
+    assert_int_equal(r.status, 409);
+    resp_free(&r);
     /* Another key cannot see it. */
     r = get(p2, KEY_B);
     assert_int_equal(r.status, 404);
@@ -674,6 +680,38 @@ static void sse_resumes_after_last_event_id_and_follows_live(void **st) {
     assert_int_equal(r.status, 200);
     assert_int_equal(sse_ids(sb_str(&r.body), ids, 16), 1);
     resp_free(&r);
+    gen_unref(g);
+    srv_free(s);
+}
+
+static void params_route_validates_and_applies_overrides(void **st) {
+    (void)st;
+    srv_t *s = start((srv_options){0}, NULL);
+    gen *g = gen_start(srv_gens(s), "local", NULL, NULL);
+    char path[128];
+    snprintf(path, sizeof path, "/api/generations/%s/params", gen_id(g));
+    resp r = http((req_opts){.method = "POST", .path = path, .body = "{\"temperature\":\"hot\"}"});
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(sb_str(&r.body), "temperature must be a number"));
+    resp_free(&r);
+    r = http((req_opts){.method = "POST", .path = path, .body = "{\"top_p\":1.5}"});
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(sb_str(&r.body), "top_p"));
+    resp_free(&r);
+    r = http((req_opts){.method = "POST", .path = path, .body = "[]"});
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    r = http((req_opts){.method = "POST",
+                        .path = path,
+                        .body = "{\"temperature\":0.3,\"granularity\":\"sentence\"}"});
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(sb_str(&r.body), "\"granularity\":\"sentence\""));
+    resp_free(&r);
+    gen_params p;
+    assert_int_equal(gen_get_params(g, &p), 1);
+    assert_true(p.has_temperature && p.temperature == 0.3 && !p.has_top_p);
+    assert_string_equal(p.granularity, "sentence");
+    gen_error(g, "test", "end");
     gen_unref(g);
     srv_free(s);
 }
@@ -1354,6 +1392,7 @@ int main(void) {
         cmocka_unit_test(cors_is_off_by_default_and_answers_preflight_when_configured),
         cmocka_unit_test(metrics_are_prometheus_text_and_count_requests_tokens_and_ttft),
         cmocka_unit_test(sse_resumes_after_last_event_id_and_follows_live),
+        cmocka_unit_test(params_route_validates_and_applies_overrides),
         cmocka_unit_test(sse_sends_heartbeats_while_the_generation_is_quiet),
         cmocka_unit_test(client_disconnect_is_reported_to_the_handler_which_cancels),
         cmocka_unit_test(sse_follow_with_a_custom_format_ends_with_done_marker),

@@ -45,6 +45,8 @@ struct gen {
     gen_params params;
     uint64_t wake_gen; /* bumped by gen_wake */
     bool had_delta;
+    void (*cancel_fn)(void *ud); /* gen_on_cancel */
+    void *cancel_ud;
 
     gen_registry *reg; /* for the observer; cleared when the registry goes */
 };
@@ -133,12 +135,24 @@ size_t gen_registry_sweep(gen_registry *r) {
 }
 
 size_t gen_registry_cancel_all(gen_registry *r) {
-    size_t n = 0;
+    /* Take references under the lock, cancel outside it: cancel watchers
+     * (gen_on_cancel) then run without the registry locked. */
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->n; i++)
-        if (gen_cancel(r->gens[i]) == 0) n++;
+    size_t n = r->n;
+    gen **all = malloc((n ? n : 1) * sizeof *all);
+    if (!all) n = 0;
+    for (size_t i = 0; i < n; i++) {
+        all[i] = r->gens[i];
+        gen_ref(all[i]);
+    }
     pthread_mutex_unlock(&r->mu);
-    return n;
+    size_t cancelled = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!gen_cancelled(all[i]) && gen_cancel(all[i]) == 0) cancelled++;
+        gen_unref(all[i]);
+    }
+    free(all);
+    return cancelled;
 }
 
 size_t gen_registry_running(gen_registry *r) {
@@ -455,12 +469,27 @@ uint64_t gen_get_params(gen *g, gen_params *out) {
 /* ------------------------------------------------------------------ */
 
 int gen_cancel(gen *g) {
+    void (*fn)(void *) = NULL;
+    void *ud = NULL;
     pthread_mutex_lock(&g->mu);
     int rc = g->state == GEN_RUNNING ? 0 : CF_ECLOSED;
-    if (rc == 0) atomic_store(&g->cancel, true);
+    if (rc == 0 && !atomic_exchange(&g->cancel, true)) {
+        fn = g->cancel_fn; /* first cancel only */
+        ud = g->cancel_ud;
+    }
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
+    if (fn) fn(ud);
     return rc;
+}
+
+void gen_on_cancel(gen *g, void (*fn)(void *ud), void *ud) {
+    pthread_mutex_lock(&g->mu);
+    g->cancel_fn = fn;
+    g->cancel_ud = ud;
+    bool now = fn && atomic_load(&g->cancel);
+    pthread_mutex_unlock(&g->mu);
+    if (now) fn(ud);
 }
 
 int gen_set_params(gen *g, const gen_params *p, cf_err *err) {

@@ -144,6 +144,13 @@ bool gen_cancelled(gen *g);
  * producer can compare with the version it last applied. */
 uint64_t gen_get_params(gen *g, gen_params *out);
 
+/* Registers FN(UD) to run once when the generation is cancelled (at once,
+ * on this thread, when it already was), on the thread that cancels, outside
+ * any lock. One slot: a second call replaces the first; FN NULL clears it.
+ * Lets a producer that blocks elsewhere (e.g. a provider's prov_cancel) be
+ * woken at once instead of at its next poll. FN must be quick. */
+void gen_on_cancel(gen *g, void (*fn)(void *ud), void *ud);
+
 /* ---- control side ---- */
 
 /* Requests cancellation (idempotent); wakes waiters. Returns 0, or

@@ -76,6 +76,12 @@ void srv_common_headers(srv_req *r);
 void srv_stream_enter(srv_t *s);
 void srv_stream_leave(srv_t *s);
 
+/* Applies {temperature?, top_p?, granularity?} from BODY to G (shared by
+ * the HTTP route and the WebSocket `set` op). 0, CF_EINVAL or CF_ECLOSED. */
+int srv_set_params(gen *g, json_t *body, cf_err *err);
+/* The current overrides of G as {"version", "temperature"?, ...}. */
+json_t *srv_params_json(gen *g);
+
 /* Registers the generation routes (sse.c) and the WebSocket (ws.c). */
 void srv_sse_routes(srv_t *s);
 void srv_ws_register(srv_t *s);

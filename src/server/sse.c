@@ -14,6 +14,8 @@
  *   GET  /api/generations/{id}         state and last sequence number
  *   GET  /api/generations/{id}/events  SSE from Last-Event-ID / ?after=N
  *   POST /api/generations/{id}/cancel  request cancellation
+ *   POST /api/generations/{id}/params  change temperature / top_p /
+ *                                      granularity while it streams
  */
 #include <stdlib.h>
 #include <string.h>
@@ -234,7 +236,70 @@ static int h_gen_cancel(srv_req *r, void *ctx) {
     return 0;
 }
 
+/* Fills P from a JSON object with temperature / top_p / granularity.
+ * Returns NULL, or a message naming the bad field. */
+static const char *params_from_json(json_t *j, gen_params *p) {
+    memset(p, 0, sizeof *p);
+    json_t *t = json_object_get(j, "temperature"), *tp = json_object_get(j, "top_p");
+    json_t *gr = json_object_get(j, "granularity");
+    if (t && !json_is_number(t)) return "temperature must be a number";
+    if (tp && !json_is_number(tp)) return "top_p must be a number";
+    if (gr && (!json_is_string(gr) || json_string_length(gr) >= sizeof p->granularity))
+        return "granularity must be token, word or sentence";
+    if (!t && !tp && !gr) return "give temperature, top_p or granularity";
+    if (t) p->has_temperature = true, p->temperature = json_number_value(t);
+    if (tp) p->has_top_p = true, p->top_p = json_number_value(tp);
+    if (gr) snprintf(p->granularity, sizeof p->granularity, "%s", json_string_value(gr));
+    return NULL;
+}
+
+json_t *srv_params_json(gen *g) {
+    gen_params cur;
+    gen_get_params(g, &cur);
+    json_t *pj = json_pack("{s:I}", "version", (json_int_t)cur.version);
+    if (cur.has_temperature) json_object_set_new(pj, "temperature", json_real(cur.temperature));
+    if (cur.has_top_p) json_object_set_new(pj, "top_p", json_real(cur.top_p));
+    if (cur.granularity[0]) json_object_set_new(pj, "granularity", json_string(cur.granularity));
+    return pj;
+}
+
+int srv_set_params(gen *g, json_t *body, cf_err *err) {
+    gen_params p;
+    const char *bad = params_from_json(body, &p);
+    if (bad) return cf_seterr(err, CF_EINVAL, "%s", bad);
+    return gen_set_params(g, &p, err);
+}
+
+static int h_gen_params(srv_req *r, void *ctx) {
+    (void)ctx;
+    json_t *body = srv_req_json(r);
+    if (!body) return 0;
+    gen *g = json_is_object(body) ? owned_gen(r) : NULL;
+    if (!json_is_object(body)) {
+        srv_reply_error(r, 400, "invalid_request_error", "invalid_params", NULL,
+                        "the body must be a JSON object");
+    } else if (g) {
+        cf_err err = {0};
+        int rc = srv_set_params(g, body, &err);
+        if (rc == 0) {
+            json_t *j = gen_json(g);
+            json_object_set_new(j, "params", srv_params_json(g));
+            srv_reply_json(r, 200, j);
+            json_decref(j);
+        } else if (rc == CF_ECLOSED) {
+            srv_reply_error(r, 409, "invalid_request_error", "generation_finished", "id", "%s",
+                            err.msg);
+        } else {
+            srv_reply_error(r, 400, "invalid_request_error", "invalid_params", NULL, "%s", err.msg);
+        }
+    }
+    gen_unref(g);
+    json_decref(body);
+    return 0;
+}
+
 void srv_sse_routes(srv_t *s) {
+    srv_route_add(s, "POST", "/api/generations/{id}/params", h_gen_params, s);
     srv_route_add(s, "GET", "/api/generations/{id}", h_gen_get, s);
     srv_route_add_flags(s, "GET", "/api/generations/{id}/events", h_gen_events, s,
                         SRV_ROUTE_QUERY_TOKEN);

@@ -265,38 +265,17 @@ static void op_stop(ws_conn *wc, json_t *msg, const json_t *ref) {
 }
 
 static void op_set(ws_conn *wc, json_t *msg, const json_t *ref) {
-    gen_params p = {0};
-    json_t *t = json_object_get(msg, "temperature"), *tp = json_object_get(msg, "top_p");
-    json_t *gr = json_object_get(msg, "granularity");
-    if (t && !json_is_number(t))
-        return ws_error(wc, ref, "bad_request", "temperature must be a number");
-    if (tp && !json_is_number(tp))
-        return ws_error(wc, ref, "bad_request", "top_p must be a number");
-    if (gr && (!json_is_string(gr) || json_string_length(gr) >= sizeof p.granularity))
-        return ws_error(wc, ref, "bad_request", "granularity must be token, word or sentence");
-    if (!t && !tp && !gr)
-        return ws_error(wc, ref, "bad_request", "set needs temperature, top_p or granularity");
     gen *g = op_gen(wc, msg, ref);
     if (!g) return;
-    if (t) p.has_temperature = true, p.temperature = json_number_value(t);
-    if (tp) p.has_top_p = true, p.top_p = json_number_value(tp);
-    if (gr) snprintf(p.granularity, sizeof p.granularity, "%s", json_string_value(gr));
     cf_err err = {0};
-    int rc = gen_set_params(g, &p, &err);
+    int rc = srv_set_params(g, msg, &err);
     if (rc == CF_ECLOSED) {
         ws_error(wc, ref, "finished", "%s", err.msg);
     } else if (rc != 0) {
         ws_error(wc, ref, "bad_request", "%s", err.msg);
     } else {
-        gen_params cur;
-        gen_get_params(g, &cur);
         json_t *x = json_object();
-        json_t *pj = json_pack("{s:I}", "version", (json_int_t)cur.version);
-        if (cur.has_temperature) json_object_set_new(pj, "temperature", json_real(cur.temperature));
-        if (cur.has_top_p) json_object_set_new(pj, "top_p", json_real(cur.top_p));
-        if (cur.granularity[0])
-            json_object_set_new(pj, "granularity", json_string(cur.granularity));
-        json_object_set_new(x, "params", pj);
+        json_object_set_new(x, "params", srv_params_json(g));
         ack(wc, "set", g, ref, x);
     }
     gen_unref(g);
