@@ -206,12 +206,80 @@ static int h_openai_stream(srv_req *r, void *ctx) {
     return 0;
 }
 
+/* A stand-in chat service for the OpenAI rendering tests: the reply is
+ * "You said: <last message>" in word deltas; model "boom" fails upstream. */
+typedef struct {
+    gen *g;
+    char text[256];
+    bool fail;
+} echo_prod;
+
+static void *echo_producer(void *p) {
+    echo_prod *e = p;
+    if (e->fail) {
+        gen_delta(e->g, "partial ", 8);
+        gen_append(
+            e->g, GEN_EV_ERROR,
+            "{\"kind\":\"http_5xx\",\"message\":\"upstream failed\",\"provider\":\"openai\"}");
+        return NULL;
+    }
+    char buf[300];
+    snprintf(buf, sizeof buf, "You said: %s", e->text);
+    int words = 0;
+    for (char *w = buf; *w;) {
+        if (gen_cancelled(e->g)) {
+            gen_done(e->g, "cancelled", "echo-1", "test", false);
+            return NULL;
+        }
+        char *sp = strchr(w, ' ');
+        size_t n = sp ? (size_t)(sp - w + 1) : strlen(w);
+        gen_delta(e->g, w, n);
+        w += n;
+        words++;
+        clock_sleep_ms(1);
+    }
+    gen_usage(e->g, 12, words, -1, false);
+    gen_done(e->g, "stop", "echo-1", "test", false);
+    return NULL;
+}
+
+static int h_chat_completions(srv_req *r, void *ctx) {
+    (void)ctx;
+    json_t *req = srv_req_json(r);
+    if (!req) return 0;
+    json_t *msgs = json_object_get(req, "messages");
+    const char *model = json_string_value(json_object_get(req, "model"));
+    const char *content = json_string_value(
+        json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "content"));
+    if (!content) {
+        json_decref(req);
+        return srv_reply_error(r, 400, "invalid_request_error", NULL, "messages",
+                               "messages required");
+    }
+    echo_prod e = {.fail = model && !strcmp(model, "boom")};
+    snprintf(e.text, sizeof e.text, "%s", content);
+    e.g = gen_start(srv_gens(r->srv), r->owner, NULL, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, echo_producer, &e);
+    if (json_is_true(json_object_get(req, "stream")))
+        srv_openai_stream(
+            r, e.g, model,
+            json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage")));
+    else
+        srv_openai_reply(r, e.g, model);
+    pthread_join(t, NULL);
+    gen_unref(e.g);
+    json_decref(req);
+    return 0;
+}
+
 static srv_t *start(srv_options o, stream_ctx *sc) {
     cf_err err = {0};
     if (!o.heartbeat_ms) o.heartbeat_ms = 200;
     srv_t *s = srv_new(&o, &err);
     if (!s) fail_msg("srv_new: %s", err.msg);
     assert_int_equal(srv_route_add(s, "POST", "/test/echo", h_echo, NULL), 0);
+    assert_int_equal(srv_route_add(s, "POST", "/v1/chat/completions", h_chat_completions, NULL), 0);
     if (sc) assert_int_equal(srv_route_add(s, "GET", "/test/stream", h_stream_and_cancel, sc), 0);
     if (sc) assert_int_equal(srv_route_add(s, "GET", "/test/openai", h_openai_stream, sc), 0);
     assert_int_equal(srv_start(s, &err), 0);
@@ -796,6 +864,83 @@ static void sse_follow_with_a_custom_format_ends_with_done_marker(void **st) {
     assert_string_equal(b + n - 14, "data: [DONE]\n\n");
     resp_free(&r);
     gen_unref(sc.g);
+    srv_free(s);
+}
+
+static void openai_rendering_streams_chunks_usage_and_done(void **st) {
+    (void)st;
+    srv_t *s = start((srv_options){0}, NULL);
+    resp r = http((req_opts){.method = "POST",
+                             .path = "/v1/chat/completions",
+                             .body = "{\"model\":\"m\",\"stream\":true,\"stream_options\":{"
+                                     "\"include_usage\":true},\"messages\":[{\"role\":\"user\","
+                                     "\"content\":\"hi there\"}]}"});
+    assert_int_equal(r.status, 200);
+    const char *b = sb_str(&r.body);
+    assert_non_null(strstr(b, "\"object\":\"chat.completion.chunk\""));
+    assert_non_null(strstr(b, "\"delta\":{\"content\":\"You \",\"role\":\"assistant\"}"));
+    assert_non_null(strstr(b, "\"delta\":{\"content\":\"there\"}"));
+    assert_non_null(strstr(b, "\"finish_reason\":\"stop\""));
+    assert_non_null(strstr(b, "\"choices\":[],"));
+    assert_non_null(
+        strstr(b, "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":4,\"total_tokens\":16}"));
+    size_t n = strlen(b);
+    assert_string_equal(b + n - 14, "data: [DONE]\n\n");
+    resp_free(&r);
+
+    r = http((req_opts){
+        .method = "POST",
+        .path = "/v1/chat/completions",
+        .body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"yo\"}]}"});
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(sb_str(&r.body), 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "echo-1");
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
+        "You said: yo");
+    assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "stop");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")), 15);
+    json_decref(j);
+    resp_free(&r);
+
+    /* A streaming client that hangs up cancels its generation. */
+    sb_t body = {0};
+    sb_append(&body,
+              "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (int i = 0; i < 40; i++)
+        sb_append(&body, "word ");
+    sb_append(&body, "\"}]}");
+    r = http((req_opts){.method = "POST",
+                        .path = "/v1/chat/completions",
+                        .body = body.data,
+                        .abort_after_events = 2});
+    resp_free(&r);
+    sb_free(&body);
+    for (int i = 0; i < 100 && met_value(srv_metrics(s), "confab_generations_total",
+                                         "state=\"cancelled\"") < 1;
+         i++)
+        clock_sleep_ms(20);
+    assert_true(met_value(srv_metrics(s), "confab_generations_total", "state=\"cancelled\"") == 1);
+
+    /* An upstream failure: 502 in OpenAI's shape, or an error event. */
+    r = http((req_opts){
+        .method = "POST",
+        .path = "/v1/chat/completions",
+        .body = "{\"model\":\"boom\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"});
+    assert_int_equal(r.status, 502);
+    assert_string_equal(err_code(&r), "http_5xx");
+    resp_free(&r);
+    r = http((req_opts){.method = "POST",
+                        .path = "/v1/chat/completions",
+                        .body = "{\"model\":\"boom\",\"stream\":true,\"messages\":[{\"role\":"
+                                "\"user\",\"content\":\"x\"}]}"});
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(sb_str(&r.body), "data: {\"error\":{\"message\":\"upstream failed\""));
+    assert_null(strstr(sb_str(&r.body), "[DONE]"));
+    resp_free(&r);
     srv_free(s);
 }
 
@@ -1396,6 +1541,7 @@ int main(void) {
         cmocka_unit_test(sse_sends_heartbeats_while_the_generation_is_quiet),
         cmocka_unit_test(client_disconnect_is_reported_to_the_handler_which_cancels),
         cmocka_unit_test(sse_follow_with_a_custom_format_ends_with_done_marker),
+        cmocka_unit_test(openai_rendering_streams_chunks_usage_and_done),
         cmocka_unit_test(ws_bad_messages_get_error_frames_and_the_connection_stays),
         cmocka_unit_test(ws_refuses_a_missing_key_with_an_error_frame_and_close),
         cmocka_unit_test(ws_send_streams_a_reply_and_stop_cancels_it),

@@ -173,6 +173,18 @@ int srv_sse_follow(srv_req *r, gen *g, uint64_t after, srv_sse_fmt fmt, void *ct
  * {"type":"delta","generation_id":"gen_..","seq":N, ...payload fields}. */
 void srv_gen_frame(gen *g, const gen_event *ev, sb_t *out);
 
+/* ---- OpenAI chat-completions rendering (for /v1/chat/completions) ---- */
+
+/* Streams G as chat.completion.chunk events (MODEL until the done event
+ * names the model that answered), a usage chunk when INCLUDE_USAGE, then
+ * `data: [DONE]`; an error event is sent as {"error":{...}}. A client that
+ * disconnects cancels G. Returns srv_sse_follow's result. */
+int srv_openai_stream(srv_req *r, gen *g, const char *model, bool include_usage);
+/* Waits for G to finish and answers one chat.completion (with usage), or
+ * the error event mapped to a status: config/budget 400, rate_limited 429,
+ * upstream failures 502, timeout 504, unavailable 503. */
+int srv_openai_reply(srv_req *r, gen *g, const char *model);
+
 /* ---- the chat service hook (wired by the app) ---- */
 
 typedef struct {

@@ -73,6 +73,41 @@ async function main() {
     check(e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === 'unknown_url',
           'unknown route raises NotFoundError with code unknown_url');
   }
+  // Chat completions through the server's OpenAI rendering (the C test
+  // mounts a stand-in chat service on /v1/chat/completions).
+  const msgs = [{ role: 'user', content: 'hello world' }];
+  const done = await good.chat.completions.create({ model: 'm', messages: msgs });
+  check(done.object === 'chat.completion' && done.choices[0].message.content === 'You said: hello world' &&
+        done.choices[0].finish_reason === 'stop' && done.usage.total_tokens === 16,
+        'non-streamed completion parsed by the official client');
+  let text = '', usage = null, finish = null;
+  const stream = await good.chat.completions.create({ model: 'm', messages: msgs, stream: true,
+                                                      stream_options: { include_usage: true } });
+  for await (const chunk of stream) {
+    if (chunk.choices.length) {
+      text += chunk.choices[0].delta.content ?? '';
+      finish = chunk.choices[0].finish_reason ?? finish;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  check(text === 'You said: hello world' && finish === 'stop' && usage && usage.completion_tokens === 4,
+        'streamed completion with include_usage parsed by the official client');
+  try {
+    await good.chat.completions.create({ model: 'boom', messages: msgs });
+    check(false, 'upstream failure raises');
+  } catch (e) {
+    check(e instanceof OpenAI.APIError && e.status === 502 && e.code === 'http_5xx',
+          'upstream failure raises APIError 502 with code http_5xx');
+  }
+  try {
+    const s2 = await good.chat.completions.create({ model: 'boom', messages: msgs, stream: true });
+    for await (const chunk of s2) { void chunk; }
+    check(false, 'mid-stream error raises');
+  } catch (e) {
+    check(e instanceof OpenAI.APIError && /upstream failed/.test(e.message),
+          'mid-stream error event raises APIError in the client');
+  }
+
   const bad = new OpenAI({ apiKey: 'sk-wrong', baseURL: `http://${base}/v1`, maxRetries: 0 });
   try {
     await bad.embeddings.create({ model: 'none', input: 'x' });
