@@ -61,9 +61,21 @@ $(BUILD)/src/cli/cmd_version.o: FORCE
 # itself is a prerequisite so adding or removing a file regenerates it.
 WEB_GEN := $(BUILD)/gen/web_assets.c
 WEB_OBJ := $(BUILD)/gen/web_assets.o
-$(WEB_GEN): $(WEB_SRC) web tools/embed.sh
+#
+# Third-party browser code comes from npm (tools/web/package.json, installed
+# by `make deps`) and is staged beside web/'s files: markdown-it renders
+# replies. Without it (no npm) the UI still works and shows replies as plain
+# text; the build says so.
+WEB_STAGE  := $(BUILD)/gen/webroot
+WEB_VENDOR := $(wildcard tools/web/node_modules/markdown-it/dist/markdown-it.min.js)
+$(WEB_GEN): $(WEB_SRC) web tools/embed.sh $(WEB_VENDOR)
 	@mkdir -p $(dir $@)
-	bash tools/embed.sh web $@
+	@rm -rf $(WEB_STAGE) && mkdir -p $(WEB_STAGE)/vendor && cp -R web/. $(WEB_STAGE)/
+	@if [ -n "$(WEB_VENDOR)" ]; then \
+	  cp $(WEB_VENDOR) $(WEB_STAGE)/vendor/markdown-it.min.js; \
+	  cp tools/web/node_modules/markdown-it/LICENSE $(WEB_STAGE)/vendor/markdown-it.LICENSE.txt; \
+	else echo "  note: markdown-it not installed (make deps); the UI will show replies as plain text"; fi
+	bash tools/embed.sh $(WEB_STAGE) $@
 
 $(WEB_OBJ): $(WEB_GEN)
 	$(CC) $(CFLAGS_BASE) -c $< -o $@

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential pkg-config git ca-certificates curl
       libsqlite3-dev libjansson-dev libfyaml-dev libcurl4-openssl-dev
       libcivetweb-dev libssl-dev libpcre2-dev libedit-dev libcmocka-dev libxxhash-dev
-      clang-format cppcheck)
+      clang-format cppcheck chromium)
 # Node.js (with npm) only when absent: some machines carry a newer build
 # that bundles npm, which Debian's separate npm package would conflict with.
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
@@ -31,12 +31,14 @@ else
   echo "deps: all Debian packages present"
 fi
 
-# npm packages for tests (real OpenAI/WebSocket clients, browser driver),
-# pinned by tests/js/package-lock.json when that folder exists.
-if [ -f tests/js/package.json ]; then
+# npm packages, each folder pinned by its package-lock.json: tests/js holds
+# the test clients (OpenAI, WebSocket, playwright-core driving Debian's
+# chromium); tools/web the browser code bundled into the web UI (markdown-it).
+for d in tests/js tools/web; do
+  [ -f "$d/package.json" ] || continue
   if command -v npm >/dev/null 2>&1; then
-    (cd tests/js && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi)
+    (cd "$d" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi)
   else
-    echo "deps: npm not found; JavaScript client tests will be skipped" >&2
+    echo "deps: npm not found; $d is not installed (JavaScript tests skip, the UI shows plain text)" >&2
   fi
-fi
+done
