@@ -418,6 +418,11 @@ log_level: warn
     await page.click('#settings-toggle');
     await noScroll('settings');
     await page.click('#settings-toggle');
+    if (!(await page.isDisabled('#compare-toggle'))) {
+      await page.click('#compare-toggle');
+      await noScroll('compare mode (two model pickers)');
+      await page.click('#compare-toggle');
+    }
     // Send button reachable without scrolling sideways.
     const box = await page.locator('#send').boundingBox();
     assert(box && box.x + box.width <= 375, 'send button inside the screen: ' + JSON.stringify(box));
@@ -431,6 +436,24 @@ log_level: warn
     assert(before !== after, 'background changed: ' + before + ' -> ' + after);
     await page.screenshot({ path: path.join(SHOTS, 'desktop-' + (await page.evaluate(() => document.documentElement.dataset.theme)) + '.png') });
     await page.click('#theme-toggle');
+  });
+
+  await check('Shift+Enter breaks the line and every control has an accessible name', async () => {
+    await page.fill('#input', '');
+    await page.type('#input', 'line one');
+    await page.keyboard.press('Shift+Enter');
+    await page.type('#input', 'line two');
+    assert((await page.inputValue('#input')) === 'line one\nline two', 'newline kept, nothing sent');
+    await page.fill('#input', '');
+    const unnamed = await page.evaluate(() => {
+      const bad = [];
+      for (const n of document.querySelectorAll('button, input, select, textarea, meter')) {
+        const named = n.getAttribute('aria-label') || (n.labels && n.labels.length) || (n.textContent || '').trim() || n.title;
+        if (!named) bad.push(n.outerHTML.slice(0, 80));
+      }
+      return bad;
+    });
+    assert(unnamed.length === 0, 'controls without a name: ' + unnamed.join(' | '));
   });
 
   await check('no script errors in the page', async () => {
