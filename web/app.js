@@ -189,9 +189,14 @@ function setSidebar(open) {
     $('search').focus();
   }
 }
-async function loadSessions() {
-  const d = await api('GET', '/api/sessions?limit=50&offset=0&archived=0');
-  S.sessions = (d && d.sessions) || [];
+const PAGE = 50;
+async function loadSessions(more = false) {
+  const offset = more ? S.sessions.length : 0;
+  const limit = more ? PAGE : Math.max(PAGE, S.sessions.length);
+  const d = await api('GET', '/api/sessions?' + new URLSearchParams({ limit: String(limit), offset: String(offset), archived: '0' }));
+  const got = (d && d.sessions) || [];
+  S.sessions = more ? S.sessions.concat(got) : got;
+  S.moreSessions = got.length === limit;
   if (!S.query) renderSessions();
 }
 function renderSessions() {
@@ -206,6 +211,9 @@ function renderSessions() {
       onclick: () => openSession(s.id),
     }, el('span', { class: 's-title', text: s.title || 'Untitled' }),
     el('span', { class: 's-meta', text: fmtDate(s.updated_at) + ' · ' + fmtInt(s.message_count) + ' msg' + (s.model ? ' · ' + s.model : '') }))));
+  }
+  if (S.moreSessions) {
+    ul.append(el('li', {}, el('button', { type: 'button', class: 'more', onclick: () => loadSessions(true).catch(fail) }, 'Show older')));
   }
 }
 async function search(q) {
@@ -515,7 +523,7 @@ function startReplyUI(userMsg, replacing = false) {
   body.setAttribute('aria-busy', 'true');
   box.append(node);
   box.scrollTop = box.scrollHeight;
-  S.gen = { id: null, es: null, text: '', tokens: 0, usage: null, t0: performance.now(), tFirst: 0, node, body, head: node.querySelector('.msg-head'), pending: false };
+  S.gen = { userText: userMsg ? userMsg.content : '', id: null, es: null, text: '', tokens: 0, usage: null, t0: performance.now(), tFirst: 0, node, body, head: node.querySelector('.msg-head'), pending: false };
   setBusy(true);
   updateStatus();
   return S.gen;
@@ -744,16 +752,17 @@ async function fillTemplate() {
 }
 
 // ------------------------------------------------------------------ status bar
+// What the server's budget counts (src/app/budget.c): every message of the
+// branch as the model sees it, plus 4 per message, plus the system prompt.
+// Replies use their stored token count; other text is estimated (~4 bytes a
+// token) since the API does not report per-message prompt tokens.
 function conversationTokens() {
-  const t = thread();
-  let base = 0, from = 0;
-  for (let i = t.length - 1; i >= 0; i--) {
-    const m = t[i];
-    if (m.role === 'assistant' && m.prompt_tokens) { base = m.prompt_tokens + (m.completion_tokens || estTokens(m.content)); from = i + 1; break; }
-  }
-  for (let i = from; i < t.length; i++) base += t[i].completion_tokens || estTokens(t[i].content);
-  if (S.gen) base += S.gen.usage ? S.gen.usage.completion_tokens : S.gen.tokens;
-  return base;
+  let n = 0;
+  const sys = S.session ? S.session.system_prompt : $('system-prompt').value;
+  if (sys) n += estTokens(sys) + 4;
+  for (const m of thread()) n += (m.role === 'assistant' && m.completion_tokens ? m.completion_tokens : estTokens(m.content)) + 4;
+  if (S.gen) n += (S.gen.usage ? S.gen.usage.completion_tokens : S.gen.tokens) + 4 + (S.gen.userText ? estTokens(S.gen.userText) + 4 : 0);
+  return n;
 }
 function updateStatus() {
   const n = conversationTokens();
