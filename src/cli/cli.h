@@ -36,5 +36,6 @@ int cli_main(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 #endif

@@ -14,6 +14,11 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"template", "render a chat template with a conversation (byte-exact prompt)",
+     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json\n"
+     "                       [--add-generation-prompt] [--bos S] [--eos S]\n"
+     "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
+     cmd_template},
     {NULL, NULL, NULL, NULL},
 };
 
