@@ -202,16 +202,8 @@ static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t max
                     i += k;
                 }
                 if (i >= n) break;
-                if (maxsplit >= 0 && done >= maxsplit) {
-                    size_t e = n;
-                    while (e > i) {
-                        size_t st = cp_back(s->p, e);
-                        uint32_t cp;
-                        cp_at(s->p + st, e - st, &cp);
-                        if (!cp_space(cp)) break;
-                        e = st;
-                    }
-                    jlist_push(&c->ar, l.u.l, jv_strn(&c->ar, s->p + i, e - i));
+                if (maxsplit >= 0 && done >= maxsplit) { /* the rest, trailing space kept */
+                    jlist_push(&c->ar, l.u.l, jv_strn(&c->ar, s->p + i, n - i));
                     break;
                 }
                 size_t j = i;
@@ -239,15 +231,8 @@ static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t max
                 }
                 if (e == 0) break;
                 size_t b = e;
-                if (maxsplit >= 0 && done >= maxsplit) {
-                    size_t i = 0;
-                    while (i < e) {
-                        uint32_t cp;
-                        size_t k = cp_at(s->p + i, e - i, &cp);
-                        if (!cp_space(cp)) break;
-                        i += k;
-                    }
-                    jlist_push(&c->ar, tmp, jv_strn(&c->ar, s->p + i, e - i));
+                if (maxsplit >= 0 && done >= maxsplit) { /* the rest, leading space kept */
+                    jlist_push(&c->ar, tmp, jv_strn(&c->ar, s->p, e));
                     break;
                 }
                 while (b > 0) {
@@ -447,7 +432,7 @@ static int t_sequence(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     return 0;
 }
 static int t_callable(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
-    *out = v.t == JV_MACRO || v.t == JV_FUNC;
+    *out = v.t == JV_MACRO || v.t == JV_FUNC || v.t == JV_UNDEF; /* Jinja's Undefined has __call__ */
     return 0;
 }
 static int t_arg(jctx *c, const jnode *at, jcall *a, jv *out) {
@@ -800,7 +785,7 @@ static int f_round(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     if (prec < -15) prec = -15;
     double scale = pow(10.0, (double)prec);
     double y = x * scale;
-    if (!strcmp(method, "common")) y = round(y);
+    if (!strcmp(method, "common")) y = rint(y); /* Python rounds halves to even */
     else if (!strcmp(method, "ceil")) y = ceil(y);
     else if (!strcmp(method, "floor")) y = floor(y);
     else return jerr(c, at, "round method must be 'common', 'ceil' or 'floor'");

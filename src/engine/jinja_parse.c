@@ -268,6 +268,58 @@ static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_aft
     }
 }
 
+/* Matches `WS* name WS* [-+]? %}` at S[*I]; on success *I moves past it and
+ * *MOD gets the modifier before %} (0, '-' or '+'). */
+static bool match_word_tag(const char *s, size_t n, size_t *pi, const char *name, char *mod) {
+    size_t i = *pi, len = strlen(name);
+    while (i < n && isspace((unsigned char)s[i])) i++;
+    if (i + len > n || memcmp(s + i, name, len) || (i + len < n && is_name_char(s[i + len]))) return false;
+    i += len;
+    while (i < n && isspace((unsigned char)s[i])) i++;
+    *mod = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+')) *mod = s[i++];
+    if (i + 1 >= n || s[i] != '%' || s[i + 1] != '}') return false;
+    *pi = i + 2;
+    return true;
+}
+
+/* {% raw %}...{% endraw %}: the body is text, not template. *I is just
+ * past `{%` and its modifier. Returns 1 for a raw block, 0 when the tag is
+ * something else, -1 (error set) when endraw is missing. */
+static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool *strip_next, bool *trim_next) {
+    const char *s = p->src;
+    size_t n = p->n, i = *pi;
+    char mod;
+    if (!match_word_tag(s, n, &i, "raw", &mod)) return 0;
+    size_t body = i;
+    if (mod == '-')
+        while (body < n && isspace((unsigned char)s[body])) body++;
+    for (size_t k = body; k + 1 < n; k++) {
+        if (s[k] != '{' || s[k + 1] != '%') continue;
+        size_t j = k + 2;
+        char open_mod = 0;
+        if (j < n && (s[j] == '-' || s[j] == '+')) open_mod = s[j++];
+        char end_mod;
+        if (!match_word_tag(s, n, &j, "endraw", &end_mod)) continue;
+        size_t bend = k;
+        if (open_mod == '-')
+            while (bend > body && isspace((unsigned char)s[bend - 1])) bend--;
+        if (bend > body) {
+            tok t = {.t = T_TEXT};
+            lc_at(lc, body, &t.line, &t.col);
+            t.p = ja_strndup(p->ar, s + body, bend - body);
+            t.n = bend - body;
+            push_tok(p, t);
+        }
+        *strip_next = end_mod == '-';
+        *trim_next = end_mod == 0;
+        *pi = j;
+        return 1;
+    }
+    jp_fail(p, oline, ocol, "unterminated raw block (no '{%% endraw %%}')");
+    return -1;
+}
+
 static bool only_blank(const char *s, size_t a, size_t b) {
     for (size_t i = a; i < b; i++)
         if (s[i] != ' ' && s[i] != '\t') return false;
@@ -311,7 +363,7 @@ static int lex(jp *p) {
         char kind = s[j + 1];
         tok t = {0};
         lc_at(&lc, j, &t.line, &t.col);
-        int oline = t.line, ocol = t.col;
+        int oline = t.line, ocol = t.col, raw;
         i = j + 2;
         if (i < n && (s[i] == '-' || s[i] == '+')) i++;
         strip_next = trim_next = false;
@@ -327,6 +379,8 @@ static int lex(jp *p) {
             if (k > i && s[k - 1] == '-') strip_next = true;
             else if (!(k > i && s[k - 1] == '+')) trim_next = true;
             i = k + 2;
+        } else if (kind == '%' && (raw = match_raw(p, &lc, &i, oline, ocol, &strip_next, &trim_next)) != 0) {
+            if (raw < 0) return -1;
         } else {
             bool block = kind == '%', sa = false, ka = false;
             t.t = block ? T_BBEGIN : T_VBEGIN;
