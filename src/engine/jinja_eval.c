@@ -85,15 +85,6 @@ jv jv_undef_fmt(jctx *c, const char *fmt, ...) {
     return jv_undef(ja_strndup(&c->ar, msg, strlen(msg)));
 }
 
-static void short_repr(jctx *c, jv v, char *buf, size_t n) {
-    sb_t b = {0};
-    if (v.t == JV_STR || v.t == JV_INT) jv_repr(&b, v);
-    else sb_printf(&b, "%s object", jv_typename(v));
-    snprintf(buf, n, "%s", sb_str(&b));
-    sb_free(&b);
-    (void)c;
-}
-
 static int get_attr(jctx *c, const jnode *at, jv obj, const char *name, jv *out) {
     if (obj.t == JV_UNDEF) return jerr_undef(c, at, obj);
     if (obj.t == JV_LOOP) return jinja_loop_attr(c, at, obj.u.loop, name, out);
@@ -112,10 +103,7 @@ static int get_attr(jctx *c, const jnode *at, jv obj, const char *name, jv *out)
             return 0;
         }
     }
-    char tn[64];
-    short_repr(c, obj, tn, sizeof tn);
-    if (obj.t == JV_DICT) snprintf(tn, sizeof tn, "dict object");
-    *out = jv_undef_fmt(c, "'%s' has no attribute '%s'", tn, name);
+    *out = jv_undef_fmt(c, "'%s object' has no attribute '%s'", jv_typename(obj), name);
     return 0;
 }
 

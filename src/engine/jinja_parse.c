@@ -679,6 +679,8 @@ static jnode *parse_postfix(jp *p, jnode *nd) {
             if (!nd) return NULL;
         } else if (is_op(t, "(")) {
             jnode *x = mk(p, N_CALL, t);
+            x->line = nd->line; /* errors point at the callee, not '(' */
+            x->col = nd->col;
             x->a = nd;
             if (parse_call_args(p, &x->args)) return NULL;
             nd = x;
