@@ -343,7 +343,7 @@ static int binop(jctx *c, const jnode *at, int op, jv a, jv b, jv *out) {
     }
     if (isnum(a) && isnum(b)) {
         bool fl = a.t == JV_FLOAT || b.t == JV_FLOAT;
-        int64_t x = inum(a), y = inum(b), r;
+        int64_t x = fl ? 0 : inum(a), y = fl ? 0 : inum(b), r;
         double fx = fnum(a), fy = fnum(b);
         switch (op) {
         case OP_ADD:
