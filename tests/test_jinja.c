@@ -170,6 +170,14 @@ static void numbers_follow_python_arithmetic_and_formatting(void **st) {
     assert_fails("{{ 9223372036854775807 + 1 }}", NULL, "integer overflow");
 }
 
+static void safe_strings_escape_what_is_added_to_them(void **st) {
+    (void)st;
+    /* markupsafe: Markup + str escapes the str (functionary's template relies on it) */
+    assert_renders("{{ 'a<'|safe + '<b>' }} {{ '<x>' | e }} {{ '<'|safe ~ '<' }} {{ '<' + '\"'|safe }} "
+                   "{{ '<x>'|e|e }}",
+                   NULL, "a<&lt;b&gt; &lt;x&gt; << &lt;\" &lt;x&gt;");
+}
+
 static void strings_concatenate_repeat_and_test_membership(void **st) {
     (void)st;
     assert_renders("{{ 'a' ~ 1 ~ none ~ true }} {{ 'ab' * 3 }} {{ [1] * 2 }} {{ [1] + [2] }} {{ 'x' in 'xyz' }} "
@@ -422,6 +430,7 @@ int main(void) {
         cmocka_unit_test(values_render_with_python_str_and_repr),
         cmocka_unit_test(numbers_follow_python_arithmetic_and_formatting),
         cmocka_unit_test(strings_concatenate_repeat_and_test_membership),
+        cmocka_unit_test(safe_strings_escape_what_is_added_to_them),
         cmocka_unit_test(slices_follow_python_with_negative_steps),
         cmocka_unit_test(attribute_and_item_access_are_interchangeable),
         cmocka_unit_test(undefined_renders_empty_but_fails_when_used),

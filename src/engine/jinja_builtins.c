@@ -569,6 +569,7 @@ static int f_trim(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv s = str_of(c, v);
     jv *chars = jcall_arg(a, 0, "chars");
     *out = do_strip(c, s.u.s, chars && chars->t == JV_STR ? chars->u.s : NULL, true, true);
+    out->safe = s.safe; /* Markup.strip() stays Markup */
     return 0;
 }
 
@@ -873,25 +874,19 @@ static int f_indent(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
 }
 
 static int f_safe(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
-    *out = v;
+    *out = str_of(c, v);
+    out->safe = 1;
     return 0;
 }
 
 static int f_escape(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
-    jv s = str_of(c, v);
-    sb_t b = {0};
-    for (size_t i = 0; i < s.u.s->n; i++) {
-        char ch = s.u.s->p[i];
-        switch (ch) {
-        case '&': sb_append(&b, "&amp;"); break;
-        case '<': sb_append(&b, "&lt;"); break;
-        case '>': sb_append(&b, "&gt;"); break;
-        case '"': sb_append(&b, "&#34;"); break;
-        case '\'': sb_append(&b, "&#39;"); break;
-        default: sb_putc(&b, ch);
-        }
-    }
-    *out = sb_to_jv(c, &b);
+    *out = jv_html_escape(&c->ar, v);
+    return 0;
+}
+
+static int f_forceescape(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    v.safe = 0;
+    *out = jv_html_escape(&c->ar, v);
     return 0;
 }
 
@@ -988,7 +983,7 @@ static const struct {
     {"map", f_map}, {"first", f_first}, {"last", f_last}, {"list", f_list}, {"string", f_string},
     {"int", f_int}, {"float", f_float}, {"abs", f_abs}, {"round", f_round}, {"unique", f_unique},
     {"reverse", f_reverse}, {"sort", f_sort}, {"indent", f_indent}, {"safe", f_safe}, {"escape", f_escape},
-    {"e", f_escape}, {"forceescape", f_escape}, {"batch", f_batch}, {"min", f_min}, {"max", f_max},
+    {"e", f_escape}, {"forceescape", f_forceescape}, {"batch", f_batch}, {"min", f_min}, {"max", f_max},
     {"sum", f_sum}, {"wordcount", f_wordcount}, {"format", f_format},
 };
 

@@ -397,12 +397,19 @@ static int binop(jctx *c, const jnode *at, int op, jv a, jv b, jv *out) {
         }
     }
     if (op == OP_ADD && a.t == JV_STR && b.t == JV_STR) {
+        /* Markup + str escapes the plain side and stays Markup */
+        bool safe = a.safe || b.safe;
+        if (safe) {
+            a = jv_html_escape(&c->ar, a);
+            b = jv_html_escape(&c->ar, b);
+        }
         size_t n = a.u.s->n + b.u.s->n;
         jstr *s = ja_alloc(&c->ar, sizeof(jstr) + n + 1);
         s->n = n;
         memcpy(s->p, a.u.s->p, a.u.s->n);
         memcpy(s->p + a.u.s->n, b.u.s->p, b.u.s->n);
         out->t = JV_STR;
+        out->safe = safe;
         out->u.s = s;
         return 0;
     }

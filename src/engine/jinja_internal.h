@@ -62,7 +62,8 @@ typedef struct jfunc jfunc;
 typedef struct jloop jloop;
 
 typedef struct jv {
-    uint8_t t; /* jv_type */
+    uint8_t t;    /* jv_type */
+    uint8_t safe; /* JV_STR: a markupsafe.Markup (from |safe, |e); `+` escapes the other side */
     union {
         bool b;
         int64_t i;
@@ -148,6 +149,10 @@ typedef struct {
 /* json.dumps(v). Returns 0, or -1 for values JSON cannot hold (with the
  * offending type name in *bad). */
 int jv_to_json(sb_t *out, jv v, const jv_json_opts *o, int level, const char **bad);
+
+/* HTML-escapes a string (& < > " ') into a new safe string; a string that is
+ * already safe is returned as is (markupsafe.escape). */
+jv jv_html_escape(jarena *a, jv s);
 
 /* Number of code points in S. */
 size_t jstr_len(const jstr *s);

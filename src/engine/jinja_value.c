@@ -287,6 +287,30 @@ const char *jv_typename(jv v) {
 
 size_t jstr_len(const jstr *s) { return utf8_count(s->p, s->n); }
 
+jv jv_html_escape(jarena *a, jv s) {
+    if (s.t == JV_STR && s.safe) return s;
+    sb_t b = {0};
+    sb_t tmp = {0};
+    if (s.t != JV_STR) jv_to_str(&tmp, s);
+    const char *p = s.t == JV_STR ? s.u.s->p : sb_str(&tmp);
+    size_t n = s.t == JV_STR ? s.u.s->n : tmp.len;
+    for (size_t i = 0; i < n; i++) {
+        switch (p[i]) {
+        case '&': sb_append(&b, "&amp;"); break;
+        case '<': sb_append(&b, "&lt;"); break;
+        case '>': sb_append(&b, "&gt;"); break;
+        case '"': sb_append(&b, "&#34;"); break;
+        case '\'': sb_append(&b, "&#39;"); break;
+        default: sb_putc(&b, p[i]);
+        }
+    }
+    jv r = jv_strn(a, b.data ? b.data : "", b.len);
+    r.safe = 1;
+    sb_free(&b);
+    sb_free(&tmp);
+    return r;
+}
+
 /* ------------------------------------------------------------------ str / repr */
 
 void jv_float_repr(sb_t *out, double f) {
