@@ -278,6 +278,9 @@ static void python_string_methods_behave_like_python(void **st) {
                    NULL, "True True hi hi\n| hi|2 3 2 ['a', 'b', 'c'] a-b Hello World X");
     assert_renders("{{ '{} and {}'.format(1, 'b') }} {{ '{0}{name}'.format('x', name='y') }} {{ '%s-%d' % ('a', 3) }}",
                    NULL, "1 and b xy a-3");
+    assert_renders("{{ '%.2f|%5d|%-4s|%x|%r|%s%%|%03d' % (3.14159, 42, 'ab', 255, 'q', none, 7) }} "
+                   "{{ '%.1f' | format(2.25) }} {{ 3 | round }} {{ -2.5 | round }}",
+                   NULL, "3.14|   42|ab  |ff|'q'|None%|007 2.2 3 -2.0");
     assert_renders("{{ {'a': 1}.get('a') }} {{ {'a': 1}.get('b', 'z') }} {{ {'a': 1}.get('b') }} "
                    "{{ {'a': 1}.keys() | list }} {{ {'a': 1}.values() | list }}",
                    NULL, "1 z None ['a'] [1]");

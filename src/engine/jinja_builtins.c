@@ -779,6 +779,10 @@ static int f_round(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv m = argv_or(a, 1, "method", jv_none());
     const char *method = m.t == JV_STR ? m.u.s->p : "common";
     double x;
+    if ((v.t == JV_INT || v.t == JV_BOOL) && prec >= 0 && !strcmp(method, "common")) {
+        *out = jv_int(v.t == JV_INT ? v.u.i : v.u.b); /* Python: round(int, n) is the int */
+        return 0;
+    }
     if (v.t == JV_INT || v.t == JV_BOOL) x = v.t == JV_INT ? (double)v.u.i : v.u.b;
     else if (v.t == JV_FLOAT) x = v.u.f;
     else return jerr(c, at, "round expects a number, got %s", jv_typename(v));
@@ -1006,8 +1010,19 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
             sb_putc(&b, *p);
             continue;
         }
-        if (++p >= end) break;
-        if (*p == '%') {
+        /* %[flags][width][.precision]conv, as Python's printf-style formatting */
+        char spec[32] = "%";
+        size_t sl = 1;
+        for (p++; p < end && strchr("-+ #0", *p) && sl < 8; p++) spec[sl++] = *p;
+        for (; p < end && isdigit((unsigned char)*p) && sl < 14; p++) spec[sl++] = *p;
+        if (p < end && *p == '.')
+            for (spec[sl++] = *p++; p < end && isdigit((unsigned char)*p) && sl < 20; p++) spec[sl++] = *p;
+        if (p >= end) {
+            sb_free(&b);
+            return jerr(c, at, "incomplete format");
+        }
+        char conv = *p;
+        if (conv == '%') {
             sb_putc(&b, '%');
             continue;
         }
@@ -1016,13 +1031,32 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
             return jerr(c, at, "not enough arguments for format string");
         }
         jv x = l->v[k++];
-        if (*p == 's') jv_to_str(&b, x);
-        else if (*p == 'r') jv_repr(&b, x);
-        else if ((*p == 'd' || *p == 'i') && (x.t == JV_INT || x.t == JV_BOOL || x.t == JV_FLOAT))
-            sb_printf(&b, "%lld", (long long)(x.t == JV_INT ? x.u.i : x.t == JV_BOOL ? x.u.b : (int64_t)x.u.f));
-        else {
+        bool num = x.t == JV_INT || x.t == JV_FLOAT || x.t == JV_BOOL;
+        double fx = x.t == JV_FLOAT ? x.u.f : x.t == JV_INT ? (double)x.u.i : x.t == JV_BOOL ? x.u.b : 0;
+        long long ix = x.t == JV_INT ? x.u.i : x.t == JV_BOOL ? x.u.b : (long long)fx;
+        if (x.t == JV_FLOAT && (!isfinite(fx) || fabs(fx) > 9.2e18)) ix = 0;
+        if (conv == 's' || conv == 'r') {
+            sb_t t = {0};
+            if (conv == 's') jv_to_str(&t, x);
+            else jv_repr(&t, x);
+            spec[sl++] = 's';
+            spec[sl] = 0;
+            sb_printf(&b, spec, sb_str(&t));
+            sb_free(&t);
+        } else if (num && strchr("dioxXc", conv)) {
+            spec[sl++] = 'l';
+            spec[sl++] = 'l';
+            spec[sl++] = conv == 'i' ? 'd' : conv == 'c' ? 'c' : conv;
+            spec[sl] = 0;
+            if (conv == 'c') sb_printf(&b, "%c", (int)ix);
+            else sb_printf(&b, spec, ix);
+        } else if (num && strchr("eEfFgG", conv)) {
+            spec[sl++] = conv;
+            spec[sl] = 0;
+            sb_printf(&b, spec, fx);
+        } else {
             sb_free(&b);
-            return jerr(c, at, "unsupported format character '%c'", *p);
+            return jerr(c, at, "unsupported format character '%c' for %s", conv, jv_typename(x));
         }
     }
     if (k < l->n) {
