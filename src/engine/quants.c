@@ -25,10 +25,10 @@
  */
 #include "engine/quants.h"
 
+#include "engine/blocks.h"
+
 #include <math.h>
 #include <string.h>
-
-#include "engine/blocks.h"
 
 #define KQ_GROUP_MAX_EPS 1e-15f
 
@@ -75,12 +75,14 @@ void tt_to_float_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, 
 
 void tt_to_float_f16(const void *src, float *dst, int64_t n) {
     const cf_fp16 *x = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = cf_fp16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = cf_fp16_to_fp32(x[i]);
 }
 
 void tt_to_float_bf16(const void *src, float *dst, int64_t n) {
     const cf_bf16 *x = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = cf_bf16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = cf_bf16_to_fp32(x[i]);
 }
 
 void tt_to_float_q4_0(const void *src, float *y, int64_t n) {
@@ -139,7 +141,8 @@ void tt_to_float_q8_0(const void *src, float *y, int64_t n) {
     const block_q8_0 *x = src;
     for (int64_t i = 0; i < n / QK8_0; i++, y += QK8_0) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK8_0; j++) y[j] = (float)x[i].qs[j] * d;
+        for (int j = 0; j < QK8_0; j++)
+            y[j] = (float)x[i].qs[j] * d;
     }
 }
 
@@ -147,7 +150,8 @@ void tt_to_float_q8_1(const void *src, float *y, int64_t n) {
     const block_q8_1 *x = src;
     for (int64_t i = 0; i < n / QK8_1; i++, y += QK8_1) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK8_1; j++) y[j] = (float)x[i].qs[j] * d;
+        for (int j = 0; j < QK8_1; j++)
+            y[j] = (float)x[i].qs[j] * d;
     }
 }
 
@@ -162,11 +166,13 @@ void tt_to_float_q2_K(const void *src, float *y, int64_t n) {
             for (int j = 0; j < 4; j++) {
                 uint8_t sc = x[i].scales[is++];
                 float dl = d * (float)(sc & 0xF), ml = min * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((int8_t)((q[l] >> shift) & 3)) - ml;
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * (float)((int8_t)((q[l] >> shift) & 3)) - ml;
                 sc = x[i].scales[is++];
                 dl = d * (float)(sc & 0xF);
                 ml = min * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3)) - ml;
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3)) - ml;
                 shift += 2;
             }
             q += 32;
@@ -188,10 +194,12 @@ void tt_to_float_q3_K(const void *src, float *y, int64_t n) {
             for (int j = 0; j < 4; j++) {
                 float dl = d_all * (float)(scales[is++] - 32);
                 for (int l = 0; l < 16; l++)
-                    *y++ = dl * (float)((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
+                    *y++ =
+                        dl * (float)((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
                 dl = d_all * (float)(scales[is++] - 32);
                 for (int l = 0; l < 16; l++)
-                    *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
+                    *y++ = dl *
+                           (float)((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
                 shift += 2;
                 m = (uint8_t)(m << 1);
             }
@@ -212,8 +220,10 @@ void tt_to_float_q4_K(const void *src, float *y, int64_t n) {
             const float d1 = d * sc, m1 = min * m;
             get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+            for (int l = 0; l < 32; l++)
+                *y++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++)
+                *y++ = d2 * (float)(q[l] >> 4) - m2;
             q += 32;
             is += 2;
         }
@@ -232,8 +242,10 @@ void tt_to_float_q5_K(const void *src, float *y, int64_t n) {
             const float d1 = d * sc, m1 = min * m;
             get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            for (int l = 0; l < 32; l++)
+                *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++)
+                *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
             ql += 32;
             is += 2;
             u1 = (uint8_t)(u1 << 2);
@@ -271,7 +283,8 @@ void tt_to_float_q6_K(const void *src, float *y, int64_t n) {
 void tt_to_float_q8_K(const void *src, float *y, int64_t n) {
     const block_q8_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++)
-        for (int j = 0; j < QK_K; j++) *y++ = x[i].d * (float)x[i].qs[j];
+        for (int j = 0; j < QK_K; j++)
+            *y++ = x[i].d * (float)x[i].qs[j];
 }
 
 void tt_to_float_iq4_nl(const void *src, float *y, int64_t n) {
@@ -313,23 +326,27 @@ void tt_from_float_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src
 
 void tt_from_float_f16(const float *src, void *dst, int64_t n) {
     cf_fp16 *y = dst;
-    for (int64_t i = 0; i < n; i++) y[i] = cf_fp32_to_fp16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cf_fp32_to_fp16(src[i]);
 }
 
 void tt_from_float_bf16(const float *src, void *dst, int64_t n) {
     cf_bf16 *y = dst;
-    for (int64_t i = 0; i < n; i++) y[i] = cf_fp32_to_bf16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cf_fp32_to_bf16(src[i]);
 }
 
 void tt_from_float_q8_0(const float *x, void *dst, int64_t n) {
     block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_0; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127.0f;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = cf_fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < QK8_0; j++)
+            y[i].qs[j] = (int8_t)roundf(x[j] * id);
     }
 }
 
@@ -337,7 +354,8 @@ void tt_from_float_q8_1(const float *x, void *dst, int64_t n) {
     block_q8_1 *y = dst;
     for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_1; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_1; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127.0f;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = cf_fp32_to_fp16(d);
@@ -367,10 +385,12 @@ void tt_from_float_q8_K(const float *x, void *dst, int64_t n) {
             continue;
         }
         const float iscale = -127.f / max;
-        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)imin(127, nearest_int(iscale * x[j]));
+        for (int j = 0; j < QK_K; j++)
+            y[i].qs[j] = (int8_t)imin(127, nearest_int(iscale * x[j]));
         for (int j = 0; j < QK_K / 16; j++) {
             int sum = 0;
-            for (int k = 0; k < 16; k++) sum += y[i].qs[j * 16 + k];
+            for (int k = 0; k < 16; k++)
+                sum += y[i].qs[j * 16 + k];
             y[i].bsums[j] = (int16_t)sum;
         }
         y[i].d = 1 / iscale;
@@ -378,6 +398,51 @@ void tt_from_float_q8_K(const float *x, void *dst, int64_t n) {
 }
 
 /* ================================================================== from_float: weights */
+
+/* Q4_1 / Q5_1: an offset (the block minimum) and a scale spanning the range. */
+void tt_from_float_q4_1(const float *x, void *dst, int64_t n) {
+    block_q4_1 *y = dst;
+    for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK4_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = cf_fp32_to_fp16(d);
+        y[i].m = cf_fp32_to_fp16(min);
+        for (int j = 0; j < QK4_1 / 2; j++) {
+            const int xi0 = imax(0, imin(15, (int)((x[j] - min) * id + 0.5f)));
+            const int xi1 = imax(0, imin(15, (int)((x[QK4_1 / 2 + j] - min) * id + 0.5f)));
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+void tt_from_float_q5_1(const float *x, void *dst, int64_t n) {
+    block_q5_1 *y = dst;
+    for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK5_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 31;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = cf_fp32_to_fp16(d);
+        y[i].m = cf_fp32_to_fp16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK5_1 / 2; j++) {
+            const int xi0 = imax(0, imin(31, (int)((x[j] - min) * id + 0.5f)));
+            const int xi1 = imax(0, imin(31, (int)((x[QK5_1 / 2 + j] - min) * id + 0.5f)));
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((uint32_t)(xi0 & 0x10) >> 4) << (j + 0);
+            qh |= ((uint32_t)(xi1 & 0x10) >> 4) << (j + QK5_1 / 2);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
 
 /* Q4_0 / Q5_0: the scale maps the signed extreme to -8 (-16), so the value
  * of largest magnitude is exact and the grid extends one step further on
@@ -548,10 +613,13 @@ static void kq_fit_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 32; j++) {
         float sum_x2 = 0;
-        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        for (int l = 0; l < 32; l++)
+            sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-        sc[j] = kq_make_qkx2(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+        for (int l = 0; l < 32; l++)
+            weights[l] = av_x + fabsf(x[32 * j + l]);
+        sc[j] = kq_make_qkx2(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
+                             nstep);
         if (sc[j] > max_scale) max_scale = sc[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -590,7 +658,8 @@ void tt_from_float_q4_K(const float *x, void *dst, int64_t n) {
         kq_fit_k4(x, 15, -1.f, 20, y[i].scales, &y[i].d, &y[i].dmin, L);
         uint8_t *q = y[i].qs;
         for (int j = 0; j < QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            for (int l = 0; l < 32; l++)
+                q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
     }
 }
 
@@ -642,12 +711,14 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
         }
         const float iscale = -128.f / max_scale;
         y[i].d = cf_fp32_to_fp16(1 / iscale);
-        for (int ib = 0; ib < QK_K / 16; ib++) y[i].scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
+        for (int ib = 0; ib < QK_K / 16; ib++)
+            y[i].scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
         for (int j = 0; j < QK_K / 16; j++) {
             const float d = h2f(y[i].d) * y[i].scales[j];
             if (!d) continue;
             for (int ii = 0; ii < 16; ii++)
-                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
+                L[16 * j + ii] =
+                    (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
         }
         uint8_t *ql = y[i].ql, *qh = y[i].qh;
         for (int j = 0; j < QK_K; j += 128) {
@@ -656,8 +727,8 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
                 const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
                 ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
                 ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                  ((L[j + l + 96] >> 4) << 6));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                  ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
             }
             ql += 64;
             qh += 32;
@@ -665,26 +736,149 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Index of the codebook value nearest to X in the sorted VAL[0..n). */
+static inline int best_index_int8(int n, const int8_t *val, float x) {
+    if (x <= val[0]) return 0;
+    if (x >= val[n - 1]) return n - 1;
+    int ml = 0, mu = n - 1;
+    while (mu - ml > 1) {
+        const int mav = (ml + mu) / 2;
+        if (x < val[mav])
+            mu = mav;
+        else
+            ml = mav;
+    }
+    return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+/* IQ4_NL / IQ4_XS: per 32 values, pick the scale that best fits x to the
+ * non-linear codebook (weights x^2, 15 trial scales around -max/127); for
+ * IQ4_XS the 8 block scales are then quantized to 6 bits against one fp16
+ * super-scale and the values re-fit. SB = super-block size (32 or 256).
+ * DH, Q4, SCALES_H, SCALES_L: the block's fields (scales unused when SB = 32). */
+static void iq4_quantize_block(int sb, const float *x, cf_fp16 *dh, uint8_t *q4, uint16_t *scales_h,
+                               uint8_t *scales_l) {
+    const int ntry = 7;
+    const int8_t *values = kvalues_iq4nl;
+    float scales[QK_K / 32], weight[32];
+    uint8_t L[QK_K];
+    memset(q4, 0, (size_t)sb / 2);
+    memset(L, 0, sizeof L);
+    *dh = cf_fp32_to_fp16(0.f);
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sb / 32; ib++) {
+        const float *xb = x + ib * 32;
+        uint8_t *Lb = L + ib * 32;
+        for (int j = 0; j < 32; j++)
+            weight[j] = xb[j] * xb[j];
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(xb[j]) > amax) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        if (amax < KQ_GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = -max / values[0];
+        float id = 1 / d;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            const int l = best_index_int8(16, values, id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            const float q = values[l], w = weight[j];
+            sumqx += w * q * xb[j];
+            sumq2 += w * q * q;
+        }
+        d = sumqx / sumq2;
+        float best = d * sumqx;
+        for (int itry = -ntry; itry <= ntry; itry++) {
+            id = (float)(itry + values[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < 32; j++) {
+                const int l = best_index_int8(16, values, id * xb[j]);
+                const float q = values[l], w = weight[j];
+                sumqx += w * q * xb[j];
+                sumq2 += w * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        if (fabsf(d) > amax_scale) {
+            amax_scale = fabsf(d);
+            max_scale = d;
+        }
+    }
+    if (sb > 32) {
+        *scales_h = 0;
+        const float d = -max_scale / 32;
+        *dh = cf_fp32_to_fp16(d);
+        const float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < sb / 32; ib++) {
+            int l = imax(-32, imin(31, nearest_int(id * scales[ib])));
+            const float dl = d * (float)l;
+            const float idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; j++)
+                L[ib * 32 + j] = (uint8_t)best_index_int8(16, values, idl * x[ib * 32 + j]);
+            l += 32;
+            if (ib % 2 == 0)
+                scales_l[ib / 2] = (uint8_t)(l & 0xf);
+            else
+                scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+            *scales_h |= (uint16_t)((l >> 4) << 2 * (ib % 16));
+        }
+    } else {
+        *dh = cf_fp32_to_fp16(scales[0]);
+        const float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < sb; j++)
+            L[j] = (uint8_t)best_index_int8(16, values, id * x[j]);
+    }
+    for (int i = 0; i < sb / 32; i++)
+        for (int j = 0; j < 16; j++)
+            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void tt_from_float_iq4_nl(const float *x, void *dst, int64_t n) {
+    block_iq4_nl *y = dst;
+    uint16_t unused_h;
+    uint8_t unused_l[4];
+    for (int64_t i = 0; i < n / QK4_NL; i++)
+        iq4_quantize_block(QK4_NL, x + i * QK4_NL, &y[i].d, y[i].qs, &unused_h, unused_l);
+}
+
+void tt_from_float_iq4_xs(const float *x, void *dst, int64_t n) {
+    block_iq4_xs *y = dst;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        iq4_quantize_block(QK_K, x + i * QK_K, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
+}
+
 /* ================================================================== vec_dot */
 
 void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *xv) {
     const float *a = w, *b = xv;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(a[i] * b[i]);
+    for (int i = 0; i < n; i++)
+        sum += (double)(a[i] * b[i]);
     *s = (float)sum;
 }
 
 void tt_vec_dot_f16_ref(int n, float *s, const void *w, const void *xv) {
     const cf_fp16 *a = w, *b = xv;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(cf_fp16_to_fp32(a[i]) * cf_fp16_to_fp32(b[i]));
+    for (int i = 0; i < n; i++)
+        sum += (double)(cf_fp16_to_fp32(a[i]) * cf_fp16_to_fp32(b[i]));
     *s = (float)sum;
 }
 
 void tt_vec_dot_bf16_ref(int n, float *s, const void *w, const void *xv) {
     const cf_bf16 *a = w, *b = xv;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(cf_bf16_to_fp32(a[i]) * cf_bf16_to_fp32(b[i]));
+    for (int i = 0; i < n; i++)
+        sum += (double)(cf_bf16_to_fp32(a[i]) * cf_bf16_to_fp32(b[i]));
     *s = (float)sum;
 }
 
@@ -713,7 +907,8 @@ void tt_vec_dot_q4_1_q8_1_ref(int n, float *s, const void *w, const void *xv) {
             sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
             sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + QK8_1 / 2];
         }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
+        sumf +=
+            (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
     }
     *s = sumf;
 }
@@ -749,7 +944,8 @@ void tt_vec_dot_q5_1_q8_1_ref(int n, float *s, const void *w, const void *xv) {
             sumi0 += ((x[ib].qs[j] & 0x0F) | xh0) * y[ib].qs[j];
             sumi1 += ((x[ib].qs[j] >> 4) | xh1) * y[ib].qs[j + QK8_1 / 2];
         }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
+        sumf +=
+            (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
     }
     *s = sumf;
 }
@@ -760,7 +956,8 @@ void tt_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *w, const void *xv) {
     float sumf = 0;
     for (int ib = 0; ib < n / QK8_0; ib++) {
         int sumi = 0;
-        for (int j = 0; j < QK8_0; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        for (int j = 0; j < QK8_0; j++)
+            sumi += x[ib].qs[j] * y[ib].qs[j];
         sumf += (float)sumi * (h2f(x[ib].d) * h2f(y[ib].d));
     }
     *s = sumf;
@@ -790,17 +987,20 @@ void tt_vec_dot_q2_K_q8_K_ref(int n, float *s, const void *w, const void *xv) {
         const uint8_t *q2 = x[i].qs, *sc = x[i].scales;
         const int8_t *q8 = y[i].qs;
         int summs = 0;
-        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
+        for (int j = 0; j < 16; j++)
+            summs += y[i].bsums[j] * (sc[j] >> 4);
         const float dall = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
         int isum = 0, is = 0;
         for (int k = 0; k < QK_K / 128; k++) {
             int shift = 0;
             for (int j = 0; j < 4; j++) {
                 int isuml = 0;
-                for (int l = 0; l < 16; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                for (int l = 0; l < 16; l++)
+                    isuml += q8[l] * ((q2[l] >> shift) & 3);
                 isum += (sc[is++] & 0xF) * isuml;
                 isuml = 0;
-                for (int l = 16; l < 32; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                for (int l = 16; l < 32; l++)
+                    isuml += q8[l] * ((q2[l] >> shift) & 3);
                 isum += (sc[is++] & 0xF) * isuml;
                 shift += 2;
                 q8 += 32;
@@ -914,19 +1114,16 @@ void tt_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *w, const void *xv) {
         int isum = 0;
         for (int k = 0; k < QK_K; k += 128) {
             /* Four 32-value quarters; each has two 16-value scales. */
-            int part[8] = {0};
-            for (int l = 0; l < 32; l++) {
-                const int h = l / 16;
-                const int q1 = ((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                part[h + 0] += q1 * q8[l + 0];
-                part[h + 2] += q2 * q8[l + 32];
-                part[h + 4] += q3 * q8[l + 64];
-                part[h + 6] += q4 * q8[l + 96];
+            for (int h = 0; h < 2; h++) {
+                int p1 = 0, p2 = 0, p3 = 0, p4 = 0;
+                for (int l = 16 * h; l < 16 * h + 16; l++) {
+                    p1 += (((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32) * q8[l + 0];
+                    p2 += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * q8[l + 32];
+                    p3 += (((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * q8[l + 64];
+                    p4 += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * q8[l + 96];
+                }
+                isum += sc[h + 0] * p1 + sc[h + 2] * p2 + sc[h + 4] * p3 + sc[h + 6] * p4;
             }
-            for (int j = 0; j < 8; j++) isum += sc[j] * part[j];
             ql += 64;
             qh += 32;
             sc += 8;
