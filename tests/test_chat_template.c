@@ -2,15 +2,15 @@
  * templates/expected.jsonl (real model templates rendered by Python Jinja2
  * with Hugging Face's settings), the built-in fallback templates, and the
  * `confab template render` command. */
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/sb.h"
 #include "engine/chat_template.h"
 #include "engine/gguf.h"
 #include "testutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define NOW_2024_07_26_NOON 1721995200 /* what the expected renderings used */
 
@@ -31,7 +31,8 @@ static bool is_known_failure(const char *tmpl, const char *cas) {
 
 static size_t first_diff(const char *a, size_t na, const char *b, size_t nb) {
     size_t i = 0;
-    while (i < na && i < nb && a[i] == b[i]) i++;
+    while (i < na && i < nb && a[i] == b[i])
+        i++;
     return i;
 }
 
@@ -52,8 +53,8 @@ static bool check_record(json_t *rec, const char *dir) {
     int rc = tmpl_render_at(src, json_object_get(rec, "messages"),
                             json_is_true(json_object_get(rec, "add_generation_prompt")),
                             json_string_value(json_object_get(rec, "bos_token")),
-                            json_string_value(json_object_get(rec, "eos_token")), NULL, NOW_2024_07_26_NOON, &out,
-                            &err);
+                            json_string_value(json_object_get(rec, "eos_token")), NULL,
+                            NOW_2024_07_26_NOON, &out, &err);
     free(src);
     bool ok;
     json_t *exp = json_object_get(rec, "expected");
@@ -66,11 +67,14 @@ static bool check_record(json_t *rec, const char *dir) {
         } else if (out.len != en || memcmp(out.data ? out.data : "", e, en)) {
             size_t d = first_diff(sb_str(&out), out.len, e, en);
             size_t from = d > 30 ? d - 30 : 0;
-            print_message("# %s|%s: differs at byte %zu (got %zu bytes, want %zu)\n#   got:  %.*s\n#   want: %.*s\n",
-                          tname, cas, d, out.len, en, (int)(out.len - from < 80 ? out.len - from : 80),
-                          sb_str(&out) + from, (int)(en - from < 80 ? en - from : 80), e + from);
+            print_message("# %s|%s: differs at byte %zu (got %zu bytes, want %zu)\n#   got:  "
+                          "%.*s\n#   want: %.*s\n",
+                          tname, cas, d, out.len, en,
+                          (int)(out.len - from < 80 ? out.len - from : 80), sb_str(&out) + from,
+                          (int)(en - from < 80 ? en - from : 80), e + from);
             ok = false;
-        } else ok = true;
+        } else
+            ok = true;
     } else {
         /* The record's error is "Kind: message"; our message must carry it. */
         const char *want = json_string_value(json_object_get(rec, "error"));
@@ -82,7 +86,8 @@ static bool check_record(json_t *rec, const char *dir) {
         } else if (!strstr(err.msg, msg)) {
             print_message("# %s|%s: raised \"%s\", want \"%s\"\n", tname, cas, err.msg, msg);
             ok = false;
-        } else ok = true;
+        } else
+            ok = true;
     }
     sb_free(&out);
     return ok;
@@ -122,29 +127,37 @@ static void expected_jsonl_renders_byte_exact(void **st) {
     assert_int_equal(unexpected, 0);
 }
 
-
 /* ------------------------------------------------------------------ built-in templates */
 
-#define CONVO                                                                                          \
-    "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, " \
-    "{\"role\": \"assistant\", \"content\": \"Hello.\"}, {\"role\": \"user\", \"content\": \"2+2?\"}]"
+#define CONVO                                                                                      \
+    "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "      \
+    "\"Hi\"}, "                                                                                    \
+    "{\"role\": \"assistant\", \"content\": \"Hello.\"}, {\"role\": \"user\", \"content\": "       \
+    "\"2+2?\"}]"
 
 /* Expected strings: the same template sources rendered by Python Jinja2. */
 static const struct {
     const char *name, *want;
 } builtin_cases[] = {
-    {"chatml", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    {"chatml", "<|im_start|>system\nBe "
+               "brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
                "Hello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"},
-    {"llama2", "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] 2+2? [/INST]"},
-    {"llama3", "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user"
-               "<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
-               "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|><|start_header_id|>assistant"
-               "<|end_header_id|>\n\n"},
+    {"llama2",
+     "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] 2+2? [/INST]"},
+    {"llama3",
+     "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user"
+     "<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello.<|"
+     "eot_id|>"
+     "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|><|start_header_id|>assistant"
+     "<|end_header_id|>\n\n"},
     {"mistral", "<s>[INST] Be brief.\n\nHi [/INST]Hello.</s>[INST] 2+2? [/INST]"},
-    {"gemma", "<s><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+    {"gemma", "<s><start_of_turn>user\nBe "
+              "brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
               "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n"},
-    {"phi3", "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n<|user|>\n2+2?<|end|>\n"
-             "<|assistant|>\n"},
+    {"phi3",
+     "<|system|>\nBe "
+     "brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n<|user|>\n2+2?<|end|>\n"
+     "<|assistant|>\n"},
 };
 
 static void builtin_templates_render_known_prompts(void **st) {
@@ -152,7 +165,8 @@ static void builtin_templates_render_known_prompts(void **st) {
     json_t *msgs = json_loads(CONVO, 0, NULL);
     assert_non_null(msgs);
     size_t n = 0;
-    for (const char *const *nm = tmpl_builtin_names(); *nm; nm++) n++;
+    for (const char *const *nm = tmpl_builtin_names(); *nm; nm++)
+        n++;
     assert_int_equal(n, sizeof builtin_cases / sizeof builtin_cases[0]);
     for (size_t i = 0; i < n; i++) {
         const char *src = tmpl_builtin(builtin_cases[i].name);
@@ -171,10 +185,14 @@ static void builtin_templates_render_known_prompts(void **st) {
 
 static void builtin_templates_reject_non_alternating_roles(void **st) {
     (void)st;
-    json_t *msgs = json_loads("[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]", 0, NULL);
+    json_t *msgs = json_loads(
+        "[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]", 0,
+        NULL);
     sb_t out = {0};
     cf_err err = {0};
-    assert_int_equal(tmpl_render(tmpl_builtin("llama2"), msgs, false, "<s>", "</s>", NULL, &out, &err), CF_EINVAL);
+    assert_int_equal(
+        tmpl_render(tmpl_builtin("llama2"), msgs, false, "<s>", "</s>", NULL, &out, &err),
+        CF_EINVAL);
     assert_non_null(strstr(err.msg, "Conversation roles must alternate"));
     sb_free(&out);
     json_decref(msgs);
@@ -195,8 +213,8 @@ static void render_rejects_bad_inputs_with_clear_errors(void **st) {
     assert_non_null(strstr(err.msg, "line 1, column 8"));
     /* tools, when given, are visible to the template */
     json_t *tools = json_loads("[{\"name\": \"f\"}]", 0, NULL);
-    assert_int_equal(tmpl_render("{{ tools | map(attribute='name') | join }}|{{ bos_token }}", ok, false, NULL, NULL,
-                                 tools, &out, &err),
+    assert_int_equal(tmpl_render("{{ tools | map(attribute='name') | join }}|{{ bos_token }}", ok,
+                                 false, NULL, NULL, tools, &out, &err),
                      0);
     assert_string_equal(sb_str(&out), "f|");
     sb_free(&out);
@@ -231,7 +249,9 @@ static void cli_renders_builtin_byte_exact_to_stdout(void **st) {
     assert_string_equal(out, builtin_cases[0].want);
     free(out);
     /* --template with --bos/--eos; no trailing newline is added */
-    char *tpl = write_tmp(dir, "t.jinja", "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\n");
+    char *tpl = write_tmp(
+        dir, "t.jinja",
+        "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\n");
     snprintf(args, sizeof args, "--template %s --messages %s --bos '[B]' --eos '[E]'", tpl, msgs);
     assert_int_equal(run_cli(args, &out), 0);
     assert_string_equal(out, "[B]Be brief.HiHello.2+2?[E]");
@@ -289,7 +309,8 @@ static void cli_reads_template_and_tokens_from_gguf(void **st) {
     gguf_writer *w = gguf_w_new();
     gguf_w_set_str(w, "general.architecture", "llama");
     gguf_w_set_str(w, "tokenizer.chat_template",
-                   "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}");
+                   "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ "
+                   "eos_token }}{% endfor %}");
     gguf_str toks[3] = {{"<unk>", 5}, {"<|bos|>", 7}, {"<|eos|>", 7}};
     gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
     gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", 1);

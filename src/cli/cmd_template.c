@@ -9,15 +9,15 @@
  * strings looked up from tokenizer.ggml.tokens by their ids). --bos/--eos
  * override the token strings.
  */
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/sb.h"
 #include "cli/cli.h"
 #include "engine/chat_template.h"
 #include "engine/gguf.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static char *read_all(const char *path, size_t *len, cf_err *err) {
     FILE *f = fopen(path, "rb");
@@ -28,7 +28,8 @@ static char *read_all(const char *path, size_t *len, cf_err *err) {
     sb_t b = {0};
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_appendn(&b, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_appendn(&b, buf, n);
     bool bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -46,7 +47,8 @@ static char *token_string(const gguf_file *g, const char *key) {
     gguf_vtype et;
     uint64_t n;
     if (!gguf_get_u32(g, key, &id)) return NULL;
-    if (!gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_TYPE_STRING || id >= n) return NULL;
+    if (!gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_TYPE_STRING || id >= n)
+        return NULL;
     return gguf_str_dup(gguf_arr_str(g, "tokenizer.ggml.tokens", id));
 }
 
@@ -58,7 +60,8 @@ static int load_model_template(const char *path, char **tmpl, char **bos, char *
     if (!gguf_get_str(g, "tokenizer.chat_template", &s)) {
         gguf_close(g);
         return cf_seterr(err, CF_ENOTFOUND,
-                         "%s has no tokenizer.chat_template; use --builtin NAME (chatml, llama2, llama3, mistral, "
+                         "%s has no tokenizer.chat_template; use --builtin NAME (chatml, llama2, "
+                         "llama3, mistral, "
                          "gemma, phi3)",
                          path);
     }
@@ -70,26 +73,35 @@ static int load_model_template(const char *path, char **tmpl, char **bos, char *
 }
 
 static int render_main(int argc, char **argv) {
-    const char *tfile = NULL, *builtin = NULL, *model = NULL, *msgs = NULL, *bos = NULL, *eos = NULL;
+    const char *tfile = NULL, *builtin = NULL, *model = NULL, *msgs = NULL, *bos = NULL,
+               *eos = NULL;
     bool agp = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
-        if (!strcmp(a, "--template")) slot = &tfile;
-        else if (!strcmp(a, "--builtin")) slot = &builtin;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) slot = &model;
-        else if (!strcmp(a, "--messages")) slot = &msgs;
-        else if (!strcmp(a, "--bos")) slot = &bos;
-        else if (!strcmp(a, "--eos")) slot = &eos;
+        if (!strcmp(a, "--template"))
+            slot = &tfile;
+        else if (!strcmp(a, "--builtin"))
+            slot = &builtin;
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            slot = &model;
+        else if (!strcmp(a, "--messages"))
+            slot = &msgs;
+        else if (!strcmp(a, "--bos"))
+            slot = &bos;
+        else if (!strcmp(a, "--eos"))
+            slot = &eos;
         else if (!strcmp(a, "--add-generation-prompt")) {
             agp = true;
             continue;
-        } else return cli_usage_error("template", "unknown option '%s'", a);
+        } else
+            return cli_usage_error("template", "unknown option '%s'", a);
         if (i + 1 >= argc) return cli_usage_error("template", "%s needs a value", a);
         *slot = argv[++i];
     }
     if ((tfile != NULL) + (builtin != NULL) + (model != NULL) != 1)
-        return cli_usage_error("template", "give exactly one of --template FILE, --builtin NAME, -m MODEL.gguf");
+        return cli_usage_error(
+            "template", "give exactly one of --template FILE, --builtin NAME, -m MODEL.gguf");
     if (!msgs) return cli_usage_error("template", "--messages FILE.json is required");
 
     cf_err err = {0};
@@ -106,8 +118,10 @@ static int render_main(int argc, char **argv) {
         const char *b = tmpl_builtin(builtin);
         if (!b) {
             sb_t names = {0};
-            for (const char *const *n = tmpl_builtin_names(); *n; n++) sb_printf(&names, "%s%s", names.len ? ", " : "", *n);
-            int rc = cli_usage_error("template", "unknown built-in template '%s' (known: %s)", builtin, sb_str(&names));
+            for (const char *const *n = tmpl_builtin_names(); *n; n++)
+                sb_printf(&names, "%s%s", names.len ? ", " : "", *n);
+            int rc = cli_usage_error("template", "unknown built-in template '%s' (known: %s)",
+                                     builtin, sb_str(&names));
             sb_free(&names);
             return rc;
         }
@@ -131,28 +145,38 @@ static int render_main(int argc, char **argv) {
     messages = json_loadb(mtext, len, JSON_ALLOW_NUL, &je);
     free(mtext);
     if (!messages) {
-        fprintf(stderr, "confab: %s: invalid JSON at line %d, column %d: %s\n", msgs, je.line, je.column, je.text);
+        fprintf(stderr, "confab: %s: invalid JSON at line %d, column %d: %s\n", msgs, je.line,
+                je.column, je.text);
         goto out;
     }
     if (!json_is_array(messages)) {
-        fprintf(stderr, "confab: %s: expected a JSON array of {\"role\", \"content\"} messages\n", msgs);
+        fprintf(stderr, "confab: %s: expected a JSON array of {\"role\", \"content\"} messages\n",
+                msgs);
         goto out;
     }
     for (size_t i = 0; i < json_array_size(messages); i++) {
         json_t *m = json_array_get(messages, i);
         if (!json_is_object(m) || !json_is_string(json_object_get(m, "role"))) {
-            fprintf(stderr, "confab: %s: message %zu is not an object with a string \"role\"\n", msgs, i);
+            fprintf(stderr, "confab: %s: message %zu is not an object with a string \"role\"\n",
+                    msgs, i);
             goto out;
         }
     }
     sb_t out = {0};
-    if (tmpl_render(src, messages, agp, bos ? bos : mbos ? mbos : "", eos ? eos : meos ? meos : "", NULL, &out,
-                    &err)) {
+    if (tmpl_render(src, messages, agp,
+                    bos    ? bos
+                    : mbos ? mbos
+                           : "",
+                    eos    ? eos
+                    : meos ? meos
+                           : "",
+                    NULL, &out, &err)) {
         fprintf(stderr, "confab: template: %s\n", err.msg);
         sb_free(&out);
         goto out;
     }
-    rc = fwrite(out.data ? out.data : "", 1, out.len, stdout) == out.len && fflush(stdout) == 0 ? 0 : 1;
+    rc = fwrite(out.data ? out.data : "", 1, out.len, stdout) == out.len && fflush(stdout) == 0 ? 0
+                                                                                                : 1;
     sb_free(&out);
 out:
     json_decref(messages);

@@ -15,12 +15,13 @@
  */
 #include "engine/chat_template.h"
 
-#include <string.h>
-
 #include "engine/jinja.h"
 
-int tmpl_render_at(const char *template_src, json_t *messages, bool add_generation_prompt, const char *bos,
-                   const char *eos, json_t *tools, int64_t now_unix, sb_t *out, cf_err *err) {
+#include <string.h>
+
+int tmpl_render_at(const char *template_src, json_t *messages, bool add_generation_prompt,
+                   const char *bos, const char *eos, json_t *tools, int64_t now_unix, sb_t *out,
+                   cf_err *err) {
     if (!template_src) return cf_seterr(err, CF_EINVAL, "no chat template");
     if (!messages || !json_is_array(messages))
         return cf_seterr(err, CF_EINVAL, "messages must be a JSON array");
@@ -44,16 +45,17 @@ int tmpl_render_at(const char *template_src, json_t *messages, bool add_generati
     return rc;
 }
 
-int tmpl_render(const char *template_src, json_t *messages, bool add_generation_prompt, const char *bos,
-                const char *eos, json_t *tools, sb_t *out, cf_err *err) {
-    return tmpl_render_at(template_src, messages, add_generation_prompt, bos, eos, tools, 0, out, err);
+int tmpl_render(const char *template_src, json_t *messages, bool add_generation_prompt,
+                const char *bos, const char *eos, json_t *tools, sb_t *out, cf_err *err) {
+    return tmpl_render_at(template_src, messages, add_generation_prompt, bos, eos, tools, 0, out,
+                          err);
 }
 
 /* ------------------------------------------------------------------ built-in templates */
 
-#define ALTERNATE                                                                                        \
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"                                    \
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"       \
+#define ALTERNATE                                                                                  \
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"                               \
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}" \
     "{% endif %}"
 
 static const struct {
@@ -74,7 +76,8 @@ static const struct {
      "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
      "{% else %}{% set content = message['content'] %}{% endif %}"
      "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-     "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}{% endif %}"
+     "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}{% "
+     "endif %}"
      "{% endfor %}"},
     {"llama3",
      "{% for message in messages %}"
@@ -82,20 +85,24 @@ static const struct {
      "message['content'] | trim + '<|eot_id|>' %}"
      "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
      "{{ content }}{% endfor %}"
-     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"},
+     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% "
+     "endif %}"},
     {"mistral",
      "{% if messages[0]['role'] == 'system' %}"
-     "{% set system_prefix = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = messages[1:] %}"
+     "{% set system_prefix = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = "
+     "messages[1:] %}"
      "{% else %}{% set system_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
      "{{ bos_token }}{% for message in loop_messages %}" ALTERNATE
      "{% if message['role'] == 'user' %}"
      "{{ '[INST] ' + (system_prefix if loop.first else '') + message['content'] + ' [/INST]' }}"
      "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
-     "{% else %}{{ raise_exception('Only system, user and assistant roles are supported') }}{% endif %}"
+     "{% else %}{{ raise_exception('Only system, user and assistant roles are supported') }}{% "
+     "endif %}"
      "{% endfor %}"},
     {"gemma",
      "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
-     "{% set first_user_prefix = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = messages[1:] %}"
+     "{% set first_user_prefix = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = "
+     "messages[1:] %}"
      "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
      "{% for message in loop_messages %}" ALTERNATE
      "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
@@ -107,12 +114,14 @@ static const struct {
      "{% for message in messages %}"
      "{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + '<|end|>\\n' }}"
      "{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '<|end|>\\n' }}"
-     "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + '<|end|>\\n' }}"
+     "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + "
+     "'<|end|>\\n' }}"
      "{% endif %}{% endfor %}"
      "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}"},
 };
 
-static const char *const builtin_names[] = {"chatml", "llama2", "llama3", "mistral", "gemma", "phi3", NULL};
+static const char *const builtin_names[] = {"chatml", "llama2", "llama3", "mistral",
+                                            "gemma",  "phi3",   NULL};
 
 const char *tmpl_builtin(const char *name) {
     if (!name) return NULL;

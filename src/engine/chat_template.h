@@ -12,12 +12,12 @@
 #ifndef CONFAB_ENGINE_CHAT_TEMPLATE_H
 #define CONFAB_ENGINE_CHAT_TEMPLATE_H
 
+#include "base/err.h"
+#include "base/sb.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#include "base/err.h"
-#include "base/sb.h"
 
 /* Renders TEMPLATE_SRC (NUL-terminated Jinja source) with MESSAGES (a JSON
  * array of {"role", "content", ...} objects, borrowed), ADD_GENERATION_PROMPT,
@@ -27,12 +27,13 @@
  * raises (raise_exception, undefined use...) or bad MESSAGES. Messages carry
  * "line L, column C:" of the failing template spot. strftime_now uses the
  * real clock. */
-int tmpl_render(const char *template_src, json_t *messages, bool add_generation_prompt, const char *bos,
-                const char *eos, json_t *tools, sb_t *out, cf_err *err);
+int tmpl_render(const char *template_src, json_t *messages, bool add_generation_prompt,
+                const char *bos, const char *eos, json_t *tools, sb_t *out, cf_err *err);
 
 /* As tmpl_render, with strftime_now fixed to NOW_UNIX (seconds, UTC). */
-int tmpl_render_at(const char *template_src, json_t *messages, bool add_generation_prompt, const char *bos,
-                   const char *eos, json_t *tools, int64_t now_unix, sb_t *out, cf_err *err);
+int tmpl_render_at(const char *template_src, json_t *messages, bool add_generation_prompt,
+                   const char *bos, const char *eos, json_t *tools, int64_t now_unix, sb_t *out,
+                   cf_err *err);
 
 /* Jinja source of the built-in template NAME ("chatml", "llama2", "llama3",
  * "mistral", "gemma", "phi3"); static storage. NULL for an unknown name. */

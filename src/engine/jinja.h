@@ -17,19 +17,19 @@
 #ifndef CONFAB_ENGINE_JINJA_H
 #define CONFAB_ENGINE_JINJA_H
 
+#include "base/err.h"
+#include "base/sb.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "base/err.h"
-#include "base/sb.h"
 
 typedef struct jinja_template jinja_template;
 
 /* Limits and injectable inputs for one render. Zero fields take defaults. */
 typedef struct {
     int64_t now_unix;        /* time for strftime_now (UTC); 0 = the real clock */
-    int max_depth;           /* nested calls/blocks; default 200 */
+    int max_depth;           /* nested macro calls; default 100 */
     uint64_t max_iterations; /* loop iterations over the whole render; default 1e6 */
     size_t max_output;       /* bytes of output (also of any captured block); default 64 MiB */
     size_t max_memory;       /* bytes the evaluator may allocate; default 512 MiB */

@@ -13,6 +13,8 @@
  * case mapping covers ASCII and Latin-1 letters (the rest pass unchanged) —
  * a deliberate limit, since templates case-map role names and keywords.
  */
+#include "engine/jinja_eval.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -20,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "engine/jinja_eval.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -51,17 +51,21 @@ static int need_str(jctx *c, const jnode *at, jv v, const char *what) {
 
 static int need_int(jctx *c, const jnode *at, jv v, const char *what, int64_t *out) {
     *out = 0;
-    if (v.t == JV_INT) *out = v.u.i;
-    else if (v.t == JV_BOOL) *out = v.u.b;
-    else if (v.t == JV_UNDEF) return jerr_undef(c, at, v);
-    else return jerr(c, at, "%s expects an integer, got %s", what, jv_typename(v));
+    if (v.t == JV_INT)
+        *out = v.u.i;
+    else if (v.t == JV_BOOL)
+        *out = v.u.b;
+    else if (v.t == JV_UNDEF)
+        return jerr_undef(c, at, v);
+    else
+        return jerr(c, at, "%s expects an integer, got %s", what, jv_typename(v));
     return 0;
 }
 
 static bool cp_space(uint32_t cp) {
-    return cp == ' ' || (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x1f) || cp == 0x85 || cp == 0xa0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
-           cp == 0x205f || cp == 0x3000;
+    return cp == ' ' || (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x1f) || cp == 0x85 ||
+           cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
+           cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
 static size_t cp_at(const char *s, size_t n, uint32_t *cp) {
@@ -76,7 +80,8 @@ static size_t cp_at(const char *s, size_t n, uint32_t *cp) {
 /* Start of the code point that ends at END (END > 0). */
 static size_t cp_back(const char *s, size_t end) {
     size_t i = end - 1;
-    while (i > 0 && end - i < 4 && ((unsigned char)s[i] & 0xc0) == 0x80) i--;
+    while (i > 0 && end - i < 4 && ((unsigned char)s[i] & 0xc0) == 0x80)
+        i--;
     return i;
 }
 
@@ -140,15 +145,18 @@ static jv map_case(jctx *c, const jstr *s, int mode) {
             break;
         case CASE_CAPITALIZE: r = first ? cp_upper(cp) : cp_lower(cp); break;
         case CASE_TITLE_JINJA: {
-            bool sep = cp_space(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
+            bool sep =
+                cp_space(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
             r = sep ? cp : word_start ? cp_upper(cp) : cp_lower(cp);
             word_start = sep;
             break;
         }
         }
         first = false;
-        if (r == cp) sb_appendn(&b, s->p + i, l);
-        else put_cp(&b, r);
+        if (r == cp)
+            sb_appendn(&b, s->p + i, l);
+        else
+            put_cp(&b, r);
         i += l;
     }
     return sb_to_jv(c, &b);
@@ -186,7 +194,8 @@ static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, i
     return sb_to_jv(c, &b);
 }
 
-static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t maxsplit, bool right, jv *out) {
+static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t maxsplit, bool right,
+                    jv *out) {
     jv l = jv_list(&c->ar, 0);
     if (sep.t == JV_NONE || sep.t == JV_UNDEF) {
         /* whitespace split: runs of whitespace, no empty strings */
@@ -246,7 +255,8 @@ static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t max
                 done++;
                 e = b;
             }
-            for (size_t k = tmp->n; k-- > 0;) jlist_push(&c->ar, l.u.l, tmp->v[k]);
+            for (size_t k = tmp->n; k-- > 0;)
+                jlist_push(&c->ar, l.u.l, tmp->v[k]);
         }
         *out = l;
         return 0;
@@ -258,7 +268,8 @@ static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t max
         size_t i = 0;
         int64_t done = 0;
         for (;;) {
-            const char *f = (maxsplit < 0 || done < maxsplit) ? memmem(s->p + i, s->n - i, p->p, p->n) : NULL;
+            const char *f =
+                (maxsplit < 0 || done < maxsplit) ? memmem(s->p + i, s->n - i, p->p, p->n) : NULL;
             if (!f) {
                 jlist_push(&c->ar, l.u.l, jv_strn(&c->ar, s->p + i, s->n - i));
                 break;
@@ -288,7 +299,8 @@ static int do_split(jctx *c, const jnode *at, const jstr *s, jv sep, int64_t max
             e = found;
             done++;
         }
-        for (size_t k = tmp->n; k-- > 0;) jlist_push(&c->ar, l.u.l, tmp->v[k]);
+        for (size_t k = tmp->n; k-- > 0;)
+            jlist_push(&c->ar, l.u.l, tmp->v[k]);
     }
     *out = l;
     return 0;
@@ -339,7 +351,9 @@ static jv attr_path(jctx *c, jv item, const jstr *path) {
         } else if (item.t == JV_LIST && len && isdigit((unsigned char)p[0])) {
             size_t idx = (size_t)strtoull(p, NULL, 10);
             item = idx < item.u.l->n ? item.u.l->v[idx] : jv_undef(NULL);
-        } else item = jv_undef_fmt(c, "'%s object' has no attribute '%.*s'", jv_typename(item), (int)len, p);
+        } else
+            item = jv_undef_fmt(c, "'%s object' has no attribute '%.*s'", jv_typename(item),
+                                (int)len, p);
         if (!dot) break;
         p = dot + 1;
     }
@@ -368,8 +382,10 @@ static void msort(jv *keys, jv *vals, size_t n, bool ci, bool rev, bool *bad, jv
     size_t i = 0, j = h, k = 0;
     while (i < h || j < n) {
         bool take_left;
-        if (i >= h) take_left = false;
-        else if (j >= n) take_left = true;
+        if (i >= h)
+            take_left = false;
+        else if (j >= n)
+            take_left = true;
         else {
             int r = cmp_ci(keys[j], keys[i], ci);
             if (r == -2) {
@@ -409,20 +425,50 @@ static int sort_list(jctx *c, const jnode *at, jlist *in, jv *keys, bool ci, boo
 
 typedef int (*test_fn)(jctx *c, const jnode *at, jv v, jcall *a, bool *out);
 
-static int t_defined(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t != JV_UNDEF; return 0; }
-static int t_undefined(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_UNDEF; return 0; }
-static int t_none(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_NONE; return 0; }
-static int t_boolean(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_BOOL; return 0; }
-static int t_true(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_BOOL && v.u.b; return 0; }
-static int t_false(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_BOOL && !v.u.b; return 0; }
-static int t_integer(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_INT; return 0; }
-static int t_float(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_FLOAT; return 0; }
+static int t_defined(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t != JV_UNDEF;
+    return 0;
+}
+static int t_undefined(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_UNDEF;
+    return 0;
+}
+static int t_none(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_NONE;
+    return 0;
+}
+static int t_boolean(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_BOOL;
+    return 0;
+}
+static int t_true(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_BOOL && v.u.b;
+    return 0;
+}
+static int t_false(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_BOOL && !v.u.b;
+    return 0;
+}
+static int t_integer(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_INT;
+    return 0;
+}
+static int t_float(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_FLOAT;
+    return 0;
+}
 static int t_number(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     *out = v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL;
     return 0;
 }
-static int t_string(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_STR; return 0; }
-static int t_mapping(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { *out = v.t == JV_DICT; return 0; }
+static int t_string(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_STR;
+    return 0;
+}
+static int t_mapping(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    *out = v.t == JV_DICT;
+    return 0;
+}
 static int t_iterable(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT || v.t == JV_UNDEF || v.t == JV_LOOP;
     return 0;
@@ -432,7 +478,8 @@ static int t_sequence(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     return 0;
 }
 static int t_callable(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
-    *out = v.t == JV_MACRO || v.t == JV_FUNC || v.t == JV_UNDEF; /* Jinja's Undefined has __call__ */
+    *out =
+        v.t == JV_MACRO || v.t == JV_FUNC || v.t == JV_UNDEF; /* Jinja's Undefined has __call__ */
     return 0;
 }
 static int t_arg(jctx *c, const jnode *at, jcall *a, jv *out) {
@@ -461,10 +508,18 @@ static int t_order(jctx *c, const jnode *at, jv v, jcall *a, bool *out, int want
     *out = want == 0 ? r < 0 : want == 1 ? r <= 0 : want == 2 ? r > 0 : r >= 0;
     return 0;
 }
-static int t_lt(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { return t_order(c, at, v, a, out, 0); }
-static int t_le(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { return t_order(c, at, v, a, out, 1); }
-static int t_gt(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { return t_order(c, at, v, a, out, 2); }
-static int t_ge(jctx *c, const jnode *at, jv v, jcall *a, bool *out) { return t_order(c, at, v, a, out, 3); }
+static int t_lt(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    return t_order(c, at, v, a, out, 0);
+}
+static int t_le(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    return t_order(c, at, v, a, out, 1);
+}
+static int t_gt(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    return t_order(c, at, v, a, out, 2);
+}
+static int t_ge(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    return t_order(c, at, v, a, out, 3);
+}
 static int t_in(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     jv *seq = jcall_arg(a, 0, "seq");
     if (!seq) return jerr(c, at, "test 'in' needs a sequence");
@@ -494,11 +549,16 @@ static int t_divisibleby(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
 static int t_sameas(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     jv o;
     if (t_arg(c, at, a, &o)) return -1;
-    if (v.t != o.t) *out = false;
-    else if (v.t == JV_NONE || v.t == JV_UNDEF) *out = true;
-    else if (v.t == JV_BOOL) *out = v.u.b == o.u.b;
-    else if (v.t == JV_INT) *out = v.u.i == o.u.i && v.u.i >= -5 && v.u.i <= 256;
-    else *out = memcmp(&v.u, &o.u, sizeof v.u) == 0;
+    if (v.t != o.t)
+        *out = false;
+    else if (v.t == JV_NONE || v.t == JV_UNDEF)
+        *out = true;
+    else if (v.t == JV_BOOL)
+        *out = v.u.b == o.u.b;
+    else if (v.t == JV_INT)
+        *out = v.u.i == o.u.i && v.u.i >= -5 && v.u.i <= 256;
+    else
+        *out = memcmp(&v.u, &o.u, sizeof v.u) == 0;
     return 0;
 }
 static int t_lower(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
@@ -518,14 +578,43 @@ static const struct {
     const char *name;
     test_fn fn;
 } tests[] = {
-    {"defined", t_defined}, {"undefined", t_undefined}, {"none", t_none}, {"boolean", t_boolean},
-    {"true", t_true}, {"false", t_false}, {"integer", t_integer}, {"float", t_float}, {"number", t_number},
-    {"string", t_string}, {"mapping", t_mapping}, {"iterable", t_iterable}, {"sequence", t_sequence},
-    {"callable", t_callable}, {"eq", t_eq}, {"equalto", t_eq}, {"==", t_eq}, {"ne", t_ne}, {"!=", t_ne},
-    {"lt", t_lt}, {"lessthan", t_lt}, {"<", t_lt}, {"le", t_le}, {"<=", t_le}, {"gt", t_gt},
-    {"greaterthan", t_gt}, {">", t_gt}, {"ge", t_ge}, {">=", t_ge}, {"in", t_in}, {"odd", t_odd},
-    {"even", t_even}, {"divisibleby", t_divisibleby}, {"sameas", t_sameas}, {"lower", t_lower},
-    {"upper", t_upper}, {"escaped", t_false},
+    {"defined", t_defined},
+    {"undefined", t_undefined},
+    {"none", t_none},
+    {"boolean", t_boolean},
+    {"true", t_true},
+    {"false", t_false},
+    {"integer", t_integer},
+    {"float", t_float},
+    {"number", t_number},
+    {"string", t_string},
+    {"mapping", t_mapping},
+    {"iterable", t_iterable},
+    {"sequence", t_sequence},
+    {"callable", t_callable},
+    {"eq", t_eq},
+    {"equalto", t_eq},
+    {"==", t_eq},
+    {"ne", t_ne},
+    {"!=", t_ne},
+    {"lt", t_lt},
+    {"lessthan", t_lt},
+    {"<", t_lt},
+    {"le", t_le},
+    {"<=", t_le},
+    {"gt", t_gt},
+    {"greaterthan", t_gt},
+    {">", t_gt},
+    {"ge", t_ge},
+    {">=", t_ge},
+    {"in", t_in},
+    {"odd", t_odd},
+    {"even", t_even},
+    {"divisibleby", t_divisibleby},
+    {"sameas", t_sameas},
+    {"lower", t_lower},
+    {"upper", t_upper},
+    {"escaped", t_false},
 };
 
 int jinja_apply_test(jctx *c, const jnode *at, const char *name, jv v, jcall *a, bool *out) {
@@ -549,11 +638,14 @@ static int f_tojson(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     if (ind.t == JV_INT) {
         o.indent = ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : (int)ind.u.i;
         o.item_sep = ",";
-    } else if (ind.t != JV_NONE && ind.t != JV_UNDEF) return jerr(c, at, "tojson indent must be an integer");
-    if (seps.t == JV_LIST && seps.u.l->n == 2 && seps.u.l->v[0].t == JV_STR && seps.u.l->v[1].t == JV_STR) {
+    } else if (ind.t != JV_NONE && ind.t != JV_UNDEF)
+        return jerr(c, at, "tojson indent must be an integer");
+    if (seps.t == JV_LIST && seps.u.l->n == 2 && seps.u.l->v[0].t == JV_STR &&
+        seps.u.l->v[1].t == JV_STR) {
         o.item_sep = seps.u.l->v[0].u.s->p;
         o.key_sep = seps.u.l->v[1].u.s->p;
-    } else if (seps.t != JV_NONE && seps.t != JV_UNDEF) return jerr(c, at, "tojson separators must be two strings");
+    } else if (seps.t != JV_NONE && seps.t != JV_UNDEF)
+        return jerr(c, at, "tojson separators must be two strings");
     sb_t b = {0};
     const char *bad = NULL;
     if (jv_to_json(&b, v, &o, 0, &bad)) {
@@ -581,25 +673,40 @@ static int f_length(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     return 0;
 }
 
-static int f_upper(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { *out = map_case(c, str_of(c, v).u.s, CASE_UPPER); return 0; }
-static int f_lower(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { *out = map_case(c, str_of(c, v).u.s, CASE_LOWER); return 0; }
-static int f_title(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { *out = map_case(c, str_of(c, v).u.s, CASE_TITLE_JINJA); return 0; }
-static int f_capitalize(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { *out = map_case(c, str_of(c, v).u.s, CASE_CAPITALIZE); return 0; }
+static int f_upper(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    *out = map_case(c, str_of(c, v).u.s, CASE_UPPER);
+    return 0;
+}
+static int f_lower(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    *out = map_case(c, str_of(c, v).u.s, CASE_LOWER);
+    return 0;
+}
+static int f_title(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    *out = map_case(c, str_of(c, v).u.s, CASE_TITLE_JINJA);
+    return 0;
+}
+static int f_capitalize(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    *out = map_case(c, str_of(c, v).u.s, CASE_CAPITALIZE);
+    return 0;
+}
 
 static int f_replace(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv s = str_of(c, v);
-    jv *old = jcall_arg(a, 0, "old"), *new = jcall_arg(a, 1, "new"), *cnt = jcall_arg(a, 2, "count");
+    jv *old = jcall_arg(a, 0, "old"), *new = jcall_arg(a, 1, "new"),
+       *cnt = jcall_arg(a, 2, "count");
     if (!old || !new) return jerr(c, at, "replace needs old and new strings");
     jv o = str_of(c, *old), nw = str_of(c, *new);
     int64_t count = -1;
     if (cnt && cnt->t != JV_NONE && need_int(c, at, *cnt, "replace count", &count)) return -1;
     *out = do_replace(c, s.u.s, o.u.s, nw.u.s, count);
-    if (out->u.s->n > c->max_output) return jerr(c, at, "replace result exceeds %zu bytes", c->max_output);
+    if (out->u.s->n > c->max_output)
+        return jerr(c, at, "replace result exceeds %zu bytes", c->max_output);
     return 0;
 }
 
 static int f_join(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
-    return do_join(c, at, v, argv_or(a, 0, "d", jv_strn(&c->ar, "", 0)), argv_or(a, 1, "attribute", jv_none()), out);
+    return do_join(c, at, v, argv_or(a, 0, "d", jv_strn(&c->ar, "", 0)),
+                   argv_or(a, 1, "attribute", jv_none()), out);
 }
 
 static int f_default(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
@@ -614,7 +721,8 @@ static int f_items(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         *out = jv_list(&c->ar, 0);
         return 0;
     }
-    if (v.t != JV_DICT) return jerr(c, at, "items filter expects a mapping, got %s", jv_typename(v));
+    if (v.t != JV_DICT)
+        return jerr(c, at, "items filter expects a mapping, got %s", jv_typename(v));
     *out = jv_list(&c->ar, v.u.d->n);
     for (size_t i = 0; i < v.u.d->n; i++) {
         jv pair = jv_list(&c->ar, 2);
@@ -635,11 +743,13 @@ static int f_dictsort(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     if (f_items(c, at, v, a, &items)) return -1;
     size_t n = items.u.l->n;
     jv *keys = ja_alloc(&c->ar, (n + 1) * sizeof(jv));
-    for (size_t i = 0; i < n; i++) keys[i] = items.u.l->v[i].u.l->v[by_value ? 1 : 0];
+    for (size_t i = 0; i < n; i++)
+        keys[i] = items.u.l->v[i].u.l->v[by_value ? 1 : 0];
     return sort_list(c, at, items.u.l, keys, ci, rev, out);
 }
 
-static int select_common(jctx *c, const jnode *at, jv v, jcall *a, jv *out, bool attr_mode, bool keep) {
+static int select_common(jctx *c, const jnode *at, jv v, jcall *a, jv *out, bool attr_mode,
+                         bool keep) {
     jlist *l;
     if (!jv_truthy(v)) { /* Jinja: `if value:` before iterating */
         *out = jv_list(&c->ar, 0);
@@ -649,7 +759,8 @@ static int select_common(jctx *c, const jnode *at, jv v, jcall *a, jv *out, bool
     size_t first = 0;
     jv attr = jv_none();
     if (attr_mode) {
-        if (a->npos < 1 || a->pos[0].t != JV_STR) return jerr(c, at, "selectattr/rejectattr need an attribute name");
+        if (a->npos < 1 || a->pos[0].t != JV_STR)
+            return jerr(c, at, "selectattr/rejectattr need an attribute name");
         attr = a->pos[0];
         first = 1;
     }
@@ -658,22 +769,32 @@ static int select_common(jctx *c, const jnode *at, jv v, jcall *a, jv *out, bool
         if (a->pos[first].t != JV_STR) return jerr(c, at, "test name must be a string");
         test = a->pos[first].u.s->p;
     }
-    jcall ta = {.pos = a->npos > first + 1 ? a->pos + first + 1 : NULL, .npos = a->npos > first + 1 ? a->npos - first - 1 : 0};
+    jcall ta = {.pos = a->npos > first + 1 ? a->pos + first + 1 : NULL,
+                .npos = a->npos > first + 1 ? a->npos - first - 1 : 0};
     *out = jv_list(&c->ar, 0);
     for (size_t i = 0; i < l->n; i++) {
         jv item = attr_mode ? attr_path(c, l->v[i], attr.u.s) : l->v[i];
         bool r;
         if (test) {
             if (jinja_apply_test(c, at, test, item, &ta, &r)) return -1;
-        } else r = jv_truthy(item);
+        } else
+            r = jv_truthy(item);
         if (r == keep) jlist_push(&c->ar, out->u.l, l->v[i]);
     }
     return 0;
 }
-static int f_selectattr(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { return select_common(c, at, v, a, out, true, true); }
-static int f_rejectattr(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { return select_common(c, at, v, a, out, true, false); }
-static int f_select(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { return select_common(c, at, v, a, out, false, true); }
-static int f_reject(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { return select_common(c, at, v, a, out, false, false); }
+static int f_selectattr(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    return select_common(c, at, v, a, out, true, true);
+}
+static int f_rejectattr(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    return select_common(c, at, v, a, out, true, false);
+}
+static int f_select(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    return select_common(c, at, v, a, out, false, true);
+}
+static int f_reject(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    return select_common(c, at, v, a, out, false, false);
+}
 
 static int f_map(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jlist *l;
@@ -694,8 +815,10 @@ static int f_map(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         }
         return 0;
     }
-    if (a->npos < 1 || a->pos[0].t != JV_STR) return jerr(c, at, "map needs a filter name or attribute=");
-    jcall fa = {.pos = a->pos + 1, .npos = a->npos - 1, .kwn = a->kwn, .kwv = a->kwv, .nkw = a->nkw};
+    if (a->npos < 1 || a->pos[0].t != JV_STR)
+        return jerr(c, at, "map needs a filter name or attribute=");
+    jcall fa = {
+        .pos = a->pos + 1, .npos = a->npos - 1, .kwn = a->kwn, .kwv = a->kwv, .nkw = a->nkw};
     for (size_t i = 0; i < l->n; i++) {
         jv x;
         if (jinja_apply_filter(c, at, a->pos[0].u.s->p, l->v[i], &fa, &x)) return -1;
@@ -720,45 +843,58 @@ static int f_list(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jlist *l;
     if (jinja_iter_list(c, at, v, &l)) return -1;
     *out = jv_list(&c->ar, l->n);
-    for (size_t i = 0; i < l->n; i++) jlist_push(&c->ar, out->u.l, l->v[i]);
+    for (size_t i = 0; i < l->n; i++)
+        jlist_push(&c->ar, out->u.l, l->v[i]);
     return 0;
 }
-static int f_string(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { *out = str_of(c, v); return 0; }
+static int f_string(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    *out = str_of(c, v);
+    return 0;
+}
 
 static int f_int(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv d = argv_or(a, 0, "default", jv_int(0));
     int64_t base = 10;
     jv *b = jcall_arg(a, 1, "base");
     if (b && need_int(c, at, *b, "int base", &base)) return -1;
-    if (v.t == JV_INT) *out = v;
-    else if (v.t == JV_BOOL) *out = jv_int(v.u.b);
+    if (v.t == JV_INT)
+        *out = v;
+    else if (v.t == JV_BOOL)
+        *out = jv_int(v.u.b);
     else if (v.t == JV_FLOAT) {
-        if (!isfinite(v.u.f) || fabs(v.u.f) > 9.2e18) *out = d;
-        else *out = jv_int((int64_t)v.u.f);
+        if (!isfinite(v.u.f) || fabs(v.u.f) > 9.2e18)
+            *out = d;
+        else
+            *out = jv_int((int64_t)v.u.f);
     } else if (v.t == JV_STR) {
         jv s = do_strip(c, v.u.s, NULL, true, true);
         char *end;
         errno = 0;
         long long x = strtoll(s.u.s->p, &end, (int)base);
-        if (s.u.s->n && !*end && !errno) *out = jv_int(x);
+        if (s.u.s->n && !*end && !errno)
+            *out = jv_int(x);
         else {
             double f = strtod(s.u.s->p, &end);
             *out = (s.u.s->n && !*end && isfinite(f) && fabs(f) < 9.2e18) ? jv_int((int64_t)f) : d;
         }
-    } else *out = d;
+    } else
+        *out = d;
     return 0;
 }
 
 static int f_float(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv d = argv_or(a, 0, "default", jv_float(0.0));
-    if (v.t == JV_FLOAT) *out = v;
-    else if (v.t == JV_INT || v.t == JV_BOOL) *out = jv_float(v.t == JV_INT ? (double)v.u.i : v.u.b);
+    if (v.t == JV_FLOAT)
+        *out = v;
+    else if (v.t == JV_INT || v.t == JV_BOOL)
+        *out = jv_float(v.t == JV_INT ? (double)v.u.i : v.u.b);
     else if (v.t == JV_STR) {
         jv s = do_strip(c, v.u.s, NULL, true, true);
         char *end;
         double f = strtod(s.u.s->p, &end);
         *out = s.u.s->n && !*end ? jv_float(f) : d;
-    } else *out = d;
+    } else
+        *out = d;
     return 0;
 }
 
@@ -766,9 +902,12 @@ static int f_abs(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     if (v.t == JV_INT) {
         if (v.u.i == INT64_MIN) return jerr(c, at, "integer overflow");
         *out = jv_int(v.u.i < 0 ? -v.u.i : v.u.i);
-    } else if (v.t == JV_FLOAT) *out = jv_float(fabs(v.u.f));
-    else if (v.t == JV_BOOL) *out = jv_int(v.u.b);
-    else return jerr(c, at, "bad operand type for abs(): '%s'", jv_typename(v));
+    } else if (v.t == JV_FLOAT)
+        *out = jv_float(fabs(v.u.f));
+    else if (v.t == JV_BOOL)
+        *out = jv_int(v.u.b);
+    else
+        return jerr(c, at, "bad operand type for abs(): '%s'", jv_typename(v));
     return 0;
 }
 
@@ -783,17 +922,24 @@ static int f_round(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         *out = jv_int(v.t == JV_INT ? v.u.i : v.u.b); /* Python: round(int, n) is the int */
         return 0;
     }
-    if (v.t == JV_INT || v.t == JV_BOOL) x = v.t == JV_INT ? (double)v.u.i : v.u.b;
-    else if (v.t == JV_FLOAT) x = v.u.f;
-    else return jerr(c, at, "round expects a number, got %s", jv_typename(v));
+    if (v.t == JV_INT || v.t == JV_BOOL)
+        x = v.t == JV_INT ? (double)v.u.i : v.u.b;
+    else if (v.t == JV_FLOAT)
+        x = v.u.f;
+    else
+        return jerr(c, at, "round expects a number, got %s", jv_typename(v));
     if (prec > 15) prec = 15;
     if (prec < -15) prec = -15;
     double scale = pow(10.0, (double)prec);
     double y = x * scale;
-    if (!strcmp(method, "common")) y = rint(y); /* Python rounds halves to even */
-    else if (!strcmp(method, "ceil")) y = ceil(y);
-    else if (!strcmp(method, "floor")) y = floor(y);
-    else return jerr(c, at, "round method must be 'common', 'ceil' or 'floor'");
+    if (!strcmp(method, "common"))
+        y = rint(y); /* Python rounds halves to even */
+    else if (!strcmp(method, "ceil"))
+        y = ceil(y);
+    else if (!strcmp(method, "floor"))
+        y = floor(y);
+    else
+        return jerr(c, at, "round method must be 'common', 'ceil' or 'floor'");
     *out = jv_float(y / scale);
     return 0;
 }
@@ -809,7 +955,8 @@ static int f_unique(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         jv key = attr.t == JV_STR ? attr_path(c, l->v[i], attr.u.s) : l->v[i];
         if (ci && key.t == JV_STR) key = map_case(c, key.u.s, CASE_LOWER);
         bool dup = false;
-        for (size_t k = 0; k < seen->n && !dup; k++) dup = jv_eq(seen->v[k], key);
+        for (size_t k = 0; k < seen->n && !dup; k++)
+            dup = jv_eq(seen->v[k], key);
         if (dup) continue;
         jlist_push(&c->ar, seen, key);
         jlist_push(&c->ar, out->u.l, l->v[i]);
@@ -822,14 +969,16 @@ static int f_reverse(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         jlist *l;
         if (jinja_iter_list(c, at, v, &l)) return -1;
         sb_t b = {0};
-        for (size_t i = l->n; i-- > 0;) sb_appendn(&b, l->v[i].u.s->p, l->v[i].u.s->n);
+        for (size_t i = l->n; i-- > 0;)
+            sb_appendn(&b, l->v[i].u.s->p, l->v[i].u.s->n);
         *out = sb_to_jv(c, &b);
         return 0;
     }
     jlist *l;
     if (jinja_iter_list(c, at, v, &l)) return -1;
     *out = jv_list(&c->ar, l->n);
-    for (size_t i = l->n; i-- > 0;) jlist_push(&c->ar, out->u.l, l->v[i]);
+    for (size_t i = l->n; i-- > 0;)
+        jlist_push(&c->ar, out->u.l, l->v[i]);
     return 0;
 }
 
@@ -840,7 +989,8 @@ static int f_sort(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     bool ci = !jv_truthy(argv_or(a, 1, "case_sensitive", jv_bool(false)));
     jv attr = argv_or(a, 2, "attribute", jv_none());
     jv *keys = ja_alloc(&c->ar, (l->n + 1) * sizeof(jv));
-    for (size_t i = 0; i < l->n; i++) keys[i] = attr.t == JV_STR ? attr_path(c, l->v[i], attr.u.s) : l->v[i];
+    for (size_t i = 0; i < l->n; i++)
+        keys[i] = attr.t == JV_STR ? attr_path(c, l->v[i], attr.u.s) : l->v[i];
     return sort_list(c, at, l, keys, ci, rev, out);
 }
 
@@ -849,11 +999,13 @@ static int f_indent(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     bool first = jv_truthy(argv_or(a, 1, "first", jv_bool(false)));
     bool blank = jv_truthy(argv_or(a, 2, "blank", jv_bool(false)));
     sb_t pad = {0};
-    if (w.t == JV_STR) sb_appendn(&pad, w.u.s->p, w.u.s->n);
+    if (w.t == JV_STR)
+        sb_appendn(&pad, w.u.s->p, w.u.s->n);
     else {
         int64_t n;
         if (need_int(c, at, w, "indent width", &n)) return -1;
-        for (int64_t i = 0; i < n && i < 1024; i++) sb_putc(&pad, ' ');
+        for (int64_t i = 0; i < n && i < 1024; i++)
+            sb_putc(&pad, ' ');
     }
     jv s = str_of(c, v);
     sb_t b = {0};
@@ -912,7 +1064,8 @@ static int f_batch(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         jlist_push(&c->ar, cur.u.l, l->v[i]);
     }
     if (fill && fill->t != JV_NONE && cur.t == JV_LIST)
-        while ((int64_t)cur.u.l->n < size) jlist_push(&c->ar, cur.u.l, *fill);
+        while ((int64_t)cur.u.l->n < size)
+            jlist_push(&c->ar, cur.u.l, *fill);
     return 0;
 }
 
@@ -930,7 +1083,8 @@ static int minmax(jctx *c, const jnode *at, jv v, jcall *a, jv *out, bool want_m
     for (size_t i = 1; i < l->n; i++) {
         jv k = attr.t == JV_STR ? attr_path(c, l->v[i], attr.u.s) : l->v[i];
         int r = cmp_ci(k, bk, ci);
-        if (r == -2) return jerr(c, at, "cannot compare %s with %s", jv_typename(k), jv_typename(bk));
+        if (r == -2)
+            return jerr(c, at, "cannot compare %s with %s", jv_typename(k), jv_typename(bk));
         if (want_max ? r > 0 : r < 0) {
             best = i;
             bk = k;
@@ -939,8 +1093,12 @@ static int minmax(jctx *c, const jnode *at, jv v, jcall *a, jv *out, bool want_m
     *out = l->v[best];
     return 0;
 }
-static int f_min(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { return minmax(c, at, v, a, out, false); }
-static int f_max(jctx *c, const jnode *at, jv v, jcall *a, jv *out) { return minmax(c, at, v, a, out, true); }
+static int f_min(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    return minmax(c, at, v, a, out, false);
+}
+static int f_max(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
+    return minmax(c, at, v, a, out, true);
+}
 
 static int f_sum(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jlist *l;
@@ -950,13 +1108,19 @@ static int f_sum(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     for (size_t i = 0; i < l->n; i++) {
         jv x = attr.t == JV_STR ? attr_path(c, l->v[i], attr.u.s) : l->v[i];
         if (acc.t == JV_INT && x.t == JV_INT) {
-            if (__builtin_add_overflow(acc.u.i, x.u.i, &acc.u.i)) return jerr(c, at, "integer overflow");
-        } else if ((acc.t == JV_INT || acc.t == JV_FLOAT) && (x.t == JV_INT || x.t == JV_FLOAT || x.t == JV_BOOL)) {
+            if (__builtin_add_overflow(acc.u.i, x.u.i, &acc.u.i))
+                return jerr(c, at, "integer overflow");
+        } else if ((acc.t == JV_INT || acc.t == JV_FLOAT) &&
+                   (x.t == JV_INT || x.t == JV_FLOAT || x.t == JV_BOOL)) {
             double fa = acc.t == JV_INT ? (double)acc.u.i : acc.u.f;
             double fx = x.t == JV_INT ? (double)x.u.i : x.t == JV_FLOAT ? x.u.f : x.u.b;
-            if (acc.t == JV_INT && x.t == JV_BOOL) acc = jv_int(acc.u.i + x.u.b);
-            else acc = jv_float(fa + fx);
-        } else return jerr(c, at, "unsupported operand type(s) for +: '%s' and '%s'", jv_typename(acc), jv_typename(x));
+            if (acc.t == JV_INT && x.t == JV_BOOL)
+                acc = jv_int(acc.u.i + x.u.b);
+            else
+                acc = jv_float(fa + fx);
+        } else
+            return jerr(c, at, "unsupported operand type(s) for +: '%s' and '%s'", jv_typename(acc),
+                        jv_typename(x));
     }
     *out = acc;
     return 0;
@@ -972,7 +1136,8 @@ static int f_wordcount(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
 static int f_format(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv args = jv_list(&c->ar, a->npos);
     args.u.l->tuple = true;
-    for (size_t i = 0; i < a->npos; i++) jlist_push(&c->ar, args.u.l, a->pos[i]);
+    for (size_t i = 0; i < a->npos; i++)
+        jlist_push(&c->ar, args.u.l, a->pos[i]);
     return jinja_percent_format(c, at, str_of(c, v), args, out);
 }
 
@@ -980,15 +1145,47 @@ static const struct {
     const char *name;
     filter_fn fn;
 } filters[] = {
-    {"tojson", f_tojson}, {"trim", f_trim}, {"length", f_length}, {"count", f_length}, {"upper", f_upper},
-    {"lower", f_lower}, {"title", f_title}, {"capitalize", f_capitalize}, {"replace", f_replace},
-    {"join", f_join}, {"default", f_default}, {"d", f_default}, {"items", f_items}, {"dictsort", f_dictsort},
-    {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr}, {"select", f_select}, {"reject", f_reject},
-    {"map", f_map}, {"first", f_first}, {"last", f_last}, {"list", f_list}, {"string", f_string},
-    {"int", f_int}, {"float", f_float}, {"abs", f_abs}, {"round", f_round}, {"unique", f_unique},
-    {"reverse", f_reverse}, {"sort", f_sort}, {"indent", f_indent}, {"safe", f_safe}, {"escape", f_escape},
-    {"e", f_escape}, {"forceescape", f_forceescape}, {"batch", f_batch}, {"min", f_min}, {"max", f_max},
-    {"sum", f_sum}, {"wordcount", f_wordcount}, {"format", f_format},
+    {"tojson", f_tojson},
+    {"trim", f_trim},
+    {"length", f_length},
+    {"count", f_length},
+    {"upper", f_upper},
+    {"lower", f_lower},
+    {"title", f_title},
+    {"capitalize", f_capitalize},
+    {"replace", f_replace},
+    {"join", f_join},
+    {"default", f_default},
+    {"d", f_default},
+    {"items", f_items},
+    {"dictsort", f_dictsort},
+    {"selectattr", f_selectattr},
+    {"rejectattr", f_rejectattr},
+    {"select", f_select},
+    {"reject", f_reject},
+    {"map", f_map},
+    {"first", f_first},
+    {"last", f_last},
+    {"list", f_list},
+    {"string", f_string},
+    {"int", f_int},
+    {"float", f_float},
+    {"abs", f_abs},
+    {"round", f_round},
+    {"unique", f_unique},
+    {"reverse", f_reverse},
+    {"sort", f_sort},
+    {"indent", f_indent},
+    {"safe", f_safe},
+    {"escape", f_escape},
+    {"e", f_escape},
+    {"forceescape", f_forceescape},
+    {"batch", f_batch},
+    {"min", f_min},
+    {"max", f_max},
+    {"sum", f_sum},
+    {"wordcount", f_wordcount},
+    {"format", f_format},
 };
 
 int jinja_apply_filter(jctx *c, const jnode *at, const char *name, jv v, jcall *a, jv *out) {
@@ -1013,10 +1210,13 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
         /* %[flags][width][.precision]conv, as Python's printf-style formatting */
         char spec[32] = "%";
         size_t sl = 1;
-        for (p++; p < end && strchr("-+ #0", *p) && sl < 8; p++) spec[sl++] = *p;
-        for (; p < end && isdigit((unsigned char)*p) && sl < 14; p++) spec[sl++] = *p;
+        for (p++; p < end && strchr("-+ #0", *p) && sl < 8; p++)
+            spec[sl++] = *p;
+        for (; p < end && isdigit((unsigned char)*p) && sl < 14; p++)
+            spec[sl++] = *p;
         if (p < end && *p == '.')
-            for (spec[sl++] = *p++; p < end && isdigit((unsigned char)*p) && sl < 20; p++) spec[sl++] = *p;
+            for (spec[sl++] = *p++; p < end && isdigit((unsigned char)*p) && sl < 20; p++)
+                spec[sl++] = *p;
         if (p >= end) {
             sb_free(&b);
             return jerr(c, at, "incomplete format");
@@ -1032,13 +1232,18 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
         }
         jv x = l->v[k++];
         bool num = x.t == JV_INT || x.t == JV_FLOAT || x.t == JV_BOOL;
-        double fx = x.t == JV_FLOAT ? x.u.f : x.t == JV_INT ? (double)x.u.i : x.t == JV_BOOL ? x.u.b : 0;
+        double fx = x.t == JV_FLOAT  ? x.u.f
+                    : x.t == JV_INT  ? (double)x.u.i
+                    : x.t == JV_BOOL ? x.u.b
+                                     : 0;
         long long ix = x.t == JV_INT ? x.u.i : x.t == JV_BOOL ? x.u.b : (long long)fx;
         if (x.t == JV_FLOAT && (!isfinite(fx) || fabs(fx) > 9.2e18)) ix = 0;
         if (conv == 's' || conv == 'r') {
             sb_t t = {0};
-            if (conv == 's') jv_to_str(&t, x);
-            else jv_repr(&t, x);
+            if (conv == 's')
+                jv_to_str(&t, x);
+            else
+                jv_repr(&t, x);
             spec[sl++] = 's';
             spec[sl] = 0;
             sb_printf(&b, spec, sb_str(&t));
@@ -1048,8 +1253,10 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
             spec[sl++] = 'l';
             spec[sl++] = conv == 'i' ? 'd' : conv == 'c' ? 'c' : conv;
             spec[sl] = 0;
-            if (conv == 'c') sb_printf(&b, "%c", (int)ix);
-            else sb_printf(&b, spec, ix);
+            if (conv == 'c')
+                sb_printf(&b, "%c", (int)ix);
+            else
+                sb_printf(&b, spec, ix);
         } else if (num && strchr("eEfFgG", conv)) {
             spec[sl++] = conv;
             spec[sl] = 0;
@@ -1070,11 +1277,14 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
 /* ------------------------------------------------------------------ methods */
 
 static const char *const str_methods[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "upper", "lower", "replace",
-    "title", "capitalize", "find", "rfind", "index", "count", "splitlines", "join", "format", "isdigit",
-    "isalpha", "isalnum", "isspace", "isupper", "islower", NULL};
-static const char *const dict_methods[] = {"items", "keys", "values", "get", "update", "pop", "setdefault", "copy", NULL};
-static const char *const list_methods[] = {"append", "index", "count", "pop", "insert", "extend", "copy", NULL};
+    "startswith", "endswith", "strip",      "lstrip",  "rstrip",     "split",   "rsplit",
+    "upper",      "lower",    "replace",    "title",   "capitalize", "find",    "rfind",
+    "index",      "count",    "splitlines", "join",    "format",     "isdigit", "isalpha",
+    "isalnum",    "isspace",  "isupper",    "islower", NULL};
+static const char *const dict_methods[] = {"items", "keys",       "values", "get", "update",
+                                           "pop",   "setdefault", "copy",   NULL};
+static const char *const list_methods[] = {"append", "index",  "count", "pop",
+                                           "insert", "extend", "copy",  NULL};
 
 static bool in_names(const char *const *names, const char *n) {
     for (; *names; names++)
@@ -1103,7 +1313,9 @@ static int affix_test(jctx *c, const jnode *at, const jstr *s, jv arg, bool suff
     return 0;
 }
 
-static int64_t cp_index(const jstr *s, size_t byte_off) { return (int64_t)utf8_count(s->p, byte_off); }
+static int64_t cp_index(const jstr *s, size_t byte_off) {
+    return (int64_t)utf8_count(s->p, byte_off);
+}
 
 static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jcall *a, jv *out) {
     jv a0 = argv_or(a, 0, NULL, jv_undef(NULL)), a1 = argv_or(a, 1, NULL, jv_undef(NULL));
@@ -1115,8 +1327,10 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
     }
     if (!strcmp(m, "strip") || !strcmp(m, "lstrip") || !strcmp(m, "rstrip")) {
         const jstr *chars = NULL;
-        if (a0.t == JV_STR) chars = a0.u.s;
-        else if (a0.t != JV_UNDEF && a0.t != JV_NONE) return jerr(c, at, "%s arg must be None or str", m);
+        if (a0.t == JV_STR)
+            chars = a0.u.s;
+        else if (a0.t != JV_UNDEF && a0.t != JV_NONE)
+            return jerr(c, at, "%s arg must be None or str", m);
         *out = do_strip(c, s, chars, m[0] != 'r', m[0] != 'l');
         return 0;
     }
@@ -1127,17 +1341,30 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
         if (need_int(c, at, ms, "maxsplit", &maxsplit)) return -1;
         return do_split(c, at, s, sep, maxsplit, m[0] == 'r', out);
     }
-    if (!strcmp(m, "upper")) { *out = map_case(c, s, CASE_UPPER); return 0; }
-    if (!strcmp(m, "lower")) { *out = map_case(c, s, CASE_LOWER); return 0; }
-    if (!strcmp(m, "title")) { *out = map_case(c, s, CASE_TITLE_PY); return 0; }
-    if (!strcmp(m, "capitalize")) { *out = map_case(c, s, CASE_CAPITALIZE); return 0; }
+    if (!strcmp(m, "upper")) {
+        *out = map_case(c, s, CASE_UPPER);
+        return 0;
+    }
+    if (!strcmp(m, "lower")) {
+        *out = map_case(c, s, CASE_LOWER);
+        return 0;
+    }
+    if (!strcmp(m, "title")) {
+        *out = map_case(c, s, CASE_TITLE_PY);
+        return 0;
+    }
+    if (!strcmp(m, "capitalize")) {
+        *out = map_case(c, s, CASE_CAPITALIZE);
+        return 0;
+    }
     if (!strcmp(m, "replace")) {
         int64_t cnt = -1;
         jv *cv = jcall_arg(a, 2, "count");
         if (need_str(c, at, a0, "replace") || need_str(c, at, a1, "replace")) return -1;
         if (cv && need_int(c, at, *cv, "replace count", &cnt)) return -1;
         *out = do_replace(c, s, a0.u.s, a1.u.s, cnt);
-        if (out->u.s->n > c->max_output) return jerr(c, at, "replace result exceeds %zu bytes", c->max_output);
+        if (out->u.s->n > c->max_output)
+            return jerr(c, at, "replace result exceeds %zu bytes", c->max_output);
         return 0;
     }
     if (!strcmp(m, "find") || !strcmp(m, "rfind") || !strcmp(m, "index") || !strcmp(m, "count")) {
@@ -1145,9 +1372,12 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
         const jstr *x = a0.u.s;
         if (!strcmp(m, "count")) {
             int64_t n = 0;
-            if (x->n == 0) n = (int64_t)jstr_len(s) + 1;
+            if (x->n == 0)
+                n = (int64_t)jstr_len(s) + 1;
             else
-                for (const char *p = s->p; (p = memmem(p, (size_t)(s->p + s->n - p), x->p, x->n)); p += x->n) n++;
+                for (const char *p = s->p; (p = memmem(p, (size_t)(s->p + s->n - p), x->p, x->n));
+                     p += x->n)
+                    n++;
             *out = jv_int(n);
             return 0;
         }
@@ -1172,12 +1402,14 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
         size_t i = 0, st = 0;
         while (i < s->n) {
             char ch = s->p[i];
-            if (ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f' || (ch >= 0x1c && ch <= 0x1e)) {
+            if (ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f' ||
+                (ch >= 0x1c && ch <= 0x1e)) {
                 size_t e = i + 1;
                 if (ch == '\r' && e < s->n && s->p[e] == '\n') e++;
                 jlist_push(&c->ar, out->u.l, jv_strn(&c->ar, s->p + st, (keep ? e : i) - st));
                 i = st = e;
-            } else i++;
+            } else
+                i++;
         }
         if (st < s->n) jlist_push(&c->ar, out->u.l, jv_strn(&c->ar, s->p + st, s->n - st));
         return 0;
@@ -1211,8 +1443,10 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
             const char *colon = memchr(field, ':', fl);
             size_t nl = colon ? (size_t)(colon - field) : fl;
             jv *val;
-            if (nl == 0) val = jcall_arg(a, auto_i++, NULL);
-            else if (isdigit((unsigned char)field[0])) val = jcall_arg(a, (size_t)strtoul(field, NULL, 10), NULL);
+            if (nl == 0)
+                val = jcall_arg(a, auto_i++, NULL);
+            else if (isdigit((unsigned char)field[0]))
+                val = jcall_arg(a, (size_t)strtoul(field, NULL, 10), NULL);
             else {
                 char name[64];
                 snprintf(name, sizeof name, "%.*s", (int)(nl < 63 ? nl : 63), field);
@@ -1233,10 +1467,14 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
         for (size_t i = 0; i < s->n;) {
             uint32_t cp;
             i += cp_at(s->p + i, s->n - i, &cp);
-            if (!strcmp(m, "isdigit")) r = r && cp >= '0' && cp <= '9';
-            else if (!strcmp(m, "isalpha")) r = r && (cp < 128 ? isalpha((int)cp) : cp_cased(cp));
-            else if (!strcmp(m, "isalnum")) r = r && (cp < 128 ? isalnum((int)cp) : cp_cased(cp));
-            else if (!strcmp(m, "isspace")) r = r && cp_space(cp);
+            if (!strcmp(m, "isdigit"))
+                r = r && cp >= '0' && cp <= '9';
+            else if (!strcmp(m, "isalpha"))
+                r = r && (cp < 128 ? isalpha((int)cp) : cp_cased(cp));
+            else if (!strcmp(m, "isalnum"))
+                r = r && (cp < 128 ? isalnum((int)cp) : cp_cased(cp));
+            else if (!strcmp(m, "isspace"))
+                r = r && cp_space(cp);
             else if (!strcmp(m, "isupper")) {
                 if (cp_lower(cp) != cp) any_cased = true;
                 if (cp_upper(cp) != cp) r = false;
@@ -1267,14 +1505,17 @@ static int dict_method(jctx *c, const jnode *at, jdict *d, const char *m, jcall 
     }
     if (!strcmp(m, "copy")) {
         *out = jv_dict(&c->ar, d->n);
-        for (size_t i = 0; i < d->n; i++) jdict_setv(&c->ar, out->u.d, d->k[i], d->v[i]);
+        for (size_t i = 0; i < d->n; i++)
+            jdict_setv(&c->ar, out->u.d, d->k[i], d->v[i]);
         return 0;
     }
     if (!strcmp(m, "update")) {
         jv *o = jcall_arg(a, 0, NULL);
         if (o && o->t == JV_DICT)
-            for (size_t i = 0; i < o->u.d->n; i++) jdict_setv(&c->ar, d, o->u.d->k[i], o->u.d->v[i]);
-        for (size_t i = 0; i < a->nkw; i++) jdict_set(&c->ar, d, a->kwn[i], strlen(a->kwn[i]), a->kwv[i]);
+            for (size_t i = 0; i < o->u.d->n; i++)
+                jdict_setv(&c->ar, d, o->u.d->k[i], o->u.d->v[i]);
+        for (size_t i = 0; i < a->nkw; i++)
+            jdict_set(&c->ar, d, a->kwn[i], strlen(a->kwn[i]), a->kwv[i]);
         *out = jv_none();
         return 0;
     }
@@ -1290,7 +1531,8 @@ static int dict_method(jctx *c, const jnode *at, jdict *d, const char *m, jcall 
         if (!v) {
             jdict_setv(&c->ar, d, *key, dflt);
             *out = dflt;
-        } else *out = *v;
+        } else
+            *out = *v;
         return 0;
     }
     /* pop */
@@ -1322,12 +1564,14 @@ static int list_method(jctx *c, const jnode *at, jlist *l, const char *m, jcall 
         if (!x) return jerr(c, at, "extend takes exactly one argument");
         if (jinja_iter_list(c, at, *x, &o)) return -1;
         size_t n = o->n;
-        for (size_t i = 0; i < n; i++) jlist_push(&c->ar, l, o->v[i]);
+        for (size_t i = 0; i < n; i++)
+            jlist_push(&c->ar, l, o->v[i]);
         return 0;
     }
     if (!strcmp(m, "copy")) {
         *out = jv_list(&c->ar, l->n);
-        for (size_t i = 0; i < l->n; i++) jlist_push(&c->ar, out->u.l, l->v[i]);
+        for (size_t i = 0; i < l->n; i++)
+            jlist_push(&c->ar, out->u.l, l->v[i]);
         return 0;
     }
     if (!strcmp(m, "index") || !strcmp(m, "count")) {
@@ -1373,17 +1617,28 @@ static int list_method(jctx *c, const jnode *at, jlist *l, const char *m, jcall 
 
 int jinja_loop_attr(jctx *c, const jnode *at, jloop *l, const char *name, jv *out) {
     int64_t i = (int64_t)l->i, n = (int64_t)l->items->n;
-    if (!strcmp(name, "index")) *out = jv_int(i + 1);
-    else if (!strcmp(name, "index0")) *out = jv_int(i);
-    else if (!strcmp(name, "revindex")) *out = jv_int(n - i);
-    else if (!strcmp(name, "revindex0")) *out = jv_int(n - i - 1);
-    else if (!strcmp(name, "first")) *out = jv_bool(i == 0);
-    else if (!strcmp(name, "last")) *out = jv_bool(i == n - 1);
-    else if (!strcmp(name, "length")) *out = jv_int(n);
-    else if (!strcmp(name, "depth")) *out = jv_int(1);
-    else if (!strcmp(name, "depth0")) *out = jv_int(0);
-    else if (!strcmp(name, "previtem")) *out = i > 0 ? l->items->v[i - 1] : jv_undef("there is no previous item");
-    else if (!strcmp(name, "nextitem")) *out = i + 1 < n ? l->items->v[i + 1] : jv_undef("there is no next item");
+    if (!strcmp(name, "index"))
+        *out = jv_int(i + 1);
+    else if (!strcmp(name, "index0"))
+        *out = jv_int(i);
+    else if (!strcmp(name, "revindex"))
+        *out = jv_int(n - i);
+    else if (!strcmp(name, "revindex0"))
+        *out = jv_int(n - i - 1);
+    else if (!strcmp(name, "first"))
+        *out = jv_bool(i == 0);
+    else if (!strcmp(name, "last"))
+        *out = jv_bool(i == n - 1);
+    else if (!strcmp(name, "length"))
+        *out = jv_int(n);
+    else if (!strcmp(name, "depth"))
+        *out = jv_int(1);
+    else if (!strcmp(name, "depth0"))
+        *out = jv_int(0);
+    else if (!strcmp(name, "previtem"))
+        *out = i > 0 ? l->items->v[i - 1] : jv_undef("there is no previous item");
+    else if (!strcmp(name, "nextitem"))
+        *out = i + 1 < n ? l->items->v[i + 1] : jv_undef("there is no next item");
     else if (!strcmp(name, "cycle")) {
         jfunc *f = ja_alloc(&c->ar, sizeof *f);
         f->name = "cycle";
@@ -1391,19 +1646,22 @@ int jinja_loop_attr(jctx *c, const jnode *at, jloop *l, const char *name, jv *ou
         f->self.u.loop = l;
         out->t = JV_FUNC;
         out->u.fn = f;
-    } else *out = jv_undef_fmt(c, "'LoopContext object' has no attribute '%s'", name);
+    } else
+        *out = jv_undef_fmt(c, "'LoopContext object' has no attribute '%s'", name);
     return 0;
 }
 
 /* ------------------------------------------------------------------ globals */
 
-static const char *const globals[] = {"range", "namespace", "dict", "raise_exception", "strftime_now", NULL};
+static const char *const globals[] = {"range",           "namespace",    "dict",
+                                      "raise_exception", "strftime_now", NULL};
 
 bool jinja_global_exists(const char *name) { return in_names(globals, name); }
 
 static int g_range(jctx *c, const jnode *at, jcall *a, jv *out) {
     int64_t v[3] = {0, 0, 1};
-    if (a->npos < 1 || a->npos > 3) return jerr(c, at, "range expected 1 to 3 arguments, got %zu", a->npos);
+    if (a->npos < 1 || a->npos > 3)
+        return jerr(c, at, "range expected 1 to 3 arguments, got %zu", a->npos);
     for (size_t i = 0; i < a->npos; i++)
         if (need_int(c, at, a->pos[i], "range", &v[i])) return -1;
     int64_t start = 0, stop = v[0], step = 1;
@@ -1413,12 +1671,15 @@ static int g_range(jctx *c, const jnode *at, jcall *a, jv *out) {
     }
     if (a->npos == 3) step = v[2];
     if (step == 0) return jerr(c, at, "range() arg 3 must not be zero");
-    double count = step > 0 ? ceil(((double)stop - (double)start) / (double)step) : ceil(((double)start - (double)stop) / (double)-step);
+    double count = step > 0 ? ceil(((double)stop - (double)start) / (double)step)
+                            : ceil(((double)start - (double)stop) / (double)-step);
     if (count < 0) count = 0;
     if (count > (double)c->max_iters)
-        return jerr(c, at, "range of %.0f items exceeds the limit of %llu", count, (unsigned long long)c->max_iters);
+        return jerr(c, at, "range of %.0f items exceeds the limit of %llu", count,
+                    (unsigned long long)c->max_iters);
     *out = jv_list(&c->ar, (size_t)count);
-    for (int64_t k = 0; k < (int64_t)count; k++) jlist_push(&c->ar, out->u.l, jv_int(start + k * step));
+    for (int64_t k = 0; k < (int64_t)count; k++)
+        jlist_push(&c->ar, out->u.l, jv_int(start + k * step));
     return 0;
 }
 
@@ -1440,11 +1701,14 @@ int jinja_call_builtin(jctx *c, const jnode *at, jfunc *f, jcall *a, jv *out) {
         *out = jv_dict(&c->ar, a->nkw);
         out->u.d->ns = m[0] == 'n';
         for (size_t i = 0; i < a->npos; i++) {
-            if (a->pos[i].t != JV_DICT) return jerr(c, at, "%s() positional argument must be a mapping", m);
+            if (a->pos[i].t != JV_DICT)
+                return jerr(c, at, "%s() positional argument must be a mapping", m);
             jdict *d = a->pos[i].u.d;
-            for (size_t k = 0; k < d->n; k++) jdict_setv(&c->ar, out->u.d, d->k[k], d->v[k]);
+            for (size_t k = 0; k < d->n; k++)
+                jdict_setv(&c->ar, out->u.d, d->k[k], d->v[k]);
         }
-        for (size_t i = 0; i < a->nkw; i++) jdict_set(&c->ar, out->u.d, a->kwn[i], strlen(a->kwn[i]), a->kwv[i]);
+        for (size_t i = 0; i < a->nkw; i++)
+            jdict_set(&c->ar, out->u.d, a->kwn[i], strlen(a->kwn[i]), a->kwv[i]);
         return 0;
     }
     if (!strcmp(m, "raise_exception")) {
@@ -1454,12 +1718,14 @@ int jinja_call_builtin(jctx *c, const jnode *at, jfunc *f, jcall *a, jv *out) {
     }
     if (!strcmp(m, "strftime_now")) {
         jv *fmt = jcall_arg(a, 0, "format");
-        if (!fmt || need_str(c, at, *fmt, "strftime_now")) return fmt ? -1 : jerr(c, at, "strftime_now needs a format");
+        if (!fmt || need_str(c, at, *fmt, "strftime_now"))
+            return fmt ? -1 : jerr(c, at, "strftime_now needs a format");
         struct tm tm;
         gmtime_r(&c->now, &tm);
         char buf[512];
         size_t n = fmt->u.s->n ? strftime(buf, sizeof buf, fmt->u.s->p, &tm) : 0;
-        if (fmt->u.s->n && n == 0) return jerr(c, at, "strftime_now format too long or empty result");
+        if (fmt->u.s->n && n == 0)
+            return jerr(c, at, "strftime_now format too long or empty result");
         *out = jv_strn(&c->ar, buf, n);
         return 0;
     }

@@ -17,14 +17,14 @@
  * Limits (jinja_opts): call depth, total loop iterations, output size and
  * arena size are checked where they grow, so every render terminates.
  */
+#include "engine/jinja_eval.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "engine/jinja_eval.h"
 
 /* ------------------------------------------------------------------ errors */
 
@@ -36,7 +36,8 @@ int jerr(jctx *c, const jnode *at, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     c->failed = true;
-    cf_seterr(c->err, CF_EINVAL, "line %d, column %d: %s", at ? at->line : 0, at ? at->col : 0, msg);
+    cf_seterr(c->err, CF_EINVAL, "line %d, column %d: %s", at ? at->line : 0, at ? at->col : 0,
+              msg);
     return -1;
 }
 
@@ -136,10 +137,12 @@ static int get_item(jctx *c, const jnode *at, jv obj, jv key, jv *out) {
         int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jstr_len(obj.u.s);
         if (i < 0) i += n;
         if (i < 0 || i >= n) {
-            *out = jv_undef_fmt(c, "%s object has no element %lld", jv_typename(obj), (long long)key.u.i);
+            *out = jv_undef_fmt(c, "%s object has no element %lld", jv_typename(obj),
+                                (long long)key.u.i);
             return 0;
         }
-        if (obj.t == JV_LIST) *out = obj.u.l->v[i];
+        if (obj.t == JV_LIST)
+            *out = obj.u.l->v[i];
         else {
             size_t a = cp_off(obj.u.s, (size_t)i), b = cp_off(obj.u.s, (size_t)i + 1);
             *out = jv_strn(&c->ar, obj.u.s->p + a, b - a);
@@ -155,7 +158,8 @@ static int get_item(jctx *c, const jnode *at, jv obj, jv key, jv *out) {
 static int slice_index(jctx *c, const jnode *at, jv v, int64_t *out, bool *given) {
     *given = false;
     if (v.t == JV_NONE || v.t == JV_UNDEF) return 0;
-    if (v.t != JV_INT && v.t != JV_BOOL) return jerr(c, at, "slice indices must be integers or None");
+    if (v.t != JV_INT && v.t != JV_BOOL)
+        return jerr(c, at, "slice indices must be integers or None");
     *out = v.t == JV_INT ? v.u.i : v.u.b;
     *given = true;
     return 0;
@@ -163,7 +167,8 @@ static int slice_index(jctx *c, const jnode *at, jv v, int64_t *out, bool *given
 
 static int do_slice(jctx *c, const jnode *at, jv obj, jv jstart, jv jstop, jv jstep, jv *out) {
     if (obj.t == JV_UNDEF) return jerr_undef(c, at, obj);
-    if (obj.t != JV_LIST && obj.t != JV_STR) return jerr(c, at, "'%s' object is not subscriptable", jv_typename(obj));
+    if (obj.t != JV_LIST && obj.t != JV_STR)
+        return jerr(c, at, "'%s' object is not subscriptable", jv_typename(obj));
     int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jstr_len(obj.u.s);
     int64_t start = 0, stop = 0, step = 1;
     bool gs, ge, gt;
@@ -173,15 +178,21 @@ static int do_slice(jctx *c, const jnode *at, jv obj, jv jstart, jv jstop, jv js
     if (step == 0) return jerr(c, at, "slice step cannot be zero");
     if (step == INT64_MIN) step = -INT64_MAX;
     /* Python's PySlice_AdjustIndices */
-    if (!gs) start = step < 0 ? n - 1 : 0;
+    if (!gs)
+        start = step < 0 ? n - 1 : 0;
     else {
-        if (start < 0) start = start < -n ? (step < 0 ? -1 : 0) : start + n;
-        else if (start >= n) start = step < 0 ? n - 1 : n;
+        if (start < 0)
+            start = start < -n ? (step < 0 ? -1 : 0) : start + n;
+        else if (start >= n)
+            start = step < 0 ? n - 1 : n;
     }
-    if (!ge) stop = step < 0 ? -1 : n;
+    if (!ge)
+        stop = step < 0 ? -1 : n;
     else {
-        if (stop < 0) stop = stop < -n ? (step < 0 ? -1 : 0) : stop + n;
-        else if (stop >= n) stop = step < 0 ? n - 1 : n;
+        if (stop < 0)
+            stop = stop < -n ? (step < 0 ? -1 : 0) : stop + n;
+        else if (stop >= n)
+            stop = step < 0 ? n - 1 : n;
     }
     size_t *offs = NULL;
     if (obj.t == JV_STR) {
@@ -200,8 +211,10 @@ static int do_slice(jctx *c, const jnode *at, jv obj, jv jstart, jv jstop, jv js
     jv res = obj.t == JV_LIST ? jv_list(&c->ar, 0) : jv_none();
     sb_t b = {0};
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-        if (obj.t == JV_LIST) jlist_push(&c->ar, res.u.l, obj.u.l->v[i]);
-        else sb_appendn(&b, obj.u.s->p + offs[i], offs[i + 1] - offs[i]);
+        if (obj.t == JV_LIST)
+            jlist_push(&c->ar, res.u.l, obj.u.l->v[i]);
+        else
+            sb_appendn(&b, obj.u.s->p + offs[i], offs[i + 1] - offs[i]);
         if (step < 0 && i < INT64_MIN - step) break;
         if (step > 0 && i > INT64_MAX - step) break;
     }
@@ -248,7 +261,8 @@ int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *ou
         bool known = false;
         for (size_t i = 0; i < np; i++)
             if (!strcmp(def->args.kwn[i], a->kwn[k])) known = true;
-        if (!known) return jerr(c, at, "macro '%s' takes no keyword argument '%s'", m->name, a->kwn[k]);
+        if (!known)
+            return jerr(c, at, "macro '%s' takes no keyword argument '%s'", m->name, a->kwn[k]);
     }
     if (++c->depth > c->max_depth)
         return jerr(c, at, "macro calls nested deeper than %d (runaway recursion?)", c->max_depth);
@@ -260,9 +274,12 @@ int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *ou
         const char *pn = def->args.kwn[i];
         jv *v = jcall_arg(a, i, pn);
         jv val;
-        if (v) val = *v;
-        else if (def->args.kwv.v[i]) rc = jeval(c, def->args.kwv.v[i], &val);
-        else val = jv_undef_fmt(c, "parameter '%s' was not provided", pn);
+        if (v)
+            val = *v;
+        else if (def->args.kwv.v[i])
+            rc = jeval(c, def->args.kwv.v[i], &val);
+        else
+            val = jv_undef_fmt(c, "parameter '%s' was not provided", pn);
         if (!rc) scope_set(c, sc, pn, val);
     }
     if (!rc && caller.t != JV_UNDEF) scope_set(c, sc, "caller", caller);
@@ -297,19 +314,22 @@ static int call_value(jctx *c, const jnode *at, jv fn, jcall *a, jv caller, jv *
 /* ------------------------------------------------------------------ operators */
 
 static bool isnum(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
-static double fnum(jv v) { return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b; }
+static double fnum(jv v) {
+    return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b;
+}
 static int64_t inum(jv v) { return v.t == JV_INT ? v.u.i : (int64_t)v.u.b; }
 
 static const char *op_name(int op) {
-    static const char *names[] = {"", "+", "-", "*", "/", "//", "%", "**", "~", "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
+    static const char *names[] = {"",   "+",  "-", "*",  "/", "//", "%",  "**",    "~",
+                                  "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
     return op > 0 && op <= OP_NOTIN ? names[op] : "?";
 }
 
 static int op_err(jctx *c, const jnode *at, int op, jv a, jv b) {
     if (a.t == JV_UNDEF) return jerr_undef(c, at, a);
     if (b.t == JV_UNDEF) return jerr_undef(c, at, b);
-    return jerr(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op_name(op), jv_typename(a),
-                jv_typename(b));
+    return jerr(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op_name(op),
+                jv_typename(a), jv_typename(b));
 }
 
 static int repeat(jctx *c, const jnode *at, jv seq, int64_t times, jv *out) {
@@ -321,13 +341,15 @@ static int repeat(jctx *c, const jnode *at, jv seq, int64_t times, jv *out) {
         size_t n = seq.u.s->n * (size_t)times;
         jstr *s = ja_alloc(&c->ar, sizeof(jstr) + n + 1);
         s->n = n;
-        for (int64_t i = 0; i < times; i++) memcpy(s->p + (size_t)i * seq.u.s->n, seq.u.s->p, seq.u.s->n);
+        for (int64_t i = 0; i < times; i++)
+            memcpy(s->p + (size_t)i * seq.u.s->n, seq.u.s->p, seq.u.s->n);
         out->t = JV_STR;
         out->u.s = s;
     } else {
         *out = jv_list(&c->ar, seq.u.l->n * (size_t)times);
         for (int64_t i = 0; i < times; i++)
-            for (size_t k = 0; k < seq.u.l->n; k++) jlist_push(&c->ar, out->u.l, seq.u.l->v[k]);
+            for (size_t k = 0; k < seq.u.l->n; k++)
+                jlist_push(&c->ar, out->u.l, seq.u.l->v[k]);
     }
     return 0;
 }
@@ -347,19 +369,28 @@ static int binop(jctx *c, const jnode *at, int op, jv a, jv b, jv *out) {
         double fx = fnum(a), fy = fnum(b);
         switch (op) {
         case OP_ADD:
-            if (fl) *out = jv_float(fx + fy);
-            else if (__builtin_add_overflow(x, y, &r)) return jerr(c, at, "integer overflow");
-            else *out = jv_int(r);
+            if (fl)
+                *out = jv_float(fx + fy);
+            else if (__builtin_add_overflow(x, y, &r))
+                return jerr(c, at, "integer overflow");
+            else
+                *out = jv_int(r);
             return 0;
         case OP_SUB:
-            if (fl) *out = jv_float(fx - fy);
-            else if (__builtin_sub_overflow(x, y, &r)) return jerr(c, at, "integer overflow");
-            else *out = jv_int(r);
+            if (fl)
+                *out = jv_float(fx - fy);
+            else if (__builtin_sub_overflow(x, y, &r))
+                return jerr(c, at, "integer overflow");
+            else
+                *out = jv_int(r);
             return 0;
         case OP_MUL:
-            if (fl) *out = jv_float(fx * fy);
-            else if (__builtin_mul_overflow(x, y, &r)) return jerr(c, at, "integer overflow");
-            else *out = jv_int(r);
+            if (fl)
+                *out = jv_float(fx * fy);
+            else if (__builtin_mul_overflow(x, y, &r))
+                return jerr(c, at, "integer overflow");
+            else
+                *out = jv_int(r);
             return 0;
         case OP_DIV:
             if (fy == 0) return jerr(c, at, "division by zero");
@@ -384,12 +415,15 @@ static int binop(jctx *c, const jnode *at, int op, jv a, jv b, jv *out) {
             }
             return 0;
         case OP_POW:
-            if (fl || y < 0) *out = jv_float(pow(fx, fy));
+            if (fl || y < 0)
+                *out = jv_float(pow(fx, fy));
             else {
                 int64_t acc = 1, base = x;
                 for (int64_t e = y; e > 0; e >>= 1) {
-                    if ((e & 1) && __builtin_mul_overflow(acc, base, &acc)) return jerr(c, at, "integer overflow");
-                    if (e > 1 && __builtin_mul_overflow(base, base, &base)) return jerr(c, at, "integer overflow");
+                    if ((e & 1) && __builtin_mul_overflow(acc, base, &acc))
+                        return jerr(c, at, "integer overflow");
+                    if (e > 1 && __builtin_mul_overflow(base, base, &base))
+                        return jerr(c, at, "integer overflow");
                 }
                 *out = jv_int(acc);
             }
@@ -415,8 +449,10 @@ static int binop(jctx *c, const jnode *at, int op, jv a, jv b, jv *out) {
     }
     if (op == OP_ADD && a.t == JV_LIST && b.t == JV_LIST) {
         *out = jv_list(&c->ar, a.u.l->n + b.u.l->n);
-        for (size_t i = 0; i < a.u.l->n; i++) jlist_push(&c->ar, out->u.l, a.u.l->v[i]);
-        for (size_t i = 0; i < b.u.l->n; i++) jlist_push(&c->ar, out->u.l, b.u.l->v[i]);
+        for (size_t i = 0; i < a.u.l->n; i++)
+            jlist_push(&c->ar, out->u.l, a.u.l->v[i]);
+        for (size_t i = 0; i < b.u.l->n; i++)
+            jlist_push(&c->ar, out->u.l, b.u.l->v[i]);
         out->u.l->tuple = a.u.l->tuple && b.u.l->tuple;
         return 0;
     }
@@ -432,17 +468,17 @@ int jinja_contains(jctx *c, const jnode *at, jv hay, jv needle, bool *out) {
     switch (hay.t) {
     case JV_STR:
         if (needle.t != JV_STR)
-            return jerr(c, at, "'in <string>' requires string as left operand, not %s", jv_typename(needle));
-        *out = needle.u.s->n == 0 || memmem(hay.u.s->p, hay.u.s->n, needle.u.s->p, needle.u.s->n) != NULL;
+            return jerr(c, at, "'in <string>' requires string as left operand, not %s",
+                        jv_typename(needle));
+        *out = needle.u.s->n == 0 ||
+               memmem(hay.u.s->p, hay.u.s->n, needle.u.s->p, needle.u.s->n) != NULL;
         return 0;
     case JV_LIST:
         *out = false;
         for (size_t i = 0; i < hay.u.l->n; i++)
             if (jv_eq(hay.u.l->v[i], needle)) *out = true;
         return 0;
-    case JV_DICT:
-        *out = jdict_getv(hay.u.d, needle) != NULL;
-        return 0;
+    case JV_DICT: *out = jdict_getv(hay.u.d, needle) != NULL; return 0;
     case JV_UNDEF: *out = false; return 0;
     default: return jerr(c, at, "argument of type '%s' is not iterable", jv_typename(hay));
     }
@@ -463,8 +499,8 @@ static int compare(jctx *c, const jnode *at, int op, jv a, jv b, bool *out) {
     if (r == -2) {
         if (a.t == JV_UNDEF) return jerr_undef(c, at, a);
         if (b.t == JV_UNDEF) return jerr_undef(c, at, b);
-        return jerr(c, at, "'%s' not supported between instances of '%s' and '%s'", op_name(op), jv_typename(a),
-                    jv_typename(b));
+        return jerr(c, at, "'%s' not supported between instances of '%s' and '%s'", op_name(op),
+                    jv_typename(a), jv_typename(b));
     }
     *out = op == OP_LT ? r < 0 : op == OP_LE ? r <= 0 : op == OP_GT ? r > 0 : r >= 0;
     return 0;
@@ -477,14 +513,16 @@ int jeval(jctx *c, const jnode *n, jv *out) {
     case N_LIT: *out = n->lit; return 0;
     case N_NAME: {
         jv *v = scope_find(c->scope, n->name);
-        if (v) *out = *v;
+        if (v)
+            *out = *v;
         else if (jinja_global_exists(n->name)) {
             jfunc *f = ja_alloc(&c->ar, sizeof *f);
             f->name = n->name;
             f->self = jv_undef(NULL);
             out->t = JV_FUNC;
             out->u.fn = f;
-        } else *out = jv_undef_fmt(c, "'%s' is undefined", n->name);
+        } else
+            *out = jv_undef_fmt(c, "'%s' is undefined", n->name);
         return 0;
     }
     case N_ATTR: {
@@ -530,13 +568,17 @@ int jeval(jctx *c, const jnode *n, jv *out) {
     case N_POS: {
         jv v;
         if (jeval(c, n->a, &v)) return -1;
-        if (v.t == JV_FLOAT) *out = jv_float(n->kind == N_NEG ? -v.u.f : v.u.f);
+        if (v.t == JV_FLOAT)
+            *out = jv_float(n->kind == N_NEG ? -v.u.f : v.u.f);
         else if (v.t == JV_INT || v.t == JV_BOOL) {
             int64_t i = inum(v);
             if (n->kind == N_NEG && i == INT64_MIN) return jerr(c, n, "integer overflow");
             *out = jv_int(n->kind == N_NEG ? -i : i);
-        } else if (v.t == JV_UNDEF) return jerr_undef(c, n, v);
-        else return jerr(c, n, "bad operand type for unary %c: '%s'", n->kind == N_NEG ? '-' : '+', jv_typename(v));
+        } else if (v.t == JV_UNDEF)
+            return jerr_undef(c, n, v);
+        else
+            return jerr(c, n, "bad operand type for unary %c: '%s'", n->kind == N_NEG ? '-' : '+',
+                        jv_typename(v));
         return 0;
     }
     case N_NOT: {
@@ -647,9 +689,9 @@ static int unpack(jctx *c, const jnode *at, const char *const *targets, size_t n
     }
     jlist *l;
     if (jinja_iter_list(c, at, v, &l)) return -1;
-    if (l->n != nt)
-        return jerr(c, at, "cannot unpack %zu value(s) into %zu variable(s)", l->n, nt);
-    for (size_t i = 0; i < nt; i++) scope_set(c, c->scope, targets[i], l->v[i]);
+    if (l->n != nt) return jerr(c, at, "cannot unpack %zu value(s) into %zu variable(s)", l->n, nt);
+    for (size_t i = 0; i < nt; i++)
+        scope_set(c, c->scope, targets[i], l->v[i]);
     return 0;
 }
 
@@ -664,9 +706,10 @@ static int exec_for(jctx *c, const jnode *n) {
         jlist *kept = jv_list(&c->ar, 0).u.l;
         for (size_t i = 0; i < seq->n && !rc; i++) {
             jv cond;
-            if (++c->iters > c->max_iters) rc = jerr(c, n, "more than %llu loop iterations", (unsigned long long)c->max_iters);
-            else if (!(rc = unpack(c, n, n->targets, n->ntargets, seq->v[i])) && !(rc = jeval(c, n->b, &cond)) &&
-                     jv_truthy(cond))
+            if (++c->iters > c->max_iters)
+                rc = jerr(c, n, "more than %llu loop iterations", (unsigned long long)c->max_iters);
+            else if (!(rc = unpack(c, n, n->targets, n->ntargets, seq->v[i])) &&
+                     !(rc = jeval(c, n->b, &cond)) && jv_truthy(cond))
                 jlist_push(&c->ar, kept, seq->v[i]);
         }
         seq = kept;
@@ -773,7 +816,8 @@ static int exec_stmt(jctx *c, const jnode *n) {
         jv fn, res;
         jcall a;
         if (jeval(c, call->a, &fn) || jeval_args(c, &call->args, &a)) return -1;
-        if (fn.t != JV_MACRO) return jerr(c, call, "{%% call %%} needs a macro, got %s", jv_typename(fn));
+        if (fn.t != JV_MACRO)
+            return jerr(c, call, "{%% call %%} needs a macro, got %s", jv_typename(fn));
         if (call_value(c, call, fn, &a, caller, &res)) return -1;
         return emit(c, n, res);
     }
@@ -816,7 +860,8 @@ void jinja_free(jinja_template *t) {
     free(t);
 }
 
-int jinja_render(const jinja_template *tpl, json_t *vars, const jinja_opts *opts, sb_t *out, cf_err *err) {
+int jinja_render(const jinja_template *tpl, json_t *vars, const jinja_opts *opts, sb_t *out,
+                 cf_err *err) {
     jinja_opts o = opts ? *opts : (jinja_opts){0};
     jctx c = {.err = err, .out = out};
     c.max_depth = o.max_depth > 0 ? o.max_depth : 100;
@@ -829,7 +874,8 @@ int jinja_render(const jinja_template *tpl, json_t *vars, const jinja_opts *opts
         const char *k;
         size_t klen;
         json_t *v;
-        json_object_keylen_foreach(vars, k, klen, v) jdict_set(&c.ar, c.scope->vars, k, klen, jv_from_json(&c.ar, v));
+        json_object_keylen_foreach(vars, k, klen, v)
+            jdict_set(&c.ar, c.scope->vars, k, klen, jv_from_json(&c.ar, v));
     } else if (vars && !json_is_null(vars)) {
         ja_free(&c.ar);
         return cf_seterr(err, CF_EINVAL, "template variables must be a JSON object");

@@ -6,10 +6,10 @@
 #ifndef CONFAB_ENGINE_JINJA_EVAL_H
 #define CONFAB_ENGINE_JINJA_EVAL_H
 
-#include <time.h>
-
 #include "base/utf8.h"
 #include "engine/jinja_internal.h"
+
+#include <time.h>
 
 typedef struct jscope jscope;
 struct jscope {

@@ -12,13 +12,13 @@
 #ifndef CONFAB_ENGINE_JINJA_INTERNAL_H
 #define CONFAB_ENGINE_JINJA_INTERNAL_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
 #include "base/err.h"
 #include "base/sb.h"
 #include "engine/jinja.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* ------------------------------------------------------------------ arena */
 
@@ -86,9 +86,9 @@ struct jlist {
 
 struct jdict {
     size_t n, cap;
-    jv *k;    /* (cap,) keys: strings, or numbers from dict literals */
-    jv *v;    /* (cap,) */
-    bool ns;  /* a namespace() object: attributes may be assigned */
+    jv *k;   /* (cap,) keys: strings, or numbers from dict literals */
+    jv *v;   /* (cap,) */
+    bool ns; /* a namespace() object: attributes may be assigned */
 };
 
 struct jloop {
@@ -103,11 +103,30 @@ struct jfunc {
     jv self; /* JV_UNDEF for global functions */
 };
 
-static inline jv jv_undef(const char *why) { jv v = {.t = JV_UNDEF}; v.u.undef = why; return v; }
-static inline jv jv_none(void) { jv v = {.t = JV_NONE}; return v; }
-static inline jv jv_bool(bool b) { jv v = {.t = JV_BOOL}; v.u.b = b; return v; }
-static inline jv jv_int(int64_t i) { jv v = {.t = JV_INT}; v.u.i = i; return v; }
-static inline jv jv_float(double f) { jv v = {.t = JV_FLOAT}; v.u.f = f; return v; }
+static inline jv jv_undef(const char *why) {
+    jv v = {.t = JV_UNDEF};
+    v.u.undef = why;
+    return v;
+}
+static inline jv jv_none(void) {
+    jv v = {.t = JV_NONE};
+    return v;
+}
+static inline jv jv_bool(bool b) {
+    jv v = {.t = JV_BOOL};
+    v.u.b = b;
+    return v;
+}
+static inline jv jv_int(int64_t i) {
+    jv v = {.t = JV_INT};
+    v.u.i = i;
+    return v;
+}
+static inline jv jv_float(double f) {
+    jv v = {.t = JV_FLOAT};
+    v.u.f = f;
+    return v;
+}
 
 jv jv_strn(jarena *a, const char *s, size_t n);
 jv jv_str(jarena *a, const char *s);
@@ -141,7 +160,7 @@ void jv_repr(sb_t *out, jv v);
 void jv_float_repr(sb_t *out, double f);
 
 typedef struct {
-    int indent;      /* < 0: none */
+    int indent; /* < 0: none */
     const char *item_sep, *key_sep;
     bool sort_keys;
     bool ensure_ascii;
@@ -214,9 +233,9 @@ struct jnode {
     int line, col;
     jnode *a, *b, *c; /* operands: cond/then/else, object/key, iter/filter ... */
     jnodes body, orelse;
-    jargs args;            /* calls, filters, tests; macro params (kwn + defaults) */
-    const char *name;      /* variable, attribute, filter, test, macro name */
-    const char **targets;  /* for/set tuple targets */
+    jargs args;           /* calls, filters, tests; macro params (kwn + defaults) */
+    const char *name;     /* variable, attribute, filter, test, macro name */
+    const char **targets; /* for/set tuple targets */
     size_t ntargets;
     jnodes filters; /* filter block: N_FILTER nodes with a == NULL */
     jv lit;
@@ -232,8 +251,22 @@ int jinja_parse_into(jinja_template *t, const char *src, size_t n, cf_err *err);
 
 /* Operator codes shared by parser and evaluator. */
 enum {
-    OP_ADD = 1, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CONCAT,
-    OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN,
+    OP_ADD = 1,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_FLOORDIV,
+    OP_MOD,
+    OP_POW,
+    OP_CONCAT,
+    OP_EQ,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_IN,
+    OP_NOTIN,
 };
 
 #endif

@@ -19,6 +19,9 @@
  * bounded (JP_MAX_NEST) so deeply nested input gets an error rather than a
  * stack overflow.
  */
+#include "base/utf8.h"
+#include "engine/jinja_internal.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -26,12 +29,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/utf8.h"
-#include "engine/jinja_internal.h"
-
 #define JP_MAX_NEST 200
 
-typedef enum { T_EOF, T_TEXT, T_VBEGIN, T_VEND, T_BBEGIN, T_BEND, T_NAME, T_STR, T_INT, T_FLOAT, T_OP } tok_type;
+typedef enum {
+    T_EOF,
+    T_TEXT,
+    T_VBEGIN,
+    T_VEND,
+    T_BBEGIN,
+    T_BEND,
+    T_NAME,
+    T_STR,
+    T_INT,
+    T_FLOAT,
+    T_OP
+} tok_type;
 
 typedef struct {
     tok_type t;
@@ -53,7 +65,8 @@ typedef struct {
     int nest;
 } jp;
 
-static int jp_fail(jp *p, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int jp_fail(jp *p, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static int jp_fail(jp *p, int line, int col, const char *fmt, ...) {
     char msg[400];
     va_list ap;
@@ -88,7 +101,8 @@ static void lc_at(lc_cursor *c, size_t off, int *line, int *col) {
         if (c->src[c->off] == '\n') {
             c->line++;
             c->col = 1;
-        } else c->col++;
+        } else
+            c->col++;
         c->off++;
     }
     *line = c->line;
@@ -127,7 +141,8 @@ static int lex_string(jp *p, const char *s, size_t n, char q, size_t *used, tok 
             int k;
             for (k = 0; k < nd && i + 1 < n && isxdigit((unsigned char)s[i + 1]); k++) {
                 char h = s[++i];
-                cp = cp * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+                cp = cp * 16 +
+                     (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
             }
             char enc[4];
             int len = k == nd ? utf8_encode(cp, enc) : 0;
@@ -170,14 +185,15 @@ static bool is_name_char(char c) { return isalnum((unsigned char)c) || c == '_';
 /* Tokenises the inside of a {{ }} or {% %} tag starting at *I. Stops after
  * the closing delimiter; sets *strip_after when it was `-}}`/`-%}` and
  * *keep_after for `+%}`. */
-static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_after, bool *keep_after,
-                   int open_line, int open_col) {
+static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_after,
+                   bool *keep_after, int open_line, int open_col) {
     const char *s = p->src;
     size_t n = p->n, i = *pi;
     int balance = 0;
     char close = block ? '%' : '}';
     for (;;) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+            i++;
         if (i >= n)
             return jp_fail(p, open_line, open_col, "unterminated %s tag (no closing '%s')",
                            block ? "block" : "variable", block ? "%}" : "}}");
@@ -203,7 +219,8 @@ static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_aft
         char c = s[i];
         if (is_name_start(c)) {
             size_t j = i;
-            while (j < n && is_name_char(s[j])) j++;
+            while (j < n && is_name_char(s[j]))
+                j++;
             t.t = T_NAME;
             t.p = ja_strndup(p->ar, s + i, j - i);
             t.n = j - i;
@@ -211,11 +228,13 @@ static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_aft
         } else if (isdigit((unsigned char)c)) {
             size_t j = i;
             bool isf = false;
-            while (j < n && (isdigit((unsigned char)s[j]) || s[j] == '_')) j++;
+            while (j < n && (isdigit((unsigned char)s[j]) || s[j] == '_'))
+                j++;
             if (j + 1 < n && s[j] == '.' && isdigit((unsigned char)s[j + 1])) {
                 isf = true;
                 j++;
-                while (j < n && (isdigit((unsigned char)s[j]) || s[j] == '_')) j++;
+                while (j < n && (isdigit((unsigned char)s[j]) || s[j] == '_'))
+                    j++;
             }
             if (j < n && (s[j] == 'e' || s[j] == 'E')) {
                 size_t k = j + 1;
@@ -223,7 +242,8 @@ static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_aft
                 if (k < n && isdigit((unsigned char)s[k])) {
                     isf = true;
                     j = k;
-                    while (j < n && isdigit((unsigned char)s[j])) j++;
+                    while (j < n && isdigit((unsigned char)s[j]))
+                        j++;
                 }
             }
             char buf[64];
@@ -272,10 +292,13 @@ static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_aft
  * *MOD gets the modifier before %} (0, '-' or '+'). */
 static bool match_word_tag(const char *s, size_t n, size_t *pi, const char *name, char *mod) {
     size_t i = *pi, len = strlen(name);
-    while (i < n && isspace((unsigned char)s[i])) i++;
-    if (i + len > n || memcmp(s + i, name, len) || (i + len < n && is_name_char(s[i + len]))) return false;
+    while (i < n && isspace((unsigned char)s[i]))
+        i++;
+    if (i + len > n || memcmp(s + i, name, len) || (i + len < n && is_name_char(s[i + len])))
+        return false;
     i += len;
-    while (i < n && isspace((unsigned char)s[i])) i++;
+    while (i < n && isspace((unsigned char)s[i]))
+        i++;
     *mod = 0;
     if (i < n && (s[i] == '-' || s[i] == '+')) *mod = s[i++];
     if (i + 1 >= n || s[i] != '%' || s[i + 1] != '}') return false;
@@ -286,14 +309,16 @@ static bool match_word_tag(const char *s, size_t n, size_t *pi, const char *name
 /* {% raw %}...{% endraw %}: the body is text, not template. *I is just
  * past `{%` and its modifier. Returns 1 for a raw block, 0 when the tag is
  * something else, -1 (error set) when endraw is missing. */
-static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool *strip_next, bool *trim_next) {
+static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool *strip_next,
+                     bool *trim_next) {
     const char *s = p->src;
     size_t n = p->n, i = *pi;
     char mod;
     if (!match_word_tag(s, n, &i, "raw", &mod)) return 0;
     size_t body = i;
     if (mod == '-')
-        while (body < n && isspace((unsigned char)s[body])) body++;
+        while (body < n && isspace((unsigned char)s[body]))
+            body++;
     for (size_t k = body; k + 1 < n; k++) {
         if (s[k] != '{' || s[k + 1] != '%') continue;
         size_t j = k + 2;
@@ -303,7 +328,8 @@ static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool
         if (!match_word_tag(s, n, &j, "endraw", &end_mod)) continue;
         size_t bend = k;
         if (open_mod == '-')
-            while (bend > body && isspace((unsigned char)s[bend - 1])) bend--;
+            while (bend > body && isspace((unsigned char)s[bend - 1]))
+                bend--;
         if (bend > body) {
             tok t = {.t = T_TEXT};
             lc_at(lc, body, &t.line, &t.col);
@@ -334,20 +360,26 @@ static int lex(jp *p) {
     while (i <= n) {
         /* text run up to the next tag opener */
         size_t start = i, j = i;
-        while (j + 1 < n && !(s[j] == '{' && (s[j + 1] == '{' || s[j + 1] == '%' || s[j + 1] == '#'))) j++;
+        while (j + 1 < n &&
+               !(s[j] == '{' && (s[j + 1] == '{' || s[j + 1] == '%' || s[j + 1] == '#')))
+            j++;
         if (j + 1 >= n) j = n;
         size_t tstart = start, tend = j;
         if (strip_next)
-            while (tstart < tend && isspace((unsigned char)s[tstart])) tstart++;
-        else if (trim_next && tstart < tend && s[tstart] == '\n') tstart++;
+            while (tstart < tend && isspace((unsigned char)s[tstart]))
+                tstart++;
+        else if (trim_next && tstart < tend && s[tstart] == '\n')
+            tstart++;
         if (j < n) {
             char kind = s[j + 1];
             char mod = j + 2 < n ? s[j + 2] : 0;
             if (mod == '-') {
-                while (tend > tstart && isspace((unsigned char)s[tend - 1])) tend--;
+                while (tend > tstart && isspace((unsigned char)s[tend - 1]))
+                    tend--;
             } else if (kind != '{' && mod != '+') {
                 size_t lpos = tend;
-                while (lpos > tstart && s[lpos - 1] != '\n') lpos--;
+                while (lpos > tstart && s[lpos - 1] != '\n')
+                    lpos--;
                 bool has_nl = lpos > tstart;
                 if ((has_nl || line_starting) && only_blank(s, lpos, tend)) tend = lpos;
             }
@@ -376,10 +408,13 @@ static int lex(jp *p) {
                 }
             if (!e) return jp_fail(p, oline, ocol, "unterminated comment (no closing '#}')");
             size_t k = (size_t)(e - s);
-            if (k > i && s[k - 1] == '-') strip_next = true;
-            else if (!(k > i && s[k - 1] == '+')) trim_next = true;
+            if (k > i && s[k - 1] == '-')
+                strip_next = true;
+            else if (!(k > i && s[k - 1] == '+'))
+                trim_next = true;
             i = k + 2;
-        } else if (kind == '%' && (raw = match_raw(p, &lc, &i, oline, ocol, &strip_next, &trim_next)) != 0) {
+        } else if (kind == '%' &&
+                   (raw = match_raw(p, &lc, &i, oline, ocol, &strip_next, &trim_next)) != 0) {
             if (raw < 0) return -1;
         } else {
             bool block = kind == '%', sa = false, ka = false;
@@ -394,7 +429,8 @@ static int lex(jp *p) {
         if (trim_next && i < n && s[i] == '\n') line_starting = true;
         if (strip_next) {
             size_t k = i;
-            while (k < n && isspace((unsigned char)s[k])) k++;
+            while (k < n && isspace((unsigned char)s[k]))
+                k++;
             line_starting = k > i && s[k - 1] == '\n';
         }
     }
@@ -525,9 +561,12 @@ static jnode *parse_primary(jp *p) {
     if (t->t == T_NAME) {
         next(p);
         nd = mk(p, N_LIT, t);
-        if (!strcmp(t->p, "true") || !strcmp(t->p, "True")) nd->lit = jv_bool(true);
-        else if (!strcmp(t->p, "false") || !strcmp(t->p, "False")) nd->lit = jv_bool(false);
-        else if (!strcmp(t->p, "none") || !strcmp(t->p, "None")) nd->lit = jv_none();
+        if (!strcmp(t->p, "true") || !strcmp(t->p, "True"))
+            nd->lit = jv_bool(true);
+        else if (!strcmp(t->p, "false") || !strcmp(t->p, "False"))
+            nd->lit = jv_bool(false);
+        else if (!strcmp(t->p, "none") || !strcmp(t->p, "None"))
+            nd->lit = jv_none();
         else {
             nd->kind = N_NAME;
             nd->name = t->p;
@@ -684,7 +723,8 @@ static jnode *parse_postfix(jp *p, jnode *nd) {
             x->a = nd;
             if (parse_call_args(p, &x->args)) return NULL;
             nd = x;
-        } else return nd;
+        } else
+            return nd;
     }
 }
 
@@ -724,8 +764,8 @@ static jnode *parse_filter_expr(jp *p, jnode *nd) {
             tok *a = peek(p);
             if (is_op(a, "(")) {
                 if (parse_call_args(p, &x->args)) return NULL;
-            } else if (a->t == T_STR || a->t == T_INT || a->t == T_FLOAT || is_op(a, "[") || is_op(a, "{") ||
-                       (a->t == T_NAME && !is_op(peek2(p), "="))) {
+            } else if (a->t == T_STR || a->t == T_INT || a->t == T_FLOAT || is_op(a, "[") ||
+                       is_op(a, "{") || (a->t == T_NAME && !is_op(peek2(p), "="))) {
                 bool skip = false;
                 for (int k = 0; no_test_arg[k]; k++)
                     if (is_name(a, no_test_arg[k])) skip = true;
@@ -741,7 +781,8 @@ static jnode *parse_filter_expr(jp *p, jnode *nd) {
             x->a = nd;
             if (parse_call_args(p, &x->args)) return NULL;
             nd = x;
-        } else return nd;
+        } else
+            return nd;
     }
 }
 
@@ -789,7 +830,11 @@ static jnode *parse_math2(jp *p) {
     for (;;) {
         if (!l) return NULL;
         tok *t = peek(p);
-        int op = is_op(t, "*") ? OP_MUL : is_op(t, "/") ? OP_DIV : is_op(t, "//") ? OP_FLOORDIV : is_op(t, "%") ? OP_MOD : 0;
+        int op = is_op(t, "*")    ? OP_MUL
+                 : is_op(t, "/")  ? OP_DIV
+                 : is_op(t, "//") ? OP_FLOORDIV
+                 : is_op(t, "%")  ? OP_MOD
+                                  : 0;
         if (!op) return l;
         next(p);
         l = binop(p, t, op, l, parse_pow(p));
@@ -823,13 +868,20 @@ static jnode *parse_compare(jp *p) {
         if (!l) return NULL;
         tok *t = peek(p);
         int op = 0;
-        if (is_op(t, "==")) op = OP_EQ;
-        else if (is_op(t, "!=")) op = OP_NE;
-        else if (is_op(t, "<")) op = OP_LT;
-        else if (is_op(t, "<=")) op = OP_LE;
-        else if (is_op(t, ">")) op = OP_GT;
-        else if (is_op(t, ">=")) op = OP_GE;
-        else if (is_name(t, "in")) op = OP_IN;
+        if (is_op(t, "=="))
+            op = OP_EQ;
+        else if (is_op(t, "!="))
+            op = OP_NE;
+        else if (is_op(t, "<"))
+            op = OP_LT;
+        else if (is_op(t, "<="))
+            op = OP_LE;
+        else if (is_op(t, ">"))
+            op = OP_GT;
+        else if (is_op(t, ">="))
+            op = OP_GE;
+        else if (is_name(t, "in"))
+            op = OP_IN;
         else if (is_name(t, "not") && is_name(peek2(p), "in")) {
             next(p);
             op = OP_NOTIN;
@@ -851,7 +903,8 @@ static jnode *parse_not(jp *p) {
     if (is_name(t, "not")) {
         next(p);
         if (++p->nest > JP_MAX_NEST) {
-            jp_fail(p, t->line, t->col, "expression nested too deeply (over %d levels)", JP_MAX_NEST);
+            jp_fail(p, t->line, t->col, "expression nested too deeply (over %d levels)",
+                    JP_MAX_NEST);
             return NULL;
         }
         jnode *nd = mk(p, N_NOT, t);
@@ -1080,7 +1133,8 @@ static jnode *parse_statement(jp *p) {
             nd->targets[0] = a->p;
             nd->ntargets = 1;
             nd->op = 1;
-        } else if (parse_names(p, &nd->targets, &nd->ntargets)) return NULL;
+        } else if (parse_names(p, &nd->targets, &nd->ntargets))
+            return NULL;
         if (is_op(peek(p), "=")) {
             next(p);
             nd->a = parse_tuple(p);
@@ -1172,12 +1226,14 @@ static jnode *parse_statement(jp *p) {
 static int parse_body(jp *p, jnodes *body, const char *const *ends, const char **which) {
     tok *open = p->pos ? &p->toks[p->pos - 1] : peek(p);
     if (++p->nest > JP_MAX_NEST)
-        return jp_fail(p, open->line, open->col, "blocks nested too deeply (over %d levels)", JP_MAX_NEST);
+        return jp_fail(p, open->line, open->col, "blocks nested too deeply (over %d levels)",
+                       JP_MAX_NEST);
     for (;;) {
         tok *t = peek(p);
         if (t->t == T_EOF) {
             if (!ends) break;
-            return jp_fail(p, t->line, t->col, "unexpected end of template, expected '%s'", ends[ends[1] ? 1 : 0]);
+            return jp_fail(p, t->line, t->col, "unexpected end of template, expected '%s'",
+                           ends[ends[1] ? 1 : 0]);
         }
         if (t->t == T_TEXT) {
             next(p);
@@ -1229,7 +1285,8 @@ int jinja_parse_into(jinja_template *t, const char *src, size_t n, cf_err *err) 
         if (src[i] == '\r') {
             norm[m++] = '\n';
             if (i + 1 < n && src[i + 1] == '\n') i++;
-        } else norm[m++] = src[i];
+        } else
+            norm[m++] = src[i];
     }
     if (m && norm[m - 1] == '\n') m--;
     norm[m] = 0;

@@ -9,13 +9,13 @@
  * work a render does; the evaluator checks the arena's total against a limit
  * at every loop iteration and call, which bounds it.
  */
+#include "base/utf8.h"
+#include "engine/jinja_internal.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "base/utf8.h"
-#include "engine/jinja_internal.h"
 
 /* ------------------------------------------------------------------ arena */
 
@@ -121,7 +121,8 @@ void jlist_push(jarena *a, jlist *l, jv v) {
 
 jv *jdict_get(const jdict *d, const char *key, size_t n) {
     for (size_t i = 0; i < d->n; i++)
-        if (d->k[i].t == JV_STR && d->k[i].u.s->n == n && !memcmp(d->k[i].u.s->p, key, n)) return &d->v[i];
+        if (d->k[i].t == JV_STR && d->k[i].u.s->n == n && !memcmp(d->k[i].u.s->p, key, n))
+            return &d->v[i];
     return NULL;
 }
 
@@ -176,7 +177,8 @@ jv jv_from_json(jarena *a, json_t *j) {
     case JSON_ARRAY: {
         size_t n = json_array_size(j);
         jv l = jv_list(a, n);
-        for (size_t i = 0; i < n; i++) jlist_push(a, l.u.l, jv_from_json(a, json_array_get(j, i)));
+        for (size_t i = 0; i < n; i++)
+            jlist_push(a, l.u.l, jv_from_json(a, json_array_get(j, i)));
         return l;
     }
     case JSON_OBJECT: {
@@ -184,7 +186,8 @@ jv jv_from_json(jarena *a, json_t *j) {
         const char *k;
         size_t klen;
         json_t *val;
-        json_object_keylen_foreach(j, k, klen, val) jdict_set(a, d.u.d, k, klen, jv_from_json(a, val));
+        json_object_keylen_foreach(j, k, klen, val)
+            jdict_set(a, d.u.d, k, klen, jv_from_json(a, val));
         return d;
     }
     }
@@ -338,17 +341,22 @@ void jv_float_repr(sb_t *out, double f) {
     for (; *p && *p != 'e'; p++)
         if (*p != '.') digits[nd++] = *p;
     int exp = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     if (neg) sb_putc(out, '-');
     if (exp >= -5 + 1 && exp < 16) {
         if (exp >= 0) {
-            for (int i = 0; i <= exp; i++) sb_putc(out, i < nd ? digits[i] : '0');
+            for (int i = 0; i <= exp; i++)
+                sb_putc(out, i < nd ? digits[i] : '0');
             sb_putc(out, '.');
-            if (nd > exp + 1) sb_appendn(out, digits + exp + 1, (size_t)(nd - exp - 1));
-            else sb_putc(out, '0');
+            if (nd > exp + 1)
+                sb_appendn(out, digits + exp + 1, (size_t)(nd - exp - 1));
+            else
+                sb_putc(out, '0');
         } else {
             sb_append(out, "0.");
-            for (int i = 0; i < -exp - 1; i++) sb_putc(out, '0');
+            for (int i = 0; i < -exp - 1; i++)
+                sb_putc(out, '0');
             sb_appendn(out, digits, (size_t)nd);
         }
     } else {
@@ -370,11 +378,16 @@ static void repr_str(sb_t *out, const char *s, size_t n) {
         if (c == (unsigned char)q || c == '\\') {
             sb_putc(out, '\\');
             sb_putc(out, (char)c);
-        } else if (c == '\n') sb_append(out, "\\n");
-        else if (c == '\r') sb_append(out, "\\r");
-        else if (c == '\t') sb_append(out, "\\t");
-        else if (c < 0x20 || c == 0x7f) sb_printf(out, "\\x%02x", c);
-        else sb_putc(out, (char)c);
+        } else if (c == '\n')
+            sb_append(out, "\\n");
+        else if (c == '\r')
+            sb_append(out, "\\r");
+        else if (c == '\t')
+            sb_append(out, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            sb_printf(out, "\\x%02x", c);
+        else
+            sb_putc(out, (char)c);
     }
     sb_putc(out, q);
 }
@@ -395,7 +408,8 @@ void jv_repr(sb_t *out, jv v) {
     case JV_DICT:
         if (v.u.d->ns) {
             sb_append(out, "<Namespace {");
-        } else sb_putc(out, '{');
+        } else
+            sb_putc(out, '{');
         for (size_t i = 0; i < v.u.d->n; i++) {
             if (i) sb_append(out, ", ");
             jv_repr(out, v.u.d->k[i]);
@@ -449,16 +463,19 @@ static void json_str(sb_t *out, const char *s, size_t n, bool ascii) {
             if (cp >= 0x10000) {
                 cp -= 0x10000;
                 sb_printf(out, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-            } else sb_printf(out, "\\u%04x", cp);
+            } else
+                sb_printf(out, "\\u%04x", cp);
             i += (size_t)len - 1;
-        } else sb_putc(out, (char)c);
+        } else
+            sb_putc(out, (char)c);
     }
     sb_putc(out, '"');
 }
 
 static void json_nl(sb_t *out, const jv_json_opts *o, int level) {
     sb_putc(out, '\n');
-    for (int i = 0; i < o->indent * level; i++) sb_putc(out, ' ');
+    for (int i = 0; i < o->indent * level; i++)
+        sb_putc(out, ' ');
 }
 
 int jv_to_json(sb_t *out, jv v, const jv_json_opts *o, int level, const char **bad) {
@@ -471,9 +488,12 @@ int jv_to_json(sb_t *out, jv v, const jv_json_opts *o, int level, const char **b
     case JV_BOOL: sb_append(out, v.u.b ? "true" : "false"); return 0;
     case JV_INT: sb_printf(out, "%lld", (long long)v.u.i); return 0;
     case JV_FLOAT:
-        if (isnan(v.u.f)) sb_append(out, "NaN");
-        else if (isinf(v.u.f)) sb_append(out, v.u.f < 0 ? "-Infinity" : "Infinity");
-        else jv_float_repr(out, v.u.f);
+        if (isnan(v.u.f))
+            sb_append(out, "NaN");
+        else if (isinf(v.u.f))
+            sb_append(out, v.u.f < 0 ? "-Infinity" : "Infinity");
+        else
+            jv_float_repr(out, v.u.f);
         return 0;
     case JV_STR: json_str(out, v.u.s->p, v.u.s->n, o->ensure_ascii); return 0;
     case JV_LIST: {
@@ -499,7 +519,8 @@ int jv_to_json(sb_t *out, jv v, const jv_json_opts *o, int level, const char **b
         }
         size_t *order = malloc(d->n * sizeof *order);
         if (!order) abort();
-        for (size_t i = 0; i < d->n; i++) order[i] = i;
+        for (size_t i = 0; i < d->n; i++)
+            order[i] = i;
         if (o->sort_keys) {
             /* insertion sort by key (dicts in templates are small) */
             for (size_t i = 1; i < d->n; i++)
@@ -515,12 +536,16 @@ int jv_to_json(sb_t *out, jv v, const jv_json_opts *o, int level, const char **b
             if (i) sb_append(out, o->item_sep);
             if (o->indent >= 0) json_nl(out, o, level + 1);
             jv k = d->k[order[i]];
-            if (k.t == JV_STR) json_str(out, k.u.s->p, k.u.s->n, o->ensure_ascii);
-            else if (k.t == JV_NONE) sb_append(out, "\"null\"");
+            if (k.t == JV_STR)
+                json_str(out, k.u.s->p, k.u.s->n, o->ensure_ascii);
+            else if (k.t == JV_NONE)
+                sb_append(out, "\"null\"");
             else {
                 sb_putc(out, '"');
-                if (k.t == JV_BOOL) sb_append(out, k.u.b ? "true" : "false");
-                else jv_to_str(out, k);
+                if (k.t == JV_BOOL)
+                    sb_append(out, k.u.b ? "true" : "false");
+                else
+                    jv_to_str(out, k);
                 sb_putc(out, '"');
             }
             sb_append(out, o->key_sep);
