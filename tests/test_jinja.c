@@ -438,10 +438,27 @@ static void output_and_memory_are_bounded(void **st) {
     assert_null(r);
     assert_non_null(strstr(e.msg, "output exceeds 1000 bytes"));
     assert_fails("{{ 'x' * 100000000000 }}", NULL, "too large");
+    assert_fails("{{ ('a' * 1000000) | replace('a', 'b' * 1000000) }}", NULL, "exceeds");
+    assert_fails("{{ ('\\n' * 1000000) | indent(1000, blank=true) }}", NULL, "exceeds");
+    assert_fails("{{ '%999999999d' % 1 }}", NULL, "format width or precision too large");
     /* doubling a string in a loop hits the string or memory bound */
     assert_fails("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(64) %}"
                  "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
                  NULL, "bytes");
+}
+
+static void self_containing_values_render_without_crashing(void **st) {
+    (void)st;
+    cf_err e;
+    char *r = render("{% set l = [] %}{% set _ = l.append(l) %}{{ l }}{{ l == l }}", NULL, &e);
+    assert_non_null(r);
+    assert_non_null(strstr(r, "[[[[...]]]]"));
+    free(r);
+    r = render("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns | string | length > 0 }}", NULL, &e);
+    assert_non_null(r);
+    assert_string_equal(r, "True");
+    free(r);
+    assert_fails("{% set l = [] %}{% set _ = l.append(l) %}{{ l | tojson }}", NULL, "nesting deeper than");
 }
 
 static void parsed_template_renders_repeatedly_with_new_variables(void **st) {
@@ -501,6 +518,7 @@ int main(void) {
         cmocka_unit_test(huge_ranges_and_loops_are_bounded),
         cmocka_unit_test(recursive_macros_are_bounded),
         cmocka_unit_test(output_and_memory_are_bounded),
+        cmocka_unit_test(self_containing_values_render_without_crashing),
         cmocka_unit_test(parsed_template_renders_repeatedly_with_new_variables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,7 +162,9 @@ static jv map_case(jctx *c, const jstr *s, int mode) {
     return sb_to_jv(c, &b);
 }
 
-static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, int64_t count) {
+/* str.replace; the result is capped at c->max_output bytes (*too_big set). */
+static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, int64_t count, bool *too_big) {
+    *too_big = false;
     sb_t b = {0};
     size_t i = 0;
     int64_t done = 0;
@@ -172,11 +174,17 @@ static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, i
             if (count >= 0 && done >= count) break;
             sb_appendn(&b, new->p, new->n);
             done++;
+            if (b.len > c->max_output) break;
             if (i >= s->n) break;
             uint32_t cp;
             size_t l = cp_at(s->p + i, s->n - i, &cp);
             sb_appendn(&b, s->p + i, l);
             i += l;
+        }
+        if (b.len > c->max_output) {
+            *too_big = true;
+            sb_free(&b);
+            return jv_strn(&c->ar, "", 0);
         }
         sb_appendn(&b, s->p + i, s->n - i);
         return sb_to_jv(c, &b);
@@ -189,6 +197,12 @@ static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, i
         sb_appendn(&b, new->p, new->n);
         i = at + old->n;
         done++;
+        if (b.len > c->max_output) break;
+    }
+    if (b.len > c->max_output) {
+        *too_big = true;
+        sb_free(&b);
+        return jv_strn(&c->ar, "", 0);
     }
     sb_appendn(&b, s->p + i, s->n - i);
     return sb_to_jv(c, &b);
@@ -698,8 +712,9 @@ static int f_replace(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
     jv o = str_of(c, *old), nw = str_of(c, *new);
     int64_t count = -1;
     if (cnt && cnt->t != JV_NONE && need_int(c, at, *cnt, "replace count", &count)) return -1;
-    *out = do_replace(c, s.u.s, o.u.s, nw.u.s, count);
-    if (out->u.s->n > c->max_output)
+    bool too_big;
+    *out = do_replace(c, s.u.s, o.u.s, nw.u.s, count, &too_big);
+    if (too_big || out->u.s->n > c->max_output)
         return jerr(c, at, "replace result exceeds %zu bytes", c->max_output);
     return 0;
 }
@@ -1020,6 +1035,11 @@ static int f_indent(jctx *c, const jnode *at, jv v, jcall *a, jv *out) {
         }
         sb_appendn(&b, p, len);
         line1 = false;
+        if (b.len > c->max_output) {
+            sb_free(&b);
+            sb_free(&pad);
+            return jerr(c, at, "indent result exceeds %zu bytes", c->max_output);
+        }
         if (!nl) break;
         sb_putc(&b, '\n');
         p = nl + 1;
@@ -1210,13 +1230,18 @@ int jinja_percent_format(jctx *c, const jnode *at, jv fmt, jv args, jv *out) {
         /* %[flags][width][.precision]conv, as Python's printf-style formatting */
         char spec[32] = "%";
         size_t sl = 1;
-        for (p++; p < end && strchr("-+ #0", *p) && sl < 8; p++)
+        for (p++; p < end && *p && strchr("-+ #0", *p) && sl < 8; p++)
             spec[sl++] = *p;
-        for (; p < end && isdigit((unsigned char)*p) && sl < 14; p++)
+        size_t wd = 0, pd = 0; /* width and precision digits, capped to bound the output */
+        for (; p < end && isdigit((unsigned char)*p) && wd < 5; p++, wd++)
             spec[sl++] = *p;
         if (p < end && *p == '.')
-            for (spec[sl++] = *p++; p < end && isdigit((unsigned char)*p) && sl < 20; p++)
+            for (spec[sl++] = *p++; p < end && isdigit((unsigned char)*p) && pd < 4; p++, pd++)
                 spec[sl++] = *p;
+        if (wd > 4 || pd > 3 || (p < end && isdigit((unsigned char)*p))) {
+            sb_free(&b);
+            return jerr(c, at, "format width or precision too large");
+        }
         if (p >= end) {
             sb_free(&b);
             return jerr(c, at, "incomplete format");
@@ -1362,8 +1387,9 @@ static int str_method(jctx *c, const jnode *at, const jstr *s, const char *m, jc
         jv *cv = jcall_arg(a, 2, "count");
         if (need_str(c, at, a0, "replace") || need_str(c, at, a1, "replace")) return -1;
         if (cv && need_int(c, at, *cv, "replace count", &cnt)) return -1;
-        *out = do_replace(c, s, a0.u.s, a1.u.s, cnt);
-        if (out->u.s->n > c->max_output)
+        bool too_big;
+        *out = do_replace(c, s, a0.u.s, a1.u.s, cnt, &too_big);
+        if (too_big || out->u.s->n > c->max_output)
             return jerr(c, at, "replace result exceeds %zu bytes", c->max_output);
         return 0;
     }

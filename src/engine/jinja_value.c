@@ -216,7 +216,15 @@ static double num_f(jv v) {
 }
 static int64_t num_i(jv v) { return v.t == JV_INT ? v.u.i : (int64_t)v.u.b; }
 
-bool jv_eq(jv a, jv b) {
+/* Containers can hold themselves (l.append(l), ns.self = ns): recursive
+ * walks stop at JV_MAX_WALK levels instead of overflowing the stack. */
+#define JV_MAX_WALK 100
+
+static bool eq_d(jv a, jv b, int depth);
+bool jv_eq(jv a, jv b) { return eq_d(a, b, 0); }
+
+static bool eq_d(jv a, jv b, int depth) {
+    if (depth > JV_MAX_WALK) return false;
     if (is_num(a) && is_num(b)) {
         if (a.t == JV_FLOAT || b.t == JV_FLOAT) return num_f(a) == num_f(b);
         return num_i(a) == num_i(b);
@@ -229,13 +237,13 @@ bool jv_eq(jv a, jv b) {
     case JV_LIST:
         if (a.u.l->n != b.u.l->n) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!jv_eq(a.u.l->v[i], b.u.l->v[i])) return false;
+            if (!eq_d(a.u.l->v[i], b.u.l->v[i], depth + 1)) return false;
         return true;
     case JV_DICT:
         if (a.u.d->n != b.u.d->n) return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
             jv *o = jdict_getv(b.u.d, a.u.d->k[i]);
-            if (!o || !jv_eq(a.u.d->v[i], *o)) return false;
+            if (!o || !eq_d(a.u.d->v[i], *o, depth + 1)) return false;
         }
         return true;
     case JV_MACRO: return a.u.m == b.u.m;
@@ -245,7 +253,11 @@ bool jv_eq(jv a, jv b) {
     }
 }
 
-int jv_cmp(jv a, jv b) {
+static int cmp_d(jv a, jv b, int depth);
+int jv_cmp(jv a, jv b) { return cmp_d(a, b, 0); }
+
+static int cmp_d(jv a, jv b, int depth) {
+    if (depth > JV_MAX_WALK) return -2;
     if (is_num(a) && is_num(b)) {
         if (a.t == JV_FLOAT || b.t == JV_FLOAT) {
             double x = num_f(a), y = num_f(b);
@@ -263,8 +275,8 @@ int jv_cmp(jv a, jv b) {
     if (a.t == JV_LIST && b.t == JV_LIST) {
         size_t n = a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n;
         for (size_t i = 0; i < n; i++) {
-            if (jv_eq(a.u.l->v[i], b.u.l->v[i])) continue;
-            return jv_cmp(a.u.l->v[i], b.u.l->v[i]);
+            if (eq_d(a.u.l->v[i], b.u.l->v[i], depth + 1)) continue;
+            return cmp_d(a.u.l->v[i], b.u.l->v[i], depth + 1);
         }
         return a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n ? 1 : 0;
     }
@@ -392,14 +404,21 @@ static void repr_str(sb_t *out, const char *s, size_t n) {
     sb_putc(out, q);
 }
 
-void jv_repr(sb_t *out, jv v) {
+static void repr_d(sb_t *out, jv v, int depth);
+void jv_repr(sb_t *out, jv v) { repr_d(out, v, 0); }
+
+static void repr_d(sb_t *out, jv v, int depth) {
+    if (depth > JV_MAX_WALK && (v.t == JV_LIST || v.t == JV_DICT)) {
+        sb_append(out, "...");
+        return;
+    }
     switch (v.t) {
     case JV_STR: repr_str(out, v.u.s->p, v.u.s->n); return;
     case JV_LIST: {
         sb_putc(out, v.u.l->tuple ? '(' : '[');
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i) sb_append(out, ", ");
-            jv_repr(out, v.u.l->v[i]);
+            repr_d(out, v.u.l->v[i], depth + 1);
         }
         if (v.u.l->tuple && v.u.l->n == 1) sb_putc(out, ',');
         sb_putc(out, v.u.l->tuple ? ')' : ']');
@@ -412,9 +431,9 @@ void jv_repr(sb_t *out, jv v) {
             sb_putc(out, '{');
         for (size_t i = 0; i < v.u.d->n; i++) {
             if (i) sb_append(out, ", ");
-            jv_repr(out, v.u.d->k[i]);
+            repr_d(out, v.u.d->k[i], depth + 1);
             sb_append(out, ": ");
-            jv_repr(out, v.u.d->v[i]);
+            repr_d(out, v.u.d->v[i], depth + 1);
         }
         sb_append(out, v.u.d->ns ? "}>" : "}");
         return;
