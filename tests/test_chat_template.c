@@ -256,6 +256,20 @@ static void cli_renders_builtin_byte_exact_to_stdout(void **st) {
     assert_int_equal(run_cli(args, &out), 0);
     assert_string_equal(out, "[B]Be brief.HiHello.2+2?[E]");
     free(out);
+    /* --tools defines `tools` */
+    char *tools = write_tmp(dir, "tools.json", "[{\"name\": \"get_time\"}]");
+    char *tt = write_tmp(dir, "tt.jinja",
+                         "{{ tools is defined }}:{{ tools | map(attribute='name') | join }}");
+    snprintf(args, sizeof args, "--template %s --messages %s", tt, msgs);
+    assert_int_equal(run_cli(args, &out), 0);
+    assert_string_equal(out, "False:");
+    free(out);
+    snprintf(args, sizeof args, "--template %s --messages %s --tools %s", tt, msgs, tools);
+    assert_int_equal(run_cli(args, &out), 0);
+    assert_string_equal(out, "True:get_time");
+    free(out);
+    free(tools);
+    free(tt);
     tu_rmtree(dir);
     free(dir);
     free(msgs);

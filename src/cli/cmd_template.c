@@ -7,7 +7,8 @@
  * The template comes from a file (--template), a built-in (--builtin), or a
  * model's GGUF metadata (-m: tokenizer.chat_template, with the BOS/EOS token
  * strings looked up from tokenizer.ggml.tokens by their ids). --bos/--eos
- * override the token strings.
+ * override the token strings; --tools FILE.json defines `tools` (otherwise
+ * it stays undefined, as in apply_chat_template without tools).
  */
 #include "base/sb.h"
 #include "cli/cli.h"
@@ -72,9 +73,35 @@ static int load_model_template(const char *path, char **tmpl, char **bos, char *
     return 0;
 }
 
+/* Reads PATH as a JSON array; prints the reason and returns NULL when it is
+ * unreadable, not JSON, or not an array. */
+static json_t *load_json_array(const char *path, const char *what) {
+    cf_err err = {0};
+    size_t len;
+    char *text = read_all(path, &len, &err);
+    if (!text) {
+        fprintf(stderr, "confab: %s\n", err.msg);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(text, len, JSON_ALLOW_NUL, &je);
+    free(text);
+    if (!j) {
+        fprintf(stderr, "confab: %s: invalid JSON at line %d, column %d: %s\n", path, je.line,
+                je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_array(j)) {
+        fprintf(stderr, "confab: %s: expected a JSON array of %s\n", path, what);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
 static int render_main(int argc, char **argv) {
     const char *tfile = NULL, *builtin = NULL, *model = NULL, *msgs = NULL, *bos = NULL,
-               *eos = NULL;
+               *eos = NULL, *tools_file = NULL;
     bool agp = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -91,6 +118,8 @@ static int render_main(int argc, char **argv) {
             slot = &bos;
         else if (!strcmp(a, "--eos"))
             slot = &eos;
+        else if (!strcmp(a, "--tools"))
+            slot = &tools_file;
         else if (!strcmp(a, "--add-generation-prompt")) {
             agp = true;
             continue;
@@ -135,25 +164,10 @@ static int render_main(int argc, char **argv) {
     }
 
     int rc = 1;
-    json_t *messages = NULL;
-    char *mtext = read_all(msgs, &len, &err);
-    if (!mtext) {
-        fprintf(stderr, "confab: %s\n", err.msg);
-        goto out;
-    }
-    json_error_t je;
-    messages = json_loadb(mtext, len, JSON_ALLOW_NUL, &je);
-    free(mtext);
-    if (!messages) {
-        fprintf(stderr, "confab: %s: invalid JSON at line %d, column %d: %s\n", msgs, je.line,
-                je.column, je.text);
-        goto out;
-    }
-    if (!json_is_array(messages)) {
-        fprintf(stderr, "confab: %s: expected a JSON array of {\"role\", \"content\"} messages\n",
-                msgs);
-        goto out;
-    }
+    json_t *tools = NULL;
+    json_t *messages = load_json_array(msgs, "{\"role\", \"content\"} messages");
+    if (!messages) goto out;
+    if (tools_file && !(tools = load_json_array(tools_file, "tool definitions"))) goto out;
     for (size_t i = 0; i < json_array_size(messages); i++) {
         json_t *m = json_array_get(messages, i);
         if (!json_is_object(m) || !json_is_string(json_object_get(m, "role"))) {
@@ -170,7 +184,7 @@ static int render_main(int argc, char **argv) {
                     eos    ? eos
                     : meos ? meos
                            : "",
-                    NULL, &out, &err)) {
+                    tools, &out, &err)) {
         fprintf(stderr, "confab: template: %s\n", err.msg);
         sb_free(&out);
         goto out;
@@ -180,6 +194,7 @@ static int render_main(int argc, char **argv) {
     sb_free(&out);
 out:
     json_decref(messages);
+    json_decref(tools);
     free(src);
     free(mbos);
     free(meos);
