@@ -218,6 +218,17 @@ static void render_rejects_bad_inputs_with_clear_errors(void **st) {
                      0);
     assert_string_equal(sb_str(&out), "f|");
     sb_free(&out);
+    /* extra variables reach the template; a non-UTF-8 token string is refused */
+    json_t *extra = json_pack("{s:b}", "enable_thinking", 0);
+    tmpl_input in = {.messages = ok, .bos = "<s>", .extra = extra};
+    sb_clear(&out);
+    assert_int_equal(tmpl_render_ex("{{ bos_token }}{{ enable_thinking }}", &in, &out, &err), 0);
+    assert_string_equal(sb_str(&out), "<s>False");
+    in.bos = "\xff";
+    assert_int_equal(tmpl_render_ex("x", &in, &out, &err), CF_EINVAL);
+    assert_non_null(strstr(err.msg, "BOS token string is not valid UTF-8"));
+    sb_free(&out);
+    json_decref(extra);
     json_decref(obj);
     json_decref(arr);
     json_decref(ok);
@@ -268,6 +279,20 @@ static void cli_renders_builtin_byte_exact_to_stdout(void **st) {
     assert_int_equal(run_cli(args, &out), 0);
     assert_string_equal(out, "True:get_time");
     free(out);
+    /* --var passes extra variables, JSON or plain strings */
+    char *tv =
+        write_tmp(dir, "tv.jinja", "{{ enable_thinking is false }} {{ effort }} {{ n + 1 }}");
+    snprintf(args, sizeof args,
+             "--template %s --messages %s --var enable_thinking=false --var effort=high --var n=41",
+             tv, msgs);
+    assert_int_equal(run_cli(args, &out), 0);
+    assert_string_equal(out, "True high 42");
+    free(out);
+    snprintf(args, sizeof args, "--template %s --messages %s --var messages=[] 2>&1", tv, msgs);
+    assert_int_equal(run_cli(args, &out), 1);
+    assert_non_null(strstr(out, "extra variable 'messages' would replace a standard one"));
+    free(out);
+    free(tv);
     free(tools);
     free(tt);
     tu_rmtree(dir);

@@ -8,7 +8,8 @@
  * model's GGUF metadata (-m: tokenizer.chat_template, with the BOS/EOS token
  * strings looked up from tokenizer.ggml.tokens by their ids). --bos/--eos
  * override the token strings; --tools FILE.json defines `tools` (otherwise
- * it stays undefined, as in apply_chat_template without tools).
+ * it stays undefined, as in apply_chat_template without tools); --var
+ * NAME=VALUE passes more variables (enable_thinking=false, ...).
  */
 #include "base/sb.h"
 #include "cli/cli.h"
@@ -103,9 +104,31 @@ static int render_main(int argc, char **argv) {
     const char *tfile = NULL, *builtin = NULL, *model = NULL, *msgs = NULL, *bos = NULL,
                *eos = NULL, *tools_file = NULL;
     bool agp = false;
+    json_t *extra = json_object();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
+        if (!strcmp(a, "--var")) {
+            /* --var NAME=VALUE: VALUE is JSON (true, 3, "s", [..]) or else a string */
+            const char *eq = i + 1 < argc ? strchr(argv[i + 1], '=') : NULL;
+            if (!eq || eq == argv[i + 1]) {
+                json_decref(extra);
+                return cli_usage_error("template", "--var needs NAME=VALUE");
+            }
+            char *name = strndup(argv[i + 1], (size_t)(eq - argv[i + 1]));
+            json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+            if (!v) v = json_string(eq + 1);
+            if (!v) {
+                free(name);
+                json_decref(extra);
+                return cli_usage_error("template", "--var %s: value is not valid UTF-8",
+                                       argv[i + 1]);
+            }
+            json_object_set_new(extra, name, v);
+            free(name);
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--template"))
             slot = &tfile;
         else if (!strcmp(a, "--builtin"))
@@ -123,15 +146,25 @@ static int render_main(int argc, char **argv) {
         else if (!strcmp(a, "--add-generation-prompt")) {
             agp = true;
             continue;
-        } else
+        } else {
+            json_decref(extra);
             return cli_usage_error("template", "unknown option '%s'", a);
-        if (i + 1 >= argc) return cli_usage_error("template", "%s needs a value", a);
+        }
+        if (i + 1 >= argc) {
+            json_decref(extra);
+            return cli_usage_error("template", "%s needs a value", a);
+        }
         *slot = argv[++i];
     }
-    if ((tfile != NULL) + (builtin != NULL) + (model != NULL) != 1)
+    if ((tfile != NULL) + (builtin != NULL) + (model != NULL) != 1) {
+        json_decref(extra);
         return cli_usage_error(
             "template", "give exactly one of --template FILE, --builtin NAME, -m MODEL.gguf");
-    if (!msgs) return cli_usage_error("template", "--messages FILE.json is required");
+    }
+    if (!msgs) {
+        json_decref(extra);
+        return cli_usage_error("template", "--messages FILE.json is required");
+    }
 
     cf_err err = {0};
     char *src = NULL, *mbos = NULL, *meos = NULL;
@@ -152,6 +185,7 @@ static int render_main(int argc, char **argv) {
             int rc = cli_usage_error("template", "unknown built-in template '%s' (known: %s)",
                                      builtin, sb_str(&names));
             sb_free(&names);
+            json_decref(extra);
             return rc;
         }
         src = strdup(b);
@@ -160,6 +194,7 @@ static int render_main(int argc, char **argv) {
     }
     if (!src) {
         fprintf(stderr, "confab: %s\n", err.msg);
+        json_decref(extra);
         return 1;
     }
 
@@ -177,14 +212,13 @@ static int render_main(int argc, char **argv) {
         }
     }
     sb_t out = {0};
-    if (tmpl_render(src, messages, agp,
-                    bos    ? bos
-                    : mbos ? mbos
-                           : "",
-                    eos    ? eos
-                    : meos ? meos
-                           : "",
-                    tools, &out, &err)) {
+    tmpl_input in = {.messages = messages,
+                     .add_generation_prompt = agp,
+                     .bos = bos ? bos : mbos,
+                     .eos = eos ? eos : meos,
+                     .tools = tools,
+                     .extra = extra};
+    if (tmpl_render_ex(src, &in, &out, &err)) {
         fprintf(stderr, "confab: template: %s\n", err.msg);
         sb_free(&out);
         goto out;
@@ -193,6 +227,7 @@ static int render_main(int argc, char **argv) {
                                                                                                 : 1;
     sb_free(&out);
 out:
+    json_decref(extra);
     json_decref(messages);
     json_decref(tools);
     free(src);

@@ -17,6 +17,7 @@ const cli_command cli_commands[] = {
     {"template", "render a chat template with a conversation (byte-exact prompt)",
      "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json\n"
      "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
+     "                       [--var NAME=JSON]...\n"
      "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
      cmd_template},
     {"quantize", "convert a GGUF model's weights to a smaller type",

@@ -19,30 +19,59 @@
 
 #include <string.h>
 
-int tmpl_render_at(const char *template_src, json_t *messages, bool add_generation_prompt,
-                   const char *bos, const char *eos, json_t *tools, int64_t now_unix, sb_t *out,
-                   cf_err *err) {
+static const char *const standard_vars[] = {
+    "messages", "add_generation_prompt", "bos_token", "eos_token", "tools", NULL};
+
+int tmpl_render_ex(const char *template_src, const tmpl_input *in, sb_t *out, cf_err *err) {
     if (!template_src) return cf_seterr(err, CF_EINVAL, "no chat template");
+    json_t *messages = in->messages;
     if (!messages || !json_is_array(messages))
         return cf_seterr(err, CF_EINVAL, "messages must be a JSON array");
     for (size_t i = 0; i < json_array_size(messages); i++)
         if (!json_is_object(json_array_get(messages, i)))
             return cf_seterr(err, CF_EINVAL, "message %zu is not a JSON object", i);
-    if (tools && !json_is_array(tools) && !json_is_null(tools))
+    if (in->tools && !json_is_array(in->tools) && !json_is_null(in->tools))
         return cf_seterr(err, CF_EINVAL, "tools must be a JSON array");
+    if (in->extra && !json_is_object(in->extra))
+        return cf_seterr(err, CF_EINVAL, "extra template variables must be a JSON object");
+    for (const char *const *v = standard_vars; in->extra && *v; v++)
+        if (json_object_get(in->extra, *v))
+            return cf_seterr(err, CF_EINVAL, "extra variable '%s' would replace a standard one",
+                             *v);
     jinja_template *t = jinja_parse(template_src, strlen(template_src), err);
     if (!t) return err ? err->code : CF_EFORMAT;
     json_t *vars = json_object();
+    if (in->extra) json_object_update(vars, in->extra);
     json_object_set(vars, "messages", messages);
-    json_object_set_new(vars, "add_generation_prompt", json_boolean(add_generation_prompt));
-    json_object_set_new(vars, "bos_token", json_string(bos ? bos : ""));
-    json_object_set_new(vars, "eos_token", json_string(eos ? eos : ""));
-    if (tools) json_object_set(vars, "tools", tools);
-    jinja_opts o = {.now_unix = now_unix};
+    json_object_set_new(vars, "add_generation_prompt", json_boolean(in->add_generation_prompt));
+    json_t *bos = json_string(in->bos ? in->bos : ""), *eos = json_string(in->eos ? in->eos : "");
+    if (!bos || !eos) {
+        json_decref(bos);
+        json_decref(eos);
+        json_decref(vars);
+        jinja_free(t);
+        return cf_seterr(err, CF_EINVAL, "%s token string is not valid UTF-8", bos ? "EOS" : "BOS");
+    }
+    json_object_set_new(vars, "bos_token", bos);
+    json_object_set_new(vars, "eos_token", eos);
+    if (in->tools) json_object_set(vars, "tools", in->tools);
+    jinja_opts o = {.now_unix = in->now_unix};
     int rc = jinja_render(t, vars, &o, out, err);
     json_decref(vars);
     jinja_free(t);
     return rc;
+}
+
+int tmpl_render_at(const char *template_src, json_t *messages, bool add_generation_prompt,
+                   const char *bos, const char *eos, json_t *tools, int64_t now_unix, sb_t *out,
+                   cf_err *err) {
+    tmpl_input in = {.messages = messages,
+                     .add_generation_prompt = add_generation_prompt,
+                     .bos = bos,
+                     .eos = eos,
+                     .tools = tools,
+                     .now_unix = now_unix};
+    return tmpl_render_ex(template_src, &in, out, err);
 }
 
 int tmpl_render(const char *template_src, json_t *messages, bool add_generation_prompt,

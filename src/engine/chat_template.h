@@ -35,6 +35,22 @@ int tmpl_render_at(const char *template_src, json_t *messages, bool add_generati
                    const char *bos, const char *eos, json_t *tools, int64_t now_unix, sb_t *out,
                    cf_err *err);
 
+/* Everything a render takes, for callers that need more than tmpl_render's
+ * arguments (extra template variables such as `enable_thinking`). */
+typedef struct {
+    json_t *messages; /* required: JSON array of message objects (borrowed) */
+    bool add_generation_prompt;
+    const char *bos, *eos; /* NULL = "" */
+    json_t *tools;         /* JSON array, or NULL to leave `tools` undefined */
+    json_t *extra;         /* JSON object of more variables, or NULL; these cannot
+                              replace messages/bos/eos/tools/add_generation_prompt */
+    int64_t now_unix;      /* strftime_now's time (UTC); 0 = the real clock */
+} tmpl_input;
+
+/* Renders TEMPLATE_SRC with IN; same contract as tmpl_render. A key of
+ * IN->extra that names one of the standard variables is refused (CF_EINVAL). */
+int tmpl_render_ex(const char *template_src, const tmpl_input *in, sb_t *out, cf_err *err);
+
 /* Jinja source of the built-in template NAME ("chatml", "llama2", "llama3",
  * "mistral", "gemma", "phi3"); static storage. NULL for an unknown name. */
 const char *tmpl_builtin(const char *name);
