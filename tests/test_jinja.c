@@ -159,6 +159,9 @@ static void filter_and_generation_blocks_render_their_body(void **st) {
     assert_renders("{% filter upper %}abc {{ 'def' }}{% endfilter %}", NULL, "ABC DEF");
     assert_renders("{% generation %}gen {{ 1 }}{% endgeneration %}", NULL, "gen 1");
     assert_renders("a{% raw %}{{ not a tag }}{% endraw %}b", NULL, "a{{ not a tag }}b");
+    /* lstrip_blocks applies before endraw; the newline after raw %} is kept */
+    assert_renders("{% raw %}\nx\n   {% endraw %}\ny", NULL, "\nx\ny");
+    assert_fails("{% raw +%}x{% endraw %}", NULL, "unsupported tag 'raw'");
 }
 
 /* ------------------------------------------------------------------ values */

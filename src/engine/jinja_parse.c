@@ -288,6 +288,12 @@ static int lex_tag(jp *p, lc_cursor *lc, size_t *pi, bool block, bool *strip_aft
     }
 }
 
+static bool only_blank(const char *s, size_t a, size_t b) {
+    for (size_t i = a; i < b; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\f' && s[i] != '\v') return false;
+    return true;
+}
+
 /* Matches `WS* name WS* [-+]? %}` at S[*I]; on success *I moves past it and
  * *MOD gets the modifier before %} (0, '-' or '+'). */
 static bool match_word_tag(const char *s, size_t n, size_t *pi, const char *name, char *mod) {
@@ -314,7 +320,7 @@ static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool
     const char *s = p->src;
     size_t n = p->n, i = *pi;
     char mod;
-    if (!match_word_tag(s, n, &i, "raw", &mod)) return 0;
+    if (!match_word_tag(s, n, &i, "raw", &mod) || mod == '+') return 0; /* Jinja: no `raw +%}` */
     size_t body = i;
     if (mod == '-')
         while (body < n && isspace((unsigned char)s[body]))
@@ -327,9 +333,16 @@ static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool
         char end_mod;
         if (!match_word_tag(s, n, &j, "endraw", &end_mod)) continue;
         size_t bend = k;
-        if (open_mod == '-')
+        if (open_mod == '-') {
             while (bend > body && isspace((unsigned char)s[bend - 1]))
                 bend--;
+        } else if (open_mod != '+') { /* lstrip_blocks applies to endraw too */
+            size_t lpos = bend;
+            while (lpos > body && s[lpos - 1] != '\n')
+                lpos--;
+            bool starts_line = lpos > body || (mod == '-' && body > i && s[body - 1] == '\n');
+            if (starts_line && only_blank(s, lpos, bend)) bend = lpos;
+        }
         if (bend > body) {
             tok t = {.t = T_TEXT};
             lc_at(lc, body, &t.line, &t.col);
@@ -346,11 +359,6 @@ static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool
     return -1;
 }
 
-static bool only_blank(const char *s, size_t a, size_t b) {
-    for (size_t i = a; i < b; i++)
-        if (s[i] != ' ' && s[i] != '\t') return false;
-    return true;
-}
 
 static int lex(jp *p) {
     const char *s = p->src;
