@@ -163,7 +163,8 @@ static jv map_case(jctx *c, const jstr *s, int mode) {
 }
 
 /* str.replace; the result is capped at c->max_output bytes (*too_big set). */
-static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, int64_t count, bool *too_big) {
+static jv do_replace(jctx *c, const jstr *s, const jstr *old, const jstr *new, int64_t count,
+                     bool *too_big) {
     *too_big = false;
     sb_t b = {0};
     size_t i = 0;
@@ -374,15 +375,20 @@ static jv attr_path(jctx *c, jv item, const jstr *path) {
     return item;
 }
 
-/* Sort key comparison honouring case_sensitive=False for strings. */
+/* Sort key comparison honouring case_sensitive=False for strings (Jinja
+ * lower-cases both sides, code point by code point). */
 static int cmp_ci(jv a, jv b, bool ci) {
     if (ci && a.t == JV_STR && b.t == JV_STR) {
-        size_t n = a.u.s->n < b.u.s->n ? a.u.s->n : b.u.s->n;
-        for (size_t i = 0; i < n; i++) {
-            int x = tolower((unsigned char)a.u.s->p[i]), y = tolower((unsigned char)b.u.s->p[i]);
+        size_t i = 0, j = 0;
+        while (i < a.u.s->n && j < b.u.s->n) {
+            uint32_t x, y;
+            i += cp_at(a.u.s->p + i, a.u.s->n - i, &x);
+            j += cp_at(b.u.s->p + j, b.u.s->n - j, &y);
+            x = cp_lower(x);
+            y = cp_lower(y);
             if (x != y) return x < y ? -1 : 1;
         }
-        return a.u.s->n < b.u.s->n ? -1 : a.u.s->n > b.u.s->n;
+        return i < a.u.s->n ? 1 : j < b.u.s->n ? -1 : 0;
     }
     return jv_cmp(a, b);
 }
@@ -540,12 +546,24 @@ static int t_in(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     return jinja_contains(c, at, *seq, v, out);
 }
 static int t_odd(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    if (v.t == JV_FLOAT) { /* Python: value % 2 == 1 */
+        double r = fmod(v.u.f, 2.0);
+        if (r < 0) r += 2.0;
+        *out = r == 1.0;
+        return 0;
+    }
     int64_t i = 0;
     if (need_int(c, at, v, "odd", &i)) return -1;
     *out = i % 2 != 0;
     return 0;
 }
 static int t_even(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
+    if (v.t == JV_FLOAT) { /* Python: value % 2 == 1 */
+        double r = fmod(v.u.f, 2.0);
+        if (r < 0) r += 2.0;
+        *out = r == 0.0;
+        return 0;
+    }
     int64_t i = 0;
     if (need_int(c, at, v, "even", &i)) return -1;
     *out = i % 2 == 0;
@@ -576,15 +594,27 @@ static int t_sameas(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
     return 0;
 }
 static int t_lower(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
-    if (need_str(c, at, v, "lower")) return -1;
-    jv l = map_case(c, v.u.s, CASE_LOWER);
-    *out = jv_eq(l, v);
+    jv str = str_of(c, v); /* Jinja: str(value).islower() */
+    jv m = map_case(c, str.u.s, CASE_LOWER);
+    bool cased = false;
+    for (size_t i = 0; i < str.u.s->n && !cased;) {
+        uint32_t cp;
+        i += cp_at(str.u.s->p + i, str.u.s->n - i, &cp);
+        cased = cp_cased(cp);
+    }
+    *out = cased && jv_eq(m, str);
     return 0;
 }
 static int t_upper(jctx *c, const jnode *at, jv v, jcall *a, bool *out) {
-    if (need_str(c, at, v, "upper")) return -1;
-    jv u = map_case(c, v.u.s, CASE_UPPER);
-    *out = jv_eq(u, v);
+    jv str = str_of(c, v); /* Jinja: str(value).isupper() */
+    jv m = map_case(c, str.u.s, CASE_UPPER);
+    bool cased = false;
+    for (size_t i = 0; i < str.u.s->n && !cased;) {
+        uint32_t cp;
+        i += cp_at(str.u.s->p + i, str.u.s->n - i, &cp);
+        cased = cp_cased(cp);
+    }
+    *out = cased && jv_eq(m, str);
     return 0;
 }
 

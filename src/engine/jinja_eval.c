@@ -167,8 +167,10 @@ static int slice_index(jctx *c, const jnode *at, jv v, int64_t *out, bool *given
 
 static int do_slice(jctx *c, const jnode *at, jv obj, jv jstart, jv jstop, jv jstep, jv *out) {
     if (obj.t == JV_UNDEF) return jerr_undef(c, at, obj);
-    if (obj.t != JV_LIST && obj.t != JV_STR)
-        return jerr(c, at, "'%s' object is not subscriptable", jv_typename(obj));
+    if (obj.t != JV_LIST && obj.t != JV_STR) { /* Jinja's getitem: a failed lookup is undefined */
+        *out = jv_undef_fmt(c, "'%s object' is not subscriptable", jv_typename(obj));
+        return 0;
+    }
     int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jstr_len(obj.u.s);
     int64_t start = 0, stop = 0, step = 1;
     bool gs, ge, gt;

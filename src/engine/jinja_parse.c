@@ -359,7 +359,6 @@ static int match_raw(jp *p, lc_cursor *lc, size_t *pi, int oline, int ocol, bool
     return -1;
 }
 
-
 static int lex(jp *p) {
     const char *s = p->src;
     size_t n = p->n, i = 0;
