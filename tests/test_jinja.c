@@ -433,6 +433,48 @@ static void recursive_macros_are_bounded(void **st) {
         NULL, "macro calls nested deeper than");
 }
 
+static void long_chains_and_deep_recursion_stay_within_the_stack(void **st) {
+    (void)st;
+    cf_err e;
+    sb_t s = {0};
+    /* chains build deep trees without parser recursion: a|f|f|f..., 1+1+1... */
+    sb_append(&s, "{{ 'x'");
+    for (int i = 0; i < 100000; i++)
+        sb_append(&s, "|trim");
+    sb_append(&s, " }}");
+    char *r = render(sb_str(&s), NULL, &e);
+    assert_null(r);
+    assert_non_null(strstr(e.msg, "expression nested too deeply"));
+    sb_clear(&s);
+    sb_append(&s, "{{ 1");
+    for (int i = 0; i < 100000; i++)
+        sb_append(&s, " + 1");
+    sb_append(&s, " }}");
+    r = render(sb_str(&s), NULL, &e);
+    assert_null(r);
+    assert_non_null(strstr(e.msg, "expression nested too deeply"));
+    /* a macro recursing from inside deep blocks and a deep expression */
+    sb_clear(&s);
+    sb_append(&s, "{% macro f(k) %}");
+    for (int i = 0; i < 150; i++)
+        sb_append(&s, "{% if true %}");
+    sb_append(&s, "{% if k > 0 %}{{ f(k - 1)");
+    for (int i = 0; i < 250; i++)
+        sb_append(&s, "|string");
+    sb_append(&s, " }}{% endif %}");
+    for (int i = 0; i < 150; i++)
+        sb_append(&s, "{% endif %}");
+    sb_append(&s, "{% endmacro %}{{ f(99) }}");
+    r = render(sb_str(&s), NULL, &e);
+    assert_null(r);
+    assert_true(strstr(e.msg, "stack limit") || strstr(e.msg, "nested deeper"));
+    jinja_opts o = {.max_stack = 64 * 1024};
+    r = render_opts(sb_str(&s), NULL, &o, &e);
+    assert_null(r);
+    assert_non_null(strstr(e.msg, "stack limit reached"));
+    sb_free(&s);
+}
+
 static void output_and_memory_are_bounded(void **st) {
     (void)st;
     jinja_opts o = {.max_output = 1000};
@@ -457,11 +499,13 @@ static void self_containing_values_render_without_crashing(void **st) {
     assert_non_null(r);
     assert_non_null(strstr(r, "[[[[...]]]]"));
     free(r);
-    r = render("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns | string | length > 0 }}", NULL, &e);
+    r = render("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns | string | length > 0 }}", NULL,
+               &e);
     assert_non_null(r);
     assert_string_equal(r, "True");
     free(r);
-    assert_fails("{% set l = [] %}{% set _ = l.append(l) %}{{ l | tojson }}", NULL, "nesting deeper than");
+    assert_fails("{% set l = [] %}{% set _ = l.append(l) %}{{ l | tojson }}", NULL,
+                 "nesting deeper than");
 }
 
 static void parsed_template_renders_repeatedly_with_new_variables(void **st) {
@@ -520,6 +564,7 @@ int main(void) {
         cmocka_unit_test(deep_nesting_is_rejected_not_crashing),
         cmocka_unit_test(huge_ranges_and_loops_are_bounded),
         cmocka_unit_test(recursive_macros_are_bounded),
+        cmocka_unit_test(long_chains_and_deep_recursion_stay_within_the_stack),
         cmocka_unit_test(output_and_memory_are_bounded),
         cmocka_unit_test(self_containing_values_render_without_crashing),
         cmocka_unit_test(parsed_template_renders_repeatedly_with_new_variables),

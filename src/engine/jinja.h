@@ -33,6 +33,8 @@ typedef struct {
     uint64_t max_iterations; /* loop iterations over the whole render; default 1e6 */
     size_t max_output;       /* bytes of output (also of any captured block); default 64 MiB */
     size_t max_memory;       /* bytes the evaluator may allocate; default 512 MiB */
+    size_t max_stack;        /* bytes of C stack the evaluator may use; default 1 MiB
+                                (the calling thread needs at least this much) */
 } jinja_opts;
 
 /* Parses N bytes of template source SRC. Returns the compiled template

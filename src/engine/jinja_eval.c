@@ -254,6 +254,15 @@ int jeval_args(jctx *c, const jargs *src, jcall *out) {
 
 static int exec_body(jctx *c, const jnodes *body);
 
+/* Defence in depth behind the parser's and the call-depth limits: refuse to
+ * go deeper once this render has used max_stack bytes of C stack. */
+static int check_stack(jctx *c, const jnode *at) {
+    const char *here = __builtin_frame_address(0);
+    size_t used = c->stack_base > here ? (size_t)(c->stack_base - here) : 0;
+    if (used > c->max_stack) return jerr(c, at, "template nests too deeply (stack limit reached)");
+    return 0;
+}
+
 int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *out) {
     const jnode *def = m->def;
     size_t np = def->args.kwv.n;
@@ -266,6 +275,7 @@ int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *ou
         if (!known)
             return jerr(c, at, "macro '%s' takes no keyword argument '%s'", m->name, a->kwn[k]);
     }
+    if (check_stack(c, at)) return -1;
     if (++c->depth > c->max_depth)
         return jerr(c, at, "macro calls nested deeper than %d (runaway recursion?)", c->max_depth);
     jscope *saved = c->scope;
@@ -837,6 +847,7 @@ static int exec_stmt(jctx *c, const jnode *n) {
 
 /* Runs statements; returns 0, 1 (break), 2 (continue) or -1 (error). */
 static int exec_body(jctx *c, const jnodes *body) {
+    if (body->n && check_stack(c, body->v[0])) return -1;
     for (size_t i = 0; i < body->n; i++) {
         int rc = exec_stmt(c, body->v[i]);
         if (rc) return rc;
@@ -870,6 +881,8 @@ int jinja_render(const jinja_template *tpl, json_t *vars, const jinja_opts *opts
     c.max_iters = o.max_iterations ? o.max_iterations : 1000000;
     c.max_output = out->len + (o.max_output ? o.max_output : (size_t)64 << 20);
     c.max_memory = o.max_memory ? o.max_memory : (size_t)512 << 20;
+    c.max_stack = o.max_stack ? o.max_stack : (size_t)1 << 20;
+    c.stack_base = __builtin_frame_address(0);
     c.now = o.now_unix ? (time_t)o.now_unix : time(NULL);
     c.scope = scope_new(&c, NULL);
     if (vars && json_is_object(vars)) {

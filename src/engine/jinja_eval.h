@@ -41,6 +41,8 @@ typedef struct {
     int depth, max_depth;
     uint64_t iters, max_iters;
     size_t max_output, max_memory;
+    const char *stack_base; /* frame address at jinja_render's entry */
+    size_t max_stack;
     time_t now;
 } jctx;
 

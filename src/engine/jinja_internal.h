@@ -231,6 +231,7 @@ struct jnode {
     uint8_t kind; /* jnode_kind */
     int op;       /* N_BINOP/N_CMP: operator token; N_TEST: negated */
     int line, col;
+    int depth;        /* expressions: height of the subtree (bounded by the parser) */
     jnode *a, *b, *c; /* operands: cond/then/else, object/key, iter/filter ... */
     jnodes body, orelse;
     jargs args;           /* calls, filters, tests; macro params (kwn + defaults) */

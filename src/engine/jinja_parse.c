@@ -30,6 +30,7 @@
 #include <string.h>
 
 #define JP_MAX_NEST 200
+#define JP_MAX_DEPTH 300 /* height of one expression tree: chains like a|f|f|f... or 1+1+1... */
 
 typedef enum {
     T_EOF,
@@ -504,6 +505,33 @@ static jnode *mk(jp *p, jnode_kind k, const tok *at) {
     return nd;
 }
 
+static int max_depth(const jnodes *l, int d) {
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i] && l->v[i]->depth > d) d = l->v[i]->depth;
+    return d;
+}
+
+/* Sets ND's height from its children and refuses trees the evaluator could
+ * not walk without risking its stack. Returns ND, or NULL with the error set. */
+static jnode *deep(jp *p, jnode *nd) {
+    if (!nd) return NULL;
+    int d = 0;
+    if (nd->a && nd->a->depth > d) d = nd->a->depth;
+    if (nd->b && nd->b->depth > d) d = nd->b->depth;
+    if (nd->c && nd->c->depth > d) d = nd->c->depth;
+    d = max_depth(&nd->body, d);
+    d = max_depth(&nd->orelse, d);
+    d = max_depth(&nd->args.pos, d);
+    d = max_depth(&nd->args.kwv, d);
+    nd->depth = d + 1;
+    if (nd->depth > JP_MAX_DEPTH) {
+        jp_fail(p, nd->line, nd->col, "expression nested too deeply (over %d levels)",
+                JP_MAX_DEPTH);
+        return NULL;
+    }
+    return nd;
+}
+
 static void nodes_push(jp *p, jnodes *l, jnode *nd) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 4;
@@ -617,7 +645,8 @@ static jnode *parse_primary(jp *p) {
                 if (!x) return NULL;
                 nodes_push(p, &nd->body, x);
             }
-            e = nd;
+            e = deep(p, nd);
+            if (!e) return NULL;
         }
         if (expect_op(p, ")")) return NULL;
         return e;
@@ -633,7 +662,7 @@ static jnode *parse_primary(jp *p) {
             nodes_push(p, &nd->body, x);
         }
         next(p);
-        return nd;
+        return deep(p, nd);
     }
     if (is_op(t, "{")) {
         next(p);
@@ -649,7 +678,7 @@ static jnode *parse_primary(jp *p) {
             nodes_push(p, &nd->orelse, v);
         }
         next(p);
-        return nd;
+        return deep(p, nd);
     }
     expect_fail(p, "an expression");
     return NULL;
@@ -707,13 +736,13 @@ static jnode *parse_postfix(jp *p, jnode *nd) {
                 jnode *x = mk(p, N_ATTR, t);
                 x->a = nd;
                 x->name = a->p;
-                nd = x;
+                if (!(nd = deep(p, x))) return NULL;
             } else if (a->t == T_INT) {
                 jnode *x = mk(p, N_ITEM, t);
                 x->a = nd;
                 x->b = mk(p, N_LIT, a);
                 x->b->lit = jv_int(a->i);
-                nd = x;
+                if (!(nd = deep(p, x))) return NULL;
             } else {
                 p->pos--;
                 expect_fail(p, "an attribute name");
@@ -721,7 +750,7 @@ static jnode *parse_postfix(jp *p, jnode *nd) {
             }
         } else if (is_op(t, "[")) {
             next(p);
-            nd = parse_subscript(p, nd, t);
+            nd = deep(p, parse_subscript(p, nd, t));
             if (!nd) return NULL;
         } else if (is_op(t, "(")) {
             jnode *x = mk(p, N_CALL, t);
@@ -729,7 +758,7 @@ static jnode *parse_postfix(jp *p, jnode *nd) {
             x->col = nd->col;
             x->a = nd;
             if (parse_call_args(p, &x->args)) return NULL;
-            nd = x;
+            if (!(nd = deep(p, x))) return NULL;
         } else
             return nd;
     }
@@ -752,7 +781,7 @@ static jnode *parse_filter_expr(jp *p, jnode *nd) {
             f->a = nd;
             f->name = nm->p;
             if (is_op(peek(p), "(") && parse_call_args(p, &f->args)) return NULL;
-            nd = f;
+            if (!(nd = deep(p, f))) return NULL;
         } else if (is_name(t, "is")) {
             next(p);
             jnode *x = mk(p, N_TEST, t);
@@ -782,12 +811,12 @@ static jnode *parse_filter_expr(jp *p, jnode *nd) {
                     nodes_push(p, &x->args.pos, arg);
                 }
             }
-            nd = x;
+            if (!(nd = deep(p, x))) return NULL;
         } else if (is_op(t, "(")) {
             jnode *x = mk(p, N_CALL, t);
             x->a = nd;
             if (parse_call_args(p, &x->args)) return NULL;
-            nd = x;
+            if (!(nd = deep(p, x))) return NULL;
         } else
             return nd;
     }
@@ -804,7 +833,7 @@ static jnode *parse_unary(jp *p, bool with_filter) {
         next(p);
         nd = mk(p, t->p[0] == '-' ? N_NEG : N_POS, t);
         nd->a = parse_unary(p, false);
-        if (!nd->a) return NULL;
+        if (!nd->a || !deep(p, nd)) return NULL;
     } else {
         nd = parse_primary(p);
         if (!nd || !(nd = parse_postfix(p, nd))) return NULL;
@@ -820,7 +849,7 @@ static jnode *binop(jp *p, tok *t, int op, jnode *a, jnode *b) {
     nd->op = op;
     nd->a = a;
     nd->b = b;
-    return nd;
+    return deep(p, nd);
 }
 
 static jnode *parse_pow(jp *p) {
@@ -901,7 +930,7 @@ static jnode *parse_compare(jp *p) {
         nd->op = op;
         nd->a = l;
         nd->b = r;
-        l = nd;
+        l = deep(p, nd);
     }
 }
 
@@ -917,7 +946,7 @@ static jnode *parse_not(jp *p) {
         jnode *nd = mk(p, N_NOT, t);
         nd->a = parse_not(p);
         p->nest--;
-        return nd->a ? nd : NULL;
+        return nd->a ? deep(p, nd) : NULL;
     }
     return parse_compare(p);
 }
@@ -929,7 +958,7 @@ static jnode *parse_and(jp *p) {
         jnode *nd = mk(p, N_AND, t);
         nd->a = l;
         nd->b = parse_not(p);
-        l = nd->b ? nd : NULL;
+        l = nd->b ? deep(p, nd) : NULL;
     }
     return l;
 }
@@ -941,7 +970,7 @@ static jnode *parse_or(jp *p) {
         jnode *nd = mk(p, N_OR, t);
         nd->a = l;
         nd->b = parse_and(p);
-        l = nd->b ? nd : NULL;
+        l = nd->b ? deep(p, nd) : NULL;
     }
     return l;
 }
@@ -964,7 +993,7 @@ static jnode *parse_expr(jp *p, bool with_cond) {
             nd->c = parse_expr(p, true);
             if (!nd->c) return NULL;
         }
-        e = nd;
+        e = deep(p, nd);
     }
     p->nest--;
     return e;
@@ -984,7 +1013,7 @@ static jnode *parse_tuple(jp *p) {
         if (!x) return NULL;
         nodes_push(p, &nd->body, x);
     }
-    return nd;
+    return deep(p, nd);
 }
 
 /* ------------------------------------------------------------------ statements */
