@@ -508,6 +508,38 @@ static void self_containing_values_render_without_crashing(void **st) {
                  "nesting deeper than");
 }
 
+static void huge_or_deeply_nested_variables_are_handled(void **st) {
+    (void)st;
+    cf_err e;
+    jinja_template *t = jinja_parse("{{ v | length }}", 16, &e);
+    assert_non_null(t);
+    /* built in code, so jansson's parser depth limit does not apply */
+    json_t *deep = json_array();
+    for (int i = 0; i < 2000; i++) {
+        json_t *outer = json_array();
+        json_array_append_new(outer, deep);
+        deep = outer;
+    }
+    json_t *vars = json_pack("{s:o}", "v", deep);
+    sb_t out = {0};
+    assert_int_equal(jinja_render(t, vars, NULL, &out, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "'v' is nested deeper than 512 levels"));
+    json_decref(vars);
+    /* an object with many keys loads in linear time */
+    json_t *big = json_object();
+    for (int i = 0; i < 200000; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        json_object_set_new(big, k, json_integer(i));
+    }
+    vars = json_pack("{s:o}", "v", big);
+    assert_int_equal(jinja_render(t, vars, NULL, &out, &e), 0);
+    assert_string_equal(sb_str(&out), "200000");
+    json_decref(vars);
+    sb_free(&out);
+    jinja_free(t);
+}
+
 static void parsed_template_renders_repeatedly_with_new_variables(void **st) {
     (void)st;
     cf_err e;
@@ -567,6 +599,7 @@ int main(void) {
         cmocka_unit_test(long_chains_and_deep_recursion_stay_within_the_stack),
         cmocka_unit_test(output_and_memory_are_bounded),
         cmocka_unit_test(self_containing_values_render_without_crashing),
+        cmocka_unit_test(huge_or_deeply_nested_variables_are_handled),
         cmocka_unit_test(parsed_template_renders_repeatedly_with_new_variables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -889,8 +889,16 @@ int jinja_render(const jinja_template *tpl, json_t *vars, const jinja_opts *opts
         const char *k;
         size_t klen;
         json_t *v;
-        json_object_keylen_foreach(vars, k, klen, v)
-            jdict_set(&c.ar, c.scope->vars, k, klen, jv_from_json(&c.ar, v));
+        json_object_keylen_foreach(vars, k, klen, v) {
+            bool too_deep;
+            jdict_set(&c.ar, c.scope->vars, k, klen, jv_from_json(&c.ar, v, &too_deep));
+            if (too_deep) {
+                ja_free(&c.ar);
+                return cf_seterr(err, CF_EINVAL,
+                                 "template variable '%s' is nested deeper than %d levels", k,
+                                 JV_MAX_JSON_DEPTH);
+            }
+        }
     } else if (vars && !json_is_null(vars)) {
         ja_free(&c.ar);
         return cf_seterr(err, CF_EINVAL, "template variables must be a JSON object");

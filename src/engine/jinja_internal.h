@@ -140,8 +140,10 @@ void jdict_set(jarena *a, jdict *d, const char *key, size_t n, jv v);
 jv *jdict_getv(const jdict *d, jv key);
 void jdict_setv(jarena *a, jdict *d, jv key, jv v);
 
-/* Converts a jansson value (borrowed) into arena values. */
-jv jv_from_json(jarena *a, json_t *j);
+/* Converts a jansson value (borrowed) into arena values. Containers nested
+ * deeper than JV_MAX_JSON_DEPTH become None and set *TOO_DEEP. */
+#define JV_MAX_JSON_DEPTH 512
+jv jv_from_json(jarena *a, json_t *j, bool *too_deep);
 
 bool jv_truthy(jv v);
 /* Python equality (1 == 1.0 == True, lists and dicts deeply). */

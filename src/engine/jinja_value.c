@@ -165,8 +165,33 @@ void jdict_setv(jarena *a, jdict *d, jv key, jv v) {
     d->n++;
 }
 
-jv jv_from_json(jarena *a, json_t *j) {
+/* Appends KEY -> V to D without looking for an existing KEY (JSON objects
+ * from jansson already have unique keys; checking would make loading an
+ * object of n keys cost n^2). */
+static void jdict_append(jarena *a, jdict *d, const char *key, size_t n, jv v) {
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 4;
+        jv *nk = ja_alloc(a, cap * sizeof(jv));
+        jv *nv = ja_alloc(a, cap * sizeof(jv));
+        if (d->n) {
+            memcpy(nk, d->k, d->n * sizeof(jv));
+            memcpy(nv, d->v, d->n * sizeof(jv));
+        }
+        d->k = nk;
+        d->v = nv;
+        d->cap = cap;
+    }
+    d->k[d->n] = jv_strn(a, key, n);
+    d->v[d->n] = v;
+    d->n++;
+}
+
+static jv from_json_d(jarena *a, json_t *j, int depth, bool *too_deep) {
     if (!j) return jv_undef(NULL);
+    if (depth > JV_MAX_JSON_DEPTH) {
+        *too_deep = true;
+        return jv_none();
+    }
     switch (json_typeof(j)) {
     case JSON_NULL: return jv_none();
     case JSON_TRUE: return jv_bool(true);
@@ -178,7 +203,7 @@ jv jv_from_json(jarena *a, json_t *j) {
         size_t n = json_array_size(j);
         jv l = jv_list(a, n);
         for (size_t i = 0; i < n; i++)
-            jlist_push(a, l.u.l, jv_from_json(a, json_array_get(j, i)));
+            jlist_push(a, l.u.l, from_json_d(a, json_array_get(j, i), depth + 1, too_deep));
         return l;
     }
     case JSON_OBJECT: {
@@ -187,11 +212,16 @@ jv jv_from_json(jarena *a, json_t *j) {
         size_t klen;
         json_t *val;
         json_object_keylen_foreach(j, k, klen, val)
-            jdict_set(a, d.u.d, k, klen, jv_from_json(a, val));
+            jdict_append(a, d.u.d, k, klen, from_json_d(a, val, depth + 1, too_deep));
         return d;
     }
     }
     return jv_none();
+}
+
+jv jv_from_json(jarena *a, json_t *j, bool *too_deep) {
+    *too_deep = false;
+    return from_json_d(a, j, 0, too_deep);
 }
 
 /* ------------------------------------------------------------------ semantics */
