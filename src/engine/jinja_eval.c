@@ -886,10 +886,10 @@ int jinja_render(const jinja_template *tpl, json_t *vars, const jinja_opts *opts
     c.now = o.now_unix ? (time_t)o.now_unix : time(NULL);
     c.scope = scope_new(&c, NULL);
     if (vars && json_is_object(vars)) {
-        const char *k;
-        size_t klen;
-        json_t *v;
-        json_object_keylen_foreach(vars, k, klen, v) {
+        for (void *it = json_object_iter(vars); it; it = json_object_iter_next(vars, it)) {
+            const char *k = json_object_iter_key(it);
+            size_t klen = json_object_iter_key_len(it);
+            json_t *v = json_object_iter_value(it);
             bool too_deep;
             jdict_set(&c.ar, c.scope->vars, k, klen, jv_from_json(&c.ar, v, &too_deep));
             if (too_deep) {

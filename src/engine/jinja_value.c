@@ -208,11 +208,9 @@ static jv from_json_d(jarena *a, json_t *j, int depth, bool *too_deep) {
     }
     case JSON_OBJECT: {
         jv d = jv_dict(a, json_object_size(j));
-        const char *k;
-        size_t klen;
-        json_t *val;
-        json_object_keylen_foreach(j, k, klen, val)
-            jdict_append(a, d.u.d, k, klen, from_json_d(a, val, depth + 1, too_deep));
+        for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it))
+            jdict_append(a, d.u.d, json_object_iter_key(it), json_object_iter_key_len(it),
+                         from_json_d(a, json_object_iter_value(it), depth + 1, too_deep));
         return d;
     }
     }
