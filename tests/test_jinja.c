@@ -108,6 +108,17 @@ static void for_loop_supports_else_filters_and_unpacking(void **st) {
     assert_renders("{% for k in {'x': 1, 'y': 2} %}{{ k }}{% endfor %}", NULL, "xy");
 }
 
+static void recursive_loops_render_nested_data(void **st) {
+    (void)st;
+    assert_renders(
+        "{%- set tree = [{'n': 'a', 'kids': [{'n': 'b', 'kids': []}, {'n': 'c', 'kids': "
+        "[{'n': 'd', 'kids': []}]}]}, {'n': 'e', 'kids': []}] -%}"
+        "{%- for node in tree recursive -%}[{{ loop.depth }}{{ loop.depth0 }}{{ node.n }}"
+        "{% if node.kids %}{{ loop(node.kids) }}{% endif %}]{%- endfor -%}",
+        NULL, "[10a[21b][21c[32d]]][10e]");
+    assert_fails("{% for x in [1] %}{{ loop([2]) }}{% endfor %}", NULL, "marked 'recursive'");
+}
+
 static void break_and_continue_control_the_loop(void **st) {
     (void)st;
     assert_renders("{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}"
@@ -152,6 +163,10 @@ static void macros_take_defaults_keywords_and_caller(void **st) {
         NULL, "3210");
     assert_fails("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", NULL,
                  "takes not more than 1 argument");
+    /* a macro that mentions varargs/kwargs takes extra arguments */
+    assert_renders("{% macro m(a) %}{{ a }}|{{ varargs }}|{{ kwargs }}{% endmacro %}"
+                   "{{ m(1, 2, 3, x=4) }} {{ m(1) }}",
+                   NULL, "1|(2, 3)|{'x': 4} 1|()|{}");
 }
 
 static void filter_and_generation_blocks_render_their_body(void **st) {
@@ -573,6 +588,7 @@ int main(void) {
         cmocka_unit_test(trim_and_lstrip_blocks_remove_tag_lines),
         cmocka_unit_test(for_loop_exposes_loop_variables),
         cmocka_unit_test(for_loop_supports_else_filters_and_unpacking),
+        cmocka_unit_test(recursive_loops_render_nested_data),
         cmocka_unit_test(break_and_continue_control_the_loop),
         cmocka_unit_test(set_in_loop_stays_local_but_namespace_carries_out),
         cmocka_unit_test(block_set_captures_rendered_text),

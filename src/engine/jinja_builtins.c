@@ -1688,9 +1688,9 @@ int jinja_loop_attr(jctx *c, const jnode *at, jloop *l, const char *name, jv *ou
     else if (!strcmp(name, "length"))
         *out = jv_int(n);
     else if (!strcmp(name, "depth"))
-        *out = jv_int(1);
+        *out = jv_int(l->depth);
     else if (!strcmp(name, "depth0"))
-        *out = jv_int(0);
+        *out = jv_int(l->depth - 1);
     else if (!strcmp(name, "previtem"))
         *out = i > 0 ? l->items->v[i - 1] : jv_undef("there is no previous item");
     else if (!strcmp(name, "nextitem"))

@@ -266,14 +266,21 @@ static int check_stack(jctx *c, const jnode *at) {
 int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *out) {
     const jnode *def = m->def;
     size_t np = def->args.kwv.n;
-    if (a->npos > np)
+    bool use_varargs = def->kind == N_MACRO && (def->op & 1),
+         use_kwargs = def->kind == N_MACRO && (def->op & 2);
+    if (a->npos > np && !use_varargs)
         return jerr(c, at, "macro '%s' takes not more than %zu argument(s)", m->name, np);
+    jv varargs = jv_list(&c->ar, 0), kwargs = jv_dict(&c->ar, 0);
+    varargs.u.l->tuple = true;
+    for (size_t k = np; k < a->npos; k++)
+        jlist_push(&c->ar, varargs.u.l, a->pos[k]);
     for (size_t k = 0; k < a->nkw; k++) {
         bool known = false;
         for (size_t i = 0; i < np; i++)
             if (!strcmp(def->args.kwn[i], a->kwn[k])) known = true;
-        if (!known)
+        if (!known && !use_kwargs)
             return jerr(c, at, "macro '%s' takes no keyword argument '%s'", m->name, a->kwn[k]);
+        if (!known) jdict_set(&c->ar, kwargs.u.d, a->kwn[k], strlen(a->kwn[k]), a->kwv[k]);
     }
     if (check_stack(c, at)) return -1;
     if (++c->depth > c->max_depth)
@@ -295,6 +302,8 @@ int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *ou
         if (!rc) scope_set(c, sc, pn, val);
     }
     if (!rc && caller.t != JV_UNDEF) scope_set(c, sc, "caller", caller);
+    if (!rc && use_varargs) scope_set(c, sc, "varargs", varargs);
+    if (!rc && use_kwargs) scope_set(c, sc, "kwargs", kwargs);
     sb_t buf = {0};
     sb_t *saved_out = c->out;
     c->out = &buf;
@@ -318,6 +327,7 @@ static int call_value(jctx *c, const jnode *at, jv fn, jcall *a, jv caller, jv *
     switch (fn.t) {
     case JV_MACRO: return jcall_macro(c, at, fn.u.m, a, caller, out);
     case JV_FUNC: return jinja_call_builtin(c, at, fn.u.fn, a, out);
+    case JV_LOOP: return jinja_call_loop(c, at, fn.u.loop, a, out);
     case JV_UNDEF: return jerr_undef(c, at, fn);
     default: return jerr(c, at, "'%s' object is not callable", jv_typename(fn));
     }
@@ -707,12 +717,13 @@ static int unpack(jctx *c, const jnode *at, const char *const *targets, size_t n
     return 0;
 }
 
-static int exec_for(jctx *c, const jnode *n) {
-    jv seqv;
+/* Runs for-loop N over SEQV at recursion DEPTH (1 = the statement itself,
+ * more for loop(...) calls in a recursive loop), in a scope below OUTER. */
+static int run_for(jctx *c, const jnode *n, jv seqv, int depth, jscope *outer) {
     jlist *seq;
-    if (jeval(c, n->a, &seqv) || jinja_iter_list(c, n->a, seqv, &seq)) return -1;
+    if (jinja_iter_list(c, n->a, seqv, &seq)) return -1;
     jscope *saved = c->scope;
-    c->scope = scope_new(c, saved);
+    c->scope = scope_new(c, outer);
     int rc = 0;
     if (n->b) { /* {% for x in xs if cond %}: filter before looping */
         jlist *kept = jv_list(&c->ar, 0).u.l;
@@ -728,6 +739,9 @@ static int exec_for(jctx *c, const jnode *n) {
     }
     jloop *lp = ja_alloc(&c->ar, sizeof *lp);
     lp->items = seq;
+    lp->depth = depth;
+    lp->for_node = n;
+    lp->outer = outer;
     jv lv = {.t = JV_LOOP};
     lv.u.loop = lp;
     size_t count = seq->n;
@@ -749,6 +763,33 @@ static int exec_for(jctx *c, const jnode *n) {
     }
     if (!rc && count == 0) rc = exec_body(c, &n->orelse);
     c->scope = saved;
+    return rc;
+}
+
+static int exec_for(jctx *c, const jnode *n) {
+    jv seqv;
+    if (jeval(c, n->a, &seqv)) return -1;
+    return run_for(c, n, seqv, 1, c->scope);
+}
+
+/* loop(items) inside a `recursive` for loop: renders the loop body over
+ * ITEMS one level deeper and returns the text. */
+int jinja_call_loop(jctx *c, const jnode *at, jloop *l, jcall *a, jv *out) {
+    if (!l->for_node || !l->for_node->op)
+        return jerr(c, at, "loop() can only be called in a loop marked 'recursive'");
+    if (a->npos != 1 || a->nkw) return jerr(c, at, "loop() takes exactly one argument");
+    if (check_stack(c, at)) return -1;
+    if (++c->depth > c->max_depth)
+        return jerr(c, at, "recursive loop nested deeper than %d", c->max_depth);
+    sb_t buf = {0};
+    sb_t *saved = c->out;
+    c->out = &buf;
+    int rc = run_for(c, l->for_node, a->pos[0], l->depth + 1, l->outer);
+    c->out = saved;
+    c->depth--;
+    if (rc > 0) rc = jerr(c, at, "'break' or 'continue' outside a loop");
+    if (!rc) *out = jv_strn(&c->ar, buf.data ? buf.data : "", buf.len);
+    sb_free(&buf);
     return rc;
 }
 

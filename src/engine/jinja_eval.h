@@ -57,6 +57,8 @@ int jeval(jctx *c, const jnode *n, jv *out);
 int jeval_args(jctx *c, const jargs *src, jcall *out);
 /* Argument I (positional) or NAME (keyword); NULL when absent. */
 jv *jcall_arg(jcall *a, size_t i, const char *name);
+/* loop(items) in a recursive for loop. */
+int jinja_call_loop(jctx *c, const jnode *at, jloop *l, jcall *a, jv *out);
 int jcall_macro(jctx *c, const jnode *at, jmacro *m, jcall *a, jv caller, jv *out);
 /* Items of an iterable (list; dict keys; string characters; undefined = empty). */
 int jinja_iter_list(jctx *c, const jnode *at, jv v, jlist **out);

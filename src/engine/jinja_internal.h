@@ -94,7 +94,9 @@ struct jdict {
 struct jloop {
     jlist *items;
     size_t i;
-    int depth;
+    int depth;                    /* 1 for the outermost pass of a recursive loop */
+    const struct jnode *for_node; /* the N_FOR, for loop(...) in recursive loops */
+    struct jscope *outer;         /* scope the loop ran in */
 };
 
 /* Builtin callables: a name looked up at call time plus the bound object. */
@@ -231,7 +233,8 @@ typedef struct {
 
 struct jnode {
     uint8_t kind; /* jnode_kind */
-    int op;       /* N_BINOP/N_CMP: operator token; N_TEST: negated */
+    int op;       /* N_BINOP/N_CMP: operator token; N_TEST: negated; N_FOR: recursive;
+                     N_MACRO: 1 = uses varargs, 2 = uses kwargs */
     int line, col;
     int depth;        /* expressions: height of the subtree (bounded by the parser) */
     jnode *a, *b, *c; /* operands: cond/then/else, object/key, iter/filter ... */

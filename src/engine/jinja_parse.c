@@ -1131,9 +1131,8 @@ static jnode *parse_statement(jp *p) {
             if (!nd->b) return NULL;
         }
         if (is_name(peek(p), "recursive")) {
-            tok *t = peek(p);
-            jp_fail(p, t->line, t->col, "recursive loops are not supported");
-            return NULL;
+            next(p);
+            nd->op = 1;
         }
         if (expect_bend(p)) return NULL;
         static const char *const ends[] = {"else", "endfor", NULL};
@@ -1208,7 +1207,13 @@ static jnode *parse_statement(jp *p) {
         }
         if (parse_params(p, &nd->args) || expect_bend(p)) return NULL;
         static const char *const ends[] = {"endmacro", NULL};
+        size_t body_start = p->pos;
         if (parse_body(p, &nd->body, ends, &which)) return NULL;
+        /* like Jinja, a macro that mentions varargs/kwargs accepts extra arguments */
+        for (size_t q = body_start; q < p->pos; q++) {
+            if (is_name(&p->toks[q], "varargs")) nd->op |= 1;
+            if (is_name(&p->toks[q], "kwargs")) nd->op |= 2;
+        }
         next(p);
         if (peek(p)->t == T_NAME) next(p);
         if (expect_bend(p)) return NULL;
