@@ -33,7 +33,8 @@ static void presets_parse_case_insensitively(void **st) {
     assert_int_equal(quant_preset_from_name("bf16"), QUANT_BF16);
     assert_int_equal(quant_preset_from_name("Q6_K"), QUANT_Q6_K);
     assert_int_equal(quant_preset_from_name("Q4_K"), -1);
-    assert_int_equal(quant_preset_from_name("q3_k_m"), -1);
+    assert_int_equal(quant_preset_from_name("q3_k_m"), QUANT_Q3_K_M);
+    assert_int_equal(quant_preset_from_name("q3_k_s"), -1);
     assert_int_equal(quant_preset_from_name(NULL), -1);
     assert_string_equal(quant_preset_name(QUANT_Q5_K_M), "Q5_K_M");
 }
@@ -41,7 +42,7 @@ static void presets_parse_case_insensitively(void **st) {
 static void km_mix_gives_more_bits_to_chosen_layers(void **st) {
     (void)st;
     gguf_tensor t = mk_tensor(4096, 1024, 2);
-    quant_ctx c = {0, 32, 1};
+    quant_ctx c = {0, 32, 1, 1};
     /* n = 32: layers 0..3 and 28..31, and 4 + 3k + 2 = 6, 9, ... get Q6_K. */
     const int more[] = {0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31};
     for (int i = 0; i < 32; i++) {
@@ -57,13 +58,30 @@ static void km_mix_gives_more_bits_to_chosen_layers(void **st) {
         assert_int_equal(quant_tensor_type(QUANT_Q4_0, "blk.x.ffn_down.weight", &t, c), TT_Q4_0);
     }
     assert_int_equal(quant_tensor_type(QUANT_Q4_K_M, "blk.0.attn_qkv.weight", &t, c), TT_Q5_K);
+    /* Q3_K_M: first two attn_v Q5_K; ffn_down Q5_K below n/16; attn_output Q4_K. */
+    c = (quant_ctx){1, 32, 1, 1};
+    assert_int_equal(quant_tensor_type(QUANT_Q3_K_M, "blk.1.attn_v.weight", &t, c), TT_Q5_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q3_K_M, "blk.1.ffn_down.weight", &t, c), TT_Q5_K);
+    c.i_layer = 2;
+    assert_int_equal(quant_tensor_type(QUANT_Q3_K_M, "blk.2.attn_v.weight", &t, c), TT_Q4_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q3_K_M, "blk.2.ffn_down.weight", &t, c), TT_Q4_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q3_K_M, "blk.2.attn_output.weight", &t, c), TT_Q4_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q3_K_M, "blk.2.ffn_up.weight", &t, c), TT_Q3_K);
+    /* Q2_K: attn_v Q3_K, or Q4_K with >= 4 heads per KV head. */
+    assert_int_equal(quant_tensor_type(QUANT_Q2_K, "blk.2.attn_v.weight", &t, c), TT_Q3_K);
+    c.n_gqa = 4;
+    assert_int_equal(quant_tensor_type(QUANT_Q2_K, "blk.2.attn_v.weight", &t, c), TT_Q4_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q2_K, "blk.2.ffn_down.weight", &t, c), TT_Q3_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q2_K, "blk.2.attn_output.weight", &t, c), TT_Q3_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q2_K, "blk.2.ffn_gate.weight", &t, c), TT_Q2_K);
+    assert_int_equal(quant_tensor_type(QUANT_Q2_K, "output.weight", &t, c), TT_Q6_K);
     assert_int_equal(quant_tensor_type(QUANT_Q5_K_M, "blk.0.attn_qkv.weight", &t, c), TT_Q6_K);
 }
 
 static void output_matrix_and_fallbacks_follow_rules(void **st) {
     (void)st;
     gguf_tensor t = mk_tensor(4096, 32000, 2);
-    quant_ctx c = {0, 1, 1};
+    quant_ctx c = {0, 1, 1, 1};
     assert_int_equal(quant_tensor_type(QUANT_Q4_K_M, "output.weight", &t, c), TT_Q6_K);
     assert_int_equal(quant_tensor_type(QUANT_Q4_0, "output.weight", &t, c), TT_Q6_K);
     assert_int_equal(quant_tensor_type(QUANT_Q8_0, "output.weight", &t, c), TT_Q8_0);
@@ -143,12 +161,11 @@ static void quantizes_like_reference_engine_byte_for_byte(void **st) {
     }
     /* stories260K: its rows of 64 and 172 exercise the fallbacks. The
      * reference files were made with these presets: Q6_K -> "Q8_0mix",
-     * Q4_K_M -> "Q5_0mix", Q5_K_M -> "Q5_1mix". */
-    static const char *const pairs[][2] = {{"Q6_K", "stories260K-Q8_0mix.gguf"},
-                                           {"Q4_K_M", "stories260K-Q5_0mix.gguf"},
-                                           {"Q5_K_M", "stories260K-Q5_1mix.gguf"},
-                                           {"F16", "stories260K-F16.gguf"},
-                                           {"BF16", "stories260K-BF16.gguf"}};
+     * Q4_K_M -> "Q5_0mix", Q5_K_M -> "Q5_1mix", Q2_K -> "IQ4_NLmix". */
+    static const char *const pairs[][2] = {
+        {"Q6_K", "stories260K-Q8_0mix.gguf"},   {"Q4_K_M", "stories260K-Q5_0mix.gguf"},
+        {"Q5_K_M", "stories260K-Q5_1mix.gguf"}, {"F16", "stories260K-F16.gguf"},
+        {"BF16", "stories260K-BF16.gguf"},      {"Q2_K", "stories260K-IQ4_NLmix.gguf"}};
     char stories[1024];
     snprintf(stories, sizeof stories, "%s", td_path("models/stories260K.gguf"));
     for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
@@ -217,6 +234,17 @@ static void quantizes_stories260K_to_every_preset(void **st) {
                 assert_int_equal(b->type, TT_Q8_0);
             } else if (p == QUANT_Q4_0) {
                 assert_int_equal(b->type, TT_Q4_0);
+            } else if (p == QUANT_Q2_K) {
+                assert_int_equal(b->type, TT_IQ4_NL); /* Q2_K/Q3_K fall back for rows of 64 */
+            } else if (p == QUANT_Q3_K_M) {
+                /* attn_v of the first two layers Q5_K (-> Q5_1), the rest Q4_K (-> Q5_0);
+                 * other matrices Q3_K -> IQ4_NL. */
+                const int v = strstr(name, "attn_v") != NULL;
+                const int early = !strncmp(name, "blk.0.", 6) || !strncmp(name, "blk.1.", 6);
+                const int q4 = strstr(name, "attn_output") != NULL;
+                assert_int_equal(b->type, v    ? (early ? TT_Q5_1 : TT_Q5_0)
+                                          : q4 ? TT_Q5_0
+                                               : TT_IQ4_NL);
             } else if (p == QUANT_Q4_K_M || p == QUANT_Q5_K_M) {
                 /* 5 layers: attn_v of layers 2 and 4 get more bits (Q6_K -> Q8_0). */
                 const int more = strstr(name, "attn_v") &&
@@ -245,7 +273,7 @@ static void quantizes_stories260K_to_every_preset(void **st) {
         }
         uint32_t ft, qv;
         assert_true(gguf_get_u32(q, "general.file_type", &ft));
-        static const uint32_t ftypes[QUANT_PRESET_COUNT] = {1, 32, 7, 2, 15, 17, 18};
+        static const uint32_t ftypes[QUANT_PRESET_COUNT] = {1, 32, 7, 2, 15, 17, 18, 10, 12};
         assert_int_equal(ft, ftypes[p]);
         assert_true(gguf_get_u32(q, "general.quantization_version", &qv));
         assert_int_equal(qv, 2);
@@ -339,8 +367,8 @@ static void rejects_bad_input(void **st) {
     char path[512], out[512];
     snprintf(out, sizeof out, "%s/out.gguf", dir);
     cf_err err = {0};
-    assert_int_equal(quant_file("x.gguf", out, "Q3_K_M", 1, NULL, &err), CF_EINVAL);
-    assert_non_null(strstr(err.msg, "unknown quantization type 'Q3_K_M'"));
+    assert_int_equal(quant_file("x.gguf", out, "Q3_K_S", 1, NULL, &err), CF_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown quantization type 'Q3_K_S'"));
     assert_int_equal(quant_file("/nonexistent/x.gguf", out, "Q8_0", 1, NULL, &err), CF_ENOTFOUND);
     /* A corrupt file. */
     snprintf(path, sizeof path, "%s/bad.gguf", dir);
@@ -402,9 +430,10 @@ static void cli_quantize_writes_file_and_reports_usage_errors(void **st) {
     assert_int_equal(tu_run(cmd, &out), 2);
     assert_non_null(strstr(out, "usage: confab quantize"));
     free(out);
-    snprintf(cmd, sizeof cmd, "%s quantize '%s' '%s/q.gguf' q2_k 2>&1", tu_confab_bin(), src, dir);
+    snprintf(cmd, sizeof cmd, "%s quantize '%s' '%s/q.gguf' iq2_xxs 2>&1", tu_confab_bin(), src,
+             dir);
     assert_int_equal(tu_run(cmd, &out), 2);
-    assert_non_null(strstr(out, "unknown type 'q2_k'"));
+    assert_non_null(strstr(out, "unknown type 'iq2_xxs'"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s quantize /nonexistent.gguf '%s/q.gguf' q8_0 2>&1",
              tu_confab_bin(), dir);

@@ -267,8 +267,8 @@ static void activation_quantizers_round_to_8_bits(void **st) {
  * algorithms are ported exactly, the bytes must even be identical. */
 static void quantizers_match_reference_error(void **st) {
     (void)st;
-    static const char *const names[] = {"f16",  "bf16", "q8_0", "q4_0", "q4_1",   "q5_0",
-                                        "q5_1", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"};
+    static const char *const names[] = {"f16",  "bf16", "q8_0", "q4_0", "q4_1", "q5_0",   "q5_1",
+                                        "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"};
     float *in = qr_input();
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         const int type = tt_from_name(names[k]);
@@ -302,8 +302,8 @@ static void quantizers_match_reference_error(void **st) {
 
 static void quantizers_handle_zero_and_constant_rows(void **st) {
     (void)st;
-    static const int types[] = {TT_Q8_0, TT_Q4_0, TT_Q4_1, TT_Q5_0,   TT_Q5_1,
-                                TT_Q4_K, TT_Q5_K, TT_Q6_K, TT_IQ4_NL, TT_IQ4_XS};
+    static const int types[] = {TT_Q8_0, TT_Q4_0, TT_Q4_1, TT_Q5_0, TT_Q5_1,   TT_Q2_K,
+                                TT_Q3_K, TT_Q4_K, TT_Q5_K, TT_Q6_K, TT_IQ4_NL, TT_IQ4_XS};
     float z[QK_K], back[QK_K];
     uint8_t buf[512];
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {

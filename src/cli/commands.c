@@ -21,7 +21,7 @@ const cli_command cli_commands[] = {
      "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
      cmd_template},
     {"quantize", "convert a GGUF model's weights to a smaller type",
-     "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K)", cmd_quantize},
+     "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
     {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
     {NULL, NULL, NULL, NULL},
 };

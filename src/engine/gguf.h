@@ -114,7 +114,8 @@ char *gguf_str_dup(gguf_str s);
 
 /* ---- writer ---- */
 /* Builds a GGUF v3 file in memory: add metadata and tensors, then write.
- * Tensor data is copied at gguf_w_add_tensor time. */
+ * Tensor data is copied at gguf_w_add_tensor time. Setting a key again
+ * replaces its value. Like sb, the writer aborts when memory runs out. */
 typedef struct gguf_writer gguf_writer;
 gguf_writer *gguf_w_new(void);
 void gguf_w_free(gguf_writer *w);

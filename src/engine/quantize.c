@@ -23,11 +23,20 @@
  *             (integer division: the first and last eighth of the layers
  *             and every third layer in between);
  *           - attn_qkv.weight (fused): Q5_K (Q5_K_M: Q6_K).
+ *   Q3_K_M  Q3_K, except the output matrix: Q6_K; attn_v.weight: Q5_K for
+ *           the first two, then Q4_K; ffn_down: Q5_K for layers i < n/16,
+ *           then Q4_K; attn_output and attn_qkv: Q4_K.
+ *   Q2_K    Q2_K, except the output matrix: Q6_K; attn_v.weight: Q3_K (Q4_K
+ *           when there are >= 4 attention heads per KV head); ffn_down and
+ *           attn_output: Q3_K.
+ *   Not ported: llama.cpp's special cases for MoE (8 experts), 70B models
+ *           and the Falcon architecture.
  *   Output matrix, all quantized presets: Q8_0 when its rows are not a
  *           multiple of 256, and never lowered (Q8_0 stays Q8_0).
  *
  * Fallbacks, applied last: a K-quant needs rows that are a multiple of 256;
- * otherwise Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0 (as llama.cpp). If the
+ * otherwise Q2_K/Q3_K -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0
+ * (as llama.cpp). If the
  * row length is still not a multiple of the type's block (e.g. FFN 172
  * with 32-value blocks), the tensor becomes F16.
  *
@@ -44,6 +53,7 @@
 #include "engine/blocks.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -58,7 +68,8 @@ static const struct {
     [QUANT_F16] = {"F16", TT_F16, 1},         [QUANT_BF16] = {"BF16", TT_BF16, 32},
     [QUANT_Q8_0] = {"Q8_0", TT_Q8_0, 7},      [QUANT_Q4_0] = {"Q4_0", TT_Q4_0, 2},
     [QUANT_Q4_K_M] = {"Q4_K_M", TT_Q4_K, 15}, [QUANT_Q5_K_M] = {"Q5_K_M", TT_Q5_K, 17},
-    [QUANT_Q6_K] = {"Q6_K", TT_Q6_K, 18},
+    [QUANT_Q6_K] = {"Q6_K", TT_Q6_K, 18},     [QUANT_Q2_K] = {"Q2_K", TT_Q2_K, 10},
+    [QUANT_Q3_K_M] = {"Q3_K_M", TT_Q3_K, 12},
 };
 
 int quant_preset_from_name(const char *name) {
@@ -71,7 +82,9 @@ const char *quant_preset_name(quant_preset p) {
     return (unsigned)p < QUANT_PRESET_COUNT ? quant_presets[p].name : "?";
 }
 
-const char *quant_preset_list(void) { return "F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K"; }
+const char *quant_preset_list(void) {
+    return "F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K";
+}
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -99,16 +112,35 @@ int quant_tensor_type(quant_preset p, const char *name, const gguf_tensor *t, qu
                 type = TT_Q8_0;
             else if (type != TT_Q8_0)
                 type = TT_Q6_K;
-        } else if (p == QUANT_Q4_K_M || p == QUANT_Q5_K_M) {
-            if ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down")) &&
-                use_more_bits(ctx.i_layer, ctx.n_layer))
-                type = TT_Q6_K;
-            else if (strstr(name, "attn_qkv.weight"))
-                type = p == QUANT_Q4_K_M ? TT_Q5_K : TT_Q6_K;
+        } else {
+            const int attn_v = strstr(name, "attn_v.weight") != NULL;
+            const int ffn_down = strstr(name, "ffn_down") != NULL;
+            const int attn_out = strstr(name, "attn_output.weight") != NULL;
+            const int qkv = strstr(name, "attn_qkv.weight") != NULL;
+            if (p == QUANT_Q4_K_M || p == QUANT_Q5_K_M) {
+                if ((attn_v || ffn_down) && use_more_bits(ctx.i_layer, ctx.n_layer))
+                    type = TT_Q6_K;
+                else if (qkv)
+                    type = p == QUANT_Q4_K_M ? TT_Q5_K : TT_Q6_K;
+            } else if (p == QUANT_Q3_K_M) {
+                if (attn_v)
+                    type = ctx.i_layer < 2 ? TT_Q5_K : TT_Q4_K;
+                else if (ffn_down)
+                    type = ctx.i_layer < ctx.n_layer / 16 ? TT_Q5_K : TT_Q4_K;
+                else if (attn_out || qkv)
+                    type = TT_Q4_K;
+            } else if (p == QUANT_Q2_K) {
+                if (attn_v)
+                    type = ctx.n_gqa >= 4 ? TT_Q4_K : TT_Q3_K;
+                else if (ffn_down || attn_out)
+                    type = TT_Q3_K;
+            }
         }
     }
     if (nx % QK_K) {
-        if (type == TT_Q4_K)
+        if (type == TT_Q2_K || type == TT_Q3_K)
+            type = TT_IQ4_NL;
+        else if (type == TT_Q4_K)
             type = TT_Q5_0;
         else if (type == TT_Q5_K)
             type = TT_Q5_1;
@@ -186,6 +218,20 @@ static int quant_fill(void *ctx, void *out, uint64_t nbytes, cf_err *err) {
     return 0;
 }
 
+/* Attention heads per KV head from <arch>.attention.head_count(_kv); 1 when
+ * absent or given per layer (arrays). */
+static int quant_gqa(const gguf_file *f) {
+    gguf_str arch;
+    if (!gguf_get_str(f, "general.architecture", &arch) || arch.n > 64) return 1;
+    char key[128];
+    uint32_t hc, kv;
+    snprintf(key, sizeof key, "%.*s.attention.head_count", (int)arch.n, arch.p);
+    if (!gguf_get_u32(f, key, &hc)) return 1;
+    snprintf(key, sizeof key, "%.*s.attention.head_count_kv", (int)arch.n, arch.p);
+    if (!gguf_get_u32(f, key, &kv) || kv == 0) return 1;
+    return (int)(hc / kv);
+}
+
 int quant_file(const char *in, const char *out, const char *preset, int n_threads,
                quant_stats *stats, cf_err *err) {
     const int p = quant_preset_from_name(preset);
@@ -213,7 +259,7 @@ int quant_file(const char *in, const char *out, const char *preset, int n_thread
      * convertible before anything is written. */
     quant_stats st;
     memset(&st, 0, sizeof st);
-    quant_ctx ctx = {0, 0, gguf_find_tensor(f, "output.weight") != NULL};
+    quant_ctx ctx = {0, 0, gguf_find_tensor(f, "output.weight") != NULL, quant_gqa(f)};
     int n_attn_v = 0, n_ffn_down = 0, i_attn_v = 0, i_ffn_down = 0;
     for (int64_t i = 0; i < n && !rc; i++)
         if (quant_wanted(jobs[i].name, jobs[i].t)) {
@@ -227,9 +273,9 @@ int quant_file(const char *in, const char *out, const char *preset, int n_thread
     for (int64_t i = 0; i < n && !rc; i++) {
         quant_job *j = &jobs[i];
         if (quant_wanted(j->name, j->t) && strstr(j->name, "attn_v.weight"))
-            ctx = (quant_ctx){i_attn_v++, n_attn_v, ctx.has_output};
+            ctx = (quant_ctx){i_attn_v++, n_attn_v, ctx.has_output, ctx.n_gqa};
         else if (quant_wanted(j->name, j->t) && strstr(j->name, "ffn_down"))
-            ctx = (quant_ctx){i_ffn_down++, n_ffn_down, ctx.has_output};
+            ctx = (quant_ctx){i_ffn_down++, n_ffn_down, ctx.has_output, ctx.n_gqa};
         j->type = quant_tensor_type((quant_preset)p, j->name, j->t, ctx);
         const tt_traits *src = tt_get(j->t->type), *dst = tt_get(j->type);
         if (j->type != j->t->type && (!src->to_float || !dst->from_float)) {

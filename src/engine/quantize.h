@@ -25,6 +25,8 @@ typedef enum {
     QUANT_Q4_K_M,
     QUANT_Q5_K_M,
     QUANT_Q6_K,
+    QUANT_Q2_K,
+    QUANT_Q3_K_M,
     QUANT_PRESET_COUNT
 } quant_preset;
 
@@ -40,16 +42,18 @@ typedef struct {
 int quant_preset_from_name(const char *name);
 /* Canonical name of preset P ("Q4_K_M"). */
 const char *quant_preset_name(quant_preset p);
-/* "F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K", for usage messages. */
+/* the preset names, comma-separated, for usage messages. */
 const char *quant_preset_list(void);
 
 /* Position of a tensor among those of its kind, for the _M mixes: I_LAYER
  * is the index of this attn_v (or ffn_down) tensor in file order and
  * N_LAYER how many the file holds; HAS_OUTPUT is whether output.weight
- * exists (if not, token_embd.weight doubles as the output matrix). */
+ * exists (if not, token_embd.weight doubles as the output matrix); N_GQA is
+ * attention heads per KV head (1 when unknown). */
 typedef struct {
     int i_layer, n_layer;
     int has_output;
+    int n_gqa;
 } quant_ctx;
 
 /* Type tensor T (named NAME) gets under preset P. Tensors that stay as

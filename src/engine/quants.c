@@ -9,12 +9,16 @@
  *  - from_float: activations are rounded to 8 bits the way GGML's reference
  *    code does (Q8_0/Q8_1: scale amax/127, roundf; Q8_K: -127/max and
  *    round-half-even with bsums per 16 values), so dot products see the same
- *    integers as the reference engine. Weight quantizers port the search
- *    algorithms of GGML's reference quantizers (no importance matrix):
- *    Q4_0/Q5_0 take the scale from the signed maximum; Q4_K/Q5_K fit a scale
- *    and a minimum per 32 values with a weighted least-squares search
- *    (kq_make_qkx2) and quantize the sub-block scales to 6 bits; Q6_K picks a
- *    scale per 16 values (kq_make_qx) and quantizes those to 8 bits.
+ *    integers as the reference engine. (GGML's AVX2 Q8_0/Q8_1 path uses
+ *    127/amax and round-half-even instead; it differs only at exact ties.)
+ *    Weight quantizers port the search algorithms of GGML's reference
+ *    quantizers (no importance matrix) and reproduce its bytes exactly:
+ *    Q4_0/Q5_0 take the scale from the signed maximum, Q4_1/Q5_1 from the
+ *    range; Q2_K/Q4_K/Q5_K fit a scale and a minimum per 16/32 values with a
+ *    weighted least-squares search (kq_make_qkx2) and quantize the sub-block
+ *    scales to 4/6 bits; Q3_K (kq_make_q3) and Q6_K (kq_make_qx) fit signed
+ *    scales per 16 values; IQ4_NL/IQ4_XS fit a scale per 32 values to the
+ *    non-linear codebook (iq4_quantize_block).
  *  - vec_dot: weights x activations. Each block's products are summed in
  *    integers and scaled once in float; K-quants sum a whole super-block in
  *    integers (exact) before one float multiply. F32/F16/BF16 accumulate in
@@ -492,11 +496,13 @@ void tt_from_float_q5_0(const float *x, void *dst, int64_t n) {
 }
 
 /* Fits x ~ scale * L + min (L in 0..nmax, min <= 0) minimizing the weighted
- * squared error: a first guess from the range, then NSTEP+1 trial grids
- * around it, each solved in closed form by weighted least squares.
+ * squared error (USE_MAD: absolute error): a first guess from the range,
+ * then NSTEP+1 trial grids around it, each solved in closed form by
+ * weighted least squares.
  * Returns the scale; *the_min = -min. L: (n,) levels, Laux: (n,) scratch. */
 static float kq_make_qkx2(int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep) {
+                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
@@ -519,7 +525,7 @@ static float kq_make_qkx2(int n, int nmax, const float *x, const float *weights,
         const int l = nearest_int(iscale * (x[i] - min));
         L[i] = (uint8_t)imax(0, imin(nmax, l));
         const float diff = scale * L[i] + min - x[i];
-        best_mad += weights[i] * diff * diff;
+        best_mad += weights[i] * (use_mad ? fabsf(diff) : diff * diff);
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
@@ -543,7 +549,7 @@ static float kq_make_qkx2(int n, int nmax, const float *x, const float *weights,
             float mad = 0;
             for (int i = 0; i < n; i++) {
                 const float diff = this_scale * Laux[i] + this_min - x[i];
-                mad += weights[i] * diff * diff;
+                mad += weights[i] * (use_mad ? fabsf(diff) : diff * diff);
             }
             if (mad < best_mad) {
                 memcpy(L, Laux, (size_t)n);
@@ -619,7 +625,7 @@ static void kq_fit_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *
         for (int l = 0; l < 32; l++)
             weights[l] = av_x + fabsf(x[32 * j + l]);
         sc[j] = kq_make_qkx2(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
-                             nstep);
+                             nstep, 0);
         if (sc[j] > max_scale) max_scale = sc[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -648,6 +654,164 @@ static void kq_fit_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *
         const float dm = h2f(*dmin) * m;
         for (int ii = 0; ii < 32; ii++)
             L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm) / dd)));
+    }
+}
+
+/* Symmetric fit for Q3_K: x ~ scale * L, L in -nmax..nmax-1, starting from
+ * -nmax/max and then moving single values to other levels while that
+ * improves the x^2-weighted least-squares fit (up to 5 passes).
+ * L: (n,) levels stored + nmax. */
+static float kq_make_q3(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < KQ_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    const float iscale = -(float)nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+                const int new_l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * (float)new_l;
+                    sl2 += w * (float)new_l * (float)new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    return sumlx / suml2;
+}
+
+/* Q2_K: (scale, min) per 16 values fitted with absolute-error weights |x|,
+ * both quantized to 4 bits against fp16 super-scales. */
+void tt_from_float_q2_K(const float *x, void *dst, int64_t n) {
+    block_q2_K *y = dst;
+    const float q4scale = 15.f;
+    uint8_t L[QK_K], Laux[16];
+    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < QK_K / 16; j++) {
+            for (int l = 0; l < 16; l++)
+                weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = kq_make_qkx2(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
+                                     0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = q4scale / max_scale;
+            for (int j = 0; j < QK_K / 16; j++)
+                y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            y[i].d = cf_fp32_to_fp16(max_scale / q4scale);
+        } else {
+            memset(y[i].scales, 0, sizeof y[i].scales);
+            y[i].d = cf_fp32_to_fp16(0.f);
+        }
+        if (max_min > 0) {
+            const float iscale = q4scale / max_min;
+            for (int j = 0; j < QK_K / 16; j++)
+                y[i].scales[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            y[i].dmin = cf_fp32_to_fp16(max_min / q4scale);
+        } else {
+            y[i].dmin = cf_fp32_to_fp16(0.f);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            const float d = h2f(y[i].d) * (float)(y[i].scales[j] & 0xF);
+            if (!d) continue;
+            const float dm = h2f(y[i].dmin) * (float)(y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + ii] + dm) / d)));
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                               (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
+/* Q3_K: a signed scale per 16 values (kq_make_q3), quantized to 6 bits
+ * against an fp16 super-scale; values 3 bits (2 low + 1 in hmask). */
+void tt_from_float_q3_K(const float *x, void *dst, int64_t n) {
+    block_q3_K *y = dst;
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < QK_K / 16; j++) {
+            scales[j] = kq_make_q3(16, 4, x + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        memset(y[i].scales, 0, sizeof y[i].scales);
+        if (max_scale) {
+            const float iscale = -32.f / max_scale;
+            for (int j = 0; j < QK_K / 16; j++) {
+                int l = imax(-32, imin(31, nearest_int(iscale * scales[j]))) + 32;
+                if (j < 8)
+                    y[i].scales[j] = (uint8_t)(l & 0xF);
+                else
+                    y[i].scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                y[i].scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            y[i].d = cf_fp32_to_fp16(1 / iscale);
+        } else {
+            y[i].d = cf_fp32_to_fp16(0.f);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            int sc = j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4;
+            sc = (sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            const float d = h2f(y[i].d) * (float)sc;
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d))) + 4);
+        }
+        memset(y[i].hmask, 0, sizeof y[i].hmask);
+        int m = 0;
+        uint8_t hm = 1;
+        for (int j = 0; j < QK_K; j++) {
+            if (L[j] > 3) {
+                y[i].hmask[m] |= hm;
+                L[j] = (int8_t)(L[j] - 4);
+            }
+            if (++m == QK_K / 8) {
+                m = 0;
+                hm = (uint8_t)(hm << 1);
+            }
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                               (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
     }
 }
 

@@ -47,6 +47,8 @@ void tt_from_float_q4_0(const float *src, void *dst, int64_t n);
 void tt_from_float_q4_1(const float *src, void *dst, int64_t n);
 void tt_from_float_q5_0(const float *src, void *dst, int64_t n);
 void tt_from_float_q5_1(const float *src, void *dst, int64_t n);
+void tt_from_float_q2_K(const float *src, void *dst, int64_t n);
+void tt_from_float_q3_K(const float *src, void *dst, int64_t n);
 void tt_from_float_q4_K(const float *src, void *dst, int64_t n);
 void tt_from_float_q5_K(const float *src, void *dst, int64_t n);
 void tt_from_float_q6_K(const float *src, void *dst, int64_t n);

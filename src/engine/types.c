@@ -83,10 +83,10 @@ static void tt_init_once(void) {
            TT_Q8_0, tt_vec_dot_q8_0_q8_0_ref);
     tt_set(TT_Q8_1, "Q8_1", QK8_1, sizeof(block_q8_1), 1, tt_to_float_q8_1, tt_from_float_q8_1,
            TT_Q8_1, NULL);
-    tt_set(TT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), 1, tt_to_float_q2_K, NULL, TT_Q8_K,
-           tt_vec_dot_q2_K_q8_K_ref);
-    tt_set(TT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), 1, tt_to_float_q3_K, NULL, TT_Q8_K,
-           tt_vec_dot_q3_K_q8_K_ref);
+    tt_set(TT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), 1, tt_to_float_q2_K, tt_from_float_q2_K,
+           TT_Q8_K, tt_vec_dot_q2_K_q8_K_ref);
+    tt_set(TT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), 1, tt_to_float_q3_K, tt_from_float_q3_K,
+           TT_Q8_K, tt_vec_dot_q3_K_q8_K_ref);
     tt_set(TT_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), 1, tt_to_float_q4_K, tt_from_float_q4_K,
            TT_Q8_K, tt_vec_dot_q4_K_q8_K_ref);
     tt_set(TT_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), 1, tt_to_float_q5_K, tt_from_float_q5_K,
