@@ -131,6 +131,10 @@ static void set_in_loop_stays_local_but_namespace_carries_out(void **st) {
     assert_renders("{% set z = 'outer' %}{% for i in range(3) %}{% set z = i %}{% endfor %}{{ z }}",
                    NULL, "outer");
     assert_renders("{% if true %}{% set w = 1 %}{% endif %}{{ w }}", NULL, "1");
+    /* each iteration starts afresh: a set does not carry to the next one */
+    assert_renders("{% set z = 'o' %}{% for i in [1, 2, 3] %}[{{ z }}]{% set z = i %}({{ z }}){% "
+                   "endfor %}{{ z }}",
+                   NULL, "[o](1)[o](2)[o](3)o");
     assert_renders(
         "{% set ns = namespace(a=1, found=false) %}{% for i in range(3) %}{% set ns.a = ns.a + i %}"
         "{% set ns.found = true %}{% endfor %}{{ ns.a }} {{ ns.found }}",

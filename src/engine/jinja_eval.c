@@ -752,6 +752,7 @@ static int run_for(jctx *c, const jnode *n, jv seqv, int depth, jscope *outer) {
         }
         if ((rc = check_limits(c, n))) break;
         lp->i = i;
+        c->scope->vars->n = 0; /* Jinja: each iteration starts from a fresh frame */
         scope_set(c, c->scope, "loop", lv);
         if ((rc = unpack(c, n, n->targets, n->ntargets, seq->v[i]))) break;
         rc = exec_body(c, &n->body);
