@@ -267,6 +267,13 @@ static void cli_renders_builtin_byte_exact_to_stdout(void **st) {
     assert_int_equal(run_cli(args, &out), 0);
     assert_string_equal(out, "[B]Be brief.HiHello.2+2?[E]");
     free(out);
+    /* --messages - reads stdin */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s template render --template %s --messages - < %s", tu_confab_bin(),
+             tpl, msgs);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "Be brief.HiHello.2+2?");
+    free(out);
     /* --tools defines `tools` */
     char *tools = write_tmp(dir, "tools.json", "[{\"name\": \"get_time\"}]");
     char *tt = write_tmp(dir, "tt.jinja",

@@ -16,15 +16,18 @@
 #include "engine/chat_template.h"
 #include "engine/gguf.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Reads all of PATH ("-" = stdin) into a malloc'd NUL-terminated buffer. */
 static char *read_all(const char *path, size_t *len, cf_err *err) {
-    FILE *f = fopen(path, "rb");
+    bool is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) {
-        cf_seterr(err, CF_EIO, "cannot open %s", path);
+        cf_seterr(err, CF_EIO, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     sb_t b = {0};
@@ -33,7 +36,7 @@ static char *read_all(const char *path, size_t *len, cf_err *err) {
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
         sb_appendn(&b, buf, n);
     bool bad = ferror(f);
-    fclose(f);
+    if (!is_stdin) fclose(f);
     if (bad) {
         sb_free(&b);
         cf_seterr(err, CF_EIO, "cannot read %s", path);

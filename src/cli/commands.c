@@ -15,7 +15,7 @@ const cli_command cli_commands[] = {
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
     {"template", "render a chat template with a conversation (byte-exact prompt)",
-     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json\n"
+     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json|-\n"
      "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
      "                       [--var NAME=JSON]...\n"
      "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
