@@ -20,6 +20,12 @@ const cli_command cli_commands[] = {
      "          ~/.config/confab/config.yaml), report errors and warnings\n"
      "  show    print the effective config as JSON (API keys masked)",
      cmd_config},
+    {"template", "render a chat template with a conversation (byte-exact prompt)",
+     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json|-\n"
+     "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
+     "                       [--var NAME=JSON]...\n"
+     "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
+     cmd_template},
     {"quantize", "convert a GGUF model's weights to a smaller type",
      "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
     {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
