@@ -14,6 +14,11 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"tokenize", "print the token ids of a text as a JSON array",
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+    {"detokenize", "print the text of token ids",
+     "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
+     cmd_detokenize},
     {NULL, NULL, NULL, NULL},
 };
 
