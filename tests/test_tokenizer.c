@@ -208,6 +208,535 @@ static void wordpiece_bert_vocab_is_refused_with_message(void **st) {
     assert_non_null(strstr(err.msg, "WordPiece"));
 }
 
+/* ------------------------------------------------------------------ reference tokenizations */
+
+/* stories260K.tokenize_llamacpp.txt: "### 'TEXT'" lines, each followed by
+ * the ids llama.cpp gives with BOS added. */
+static void stories260k_matches_llamacpp_tokenize_reference(void **st) {
+    (void)st;
+    char *model = td_dup("models/stories260K.gguf");
+    const char *ref = td_path("reference/stories260K.tokenize_llamacpp.txt");
+    size_t n = 0;
+    char *buf = tu_read_file(ref, &n);
+    assert_non_null(buf);
+    if (!model) {
+        free(buf);
+        td_path("models/stories260K.gguf");
+        return;
+    }
+    cf_err err = {0};
+    tok_tokenizer *t = tok_load(model, &err);
+    assert_non_null(t);
+    int cases = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "### '", 5) != 0) continue;
+        char *text = line + 5;
+        size_t tl = strlen(text);
+        assert_true(tl > 0 && text[tl - 1] == '\'');
+        text[tl - 1] = 0;
+        char *ids = strtok(NULL, "\n");
+        assert_non_null(ids);
+        tok_ids got = {0};
+        assert_int_equal(tok_encode(t, text, strlen(text), true, false, &got, &err), 0);
+        sb_t g = {0};
+        sb_putc(&g, '[');
+        for (size_t k = 0; k < got.n; k++) sb_printf(&g, "%s%d", k ? ", " : "", got.v[k]);
+        sb_putc(&g, ']');
+        if (strcmp(g.data, ids) != 0) print_message("# '%s': want %s got %s\n", text, ids, g.data);
+        assert_string_equal(g.data, ids);
+        sb_free(&g);
+        tok_ids_free(&got);
+        cases++;
+    }
+    assert_int_equal(cases, 5);
+    tok_free(t);
+    free(buf);
+    free(model);
+}
+
+/* ------------------------------------------------------------------ behaviour on real vocabularies */
+
+static tok_tokenizer *load_vocab(const char *name) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", name);
+    const char *p = td_find(rel);
+    if (!p) return NULL;
+    cf_err err = {0};
+    tok_tokenizer *t = tok_load(p, &err);
+    if (!t) print_message("# %s: %s\n", rel, err.msg);
+    assert_non_null(t);
+    return t;
+}
+
+#define NEED_VOCAB(t, name)                                                         \
+    tok_tokenizer *t = load_vocab(name);                                            \
+    if (!t) {                                                                       \
+        td_path("vocab/ggml-vocab-" name ".gguf");                                  \
+        return;                                                                     \
+    }
+
+static void expect_ids(const tok_tokenizer *t, const char *text, bool add_special, bool parse_special,
+                       const int32_t *want, size_t n_want) {
+    tok_ids got = {0};
+    cf_err err = {0};
+    assert_int_equal(tok_encode(t, text, strlen(text), add_special, parse_special, &got, &err), 0);
+    if (got.n != n_want || memcmp(got.v, want, n_want * sizeof *want) != 0) {
+        sb_t g = {0};
+        for (size_t k = 0; k < got.n; k++) sb_printf(&g, " %d", got.v[k]);
+        print_message("# '%s' gave%s\n", text, sb_str(&g));
+        sb_free(&g);
+    }
+    assert_int_equal(got.n, n_want);
+    assert_memory_equal(got.v, want, n_want * sizeof *want);
+    tok_ids_free(&got);
+}
+
+static void spm_adds_bos_and_prefix_space_by_default(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "llama-spm");
+    assert_int_equal(tok_get_kind(t), TOK_SPM);
+    assert_true(tok_add_bos(t));
+    assert_false(tok_add_eos(t));
+    assert_int_equal(tok_bos(t), 1);
+    assert_int_equal(tok_eos(t), 2);
+    expect_ids(t, "Hello world", true, false, (const int32_t[]){1, 15043, 3186}, 3);
+    expect_ids(t, "Hello world", false, false, (const int32_t[]){15043, 3186}, 2);
+    expect_ids(t, "", true, false, (const int32_t[]){1}, 1);
+    tok_free(t);
+}
+
+static void spm_falls_back_to_byte_tokens(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "llama-spm");
+    /* U+10FFFD (private use) is no token: its 4 UTF-8 bytes become <0xF4>
+     * <0x8F> <0xBF> <0xBD>, ids 3 + byte value. */
+    expect_ids(t, "\xF4\x8F\xBF\xBD", false, false,
+               (const int32_t[]){29871, 3 + 0xF4, 3 + 0x8F, 3 + 0xBF, 3 + 0xBD}, 5);
+    tok_free(t);
+}
+
+static void control_tokens_are_parsed_only_when_allowed(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "llama-spm");
+    /* "<s>" with parse_special is BOS; the text after it gets the prefix space. */
+    expect_ids(t, "<s>Hello", false, true, (const int32_t[]){1, 15043}, 2);
+    tok_ids plain = {0};
+    cf_err err = {0};
+    assert_int_equal(tok_encode(t, "<s>Hello", 8, false, false, &plain, &err), 0);
+    assert_true(plain.n > 2);
+    for (size_t i = 0; i < plain.n; i++) assert_int_not_equal(plain.v[i], 1);
+    tok_ids_free(&plain);
+    tok_free(t);
+
+    NEED_VOCAB(g, "gpt-2");
+    expect_ids(g, "Hello world<|endoftext|>", false, true, (const int32_t[]){15496, 995, 50256}, 3);
+    expect_ids(g, "Hello world<|endoftext|>", false, false,
+               (const int32_t[]){15496, 995, 27, 91, 437, 1659, 5239, 91, 29}, 9);
+    assert_int_equal(tok_eot(g), 50256);
+    tok_free(g);
+}
+
+static void bpe_gpt2_adds_no_bos(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "gpt-2");
+    assert_int_equal(tok_get_kind(t), TOK_BPE);
+    assert_string_equal(tok_pre_name(t), "gpt2");
+    assert_false(tok_add_bos(t));
+    expect_ids(t, "Hello world", true, false, (const int32_t[]){15496, 995}, 2);
+    tok_free(t);
+}
+
+/* decode(encode(x)) == x for every test text of a vocabulary. */
+static void round_trip(const char *name) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.inp", name);
+    const char *ip = td_path(rel);
+    size_t len = 0;
+    char *inp = tu_read_file(ip, &len);
+    assert_non_null(inp);
+    tok_tokenizer *t = load_vocab(name);
+    if (!t) {
+        free(inp);
+        snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", name);
+        td_path(rel);
+        return;
+    }
+    char *texts[256];
+    size_t lens[256];
+    size_t n = split_inp(inp, len, texts, lens, 256);
+    for (size_t i = 0; i < n; i++) {
+        tok_ids ids = {0};
+        cf_err err = {0};
+        assert_int_equal(tok_encode(t, texts[i], lens[i], true, false, &ids, &err), 0);
+        sb_t out = {0};
+        assert_int_equal(tok_decode(t, ids.v, ids.n, false, &out, &err), 0);
+        if (out.len != lens[i] || memcmp(sb_str(&out), texts[i], lens[i]) != 0)
+            print_message("# %s text %zu: '%s' decoded as '%s'\n", name, i, texts[i], sb_str(&out));
+        assert_int_equal(out.len, lens[i]);
+        assert_memory_equal(sb_str(&out), texts[i], lens[i]);
+        sb_free(&out);
+        tok_ids_free(&ids);
+    }
+    tok_free(t);
+    free(inp);
+}
+
+static void spm_decode_inverts_encode(void **st) {
+    (void)st;
+    round_trip("llama-spm");
+}
+
+static void bpe_decode_inverts_encode(void **st) {
+    (void)st;
+    round_trip("gpt-2");
+    round_trip("deepseek-llm");
+    round_trip("falcon");
+}
+
+static void decode_hides_control_tokens_unless_special(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "llama-spm");
+    const int32_t ids[] = {1, 15043, 2};
+    sb_t s = {0};
+    cf_err err = {0};
+    assert_int_equal(tok_decode(t, ids, 3, false, &s, &err), 0);
+    assert_string_equal(sb_str(&s), "Hello");
+    sb_clear(&s);
+    assert_int_equal(tok_decode(t, ids, 3, true, &s, &err), 0);
+    assert_string_equal(sb_str(&s), "<s> Hello</s>");
+    sb_clear(&s);
+    const int32_t bad[] = {15043, 32000};
+    assert_int_equal(tok_decode(t, bad, 2, false, &s, &err), CF_ERANGE);
+    assert_non_null(strstr(err.msg, "32000"));
+    sb_free(&s);
+    tok_free(t);
+}
+
+/* ------------------------------------------------------------------ streaming detokenizer */
+
+/* Pushes the ids of TEXT one at a time; every chunk must be whole UTF-8 and
+ * the chunks together the text. Returns how many pushes held bytes back. */
+static int stream_text(const tok_tokenizer *t, const char *text) {
+    tok_ids ids = {0};
+    cf_err err = {0};
+    assert_int_equal(tok_encode(t, text, strlen(text), false, false, &ids, &err), 0);
+    tok_stream *s = tok_stream_new(t, TOK_STREAM_STRIP_SPACE);
+    assert_non_null(s);
+    sb_t all = {0};
+    int held = 0;
+    for (size_t i = 0; i < ids.n; i++) {
+        sb_t chunk = {0};
+        assert_int_equal(tok_stream_push(s, ids.v[i], &chunk, &err), 0);
+        assert_true(utf8_valid(chunk.data ? chunk.data : "", chunk.len, NULL));
+        if (tok_stream_pending(s) > 0) held++;
+        sb_appendn(&all, chunk.data ? chunk.data : "", chunk.len);
+        sb_free(&chunk);
+    }
+    assert_int_equal(tok_stream_pending(s), 0);
+    tok_stream_flush(s, &all);
+    assert_string_equal(sb_str(&all), text);
+    sb_free(&all);
+    tok_stream_free(s);
+    tok_ids_free(&ids);
+    return held;
+}
+
+static void stream_emits_only_whole_utf8_characters(void **st) {
+    (void)st;
+    NEED_VOCAB(b, "gpt-2");
+    /* GPT-2 splits the llama emoji's 4 bytes over several tokens. */
+    assert_true(stream_text(b, "this is \xF0\x9F\xA6\x99.cpp, caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC") > 0);
+    tok_free(b);
+    NEED_VOCAB(s, "llama-spm");
+    /* SPM byte fallback: an unknown character arrives one byte token at a time. */
+    assert_true(stream_text(s, "Hello \xF4\x8F\xBF\xBD world \xF0\x9F\xA6\x99") > 0);
+    tok_free(s);
+}
+
+static void stream_flush_replaces_an_unfinished_character(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "llama-spm");
+    tok_stream *s = tok_stream_new(t, 0);
+    sb_t out = {0};
+    cf_err err = {0};
+    /* <0xE6> <0x97>: two of the three bytes of U+65E5. */
+    assert_int_equal(tok_stream_push(s, 3 + 0xE6, &out, &err), 0);
+    assert_int_equal(tok_stream_push(s, 3 + 0x97, &out, &err), 0);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(tok_stream_pending(s), 2);
+    tok_stream_flush(s, &out);
+    assert_string_equal(sb_str(&out), "\xEF\xBF\xBD");
+    assert_int_equal(tok_stream_pending(s), 0);
+    /* A byte that can never start a character is replaced at once. */
+    sb_clear(&out);
+    assert_int_equal(tok_stream_push(s, 3 + 0xFF, &out, &err), 0);
+    assert_string_equal(sb_str(&out), "\xEF\xBF\xBD");
+    assert_int_equal(tok_stream_push(s, 99999, &out, &err), CF_ERANGE);
+    sb_free(&out);
+    tok_stream_free(s);
+    tok_free(t);
+}
+
+/* ------------------------------------------------------------------ hostile input */
+
+static void invalid_utf8_is_read_as_replacement_characters(void **st) {
+    (void)st;
+    const char *names[] = {"llama-spm", "gpt-2"};
+    for (int k = 0; k < 2; k++) {
+        tok_tokenizer *t = load_vocab(names[k]);
+        if (!t) {
+            td_path("vocab/ggml-vocab-gpt-2.gguf");
+            td_path("vocab/ggml-vocab-llama-spm.gguf");
+            return;
+        }
+        struct {
+            const char *bad, *good;
+        } cases[] = {
+            {"a\xFF" "b", "a\xEF\xBF\xBD" "b"},
+            {"caf\xC3", "caf\xEF\xBF\xBD"},                              /* truncated at the end */
+            {"\xE2\x82 x", "\xEF\xBF\xBD\xEF\xBF\xBD x"},               /* cut sequence: one per byte */
+            {"\xED\xA0\x80!", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD!"}, /* a surrogate */
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            tok_ids a = {0}, b = {0};
+            cf_err err = {0};
+            assert_int_equal(tok_encode(t, cases[i].bad, strlen(cases[i].bad), true, false, &a, &err), 0);
+            assert_int_equal(tok_encode(t, cases[i].good, strlen(cases[i].good), true, false, &b, &err), 0);
+            assert_int_equal(a.n, b.n);
+            assert_memory_equal(a.v, b.v, a.n * sizeof *a.v);
+            tok_ids_free(&a);
+            tok_ids_free(&b);
+        }
+        tok_free(t);
+    }
+}
+
+/* One enormous "word" for each kind of pre-tokenizer piece: runs of
+ * letters, digits, spaces and punctuation, a megabyte each. Quadratic
+ * merging or regex rescans would take minutes; linear work takes well
+ * under a second. The result must still decode to the input. */
+static void huge_single_word_tokenizes_in_linear_time(void **st) {
+    (void)st;
+    const char *names[] = {"gpt-2", "llama-spm", "deepseek-llm", "falcon"};
+    size_t n = 1u << 20;
+    char *big = malloc(n + 8);
+    for (int k = 0; k < 4; k++) {
+        tok_tokenizer *t = load_vocab(names[k]);
+        if (!t) {
+            free(big);
+            td_path("vocab/ggml-vocab-gpt-2.gguf");
+            return;
+        }
+        const char fill[] = {'a', '7', ' ', '!'};
+        for (int f = 0; f < 4; f++) {
+            memset(big, fill[f], n);
+            memcpy(big + n, "\xE4\xB8\xAD", 4); /* a CJK letter after the run, NUL included */
+            size_t len = n + 3;
+            tok_ids ids = {0};
+            cf_err err = {0};
+            assert_int_equal(tok_encode(t, big, len, false, false, &ids, &err), 0);
+            assert_true(ids.n > 0 && ids.n <= len + 1);
+            sb_t out = {0};
+            assert_int_equal(tok_decode(t, ids.v, ids.n, false, &out, &err), 0);
+            assert_int_equal(out.len, len);
+            assert_memory_equal(out.data, big, len);
+            sb_free(&out);
+            tok_ids_free(&ids);
+        }
+        tok_free(t);
+    }
+    free(big);
+}
+
+/* ------------------------------------------------------------------ construction errors */
+
+static void bad_descriptions_are_refused_with_reasons(void **st) {
+    (void)st;
+    tok_str toks[] = {{"a", 1}, {"b", 1}, {"ab", 2}};
+    tok_str merges[] = {{"a b", 3}};
+    tok_vocab_desc d;
+    cf_err err = {0};
+
+    tok_desc_init(&d, TOK_BPE);
+    d.n_tokens = 3, d.tokens = toks, d.n_merges = 1, d.merges = merges, d.pre = "gpt-2";
+    tok_tokenizer *t = tok_new(&d, &err);
+    assert_non_null(t);
+    expect_ids(t, "ab", false, false, (const int32_t[]){2}, 1);
+    expect_ids(t, "ba", false, false, (const int32_t[]){1, 0}, 2);
+    tok_free(t);
+
+    d.pre = "no-such-pre";
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "no-such-pre"));
+
+    d.pre = "gpt-2";
+    d.n_merges = 0;
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "merges"));
+
+    tok_str dup[] = {{"a", 1}, {"b", 1}, {"a", 1}};
+    d.n_merges = 1, d.tokens = dup;
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "duplicate"));
+
+    tok_str empty[] = {{"a", 1}, {"", 0}, {"ab", 2}};
+    d.tokens = empty;
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "token 1 is empty"));
+
+    tok_str nosp[] = {{"ab", 2}};
+    d.tokens = toks, d.merges = nosp;
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "no space"));
+
+    d.merges = merges, d.add_bos = 1, d.bos_id = -1;
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "BOS"));
+
+    d.add_bos = -1, d.bos_id = 7;
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "outside the vocabulary"));
+
+    tok_desc_init(&d, TOK_SPM);
+    assert_null(tok_new(&d, &err));
+    assert_non_null(strstr(err.msg, "no tokens"));
+}
+
+/* Writes a vocabulary GGUF with MODEL and the given arrays to DIR/NAME. */
+static char *write_vocab(const char *dir, const char *name, const char *model, bool with_tokens,
+                         int n_scores, bool types_as_float, bool with_merges) {
+    gguf_writer *w = gguf_w_new();
+    if (model) gguf_w_set_str(w, "tokenizer.ggml.model", model);
+    gguf_str toks[] = {{"<unk>", 5}, {"<s>", 3}, {"</s>", 4}, {"a", 1}, {"b", 1}, {"ab", 2}};
+    if (with_tokens) gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", toks, 6);
+    float scores[6] = {0, 0, 0, -1, -2, -0.5f};
+    if (n_scores > 0) gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, (uint64_t)n_scores);
+    if (types_as_float) gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_FLOAT32, scores, 6);
+    gguf_str merges[] = {{"a b", 3}};
+    if (with_merges) gguf_w_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+    char *path = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    cf_err err = {0};
+    assert_int_equal(gguf_w_write(w, path, &err), 0);
+    gguf_w_free(w);
+    return path;
+}
+
+static void vocab_gguf_with_missing_or_mismatched_arrays_is_refused(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    struct {
+        const char *name, *model;
+        bool tokens;
+        int n_scores;
+        bool types_float, merges;
+        const char *want; /* NULL: loads */
+    } cases[] = {
+        {"ok-spm", "llama", true, 6, false, false, NULL},
+        {"ok-bpe", "gpt2", true, 0, false, true, NULL},
+        {"no-model", NULL, true, 6, false, false, "tokenizer.ggml.model is missing"},
+        {"no-tokens", "llama", false, 0, false, false, "tokenizer.ggml.tokens is missing"},
+        {"short-scores", "llama", true, 4, false, false, "tokenizer.ggml.scores has 4 entries"},
+        {"float-types", "llama", true, 6, true, false, "tokenizer.ggml.token_type holds float32"},
+        {"no-merges", "gpt2", true, 0, false, false, "tokenizer.ggml.merges is missing"},
+        {"unknown-model", "rwkv", true, 6, false, false, "unsupported tokenizer.ggml.model 'rwkv'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = write_vocab(dir, cases[i].name, cases[i].model, cases[i].tokens, cases[i].n_scores,
+                              cases[i].types_float, cases[i].merges);
+        cf_err err = {0};
+        tok_tokenizer *t = tok_load(p, &err);
+        if (!cases[i].want) {
+            if (!t) print_message("# %s: %s\n", cases[i].name, err.msg);
+            assert_non_null(t);
+            tok_free(t);
+        } else {
+            assert_null(t);
+            if (!strstr(err.msg, cases[i].want)) print_message("# %s: '%s'\n", cases[i].name, err.msg);
+            assert_non_null(strstr(err.msg, cases[i].want));
+        }
+        free(p);
+    }
+    /* The SPM file merges by score: "ab" (-0.5) is one token. The prefix
+     * "▁" has no token and there are no byte tokens: each of its three
+     * bytes becomes <unk>. */
+    char *p = write_vocab(dir, "spm2", "llama", true, 6, false, false);
+    cf_err err = {0};
+    tok_tokenizer *t = tok_load(p, &err);
+    assert_non_null(t);
+    expect_ids(t, "ab", false, false, (const int32_t[]){0, 0, 0, 5}, 4);
+    tok_free(t);
+    free(p);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------ CLI */
+
+static void cli_tokenize_prints_json_array_of_ids(void **st) {
+    (void)st;
+    char *v = td_dup("vocab/ggml-vocab-llama-spm.gguf");
+    if (!v) {
+        td_path("vocab/ggml-vocab-llama-spm.gguf");
+        return;
+    }
+    char cmd[1024];
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s tokenize -m %s 'Hello world'", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "[1, 15043, 3186]\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m %s --no-bos --special '<s>Hello world'", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "[1, 15043, 3186]\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, "printf 'Hello world' | %s tokenize -m %s --no-bos -", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "[15043, 3186]\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m %s 2>&1", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "missing TEXT"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m /nonexistent.gguf hi 2>&1", tu_confab_bin());
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "nonexistent"));
+    free(out);
+    free(v);
+}
+
+static void cli_detokenize_prints_the_text(void **st) {
+    (void)st;
+    char *v = td_dup("vocab/ggml-vocab-gpt-2.gguf");
+    if (!v) {
+        td_path("vocab/ggml-vocab-gpt-2.gguf");
+        return;
+    }
+    char cmd[1024];
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s detokenize -m %s 15496 995", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "Hello world");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s detokenize -m %s '[15496, 995, 50256]'", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "Hello world");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s detokenize -m %s --special 15496 995 50256", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_string_equal(out, "Hello world<|endoftext|>");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s detokenize -m %s 15496 x 2>&1", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "'x' is not a token id"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s detokenize -m %s 50257 2>&1", tu_confab_bin(), v);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "outside the vocabulary"));
+    free(out);
+    free(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(llama3_bpe_from_json_matches_llama_bpe_vectors),
@@ -227,6 +756,22 @@ int main(void) {
         cmocka_unit_test(bpe_gemma4_vocab_matches_vectors),
         cmocka_unit_test(bpe_llama_bpe_gguf_matches_vectors),
         cmocka_unit_test(wordpiece_bert_vocab_is_refused_with_message),
+        cmocka_unit_test(stories260k_matches_llamacpp_tokenize_reference),
+        cmocka_unit_test(spm_adds_bos_and_prefix_space_by_default),
+        cmocka_unit_test(spm_falls_back_to_byte_tokens),
+        cmocka_unit_test(control_tokens_are_parsed_only_when_allowed),
+        cmocka_unit_test(bpe_gpt2_adds_no_bos),
+        cmocka_unit_test(spm_decode_inverts_encode),
+        cmocka_unit_test(bpe_decode_inverts_encode),
+        cmocka_unit_test(decode_hides_control_tokens_unless_special),
+        cmocka_unit_test(stream_emits_only_whole_utf8_characters),
+        cmocka_unit_test(stream_flush_replaces_an_unfinished_character),
+        cmocka_unit_test(invalid_utf8_is_read_as_replacement_characters),
+        cmocka_unit_test(huge_single_word_tokenizes_in_linear_time),
+        cmocka_unit_test(bad_descriptions_are_refused_with_reasons),
+        cmocka_unit_test(vocab_gguf_with_missing_or_mismatched_arrays_is_refused),
+        cmocka_unit_test(cli_tokenize_prints_json_array_of_ids),
+        cmocka_unit_test(cli_detokenize_prints_the_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
