@@ -8,7 +8,8 @@
  *     (PCRE2_NO_UTF_CHECK), which keeps matching linear.
  *  2. Special-token partition: the text is cut around occurrences of special
  *     tokens (control and unknown tokens only when parse_special, user-defined
- *     tokens always), longest token text first, as llama.cpp does.
+ *     tokens always), longest token text first, as llama.cpp does, but found
+ *     in one pass over a byte trie instead of one search per token.
  *  3. Each text fragment is tokenized by the vocabulary's algorithm:
  *     SPM: spaces become "▁" (with one added in front of the first fragment),
  *       the text is split into UTF-8 characters, and the adjacent pair whose
@@ -112,6 +113,15 @@ struct tok_tokenizer {
 
     int32_t *specials;      /* (n_specials,) ids tried in the partition, longest text first */
     uint32_t n_specials;
+    /* Byte trie of the special texts: edge (node << 8 | byte) -> child node;
+     * node_prio[node] = index into specials of the text ending there, or -1. */
+    struct trie_edge {
+        uint64_t key; /* UINT64_MAX = empty */
+        int32_t child;
+    } * trie;
+    size_t trie_cap;
+    int32_t *node_prio;
+    uint8_t first_byte[32]; /* bitmap: bytes that start some special text */
 
     char pre_name[32];
     int n_regex;
@@ -491,6 +501,49 @@ static int cmp_special_len_desc(const void *a, const void *b, void *ctx) {
     return x < y ? -1 : x > y;
 }
 
+static int32_t trie_child(const tok_tokenizer *t, int32_t node, unsigned char b) {
+    uint64_t key = ((uint64_t)(uint32_t)node << 8) | b;
+    size_t mask = t->trie_cap - 1;
+    for (size_t i = (size_t)mix64(key) & mask;; i = (i + 1) & mask) {
+        if (t->trie[i].key == key) return t->trie[i].child;
+        if (t->trie[i].key == UINT64_MAX) return -1;
+    }
+}
+
+static int build_trie(tok_tokenizer *t) {
+    size_t total = 1;
+    for (uint32_t k = 0; k < t->n_specials; k++) total += sym_len(t, t->specials[k]);
+    size_t cap = 64;
+    while (cap < total * 2) cap *= 2;
+    t->trie = malloc(cap * sizeof *t->trie);
+    t->node_prio = malloc(total * sizeof *t->node_prio);
+    if (!t->trie || !t->node_prio) return CF_ENOMEM;
+    memset(t->trie, 0xff, cap * sizeof *t->trie);
+    t->trie_cap = cap;
+    t->node_prio[0] = -1;
+    int32_t n_nodes = 1;
+    for (uint32_t k = 0; k < t->n_specials; k++) {
+        const unsigned char *p = (const unsigned char *)sym_text(t, t->specials[k]);
+        uint32_t n = sym_len(t, t->specials[k]);
+        t->first_byte[p[0] >> 3] |= (uint8_t)(1u << (p[0] & 7));
+        int32_t node = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            int32_t c = trie_child(t, node, p[i]);
+            if (c < 0) {
+                uint64_t key = ((uint64_t)(uint32_t)node << 8) | p[i];
+                size_t j = (size_t)mix64(key) & (cap - 1);
+                while (t->trie[j].key != UINT64_MAX) j = (j + 1) & (cap - 1);
+                c = n_nodes++;
+                t->trie[j] = (struct trie_edge){key, c};
+                t->node_prio[c] = -1;
+            }
+            node = c;
+        }
+        t->node_prio[node] = (int32_t)k;
+    }
+    return 0;
+}
+
 tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
     if (!d || (d->kind != TOK_SPM && d->kind != TOK_BPE)) {
         cf_seterr(err, CF_EINVAL, "unsupported tokenizer kind");
@@ -614,6 +667,11 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
         }
     }
 
+    if (build_trie(t) != 0) {
+        cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto fail;
+    }
+
     /* Byte tables. */
     for (int b = 0; b < 256; b++) {
         t->byte_sym[b] = t->byte_tok[b] = -1;
@@ -660,6 +718,8 @@ void tok_free(tok_tokenizer *t) {
     for (int i = 0; i < t->n_regex; i++) pcre2_code_free(t->re[i]);
     free(t->merges.e);
     free(t->specials);
+    free(t->trie);
+    free(t->node_prio);
     strmap_free(&t->map);
     sb_free(&t->pool);
     free(t->sym_off);
@@ -1100,52 +1160,86 @@ static void frag_push(frags *f, frag x) {
     f->v[f->n++] = x;
 }
 
-/* Cuts the text fragments of *F around every occurrence of each special
- * token, longest token first (llama.cpp's tokenizer_st_partition). */
-static void partition(const tok_tokenizer *t, const char *s, bool parse_special, frags *f) {
-    frags next = {0};
-    for (uint32_t k = 0; k < t->n_specials; k++) {
-        int32_t id = t->specials[k];
-        uint8_t a = t->attr[id];
-        if (!parse_special && (a & (ATTR_CONTROL | ATTR_UNKNOWN))) continue;
-        const char *tx = sym_text(t, id);
-        size_t tl = sym_len(t, id);
-        next.n = 0;
-        bool changed = false;
-        for (size_t i = 0; i < f->n; i++) {
-            frag x = f->v[i];
-            if (x.tok >= 0) {
-                frag_push(&next, x);
-                continue;
-            }
-            size_t base = x.off, blen = x.len;
-            for (;;) {
-                const char *m = blen >= tl ? memmem(s + base, blen, tx, tl) : NULL;
-                if (!m) {
-                    if (blen) frag_push(&next, (frag){-1, (uint32_t)base, (uint32_t)blen});
-                    break;
-                }
-                changed = true;
-                size_t at = (size_t)(m - s);
-                size_t ll = at - base;
-                if (a & ATTR_LSTRIP)
-                    while (ll > 0 && isspace((unsigned char)s[base + ll - 1])) ll--;
-                if (ll) frag_push(&next, (frag){-1, (uint32_t)base, (uint32_t)ll});
-                frag_push(&next, (frag){id, 0, 0});
-                size_t ro = at + tl, rl = base + blen - ro;
-                if (a & ATTR_RSTRIP)
-                    while (rl > 0 && isspace((unsigned char)s[ro])) ro++, rl--;
-                base = ro;
-                blen = rl;
-            }
-        }
-        if (changed) {
-            frags tmp = *f;
-            *f = next;
-            next = tmp;
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Cuts S[0..N) into text fragments and special tokens, with exactly the
+ * result of llama.cpp's tokenizer_st_partition, which takes the special
+ * tokens longest first and, for each, cuts every remaining text fragment at
+ * its leftmost non-overlapping occurrences (eating whitespace around it for
+ * LSTRIP/RSTRIP tokens). Doing that token by token costs
+ * O(specials x length); instead one pass over a byte trie finds every
+ * occurrence of every special text, and the occurrences are then accepted
+ * in the same order (token priority, then position), each only where no
+ * earlier-accepted token or stripped whitespace already lies. A position
+ * taken that way is exactly one that is no longer in any text fragment in
+ * llama.cpp's procedure, so the outcome is the same, in
+ * O(length x longest special text). */
+static void partition(const tok_tokenizer *t, const char *s, size_t n, bool parse_special, frags *f) {
+    uint64_t *occ = NULL; /* (prio << 32 | position) */
+    size_t n_occ = 0, cap_occ = 0;
+    for (size_t i = 0; i < n && t->n_specials; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (!(t->first_byte[b >> 3] & (1u << (b & 7)))) continue;
+        int32_t node = 0;
+        for (size_t j = i; j < n; j++) {
+            node = trie_child(t, node, (unsigned char)s[j]);
+            if (node < 0) break;
+            int32_t k = t->node_prio[node];
+            if (k < 0) continue;
+            if (!parse_special && (t->attr[t->specials[k]] & (ATTR_CONTROL | ATTR_UNKNOWN))) continue;
+            pc_push(&occ, &n_occ, &cap_occ, (size_t)k, i);
         }
     }
-    free(next.v);
+    if (n_occ == 0) {
+        if (n) frag_push(f, (frag){-1, 0, (uint32_t)n});
+        return;
+    }
+    qsort(occ, n_occ, sizeof *occ, cmp_u64);
+    uint8_t *taken = calloc(n, 1); /* 1: a token, 2: whitespace a token ate */
+    uint64_t *acc = NULL;         /* accepted: (position << 32 | prio) */
+    size_t n_acc = 0, cap_acc = 0;
+    if (!taken) abort();
+    for (size_t k = 0; k < n_occ; k++) {
+        uint32_t prio = (uint32_t)(occ[k] >> 32);
+        size_t pos = (size_t)(occ[k] & 0xffffffffu);
+        int32_t id = t->specials[prio];
+        size_t tl = sym_len(t, id);
+        bool free_span = true;
+        for (size_t j = pos; j < pos + tl && free_span; j++) free_span = !taken[j];
+        if (!free_span) continue;
+        memset(taken + pos, 1, tl);
+        pc_push(&acc, &n_acc, &cap_acc, pos, prio);
+        if (t->attr[id] & ATTR_LSTRIP)
+            for (size_t j = pos; j > 0 && !taken[j - 1] && isspace((unsigned char)s[j - 1]); j--) taken[j - 1] = 2;
+        if (t->attr[id] & ATTR_RSTRIP)
+            for (size_t j = pos + tl; j < n && !taken[j] && isspace((unsigned char)s[j]); j++) taken[j] = 2;
+    }
+    qsort(acc, n_acc, sizeof *acc, cmp_u64);
+    size_t cur = 0;
+    for (size_t k = 0; k <= n_acc; k++) {
+        size_t end = k < n_acc ? (size_t)(acc[k] >> 32) : n;
+        /* Free text between the previous token and this one. */
+        for (size_t j = cur; j < end;) {
+            if (taken[j]) {
+                j++;
+                continue;
+            }
+            size_t r = j;
+            while (r < end && !taken[r]) r++;
+            frag_push(f, (frag){-1, (uint32_t)j, (uint32_t)(r - j)});
+            j = r;
+        }
+        if (k == n_acc) break;
+        int32_t id = t->specials[(uint32_t)(acc[k] & 0xffffffffu)];
+        frag_push(f, (frag){id, 0, 0});
+        cur = end + sym_len(t, id);
+    }
+    free(taken);
+    free(acc);
+    free(occ);
 }
 
 /* ------------------------------------------------------------------ encode */
@@ -1177,8 +1271,7 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_sp
         }
         pcre2_jit_stack_assign(c.mctx, NULL, c.jit);
     }
-    if (len) frag_push(&f, (frag){-1, 0, (uint32_t)len});
-    partition(t, text, parse_special, &f);
+    partition(t, text, len, parse_special, &f);
 
     if (add_special && t->add_bos) tok_ids_push(out, t->bos);
     bool prev_special = true; /* SPM: the first fragment gets the prefix space */
