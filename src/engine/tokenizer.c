@@ -127,6 +127,7 @@ struct tok_tokenizer {
     int n_regex;
     pcre2_code *re[MAX_REGEX];
     bool ignore_merges;
+    bool spm_split; /* SPM: no token has "▁" right after another character */
 
     int32_t bos, eos, unk, eot;
     bool add_bos, add_eos, add_space_prefix;
@@ -684,6 +685,16 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
     for (int b = 0; b < 256; b++) t->cp_byte[byte_to_cp(b)] = (int16_t)b;
 
     if (spm) {
+        t->spm_split = true;
+        for (uint32_t i = 0; i < n && t->spm_split; i++) {
+            const char *p = sym_text(t, (int32_t)i);
+            uint32_t l = sym_len(t, (int32_t)i);
+            for (uint32_t k = 1; k + 3 <= l; k++)
+                if (!memcmp(p + k, "\xE2\x96\x81", 3) && (k < 3 || memcmp(p + k - 3, "\xE2\x96\x81", 3) != 0)) {
+                    t->spm_split = false;
+                    break;
+                }
+        }
         static const char hex[] = "0123456789ABCDEF";
         for (int b = 0; b < 256; b++) {
             char buf[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
@@ -832,6 +843,7 @@ typedef struct {
     size_t n_sym, cap_sym;
     heap q;
     sb_t buf;                 /* SPM escaped text / BPE encoded word */
+    const char *base;         /* SPM: the chunk being merged */
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit;
@@ -913,7 +925,7 @@ static void spm_try(const tok_tokenizer *t, enc_ctx *c, int32_t left, int32_t ri
     if (left < 0 || right < 0) return;
     const symbol *l = &c->sym[left], *r = &c->sym[right];
     size_t n = (size_t)l->n + r->n;
-    int32_t id = tok_find(t, c->buf.data + l->off, n);
+    int32_t id = tok_find(t, c->base + l->off, n);
     if (id < 0) return;
     heap_push(&c->q, (bigram){-t->scores[id], left, right, (int32_t)n, 0});
 }
@@ -924,29 +936,17 @@ static void spm_emit_byte(const tok_tokenizer *t, unsigned char b, tok_ids *out)
     if (id >= 0) tok_ids_push(out, id);
 }
 
-/* Tokenizes one text fragment with the SentencePiece algorithm. */
-static void spm_encode(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t n, bool prefix,
-                       tok_ids *out) {
-    sb_t *buf = &c->buf;
-    sb_clear(buf);
-    if (prefix) sb_append(buf, "\xE2\x96\x81");
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != ' ') continue;
-        sb_appendn(buf, s + run, i - run);
-        sb_append(buf, "\xE2\x96\x81");
-        run = i + 1;
-    }
-    sb_appendn(buf, s + run, n - run);
-    if (buf->len == 0) return;
-
+/* Merges one chunk W[0..N) of escaped text by score (llama.cpp's
+ * llm_tokenizer_spm) and appends its tokens. */
+static void spm_chunk(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out) {
+    c->base = w;
     c->n_sym = 0;
     c->q.n = 0;
-    for (size_t off = 0; off < buf->len;) {
-        size_t l = lead_len((unsigned char)buf->data[off]);
-        if (l > buf->len - off) l = buf->len - off;
+    for (size_t off = 0; off < n;) {
+        size_t l = lead_len((unsigned char)w[off]);
+        if (l > n - off) l = n - off;
         int32_t idx = (int32_t)c->n_sym;
-        sym_push(c, (symbol){idx - 1, off + l == buf->len ? -1 : idx + 1, (uint32_t)off, (uint32_t)l, -1});
+        sym_push(c, (symbol){idx - 1, off + l == n ? -1 : idx + 1, (uint32_t)off, (uint32_t)l, -1});
         off += l;
     }
     for (size_t i = 1; i < c->n_sym; i++) spm_try(t, c, (int32_t)i - 1, (int32_t)i);
@@ -963,13 +963,49 @@ static void spm_encode(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t
     }
     for (int32_t i = 0; i != -1; i = c->sym[i].next) {
         const symbol *y = &c->sym[i];
-        int32_t id = tok_find(t, buf->data + y->off, y->n);
+        int32_t id = tok_find(t, w + y->off, y->n);
         if (id >= 0) {
             tok_ids_push(out, id);
             continue;
         }
-        for (uint32_t k = 0; k < y->n; k++) spm_emit_byte(t, (unsigned char)buf->data[y->off + k], out);
+        for (uint32_t k = 0; k < y->n; k++) spm_emit_byte(t, (unsigned char)w[y->off + k], out);
     }
+}
+
+static void cached_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out);
+
+/* Tokenizes one text fragment with the SentencePiece algorithm: spaces
+ * become "▁" (one more in front when PREFIX), then the text is merged.
+ * When no token holds "▁" right after another character, no merge can
+ * cross the start of a "▁" run, so the text is merged run by run (same
+ * result, small queues, and repeated words come from the cache). */
+static void spm_encode(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t n, bool prefix,
+                       tok_ids *out) {
+    sb_t *buf = &c->buf;
+    sb_clear(buf);
+    if (prefix) sb_append(buf, "\xE2\x96\x81");
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != ' ') continue;
+        sb_appendn(buf, s + run, i - run);
+        sb_append(buf, "\xE2\x96\x81");
+        run = i + 1;
+    }
+    sb_appendn(buf, s + run, n - run);
+    if (buf->len == 0) return;
+    if (!t->spm_split) {
+        spm_chunk(t, c, buf->data, buf->len, out);
+        return;
+    }
+    const char *p = buf->data;
+    size_t len = buf->len, start = 0;
+    for (size_t i = 3; i + 3 <= len; i++) {
+        if (memcmp(p + i, "\xE2\x96\x81", 3) != 0 || memcmp(p + i - 3, "\xE2\x96\x81", 3) == 0) continue;
+        cached_word(t, c, p + start, i - start, out);
+        start = i;
+        i += 2;
+    }
+    cached_word(t, c, p + start, len - start, out);
 }
 
 /* ------------------------------------------------------------------ BPE */
@@ -1044,9 +1080,16 @@ static void bpe_word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w,
     }
 }
 
-static void bpe_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out) {
+static void word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out) {
+    if (t->kind == TOK_SPM) spm_chunk(t, c, w, n, out);
+    else bpe_word_uncached(t, c, w, n, out);
+}
+
+/* Tokens of one word (BPE) or chunk (SPM), from the call's cache when the
+ * same bytes were seen before. */
+static void cached_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out) {
     if (n > WC_MAX_WORD) {
-        bpe_word_uncached(t, c, w, n, out);
+        word_uncached(t, c, w, n, out);
         return;
     }
     if (!c->wc) {
@@ -1063,7 +1106,7 @@ static void bpe_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n
         }
     }
     size_t start = out->n;
-    bpe_word_uncached(t, c, w, n, out);
+    word_uncached(t, c, w, n, out);
     if (c->wc_used * 2 >= WC_CAP) { /* full: start over rather than grow without bound */
         memset(c->wc, 0, WC_CAP * sizeof *c->wc);
         c->wc_used = 0;
@@ -1290,7 +1333,7 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_sp
         rc = pretokenize(t, &c, text + x.off, x.len, err);
         if (rc) goto done;
         for (size_t k = 0; k < c.n_pc; k++)
-            bpe_word(t, &c, text + x.off + (c.pc[k] >> 32), (size_t)(c.pc[k] & 0xffffffffu), out);
+            cached_word(t, &c, text + x.off + (c.pc[k] >> 32), (size_t)(c.pc[k] & 0xffffffffu), out);
     }
     if (add_special && t->add_eos) tok_ids_push(out, t->eos);
 
