@@ -126,6 +126,7 @@ struct tok_tokenizer {
     char pre_name[32];
     int n_regex;
     pcre2_code *re[MAX_REGEX];
+    bool re_jit[MAX_REGEX]; /* compiled by the JIT: match with pcre2_jit_match */
     bool ignore_merges;
     bool spm_split; /* SPM: no token has "▁" right after another character */
 
@@ -411,8 +412,8 @@ static int compile_pre(tok_tokenizer *t, const pre_def *p, cf_err *err) {
         }
         sb_free(&s);
         /* JIT is an optimisation: without it (unsupported CPU) matching still works. */
-        if (pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) != 0)
-            log_debug("tok", "PCRE2 JIT unavailable for pre-tokenizer %s", p->id);
+        t->re_jit[t->n_regex] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+        if (!t->re_jit[t->n_regex]) log_debug("tok", "PCRE2 JIT unavailable for pre-tokenizer %s", p->id);
         t->re[t->n_regex++] = re;
     }
     return 0;
@@ -1144,7 +1145,10 @@ static int pretokenize(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t
             const PCRE2_SPTR subj = (PCRE2_SPTR)(s + po);
             size_t pos = 0, last = 0;
             while (pos < pl) {
-                int rc = pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
+                /* pcre2_jit_match skips pcre2_match's per-call checks; the
+                 * subject is valid UTF-8 and the pattern was JIT-compiled. */
+                int rc = t->re_jit[r] ? pcre2_jit_match(t->re[r], subj, pl, pos, 0, c->md, c->mctx)
+                                      : pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
                 if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
                     rc = pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, c->md,
                                      c->mctx);
