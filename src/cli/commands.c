@@ -14,6 +14,12 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"config", "check and show the configuration",
+     "confab config check|show [--config FILE]\n"
+     "  check   load the config (search order: --config, $CONFAB_CONFIG, ./confab.yaml,\n"
+     "          ~/.config/confab/config.yaml), report errors and warnings\n"
+     "  show    print the effective config as JSON (API keys masked)",
+     cmd_config},
     {"tokenize", "print the token ids of a text as a JSON array",
      "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
     {"detokenize", "print the text of token ids",
