@@ -548,6 +548,43 @@ static void huge_single_word_tokenizes_in_linear_time(void **st) {
     free(big);
 }
 
+/* Phi-3 (general.name "Phi3"): whitespace after its special tokens belongs
+ * to the token, as llama.cpp sets up for that model. */
+static void phi3_special_tokens_eat_following_whitespace(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "phi-3");
+    expect_ids(t, "<|user|>\nHello<|end|>\n<|assistant|>", true, true,
+               (const int32_t[]){1, 32010, 15043, 32007, 32001}, 5);
+    tok_free(t);
+}
+
+/* User-defined tokens are cut out longest first, then leftmost, whatever
+ * their position: "bcd" beats the earlier "ab" in "abcd". */
+static void special_tokens_are_cut_longest_first(void **st) {
+    (void)st;
+    tok_str toks[] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}, {"cd", 2}, {"ab", 2}, {"bcd", 3}, {"\xC4\xA0", 2}};
+    int32_t types[] = {1, 1, 1, 1, 1, 4, 4, 1};
+    tok_str merges[] = {{"c d", 3}};
+    tok_vocab_desc d;
+    tok_desc_init(&d, TOK_BPE);
+    d.pre = "gpt-2", d.n_tokens = 8, d.tokens = toks, d.types = types, d.n_merges = 1, d.merges = merges;
+    cf_err err = {0};
+    tok_tokenizer *t = tok_new(&d, &err);
+    assert_non_null(t);
+    expect_ids(t, "abcd", false, false, (const int32_t[]){0, 6}, 2);
+    expect_ids(t, "ababcd", false, false, (const int32_t[]){5, 0, 6}, 3);
+    expect_ids(t, "ababacd", false, false, (const int32_t[]){5, 5, 0, 4}, 4);
+    /* Without rstrip the spaces stay text ("Ġ" is id 7)... */
+    expect_ids(t, "ab  cd", false, false, (const int32_t[]){5, 7, 7, 4}, 4);
+    tok_free(t);
+    /* ...with it (Phi-3 style) the token eats them. */
+    d.rstrip_special = true;
+    t = tok_new(&d, &err);
+    assert_non_null(t);
+    expect_ids(t, "ab  cd", false, false, (const int32_t[]){5, 4}, 2);
+    tok_free(t);
+}
+
 /* ------------------------------------------------------------------ construction errors */
 
 static void bad_descriptions_are_refused_with_reasons(void **st) {
@@ -768,6 +805,8 @@ int main(void) {
         cmocka_unit_test(stream_flush_replaces_an_unfinished_character),
         cmocka_unit_test(invalid_utf8_is_read_as_replacement_characters),
         cmocka_unit_test(huge_single_word_tokenizes_in_linear_time),
+        cmocka_unit_test(phi3_special_tokens_eat_following_whitespace),
+        cmocka_unit_test(special_tokens_are_cut_longest_first),
         cmocka_unit_test(bad_descriptions_are_refused_with_reasons),
         cmocka_unit_test(vocab_gguf_with_missing_or_mismatched_arrays_is_refused),
         cmocka_unit_test(cli_tokenize_prints_json_array_of_ids),
