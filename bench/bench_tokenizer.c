@@ -100,6 +100,27 @@ static void bench(const char *name, const tok_tokenizer *t, const char *text, si
            (double)len / (double)ntok);
 }
 
+/* Hostile input: one 1 MiB run of a single byte (a "word" with no break)
+ * per fill character; linear work keeps these in the MB/s range. */
+static void bench_runs(const char *name, const tok_tokenizer *t) {
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    printf("%-16s 1 MiB runs:", name);
+    const char fill[] = {'a', '7', ' ', '!', '\n'};
+    for (int f = 0; f < 5; f++) {
+        memset(big, fill[f], n);
+        tok_ids ids = {0};
+        cf_err err = {0};
+        double t0 = cpu_ms();
+        tok_encode(t, big, n, false, false, &ids, &err);
+        double ms = cpu_ms() - t0;
+        printf("  '%s' %5.1f MB/s", fill[f] == '\n' ? "\\n" : (char[]){fill[f], 0}, 1.0 / (ms / 1000.0));
+        tok_ids_free(&ids);
+    }
+    printf("\n");
+    free(big);
+}
+
 static tok_tokenizer *load_llama3_json(const char *root) {
     char p[1024];
     snprintf(p, sizeof p, "%s/llama3.2-bpe/llama3.2-encoder.json", root);
@@ -202,6 +223,15 @@ int main(int argc, char **argv) {
             continue;
         }
         bench(vocabs[i], t, text.data, text.len);
+        tok_free(t);
+    }
+    for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf", dir, vocabs[i]);
+        cf_err err = {0};
+        tok_tokenizer *t = tok_load(p, &err);
+        if (!t) continue;
+        bench_runs(vocabs[i], t);
         tok_free(t);
     }
     sb_free(&base);

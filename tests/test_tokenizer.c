@@ -585,6 +585,77 @@ static void special_tokens_are_cut_longest_first(void **st) {
     tok_free(t);
 }
 
+/* Random bytes (ASCII, pieces of UTF-8, stray continuation bytes, NULs):
+ * encoding never fails, decoding gives back the text with invalid bytes as
+ * U+FFFD, and a stream of random ids only ever emits valid UTF-8. */
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void random_bytes_round_trip_and_stream_valid_utf8(void **st) {
+    (void)st;
+    const char *names[] = {"gpt-2", "llama-spm", "deepseek-llm", "mpt"};
+    static const char *const alphabet[] = {"a", "Z", " ", "  ", "\n", "\t", "7", "'s", "!", "\xC3\xA9",
+                                           "\xE6\x97\xA5", "\xF0\x9F\xA6\x99", "\xC3", "\x80", "\xFF",
+                                           "\xE2\x82", "<s>", "<|endoftext|>", "\r\n"};
+    size_t na = sizeof alphabet / sizeof alphabet[0];
+    for (int k = 0; k < 4; k++) {
+        tok_tokenizer *t = load_vocab(names[k]);
+        if (!t) {
+            td_path("vocab/ggml-vocab-gpt-2.gguf");
+            return;
+        }
+        uint64_t seed = 0x9E3779B97F4A7C15ULL + (uint64_t)k;
+        for (int iter = 0; iter < 150; iter++) {
+            sb_t text = {0};
+            int parts = (int)(rng_next(&seed) % 40);
+            for (int i = 0; i < parts; i++) {
+                uint64_t r = rng_next(&seed);
+                if (r % 5 == 0) sb_putc(&text, (char)(r >> 8)); /* any byte, NUL included */
+                else sb_append(&text, alphabet[(r >> 8) % na]);
+            }
+            tok_ids ids = {0};
+            cf_err err = {0};
+            assert_int_equal(tok_encode(t, text.data ? text.data : "", text.len, true, false, &ids, &err), 0);
+            sb_t want = {0}, got = {0};
+            /* What the tokenizer reads: invalid bytes as U+FFFD. */
+            for (size_t i = 0; i < text.len;) {
+                uint32_t cp;
+                int l = utf8_decode(text.data + i, text.len - i, &cp);
+                if (l > 0) sb_appendn(&want, text.data + i, (size_t)l), i += (size_t)l;
+                else sb_append(&want, "\xEF\xBF\xBD"), i++;
+            }
+            assert_int_equal(tok_decode(t, ids.v, ids.n, false, &got, &err), 0);
+            if (got.len != want.len || memcmp(sb_str(&got), sb_str(&want), want.len) != 0)
+                print_message("# %s iter %d: round trip differs\n", names[k], iter);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(sb_str(&got), sb_str(&want), want.len);
+            sb_free(&want);
+            sb_free(&got);
+            sb_free(&text);
+            tok_ids_free(&ids);
+        }
+        tok_stream *s = tok_stream_new(t, TOK_STREAM_SPECIAL);
+        for (int i = 0; i < 3000; i++) {
+            sb_t chunk = {0};
+            cf_err err = {0};
+            int32_t id = (int32_t)(rng_next(&seed) % tok_n_tokens(t));
+            assert_int_equal(tok_stream_push(s, id, &chunk, &err), 0);
+            assert_true(utf8_valid(chunk.data ? chunk.data : "", chunk.len, NULL));
+            sb_free(&chunk);
+        }
+        sb_t tail = {0};
+        tok_stream_flush(s, &tail);
+        assert_true(utf8_valid(tail.data ? tail.data : "", tail.len, NULL));
+        sb_free(&tail);
+        tok_stream_free(s);
+        tok_free(t);
+    }
+}
+
 /* ------------------------------------------------------------------ construction errors */
 
 static void bad_descriptions_are_refused_with_reasons(void **st) {
@@ -805,6 +876,7 @@ int main(void) {
         cmocka_unit_test(stream_flush_replaces_an_unfinished_character),
         cmocka_unit_test(invalid_utf8_is_read_as_replacement_characters),
         cmocka_unit_test(huge_single_word_tokenizes_in_linear_time),
+        cmocka_unit_test(random_bytes_round_trip_and_stream_valid_utf8),
         cmocka_unit_test(phi3_special_tokens_eat_following_whitespace),
         cmocka_unit_test(special_tokens_are_cut_longest_first),
         cmocka_unit_test(bad_descriptions_are_refused_with_reasons),

@@ -8,8 +8,9 @@
  *     (PCRE2_NO_UTF_CHECK), which keeps matching linear.
  *  2. Special-token partition: the text is cut around occurrences of special
  *     tokens (control and unknown tokens only when parse_special, user-defined
- *     tokens always), longest token text first, as llama.cpp does, but found
- *     in one pass over a byte trie instead of one search per token.
+ *     tokens always), longest token text first, as llama.cpp does; a pass
+ *     over a byte trie first finds which special texts occur at all, so
+ *     only those are searched for.
  *  3. Each text fragment is tokenized by the vocabulary's algorithm:
  *     SPM: spaces become "▁" (with one added in front of the first fragment),
  *       the text is split into UTF-8 characters, and the adjacent pair whose
@@ -1207,26 +1208,20 @@ static void frag_push(frags *f, frag x) {
     f->v[f->n++] = x;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Cuts S[0..N) into text fragments and special tokens, with exactly the
- * result of llama.cpp's tokenizer_st_partition, which takes the special
- * tokens longest first and, for each, cuts every remaining text fragment at
- * its leftmost non-overlapping occurrences (eating whitespace around it for
- * LSTRIP/RSTRIP tokens). Doing that token by token costs
- * O(specials x length); instead one pass over a byte trie finds every
- * occurrence of every special text, and the occurrences are then accepted
- * in the same order (token priority, then position), each only where no
- * earlier-accepted token or stripped whitespace already lies. A position
- * taken that way is exactly one that is no longer in any text fragment in
- * llama.cpp's procedure, so the outcome is the same, in
- * O(length x longest special text). */
+/* Cuts S[0..N) into text fragments and special tokens exactly as
+ * llama.cpp's tokenizer_st_partition: special tokens are taken longest
+ * first, and each cuts every remaining text fragment at its leftmost
+ * non-overlapping occurrences (eating whitespace beside it for LSTRIP /
+ * RSTRIP tokens). Doing that for every special token would cost
+ * O(specials x length) (deepseek has 2400 user-defined tokens), so one
+ * pass over a byte trie first finds which special texts occur at all, and
+ * only those are searched for: O(length x longest special text) plus
+ * O(length) per special text present. Memory stays O(fragments). */
 static void partition(const tok_tokenizer *t, const char *s, size_t n, bool parse_special, frags *f) {
-    uint64_t *occ = NULL; /* (prio << 32 | position) */
-    size_t n_occ = 0, cap_occ = 0;
+    if (n == 0) return;
+    frag_push(f, (frag){-1, 0, (uint32_t)n});
+    uint8_t *seen = NULL; /* (n_specials,) 1 = that special text occurs in S */
+    size_t n_seen = 0;
     for (size_t i = 0; i < n && t->n_specials; i++) {
         unsigned char b = (unsigned char)s[i];
         if (!(t->first_byte[b >> 3] & (1u << (b & 7)))) continue;
@@ -1237,56 +1232,56 @@ static void partition(const tok_tokenizer *t, const char *s, size_t n, bool pars
             int32_t k = t->node_prio[node];
             if (k < 0) continue;
             if (!parse_special && (t->attr[t->specials[k]] & (ATTR_CONTROL | ATTR_UNKNOWN))) continue;
-            pc_push(&occ, &n_occ, &cap_occ, (size_t)k, i);
+            if (!seen && !(seen = calloc(t->n_specials, 1))) abort();
+            if (!seen[k]) seen[k] = 1, n_seen++;
         }
     }
-    if (n_occ == 0) {
-        if (n) frag_push(f, (frag){-1, 0, (uint32_t)n});
-        return;
-    }
-    qsort(occ, n_occ, sizeof *occ, cmp_u64);
-    uint8_t *taken = calloc(n, 1); /* 1: a token, 2: whitespace a token ate */
-    uint64_t *acc = NULL;         /* accepted: (position << 32 | prio) */
-    size_t n_acc = 0, cap_acc = 0;
-    if (!taken) abort();
-    for (size_t k = 0; k < n_occ; k++) {
-        uint32_t prio = (uint32_t)(occ[k] >> 32);
-        size_t pos = (size_t)(occ[k] & 0xffffffffu);
-        int32_t id = t->specials[prio];
+    if (!n_seen) return;
+
+    frags next = {0};
+    for (uint32_t k = 0; k < t->n_specials; k++) {
+        if (!seen[k]) continue;
+        int32_t id = t->specials[k];
+        uint8_t a = t->attr[id];
+        const char *tx = sym_text(t, id);
         size_t tl = sym_len(t, id);
-        bool free_span = true;
-        for (size_t j = pos; j < pos + tl && free_span; j++) free_span = !taken[j];
-        if (!free_span) continue;
-        memset(taken + pos, 1, tl);
-        pc_push(&acc, &n_acc, &cap_acc, pos, prio);
-        if (t->attr[id] & ATTR_LSTRIP)
-            for (size_t j = pos; j > 0 && !taken[j - 1] && isspace((unsigned char)s[j - 1]); j--) taken[j - 1] = 2;
-        if (t->attr[id] & ATTR_RSTRIP)
-            for (size_t j = pos + tl; j < n && !taken[j] && isspace((unsigned char)s[j]); j++) taken[j] = 2;
-    }
-    qsort(acc, n_acc, sizeof *acc, cmp_u64);
-    size_t cur = 0;
-    for (size_t k = 0; k <= n_acc; k++) {
-        size_t end = k < n_acc ? (size_t)(acc[k] >> 32) : n;
-        /* Free text between the previous token and this one. */
-        for (size_t j = cur; j < end;) {
-            if (taken[j]) {
-                j++;
+        next.n = 0;
+        bool changed = false;
+        for (size_t i = 0; i < f->n; i++) {
+            frag x = f->v[i];
+            if (x.tok >= 0) {
+                frag_push(&next, x);
                 continue;
             }
-            size_t r = j;
-            while (r < end && !taken[r]) r++;
-            frag_push(f, (frag){-1, (uint32_t)j, (uint32_t)(r - j)});
-            j = r;
+            size_t base = x.off, blen = x.len;
+            for (;;) {
+                const char *m = blen >= tl ? memmem(s + base, blen, tx, tl) : NULL;
+                if (!m) {
+                    if (blen) frag_push(&next, (frag){-1, (uint32_t)base, (uint32_t)blen});
+                    break;
+                }
+                changed = true;
+                size_t at = (size_t)(m - s);
+                size_t ll = at - base;
+                if (a & ATTR_LSTRIP)
+                    while (ll > 0 && isspace((unsigned char)s[base + ll - 1])) ll--;
+                if (ll) frag_push(&next, (frag){-1, (uint32_t)base, (uint32_t)ll});
+                frag_push(&next, (frag){id, 0, 0});
+                size_t ro = at + tl, rl = base + blen - ro;
+                if (a & ATTR_RSTRIP)
+                    while (rl > 0 && isspace((unsigned char)s[ro])) ro++, rl--;
+                base = ro;
+                blen = rl;
+            }
         }
-        if (k == n_acc) break;
-        int32_t id = t->specials[(uint32_t)(acc[k] & 0xffffffffu)];
-        frag_push(f, (frag){id, 0, 0});
-        cur = end + sym_len(t, id);
+        if (changed) {
+            frags tmp = *f;
+            *f = next;
+            next = tmp;
+        }
     }
-    free(taken);
-    free(acc);
-    free(occ);
+    free(next.v);
+    free(seen);
 }
 
 /* ------------------------------------------------------------------ encode */
@@ -1294,6 +1289,10 @@ static void partition(const tok_tokenizer *t, const char *s, size_t n, bool pars
 int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_special,
                bool parse_special, tok_ids *out, cf_err *err) {
     if (len > 0x7fffffffu) return cf_seterr(err, CF_ERANGE, "text too long to tokenize (%zu bytes)", len);
+    if (!text) {
+        if (len) return cf_seterr(err, CF_EINVAL, "no text to tokenize");
+        text = "";
+    }
     sb_t clean = {0};
     if (!utf8_valid(text, len, NULL)) {
         append_sanitized(&clean, text, len);
