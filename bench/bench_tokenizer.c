@@ -33,7 +33,8 @@ static char *read_all(const char *path, size_t *len) {
     sb_t s = {0};
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_appendn(&s, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_appendn(&s, buf, n);
     fclose(f);
     *len = s.len;
     return sb_take(&s);
@@ -50,7 +51,8 @@ static void add_texts(const char *path, sb_t *out) {
         char *m = memmem(buf + pos, len - pos, mark, sizeof mark - 1);
         if (!m) break;
         size_t tl = (size_t)(m - (buf + pos)), ascii = 0;
-        for (size_t i = 0; i < tl; i++) ascii += (unsigned char)buf[pos + i] < 0x80;
+        for (size_t i = 0; i < tl; i++)
+            ascii += (unsigned char)buf[pos + i] < 0x80;
         if (tl >= 8 && ascii * 10 >= tl * 9) {
             sb_appendn(out, buf + pos, tl);
             sb_putc(out, '\n');
@@ -82,7 +84,8 @@ static void bench(const char *name, const tok_tokenizer *t, const char *text, si
         tok_ids_free(&ids);
         for (size_t off = 0; off < len;) {
             size_t n = len - off < 4096 ? len - off : 4096;
-            while (off + n < len && n > 0 && ((unsigned char)text[off + n] & 0xC0) == 0x80) n--;
+            while (off + n < len && n > 0 && ((unsigned char)text[off + n] & 0xC0) == 0x80)
+                n--;
             tok_encode(t, text + off, n, false, false, &ids, &err);
             ids.n = 0;
             off += n;
@@ -114,7 +117,8 @@ static void bench_runs(const char *name, const tok_tokenizer *t) {
         double t0 = cpu_ms();
         tok_encode(t, big, n, false, false, &ids, &err);
         double ms = cpu_ms() - t0;
-        printf("  '%s' %5.1f MB/s", fill[f] == '\n' ? "\\n" : (char[]){fill[f], 0}, 1.0 / (ms / 1000.0));
+        printf("  '%s' %5.1f MB/s", fill[f] == '\n' ? "\\n" : (char[]){fill[f], 0},
+               1.0 / (ms / 1000.0));
         tok_ids_free(&ids);
     }
     printf("\n");
@@ -134,7 +138,9 @@ static tok_tokenizer *load_llama3_json(const char *root) {
         if ((size_t)json_integer_value(val) + 1 > n) n = (size_t)json_integer_value(val) + 1;
     }
     tok_str *toks = calloc(n, sizeof *toks);
-    json_object_foreach(enc, key, val) { toks[json_integer_value(val)] = (tok_str){key, strlen(key)}; }
+    json_object_foreach(enc, key, val) {
+        toks[json_integer_value(val)] = (tok_str){key, strlen(key)};
+    }
     snprintf(p, sizeof p, "%s/llama3.2-bpe/llama3.2-vocab.bpe", root);
     size_t blen;
     char *bpe = read_all(p, &blen);
@@ -202,7 +208,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     sb_t text = {0};
-    while (text.len < (8u << 20)) sb_appendn(&text, base.data, base.len);
+    while (text.len < (8u << 20))
+        sb_appendn(&text, base.data, base.len);
     printf("text: %zu bytes of distinct test text repeated to %.1f MiB, one thread\n", base.len,
            (double)text.len / (1024.0 * 1024.0));
 
@@ -211,8 +218,9 @@ int main(int argc, char **argv) {
         bench("llama3 (json)", l3, text.data, text.len);
         tok_free(l3);
     }
-    static const char *const vocabs[] = {"gpt-2", "llama-spm", "phi-3", "deepseek-llm", "deepseek-coder",
-                                         "falcon", "starcoder", "mpt", "refact"};
+    static const char *const vocabs[] = {"gpt-2",          "llama-spm", "phi-3",     "deepseek-llm",
+                                         "deepseek-coder", "falcon",    "starcoder", "mpt",
+                                         "refact"};
     for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) {
         char p[1200];
         snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf", dir, vocabs[i]);

@@ -54,10 +54,12 @@ static int check_vectors(const tok_tokenizer *t, const char *inp_path, const cha
         cf_err err = {0};
         assert_int_equal(tok_encode(t, texts[i], lens[i], false, false, &got, &err), 0);
         sb_t g = {0};
-        for (size_t k = 0; k < got.n; k++) sb_printf(&g, "%s%d", k ? " " : "", got.v[k]);
+        for (size_t k = 0; k < got.n; k++)
+            sb_printf(&g, "%s%d", k ? " " : "", got.v[k]);
         /* Expected lines may carry a leading space; compare token lists. */
         const char *exp = line;
-        while (*exp == ' ') exp++;
+        while (*exp == ' ')
+            exp++;
         if (strcmp(sb_str(&g), exp) != 0) {
             if (bad < 12)
                 print_message("# MISMATCH text %zu '%.*s'\n#   want: %s\n#   got:  %s\n", i,
@@ -89,7 +91,8 @@ static tok_tokenizer *load_llama3_json(const char *enc_path, const char *bpe_pat
     json_object_foreach(enc, key, val) {
         toks[json_integer_value(val)] = (tok_str){key, strlen(key)};
     }
-    for (size_t i = 0; i < n; i++) assert_non_null(toks[i].p);
+    for (size_t i = 0; i < n; i++)
+        assert_non_null(toks[i].p);
 
     size_t blen = 0;
     char *bpe = tu_read_file(bpe_path, &blen);
@@ -178,8 +181,11 @@ static void vocab_vectors(const char *file) {
     free(vocab), free(inp), free(out);
 }
 
-#define VOCAB_TEST(fn, file) \
-    static void fn(void **st) { (void)st; vocab_vectors(file); }
+#define VOCAB_TEST(fn, file)                                                                       \
+    static void fn(void **st) {                                                                    \
+        (void)st;                                                                                  \
+        vocab_vectors(file);                                                                       \
+    }
 VOCAB_TEST(spm_llama_vocab_matches_vectors, "ggml-vocab-llama-spm.gguf")
 VOCAB_TEST(spm_phi3_vocab_matches_vectors, "ggml-vocab-phi-3.gguf")
 VOCAB_TEST(bpe_gpt2_vocab_matches_vectors, "ggml-vocab-gpt-2.gguf")
@@ -240,7 +246,8 @@ static void stories260k_matches_llamacpp_tokenize_reference(void **st) {
         assert_int_equal(tok_encode(t, text, strlen(text), true, false, &got, &err), 0);
         sb_t g = {0};
         sb_putc(&g, '[');
-        for (size_t k = 0; k < got.n; k++) sb_printf(&g, "%s%d", k ? ", " : "", got.v[k]);
+        for (size_t k = 0; k < got.n; k++)
+            sb_printf(&g, "%s%d", k ? ", " : "", got.v[k]);
         sb_putc(&g, ']');
         if (strcmp(g.data, ids) != 0) print_message("# '%s': want %s got %s\n", text, ids, g.data);
         assert_string_equal(g.data, ids);
@@ -254,7 +261,8 @@ static void stories260k_matches_llamacpp_tokenize_reference(void **st) {
     free(model);
 }
 
-/* ------------------------------------------------------------------ behaviour on real vocabularies */
+/* ------------------------------------------------------------------ behaviour on real vocabularies
+ */
 
 static tok_tokenizer *load_vocab(const char *name) {
     char rel[128];
@@ -268,21 +276,22 @@ static tok_tokenizer *load_vocab(const char *name) {
     return t;
 }
 
-#define NEED_VOCAB(t, name)                                                         \
-    tok_tokenizer *t = load_vocab(name);                                            \
-    if (!t) {                                                                       \
-        td_path("vocab/ggml-vocab-" name ".gguf");                                  \
-        return;                                                                     \
+#define NEED_VOCAB(t, name)                                                                        \
+    tok_tokenizer *t = load_vocab(name);                                                           \
+    if (!t) {                                                                                      \
+        td_path("vocab/ggml-vocab-" name ".gguf");                                                 \
+        return;                                                                                    \
     }
 
-static void expect_ids(const tok_tokenizer *t, const char *text, bool add_special, bool parse_special,
-                       const int32_t *want, size_t n_want) {
+static void expect_ids(const tok_tokenizer *t, const char *text, bool add_special,
+                       bool parse_special, const int32_t *want, size_t n_want) {
     tok_ids got = {0};
     cf_err err = {0};
     assert_int_equal(tok_encode(t, text, strlen(text), add_special, parse_special, &got, &err), 0);
     if (got.n != n_want || memcmp(got.v, want, n_want * sizeof *want) != 0) {
         sb_t g = {0};
-        for (size_t k = 0; k < got.n; k++) sb_printf(&g, " %d", got.v[k]);
+        for (size_t k = 0; k < got.n; k++)
+            sb_printf(&g, " %d", got.v[k]);
         print_message("# '%s' gave%s\n", text, sb_str(&g));
         sb_free(&g);
     }
@@ -324,7 +333,8 @@ static void control_tokens_are_parsed_only_when_allowed(void **st) {
     cf_err err = {0};
     assert_int_equal(tok_encode(t, "<s>Hello", 8, false, false, &plain, &err), 0);
     assert_true(plain.n > 2);
-    for (size_t i = 0; i < plain.n; i++) assert_int_not_equal(plain.v[i], 1);
+    for (size_t i = 0; i < plain.n; i++)
+        assert_int_not_equal(plain.v[i], 1);
     tok_ids_free(&plain);
     tok_free(t);
 
@@ -445,7 +455,8 @@ static void stream_emits_only_whole_utf8_characters(void **st) {
     (void)st;
     NEED_VOCAB(b, "gpt-2");
     /* GPT-2 splits the llama emoji's 4 bytes over several tokens. */
-    assert_true(stream_text(b, "this is \xF0\x9F\xA6\x99.cpp, caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC") > 0);
+    assert_true(
+        stream_text(b, "this is \xF0\x9F\xA6\x99.cpp, caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC") > 0);
     tok_free(b);
     NEED_VOCAB(s, "llama-spm");
     /* SPM byte fallback: an unknown character arrives one byte token at a time. */
@@ -492,16 +503,21 @@ static void invalid_utf8_is_read_as_replacement_characters(void **st) {
         struct {
             const char *bad, *good;
         } cases[] = {
-            {"a\xFF" "b", "a\xEF\xBF\xBD" "b"},
-            {"caf\xC3", "caf\xEF\xBF\xBD"},                              /* truncated at the end */
-            {"\xE2\x82 x", "\xEF\xBF\xBD\xEF\xBF\xBD x"},               /* cut sequence: one per byte */
+            {"a\xFF"
+             "b",
+             "a\xEF\xBF\xBD"
+             "b"},
+            {"caf\xC3", "caf\xEF\xBF\xBD"},               /* truncated at the end */
+            {"\xE2\x82 x", "\xEF\xBF\xBD\xEF\xBF\xBD x"}, /* cut sequence: one per byte */
             {"\xED\xA0\x80!", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD!"}, /* a surrogate */
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             tok_ids a = {0}, b = {0};
             cf_err err = {0};
-            assert_int_equal(tok_encode(t, cases[i].bad, strlen(cases[i].bad), true, false, &a, &err), 0);
-            assert_int_equal(tok_encode(t, cases[i].good, strlen(cases[i].good), true, false, &b, &err), 0);
+            assert_int_equal(
+                tok_encode(t, cases[i].bad, strlen(cases[i].bad), true, false, &a, &err), 0);
+            assert_int_equal(
+                tok_encode(t, cases[i].good, strlen(cases[i].good), true, false, &b, &err), 0);
             assert_int_equal(a.n, b.n);
             assert_memory_equal(a.v, b.v, a.n * sizeof *a.v);
             tok_ids_free(&a);
@@ -562,12 +578,14 @@ static void phi3_special_tokens_eat_following_whitespace(void **st) {
  * their position: "bcd" beats the earlier "ab" in "abcd". */
 static void special_tokens_are_cut_longest_first(void **st) {
     (void)st;
-    tok_str toks[] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}, {"cd", 2}, {"ab", 2}, {"bcd", 3}, {"\xC4\xA0", 2}};
+    tok_str toks[] = {{"a", 1},  {"b", 1},  {"c", 1},   {"d", 1},
+                      {"cd", 2}, {"ab", 2}, {"bcd", 3}, {"\xC4\xA0", 2}};
     int32_t types[] = {1, 1, 1, 1, 1, 4, 4, 1};
     tok_str merges[] = {{"c d", 3}};
     tok_vocab_desc d;
     tok_desc_init(&d, TOK_BPE);
-    d.pre = "gpt-2", d.n_tokens = 8, d.tokens = toks, d.types = types, d.n_merges = 1, d.merges = merges;
+    d.pre = "gpt-2", d.n_tokens = 8, d.tokens = toks, d.types = types, d.n_merges = 1,
+    d.merges = merges;
     cf_err err = {0};
     tok_tokenizer *t = tok_new(&d, &err);
     assert_non_null(t);
@@ -598,9 +616,11 @@ static uint64_t rng_next(uint64_t *s) {
 static void random_bytes_round_trip_and_stream_valid_utf8(void **st) {
     (void)st;
     const char *names[] = {"gpt-2", "llama-spm", "deepseek-llm", "mpt"};
-    static const char *const alphabet[] = {"a", "Z", " ", "  ", "\n", "\t", "7", "'s", "!", "\xC3\xA9",
-                                           "\xE6\x97\xA5", "\xF0\x9F\xA6\x99", "\xC3", "\x80", "\xFF",
-                                           "\xE2\x82", "<s>", "<|endoftext|>", "\r\n"};
+    static const char *const alphabet[] = {
+        "a",    "Z",    " ",    "  ",       "\n",           "\t",
+        "7",    "'s",   "!",    "\xC3\xA9", "\xE6\x97\xA5", "\xF0\x9F\xA6\x99",
+        "\xC3", "\x80", "\xFF", "\xE2\x82", "<s>",          "<|endoftext|>",
+        "\r\n"};
     size_t na = sizeof alphabet / sizeof alphabet[0];
     for (int k = 0; k < 4; k++) {
         tok_tokenizer *t = load_vocab(names[k]);
@@ -614,19 +634,24 @@ static void random_bytes_round_trip_and_stream_valid_utf8(void **st) {
             int parts = (int)(rng_next(&seed) % 40);
             for (int i = 0; i < parts; i++) {
                 uint64_t r = rng_next(&seed);
-                if (r % 5 == 0) sb_putc(&text, (char)(r >> 8)); /* any byte, NUL included */
-                else sb_append(&text, alphabet[(r >> 8) % na]);
+                if (r % 5 == 0)
+                    sb_putc(&text, (char)(r >> 8)); /* any byte, NUL included */
+                else
+                    sb_append(&text, alphabet[(r >> 8) % na]);
             }
             tok_ids ids = {0};
             cf_err err = {0};
-            assert_int_equal(tok_encode(t, text.data ? text.data : "", text.len, true, false, &ids, &err), 0);
+            assert_int_equal(
+                tok_encode(t, text.data ? text.data : "", text.len, true, false, &ids, &err), 0);
             sb_t want = {0}, got = {0};
             /* What the tokenizer reads: invalid bytes as U+FFFD. */
             for (size_t i = 0; i < text.len;) {
                 uint32_t cp;
                 int l = utf8_decode(text.data + i, text.len - i, &cp);
-                if (l > 0) sb_appendn(&want, text.data + i, (size_t)l), i += (size_t)l;
-                else sb_append(&want, "\xEF\xBF\xBD"), i++;
+                if (l > 0)
+                    sb_appendn(&want, text.data + i, (size_t)l), i += (size_t)l;
+                else
+                    sb_append(&want, "\xEF\xBF\xBD"), i++;
             }
             assert_int_equal(tok_decode(t, ids.v, ids.n, false, &got, &err), 0);
             if (got.len != want.len || memcmp(sb_str(&got), sb_str(&want), want.len) != 0)
@@ -718,8 +743,10 @@ static char *write_vocab(const char *dir, const char *name, const char *model, b
     gguf_str toks[] = {{"<unk>", 5}, {"<s>", 3}, {"</s>", 4}, {"a", 1}, {"b", 1}, {"ab", 2}};
     if (with_tokens) gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", toks, 6);
     float scores[6] = {0, 0, 0, -1, -2, -0.5f};
-    if (n_scores > 0) gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, (uint64_t)n_scores);
-    if (types_as_float) gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_FLOAT32, scores, 6);
+    if (n_scores > 0)
+        gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, (uint64_t)n_scores);
+    if (types_as_float)
+        gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_FLOAT32, scores, 6);
     gguf_str merges[] = {{"a b", 3}};
     if (with_merges) gguf_w_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
     char *path = malloc(strlen(dir) + strlen(name) + 2);
@@ -750,8 +777,8 @@ static void vocab_gguf_with_missing_or_mismatched_arrays_is_refused(void **st) {
         {"unknown-model", "rwkv", true, 6, false, false, "unsupported tokenizer.ggml.model 'rwkv'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *p = write_vocab(dir, cases[i].name, cases[i].model, cases[i].tokens, cases[i].n_scores,
-                              cases[i].types_float, cases[i].merges);
+        char *p = write_vocab(dir, cases[i].name, cases[i].model, cases[i].tokens,
+                              cases[i].n_scores, cases[i].types_float, cases[i].merges);
         cf_err err = {0};
         tok_tokenizer *t = tok_load(p, &err);
         if (!cases[i].want) {
@@ -760,7 +787,8 @@ static void vocab_gguf_with_missing_or_mismatched_arrays_is_refused(void **st) {
             tok_free(t);
         } else {
             assert_null(t);
-            if (!strstr(err.msg, cases[i].want)) print_message("# %s: '%s'\n", cases[i].name, err.msg);
+            if (!strstr(err.msg, cases[i].want))
+                print_message("# %s: '%s'\n", cases[i].name, err.msg);
             assert_non_null(strstr(err.msg, cases[i].want));
         }
         free(p);
@@ -794,11 +822,13 @@ static void cli_tokenize_prints_json_array_of_ids(void **st) {
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_string_equal(out, "[1, 15043, 3186]\n");
     free(out);
-    snprintf(cmd, sizeof cmd, "%s tokenize -m %s --no-bos --special '<s>Hello world'", tu_confab_bin(), v);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m %s --no-bos --special '<s>Hello world'",
+             tu_confab_bin(), v);
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_string_equal(out, "[1, 15043, 3186]\n");
     free(out);
-    snprintf(cmd, sizeof cmd, "printf 'Hello world' | %s tokenize -m %s --no-bos -", tu_confab_bin(), v);
+    snprintf(cmd, sizeof cmd, "printf 'Hello world' | %s tokenize -m %s --no-bos -",
+             tu_confab_bin(), v);
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_string_equal(out, "[15043, 3186]\n");
     free(out);

@@ -21,7 +21,8 @@
 static int parse_ids(const char *s, tok_ids *ids, char *bad, size_t badsz) {
     const char *p = s;
     for (;;) {
-        while (*p == ' ' || *p == ',' || *p == '[' || *p == ']' || *p == '\t' || *p == '\n') p++;
+        while (*p == ' ' || *p == ',' || *p == '[' || *p == ']' || *p == '\t' || *p == '\n')
+            p++;
         if (!*p) return 0;
         char *end;
         errno = 0;
@@ -82,8 +83,10 @@ int cmd_detokenize(int argc, char **argv) {
     }
     sb_t out = {0};
     int rc = tok_decode(t, ids.v, ids.n, special, &out, &err);
-    if (rc) fprintf(stderr, "confab: detokenize: %s\n", err.msg);
-    else fwrite(out.data ? out.data : "", 1, out.len, stdout);
+    if (rc)
+        fprintf(stderr, "confab: detokenize: %s\n", err.msg);
+    else
+        fwrite(out.data ? out.data : "", 1, out.len, stdout);
     sb_free(&out);
     tok_free(t);
     tok_ids_free(&ids);

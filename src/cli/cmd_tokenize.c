@@ -17,7 +17,8 @@
 static int read_stdin(sb_t *s) {
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_appendn(s, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        sb_appendn(s, buf, n);
     return ferror(stdin) ? -1 : 0;
 }
 
@@ -37,11 +38,13 @@ int cmd_tokenize(int argc, char **argv) {
             special = true;
         } else if (!strcmp(a, "--")) {
             if (i + 1 < argc && !text) text = argv[++i];
-            if (i + 1 < argc) return cli_usage_error("tokenize", "give the text as one argument (quote it)");
+            if (i + 1 < argc)
+                return cli_usage_error("tokenize", "give the text as one argument (quote it)");
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("tokenize", "unknown option '%s'", a);
         } else if (text) {
-            return cli_usage_error("tokenize", "give the text as one argument (quote it), or - for stdin");
+            return cli_usage_error("tokenize",
+                                   "give the text as one argument (quote it), or - for stdin");
         } else {
             text = a;
         }
@@ -76,7 +79,8 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         sb_t out = {0};
         sb_putc(&out, '[');
-        for (size_t i = 0; i < ids.n; i++) sb_printf(&out, "%s%d", i ? ", " : "", ids.v[i]);
+        for (size_t i = 0; i < ids.n; i++)
+            sb_printf(&out, "%s%d", i ? ", " : "", ids.v[i]);
         sb_append(&out, "]\n");
         fwrite(out.data, 1, out.len, stdout);
         sb_free(&out);

@@ -80,7 +80,7 @@ typedef struct {
 /* ------------------------------------------------------------------ merge table */
 
 typedef struct {
-    uint64_t key;   /* (left sid << 32) | right sid; UINT64_MAX = empty */
+    uint64_t key; /* (left sid << 32) | right sid; UINT64_MAX = empty */
     int32_t rank;
     int32_t result; /* sid of left+right */
 } merge_ent;
@@ -106,13 +106,13 @@ struct tok_tokenizer {
     uint8_t *attr;     /* (n_tokens,) ATTR_* */
 
     mergemap merges;
-    int32_t byte_sym[256];  /* BPE: sid of the mapped code point of each byte, or -1 */
-    char byte_enc[256][3];  /* BPE: UTF-8 of the code point each byte maps to */
+    int32_t byte_sym[256]; /* BPE: sid of the mapped code point of each byte, or -1 */
+    char byte_enc[256][3]; /* BPE: UTF-8 of the code point each byte maps to */
     uint8_t byte_enc_len[256];
-    int32_t byte_tok[256];  /* SPM: <0xNN> token of each byte (or the 1-char token), or -1 */
-    int16_t cp_byte[324];   /* BPE decoding: code point -> byte, or -1 */
+    int32_t byte_tok[256]; /* SPM: <0xNN> token of each byte (or the 1-char token), or -1 */
+    int16_t cp_byte[324];  /* BPE decoding: code point -> byte, or -1 */
 
-    int32_t *specials;      /* (n_specials,) ids tried in the partition, longest text first */
+    int32_t *specials; /* (n_specials,) ids tried in the partition, longest text first */
     uint32_t n_specials;
     /* Byte trie of the special texts: edge (node << 8 | byte) -> child node;
      * node_prio[node] = index into specials of the text ending there, or -1. */
@@ -144,13 +144,12 @@ static const char *sym_text(const tok_tokenizer *t, int32_t sid) {
     return t->pool.data + (t->sym_off[sid] >> 32);
 }
 
-static uint64_t str_hash(const char *p, size_t n) {
-    return hash64(p, n, 0x7a6f6b);
-}
+static uint64_t str_hash(const char *p, size_t n) { return hash64(p, n, 0x7a6f6b); }
 
 static int strmap_init(strmap *m, size_t n) {
     size_t cap = 64;
-    while (cap < n * 2) cap *= 2;
+    while (cap < n * 2)
+        cap *= 2;
     m->slot = malloc(cap * sizeof *m->slot);
     m->hash = malloc(cap * sizeof *m->hash);
     if (!m->slot || !m->hash) return CF_ENOMEM;
@@ -184,7 +183,8 @@ static void strmap_put(tok_tokenizer *t, int32_t sid) {
     uint64_t h = str_hash(sym_text(t, sid), sym_len(t, sid));
     size_t mask = m->cap - 1;
     size_t i = (size_t)h & mask;
-    while (m->slot[i] >= 0) i = (i + 1) & mask;
+    while (m->slot[i] >= 0)
+        i = (i + 1) & mask;
     m->slot[i] = sid;
     m->hash[i] = (uint32_t)h;
 }
@@ -245,10 +245,12 @@ static const merge_ent *merge_get(const tok_tokenizer *t, int32_t a, int32_t b) 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
  * other 68 bytes to U+0100 onwards, in byte order. */
 static uint32_t byte_to_cp(int b) {
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return (uint32_t)b;
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+        return (uint32_t)b;
     int n = 0;
     for (int c = 0; c < b; c++)
-        if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) n++;
+        if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)))
+            n++;
     return 256u + (uint32_t)n;
 }
 
@@ -261,19 +263,22 @@ static uint32_t byte_to_cp(int b) {
  * turn them into their canonical equivalents. */
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 #define RE_LLAMA3                                                                                  \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"    \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_QWEN2                                                                                   \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"    \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RE_DEEPSEEK_LETTERS                                                                        \
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\\x{1F7D}ᾀ-ᾴᾶ-ᾼ\\x{1FBE}ῂ-ῄῆ-ῌῐ-\\x{1FD3}ῖ-\\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"
+#define RE_DEEPSEEK_LETTERS                                                                                                                                                    \
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-"                                     \
+    "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\\x{1F7D}ᾀ-ᾴᾶ-ᾼ\\x{1FBE}ῂ-ῄῆ-ῌῐ-\\x{1FD3}ῖ-\\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-" \
+    "ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-" \
+    "ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"
 
 enum { PRE_ADD_BOS = 1, PRE_IGNORE_MERGES = 2, PRE_NO_BOS_ID = 4 };
 
 typedef struct {
-    const char *id;           /* canonical name (llama.cpp's LLAMA_VOCAB_PRE_TYPE_*) */
-    const char *names[12];    /* tokenizer.ggml.pre values that select it */
+    const char *id;        /* canonical name (llama.cpp's LLAMA_VOCAB_PRE_TYPE_*) */
+    const char *names[12]; /* tokenizer.ggml.pre values that select it */
     const char *re[MAX_REGEX];
     int flags;
 } pre_def;
@@ -290,8 +295,8 @@ static const pre_def PRE_DEFS[] = {
     {"dbrx", {"dbrx", "smaug-bpe"}, {RE_LLAMA3}, 0},
     {"deepseek-llm",
      {"deepseek-llm"},
-     {"[\r\n]", RE_DEEPSEEK_LETTERS, "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+",
-      "\\p{N}+"},
+     {"[\r\n]", RE_DEEPSEEK_LETTERS, "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$",
+      "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"},
      0},
     {"deepseek-coder",
      {"deepseek-coder"},
@@ -300,13 +305,11 @@ static const pre_def PRE_DEFS[] = {
     {"deepseek-v3",
      {"deepseek-v3"},
      {"\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+",
-      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
+      "[!\"#$%&'()*+,\\-./"
+      ":;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
       "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
      0},
-    {"falcon",
-     {"falcon"},
-     {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"},
-     0},
+    {"falcon", {"falcon"}, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, 0},
     {"starcoder",
      {"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"},
      {"\\p{N}", RE_GPT2},
@@ -317,10 +320,14 @@ static const pre_def PRE_DEFS[] = {
      {RE_GPT2},
      0},
     {"gpt2", {"exaone4", "gigachat", "a.x-4.0", "trillion", "granite-docling"}, {RE_GPT2}, 0},
-    {"qwen2", {"qwen2", "deepseek-r1-qwen", "stablelm2", "hunyuan", "megrez", "kormo"}, {RE_QWEN2}, 0},
+    {"qwen2",
+     {"qwen2", "deepseek-r1-qwen", "stablelm2", "hunyuan", "megrez", "kormo"},
+     {RE_QWEN2},
+     0},
     {"qwen35",
      {"qwen35"},
-     {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|"
+     {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{"
+      "M}]+|"
       "\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
      0},
     {"poro", {"poro-chat", "bloom", "gpt3-finnish"}, {" ?[^(\\s|.,!?…。，、।۔،)]+"}, 0},
@@ -328,20 +335,26 @@ static const pre_def PRE_DEFS[] = {
     {"viking", {"viking"}, {" ?[^(\\s|.,!?…。，、।۔،)]+", "\\p{N}"}, 0},
     {"tekken",
      {"tekken"},
-     {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?((?="
-      "[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
+     {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?("
+      "(?="
+      "[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| "
+      "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
       "\\s+(?!\\S)|\\s+"},
      PRE_ADD_BOS | PRE_IGNORE_MERGES},
     {"gpt4o",
      {"gpt-4o", "llama4"},
-     {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?:'[sS]|'["
-      "tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{"
-      "Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]"
+     {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?:"
+      "'[sS]|'["
+      "tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}"
+      "\\p{"
+      "Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|"
+      "'[dD]"
       ")?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
      0},
     {"seed-coder",
      {"seed-coder"},
-     {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| "
+     {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{"
+      "N}{1}| "
       "?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
      0},
 };
@@ -354,7 +367,9 @@ static const pre_def *pre_find(const char *name) {
 }
 
 /* The Unicode White_Space set, as a character-class body. */
-#define WS_CLASS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+#define WS_CLASS                                                                                   \
+    "\\t-\\r "                                                                                     \
+    "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
 /* Rewrites a pre-tokenizer regex for PCRE2: `\s` and `\S` become the
  * White_Space set (inside a class: its body; outside: a class of it or of
@@ -400,21 +415,22 @@ static int compile_pre(tok_tokenizer *t, const pre_def *p, cf_err *err) {
         regex_translate(p->re[i], &s);
         int ec;
         PCRE2_SIZE eo;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)s.data, s.len,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY | PCRE2_NO_UTF_CHECK,
-                                       &ec, &eo, NULL);
+        pcre2_code *re = pcre2_compile(
+            (PCRE2_SPTR)s.data, s.len,
+            PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY | PCRE2_NO_UTF_CHECK, &ec, &eo, NULL);
         if (!re) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            cf_seterr(err, CF_EINVAL, "pre-tokenizer %s: regex %d does not compile at %zu: %s", p->id,
-                      i, (size_t)eo, (const char *)msg);
+            cf_seterr(err, CF_EINVAL, "pre-tokenizer %s: regex %d does not compile at %zu: %s",
+                      p->id, i, (size_t)eo, (const char *)msg);
             sb_free(&s);
             return CF_EINVAL;
         }
         sb_free(&s);
         /* JIT is an optimisation: without it (unsupported CPU) matching still works. */
         t->re_jit[t->n_regex] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
-        if (!t->re_jit[t->n_regex]) log_debug("tok", "PCRE2 JIT unavailable for pre-tokenizer %s", p->id);
+        if (!t->re_jit[t->n_regex])
+            log_debug("tok", "PCRE2 JIT unavailable for pre-tokenizer %s", p->id);
         t->re[t->n_regex++] = re;
     }
     return 0;
@@ -448,15 +464,16 @@ static int resolve_id(const char *what, int32_t given, int32_t dflt, uint32_t n,
         return 0;
     }
     if (given < -1 || (given >= 0 && (uint32_t)given >= n))
-        return cf_seterr(err, CF_EINVAL, "%s token id %d is outside the vocabulary (%u tokens)", what,
-                         given, n);
+        return cf_seterr(err, CF_EINVAL, "%s token id %d is outside the vocabulary (%u tokens)",
+                         what, given, n);
     *out = given;
     return 0;
 }
 
 static int build_merges(tok_tokenizer *t, const tok_vocab_desc *d, cf_err *err) {
     size_t cap = 64;
-    while (cap < (size_t)d->n_merges * 2) cap *= 2;
+    while (cap < (size_t)d->n_merges * 2)
+        cap *= 2;
     t->merges.e = malloc(cap * sizeof *t->merges.e);
     if (!t->merges.e) return cf_seterr(err, CF_ENOMEM, "out of memory for %u merges", d->n_merges);
     memset(t->merges.e, 0xff, cap * sizeof *t->merges.e);
@@ -467,8 +484,9 @@ static int build_merges(tok_tokenizer *t, const tok_vocab_desc *d, cf_err *err) 
         /* Split at the first space after the first byte (llama.cpp: find(' ', 1)). */
         const char *sp = n > 1 ? memchr(p + 1, ' ', n - 1) : NULL;
         if (!sp)
-            return cf_seterr(err, CF_EFORMAT, "merge %u (\"%.*s\") has no space between its two parts",
-                             r, (int)(n > 60 ? 60 : n), p);
+            return cf_seterr(err, CF_EFORMAT,
+                             "merge %u (\"%.*s\") has no space between its two parts", r,
+                             (int)(n > 60 ? 60 : n), p);
         size_t ln = (size_t)(sp - p), rn = n - ln - 1;
         int32_t a = strmap_get(t, p, ln), b = strmap_get(t, sp + 1, rn);
         if (a < 0) a = sym_add(t, p, ln);
@@ -487,7 +505,8 @@ static int build_merges(tok_tokenizer *t, const tok_vocab_desc *d, cf_err *err) 
         uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
         size_t mask = cap - 1;
         size_t i = (size_t)mix64(key) & mask;
-        while (t->merges.e[i].key != UINT64_MAX && t->merges.e[i].key != key) i = (i + 1) & mask;
+        while (t->merges.e[i].key != UINT64_MAX && t->merges.e[i].key != key)
+            i = (i + 1) & mask;
         if (t->merges.e[i].key == key) continue; /* duplicate pair: first rank wins (emplace) */
         t->merges.e[i] = (merge_ent){key, (int32_t)r, res};
     }
@@ -515,9 +534,11 @@ static int32_t trie_child(const tok_tokenizer *t, int32_t node, unsigned char b)
 
 static int build_trie(tok_tokenizer *t) {
     size_t total = 1;
-    for (uint32_t k = 0; k < t->n_specials; k++) total += sym_len(t, t->specials[k]);
+    for (uint32_t k = 0; k < t->n_specials; k++)
+        total += sym_len(t, t->specials[k]);
     size_t cap = 64;
-    while (cap < total * 2) cap *= 2;
+    while (cap < total * 2)
+        cap *= 2;
     t->trie = malloc(cap * sizeof *t->trie);
     t->node_prio = malloc(total * sizeof *t->node_prio);
     if (!t->trie || !t->node_prio) return CF_ENOMEM;
@@ -535,7 +556,8 @@ static int build_trie(tok_tokenizer *t) {
             if (c < 0) {
                 uint64_t key = ((uint64_t)(uint32_t)node << 8) | p[i];
                 size_t j = (size_t)mix64(key) & (cap - 1);
-                while (t->trie[j].key != UINT64_MAX) j = (j + 1) & (cap - 1);
+                while (t->trie[j].key != UINT64_MAX)
+                    j = (j + 1) & (cap - 1);
                 c = n_nodes++;
                 t->trie[j] = (struct trie_edge){key, c};
                 t->node_prio[c] = -1;
@@ -639,9 +661,9 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
 
     /* End-of-turn tokens known by their text are control tokens, whatever
      * their type says (llama.cpp does the same), and give the EOT id. */
-    static const char *const eot_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                            "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
-                                            "<｜end▁of▁sentence｜>", "<|eom_id|>"};
+    static const char *const eot_texts[] = {
+        "<|eot_id|>",      "<|im_end|>", "<|end|>", "<end_of_turn>",         "<|endoftext|>",
+        "<|end_of_text|>", "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>", "<|eom_id|>"};
     for (size_t k = 0; k < sizeof eot_texts / sizeof eot_texts[0]; k++) {
         int32_t id = strmap_get(t, eot_texts[k], strlen(eot_texts[k]));
         if (id < 0 || (uint32_t)id >= n) continue;
@@ -656,11 +678,13 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
         goto fail;
     }
     for (uint32_t i = 0; i < n; i++)
-        if (t->attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)) t->specials[t->n_specials++] = (int32_t)i;
+        if (t->attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN))
+            t->specials[t->n_specials++] = (int32_t)i;
     qsort_r(t->specials, t->n_specials, sizeof *t->specials, cmp_special_len_desc, t);
     if (d->rstrip_special) {
         /* Phi-3: whitespace after a special token belongs to the token. */
-        for (uint32_t i = 0; i < t->n_specials; i++) t->attr[t->specials[i]] |= ATTR_RSTRIP;
+        for (uint32_t i = 0; i < t->n_specials; i++)
+            t->attr[t->specials[i]] |= ATTR_RSTRIP;
         int32_t id = strmap_get(t, "</s>", 4);
         if (id >= 0 && (uint32_t)id < n) t->attr[id] |= ATTR_RSTRIP;
         static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
@@ -684,7 +708,8 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
         t->byte_enc_len[b] = (uint8_t)l;
     }
     memset(t->cp_byte, 0xff, sizeof t->cp_byte);
-    for (int b = 0; b < 256; b++) t->cp_byte[byte_to_cp(b)] = (int16_t)b;
+    for (int b = 0; b < 256; b++)
+        t->cp_byte[byte_to_cp(b)] = (int16_t)b;
 
     if (spm) {
         t->spm_split = true;
@@ -692,7 +717,8 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
             const char *p = sym_text(t, (int32_t)i);
             uint32_t l = sym_len(t, (int32_t)i);
             for (uint32_t k = 1; k + 3 <= l; k++)
-                if (!memcmp(p + k, "\xE2\x96\x81", 3) && (k < 3 || memcmp(p + k - 3, "\xE2\x96\x81", 3) != 0)) {
+                if (!memcmp(p + k, "\xE2\x96\x81", 3) &&
+                    (k < 3 || memcmp(p + k - 3, "\xE2\x96\x81", 3) != 0)) {
                     t->spm_split = false;
                     break;
                 }
@@ -728,7 +754,8 @@ fail:
 
 void tok_free(tok_tokenizer *t) {
     if (!t) return;
-    for (int i = 0; i < t->n_regex; i++) pcre2_code_free(t->re[i]);
+    for (int i = 0; i < t->n_regex; i++)
+        pcre2_code_free(t->re[i]);
     free(t->merges.e);
     free(t->specials);
     free(t->trie);
@@ -844,8 +871,8 @@ typedef struct {
     symbol *sym;
     size_t n_sym, cap_sym;
     heap q;
-    sb_t buf;                 /* SPM escaped text / BPE encoded word */
-    const char *base;         /* SPM: the chunk being merged */
+    sb_t buf;         /* SPM escaped text / BPE encoded word */
+    const char *base; /* SPM: the chunk being merged */
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit;
@@ -951,7 +978,8 @@ static void spm_chunk(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t 
         sym_push(c, (symbol){idx - 1, off + l == n ? -1 : idx + 1, (uint32_t)off, (uint32_t)l, -1});
         off += l;
     }
-    for (size_t i = 1; i < c->n_sym; i++) spm_try(t, c, (int32_t)i - 1, (int32_t)i);
+    for (size_t i = 1; i < c->n_sym; i++)
+        spm_try(t, c, (int32_t)i - 1, (int32_t)i);
     while (c->q.n) {
         bigram g = heap_pop(&c->q);
         symbol *l = &c->sym[g.left], *r = &c->sym[g.right];
@@ -970,7 +998,8 @@ static void spm_chunk(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t 
             tok_ids_push(out, id);
             continue;
         }
-        for (uint32_t k = 0; k < y->n; k++) spm_emit_byte(t, (unsigned char)w[y->off + k], out);
+        for (uint32_t k = 0; k < y->n; k++)
+            spm_emit_byte(t, (unsigned char)w[y->off + k], out);
     }
 }
 
@@ -1002,7 +1031,8 @@ static void spm_encode(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t
     const char *p = buf->data;
     size_t len = buf->len, start = 0;
     for (size_t i = 3; i + 3 <= len; i++) {
-        if (memcmp(p + i, "\xE2\x96\x81", 3) != 0 || memcmp(p + i - 3, "\xE2\x96\x81", 3) == 0) continue;
+        if (memcmp(p + i, "\xE2\x96\x81", 3) != 0 || memcmp(p + i - 3, "\xE2\x96\x81", 3) == 0)
+            continue;
         cached_word(t, c, p + start, i - start, out);
         start = i;
         i += 2;
@@ -1022,7 +1052,8 @@ static void bpe_try(const tok_tokenizer *t, enc_ctx *c, int32_t left, int32_t ri
 }
 
 /* Tokens of one pre-tokenized word W[0..N) (original bytes). */
-static void bpe_word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out) {
+static void bpe_word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n,
+                              tok_ids *out) {
     if (t->ignore_merges) {
         sb_clear(&c->buf);
         for (size_t i = 0; i < n; i++) {
@@ -1040,7 +1071,8 @@ static void bpe_word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w,
     for (size_t i = 0; i < n; i++)
         sym_push(c, (symbol){(int32_t)i - 1, i + 1 == n ? -1 : (int32_t)i + 1, (uint32_t)i, 1,
                              t->byte_sym[(unsigned char)w[i]]});
-    for (size_t i = 1; i < n; i++) bpe_try(t, c, (int32_t)i - 1, (int32_t)i);
+    for (size_t i = 1; i < n; i++)
+        bpe_try(t, c, (int32_t)i - 1, (int32_t)i);
     while (c->q.n) {
         bigram g = heap_pop(&c->q);
         symbol *l = &c->sym[g.left], *r = &c->sym[g.right];
@@ -1082,9 +1114,12 @@ static void bpe_word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w,
     }
 }
 
-static void word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n, tok_ids *out) {
-    if (t->kind == TOK_SPM) spm_chunk(t, c, w, n, out);
-    else bpe_word_uncached(t, c, w, n, out);
+static void word_uncached(const tok_tokenizer *t, enc_ctx *c, const char *w, size_t n,
+                          tok_ids *out) {
+    if (t->kind == TOK_SPM)
+        spm_chunk(t, c, w, n, out);
+    else
+        bpe_word_uncached(t, c, w, n, out);
 }
 
 /* Tokens of one word (BPE) or chunk (SPM), from the call's cache when the
@@ -1103,7 +1138,8 @@ static void cached_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_
     for (; c->wc[i].h; i = (i + 1) & mask) {
         const struct wc_ent *e = &c->wc[i];
         if (e->h == h && e->key_len == n && !memcmp(c->wc_keys.data + e->key_off, w, n)) {
-            for (uint32_t k = 0; k < e->ids_n; k++) tok_ids_push(out, c->wc_ids.v[e->ids_off + k]);
+            for (uint32_t k = 0; k < e->ids_n; k++)
+                tok_ids_push(out, c->wc_ids.v[e->ids_off + k]);
             return;
         }
     }
@@ -1120,7 +1156,8 @@ static void cached_word(const tok_tokenizer *t, enc_ctx *c, const char *w, size_
                                (uint32_t)(out->n - start)};
     c->wc_used++;
     sb_appendn(&c->wc_keys, w, n);
-    for (size_t k = start; k < out->n; k++) tok_ids_push(&c->wc_ids, out->v[k]);
+    for (size_t k = start; k < out->n; k++)
+        tok_ids_push(&c->wc_ids, out->v[k]);
 }
 
 static void pc_push(uint64_t **v, size_t *n, size_t *cap, size_t off, size_t len) {
@@ -1149,22 +1186,24 @@ static int pretokenize(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t
                 /* pcre2_jit_match skips pcre2_match's per-call checks; the
                  * subject is valid UTF-8 and the pattern was JIT-compiled. */
                 int rc = t->re_jit[r] ? pcre2_jit_match(t->re[r], subj, pl, pos, 0, c->md, c->mctx)
-                                      : pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
+                                      : pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK,
+                                                    c->md, c->mctx);
                 if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-                    rc = pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, c->md,
-                                     c->mctx);
+                    rc = pcre2_match(t->re[r], subj, pl, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                                     c->md, c->mctx);
                 if (rc == PCRE2_ERROR_NOMATCH) break;
                 if (rc < 0) {
                     PCRE2_UCHAR msg[160];
                     pcre2_get_error_message(rc, msg, sizeof msg);
-                    return cf_seterr(err, CF_ERANGE, "pre-tokenizer %s: matching failed: %s", t->pre_name,
-                                     (const char *)msg);
+                    return cf_seterr(err, CF_ERANGE, "pre-tokenizer %s: matching failed: %s",
+                                     t->pre_name, (const char *)msg);
                 }
                 const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
                 size_t ms = ov[0], me = ov[1];
                 if (me <= ms) { /* empty match: move on by one character */
                     pos = ms + 1;
-                    while (pos < pl && ((unsigned char)s[po + pos] & 0xC0) == 0x80) pos++;
+                    while (pos < pl && ((unsigned char)s[po + pos] & 0xC0) == 0x80)
+                        pos++;
                     continue;
                 }
                 if (ms > last) pc_push(&c->pc2, &c->n_pc2, &c->cap_pc2, po + last, ms - last);
@@ -1188,7 +1227,7 @@ static int pretokenize(const tok_tokenizer *t, enc_ctx *c, const char *s, size_t
 /* ------------------------------------------------------------------ special-token partition */
 
 typedef struct {
-    int32_t tok;      /* >= 0: this special token; -1: text */
+    int32_t tok; /* >= 0: this special token; -1: text */
     uint32_t off, len;
 } frag;
 
@@ -1217,7 +1256,8 @@ static void frag_push(frags *f, frag x) {
  * pass over a byte trie first finds which special texts occur at all, and
  * only those are searched for: O(length x longest special text) plus
  * O(length) per special text present. Memory stays O(fragments). */
-static void partition(const tok_tokenizer *t, const char *s, size_t n, bool parse_special, frags *f) {
+static void partition(const tok_tokenizer *t, const char *s, size_t n, bool parse_special,
+                      frags *f) {
     if (n == 0) return;
     frag_push(f, (frag){-1, 0, (uint32_t)n});
     uint8_t *seen = NULL; /* (n_specials,) 1 = that special text occurs in S */
@@ -1231,7 +1271,8 @@ static void partition(const tok_tokenizer *t, const char *s, size_t n, bool pars
             if (node < 0) break;
             int32_t k = t->node_prio[node];
             if (k < 0) continue;
-            if (!parse_special && (t->attr[t->specials[k]] & (ATTR_CONTROL | ATTR_UNKNOWN))) continue;
+            if (!parse_special && (t->attr[t->specials[k]] & (ATTR_CONTROL | ATTR_UNKNOWN)))
+                continue;
             if (!seen && !(seen = calloc(t->n_specials, 1))) abort();
             if (!seen[k]) seen[k] = 1, n_seen++;
         }
@@ -1264,12 +1305,14 @@ static void partition(const tok_tokenizer *t, const char *s, size_t n, bool pars
                 size_t at = (size_t)(m - s);
                 size_t ll = at - base;
                 if (a & ATTR_LSTRIP)
-                    while (ll > 0 && isspace((unsigned char)s[base + ll - 1])) ll--;
+                    while (ll > 0 && isspace((unsigned char)s[base + ll - 1]))
+                        ll--;
                 if (ll) frag_push(&next, (frag){-1, (uint32_t)base, (uint32_t)ll});
                 frag_push(&next, (frag){id, 0, 0});
                 size_t ro = at + tl, rl = base + blen - ro;
                 if (a & ATTR_RSTRIP)
-                    while (rl > 0 && isspace((unsigned char)s[ro])) ro++, rl--;
+                    while (rl > 0 && isspace((unsigned char)s[ro]))
+                        ro++, rl--;
                 base = ro;
                 blen = rl;
             }
@@ -1288,7 +1331,8 @@ static void partition(const tok_tokenizer *t, const char *s, size_t n, bool pars
 
 int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_special,
                bool parse_special, tok_ids *out, cf_err *err) {
-    if (len > 0x7fffffffu) return cf_seterr(err, CF_ERANGE, "text too long to tokenize (%zu bytes)", len);
+    if (len > 0x7fffffffu)
+        return cf_seterr(err, CF_ERANGE, "text too long to tokenize (%zu bytes)", len);
     if (!text) {
         if (len) return cf_seterr(err, CF_EINVAL, "no text to tokenize");
         text = "";
@@ -1336,7 +1380,8 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_sp
         rc = pretokenize(t, &c, text + x.off, x.len, err);
         if (rc) goto done;
         for (size_t k = 0; k < c.n_pc; k++)
-            cached_word(t, &c, text + x.off + (c.pc[k] >> 32), (size_t)(c.pc[k] & 0xffffffffu), out);
+            cached_word(t, &c, text + x.off + (c.pc[k] >> 32), (size_t)(c.pc[k] & 0xffffffffu),
+                        out);
     }
     if (add_special && t->add_eos) tok_ids_push(out, t->eos);
 
@@ -1354,8 +1399,10 @@ static int byte_of_token_text(const char *p, size_t n) {
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char ch = p[i];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                                         : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -1364,7 +1411,8 @@ static int byte_of_token_text(const char *p, size_t n) {
 
 int tok_piece(const tok_tokenizer *t, int32_t id, bool special, sb_t *out, cf_err *err) {
     if (id < 0 || (uint32_t)id >= t->n_tokens)
-        return cf_seterr(err, CF_ERANGE, "token id %d is outside the vocabulary (%u tokens)", id, t->n_tokens);
+        return cf_seterr(err, CF_ERANGE, "token id %d is outside the vocabulary (%u tokens)", id,
+                         t->n_tokens);
     uint8_t a = t->attr[id];
     const char *p = sym_text(t, id);
     size_t n = sym_len(t, id);
@@ -1399,8 +1447,10 @@ int tok_piece(const tok_tokenizer *t, int32_t id, bool special, sb_t *out, cf_er
                 i++;
                 continue;
             }
-            if (cp < 324 && t->cp_byte[cp] >= 0) sb_putc(out, (char)t->cp_byte[cp]);
-            else sb_appendn(out, p + i, (size_t)l);
+            if (cp < 324 && t->cp_byte[cp] >= 0)
+                sb_putc(out, (char)t->cp_byte[cp]);
+            else
+                sb_appendn(out, p + i, (size_t)l);
             i += (size_t)l;
         }
         return 0;

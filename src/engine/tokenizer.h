@@ -57,17 +57,17 @@ typedef struct {
  * and not kept: the caller may free them afterwards. */
 typedef struct {
     tok_kind kind;
-    const char *pre;        /* BPE pre-tokenizer name ("llama-bpe", "gpt-2", ...); NULL = "default" */
+    const char *pre; /* BPE pre-tokenizer name ("llama-bpe", "gpt-2", ...); NULL = "default" */
     uint32_t n_tokens;
-    const tok_str *tokens;  /* (n_tokens,) token texts, unique, non-empty */
-    const float *scores;    /* (n_tokens,) or NULL (all 0); SPM merges by these */
-    const int32_t *types;   /* (n_tokens,) TOK_TYPE_*, or NULL (all normal) */
+    const tok_str *tokens; /* (n_tokens,) token texts, unique, non-empty */
+    const float *scores;   /* (n_tokens,) or NULL (all 0); SPM merges by these */
+    const int32_t *types;  /* (n_tokens,) TOK_TYPE_*, or NULL (all normal) */
     uint32_t n_merges;
-    const tok_str *merges;  /* (n_merges,) "left right", rank = index; BPE only */
+    const tok_str *merges;                  /* (n_merges,) "left right", rank = index; BPE only */
     int32_t bos_id, eos_id, unk_id, eot_id; /* TOK_ID_DEFAULT, -1 or an id */
-    int add_bos, add_eos;   /* 1/0, or -1 for the default of kind and pre */
-    int add_space_prefix;   /* SPM: 1/0, or -1 for the default (1) */
-    bool rstrip_special;    /* eat whitespace after special tokens (Phi-3) */
+    int add_bos, add_eos;                   /* 1/0, or -1 for the default of kind and pre */
+    int add_space_prefix;                   /* SPM: 1/0, or -1 for the default (1) */
+    bool rstrip_special;                    /* eat whitespace after special tokens (Phi-3) */
 } tok_vocab_desc;
 
 /* Fills D with "nothing set": every id TOK_ID_DEFAULT, flags -1, no arrays. */
@@ -150,8 +150,8 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool specia
  * tokens wait for the token that completes it. */
 typedef struct tok_stream tok_stream;
 enum {
-    TOK_STREAM_SPECIAL = 1,      /* render control tokens as their text */
-    TOK_STREAM_STRIP_SPACE = 2,  /* SPM: drop the prefix space of the first piece */
+    TOK_STREAM_SPECIAL = 1,     /* render control tokens as their text */
+    TOK_STREAM_STRIP_SPACE = 2, /* SPM: drop the prefix space of the first piece */
 };
 /* Returns NULL only when out of memory. T must outlive the stream. */
 tok_stream *tok_stream_new(const tok_tokenizer *t, int flags);

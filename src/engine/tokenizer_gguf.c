@@ -22,8 +22,9 @@
 #include "engine/tokenizer.h"
 
 static const char *vtype_name(gguf_vtype t) {
-    static const char *const names[] = {"uint8", "int8",   "uint16", "int16", "uint32", "int32", "float32",
-                                        "bool",  "string", "array",  "uint64", "int64", "float64"};
+    static const char *const names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                        "int32",  "float32", "bool",   "string", "array",
+                                        "uint64", "int64",   "float64"};
     return (unsigned)t < GGUF_TYPE_COUNT ? names[t] : "?";
 }
 
@@ -42,8 +43,8 @@ static int read_num_array(const gguf_file *f, const char *key, gguf_vtype want, 
         return cf_seterr(err, CF_EFORMAT, "%s holds %s values, expected %s", key, vtype_name(elem),
                          vtype_name(want));
     if (cnt < n)
-        return cf_seterr(err, CF_EFORMAT, "%s has %llu entries but tokenizer.ggml.tokens has %u", key,
-                         (unsigned long long)cnt, n);
+        return cf_seterr(err, CF_EFORMAT, "%s has %llu entries but tokenizer.ggml.tokens has %u",
+                         key, (unsigned long long)cnt, n);
     const void *data = gguf_arr_data(f, key);
     if (!data && n) return cf_seterr(err, CF_EFORMAT, "%s has no data", key);
     *out = malloc((size_t)n * 4 + 1);
@@ -58,7 +59,8 @@ static void read_id(const gguf_file *f, const char *key, uint32_t n, int32_t *id
     uint32_t v;
     if (!gguf_get_u32(f, key, &v)) return;
     if (v >= n) {
-        log_warn("tok", "%s = %u is outside the vocabulary (%u tokens); using the default", key, v, n);
+        log_warn("tok", "%s = %u is outside the vocabulary (%u tokens); using the default", key, v,
+                 n);
         return;
     }
     *id = (int32_t)v;
@@ -75,13 +77,16 @@ static int read_str_array(const gguf_file *f, const char *key, tok_str **out, ui
     gguf_vtype elem;
     uint64_t cnt;
     if (!gguf_get_arr(f, key, &elem, &cnt)) {
-        if (gguf_find_key(f, key) >= 0) return cf_seterr(err, CF_EFORMAT, "%s is not an array", key);
+        if (gguf_find_key(f, key) >= 0)
+            return cf_seterr(err, CF_EFORMAT, "%s is not an array", key);
         return cf_seterr(err, CF_ENOTFOUND, "%s is missing", key);
     }
     if (elem != GGUF_TYPE_STRING)
-        return cf_seterr(err, CF_EFORMAT, "%s holds %s values, expected strings", key, vtype_name(elem));
-    if (cnt > (1u << 30)) return cf_seterr(err, CF_EFORMAT, "%s has too many entries (%llu)", key,
-                                           (unsigned long long)cnt);
+        return cf_seterr(err, CF_EFORMAT, "%s holds %s values, expected strings", key,
+                         vtype_name(elem));
+    if (cnt > (1u << 30))
+        return cf_seterr(err, CF_EFORMAT, "%s has too many entries (%llu)", key,
+                         (unsigned long long)cnt);
     tok_str *v = malloc(((size_t)cnt + 1) * sizeof *v);
     if (!v) return cf_seterr(err, CF_ENOMEM, "out of memory reading %s", key);
     for (uint64_t i = 0; i < cnt; i++) {
@@ -105,10 +110,12 @@ tok_tokenizer *tok_from_gguf(const gguf_file *f, cf_err *err) {
     } else if (gguf_str_eq(model, "gpt2")) {
         tok_desc_init(&d, TOK_BPE);
     } else if (gguf_str_eq(model, "bert")) {
-        cf_seterr(err, CF_EFORMAT, "WordPiece vocabularies (tokenizer.ggml.model = \"bert\") are not supported");
+        cf_seterr(err, CF_EFORMAT,
+                  "WordPiece vocabularies (tokenizer.ggml.model = \"bert\") are not supported");
         return NULL;
     } else {
-        cf_seterr(err, CF_EFORMAT, "unsupported tokenizer.ggml.model '%.*s' (supported: llama, gpt2)",
+        cf_seterr(err, CF_EFORMAT,
+                  "unsupported tokenizer.ggml.model '%.*s' (supported: llama, gpt2)",
                   (int)(model.n > 40 ? 40 : model.n), model.p);
         return NULL;
     }
@@ -121,21 +128,25 @@ tok_tokenizer *tok_from_gguf(const gguf_file *f, cf_err *err) {
     gguf_vtype st = GGUF_TYPE_FLOAT32, tt = GGUF_TYPE_INT32;
 
     if (read_str_array(f, "tokenizer.ggml.tokens", &tokens, &n, err)) goto done;
-    if (read_num_array(f, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, GGUF_TYPE_INT32, n, &scores, &st, err))
+    if (read_num_array(f, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, GGUF_TYPE_INT32, n, &scores,
+                       &st, err))
         goto done;
-    if (read_num_array(f, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, GGUF_TYPE_INT32, n, &types, &tt,
-                       err))
+    if (read_num_array(f, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, GGUF_TYPE_INT32, n, &types,
+                       &tt, err))
         goto done;
     if (scores && st == GGUF_TYPE_INT32) { /* integer scores: convert in place */
         int32_t *iv = scores;
         float *fv = scores;
-        for (uint32_t i = 0; i < n; i++) fv[i] = (float)iv[i];
+        for (uint32_t i = 0; i < n; i++)
+            fv[i] = (float)iv[i];
     }
     if (d.kind == TOK_BPE) {
         if (read_str_array(f, "tokenizer.ggml.merges", &merges, &nm, err)) goto done;
         gguf_str p;
-        if (gguf_get_str(f, "tokenizer.ggml.pre", &p)) pre = gguf_str_dup(p);
-        else log_warn("tok", "tokenizer.ggml.pre is missing; using the 'default' pre-tokenizer");
+        if (gguf_get_str(f, "tokenizer.ggml.pre", &p))
+            pre = gguf_str_dup(p);
+        else
+            log_warn("tok", "tokenizer.ggml.pre is missing; using the 'default' pre-tokenizer");
     }
     d.pre = pre;
     d.n_tokens = n;
@@ -158,7 +169,8 @@ tok_tokenizer *tok_from_gguf(const gguf_file *f, cf_err *err) {
     if (gguf_get_str(f, "general.name", &name)) {
         char low[128];
         size_t k = name.n < sizeof low - 1 ? (size_t)name.n : sizeof low - 1;
-        for (size_t i = 0; i < k; i++) low[i] = (char)tolower((unsigned char)name.p[i]);
+        for (size_t i = 0; i < k; i++)
+            low[i] = (char)tolower((unsigned char)name.p[i]);
         low[k] = 0;
         d.rstrip_special = strstr(low, "phi-3") || strstr(low, "phi3");
     }
