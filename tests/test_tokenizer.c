@@ -261,8 +261,63 @@ static void stories260k_matches_llamacpp_tokenize_reference(void **st) {
     free(model);
 }
 
-/* ------------------------------------------------------------------ behaviour on real vocabularies
- */
+/* reference/<model>/<case>/: prompt.txt tokenized by llama.cpp (BOS added)
+ * into tokens.txt, for every model and case present. */
+static void model_prompts_match_reference_tokens(void **st) {
+    (void)st;
+    static const char *const models[] = {
+        "stories260K",           "stories260K-F16",       "stories260K-BF16",
+        "stories260K-Q8_0mix",   "stories260K-Q5_0mix",   "stories260K-Q5_1mix",
+        "stories260K-IQ4_NLmix", "tiny-llama-d64-f32",    "tiny-llama-d64-Q8_0",
+        "tiny-llama-d64-Q4_0",   "tiny-llama-d64-Q4_K_M", "tiny-llama-d256-Q4_0",
+        "tiny-llama-d256-Q4_K_M"};
+    static const char *const cases[] = {"p1", "p2", "p1-kvf32", "p2-kvf32"};
+    int checked = 0;
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "models/%s.gguf", models[m]);
+        char *mp = td_dup(rel);
+        if (!mp) continue;
+        cf_err err = {0};
+        tok_tokenizer *t = tok_load(mp, &err);
+        if (!t) print_message("# %s: %s\n", rel, err.msg);
+        assert_non_null(t);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            snprintf(rel, sizeof rel, "reference/%s/%s/prompt.txt", models[m], cases[c]);
+            char *pp = td_dup(rel);
+            snprintf(rel, sizeof rel, "reference/%s/%s/tokens.txt", models[m], cases[c]);
+            char *tp = td_dup(rel);
+            if (pp && tp) {
+                size_t pl = 0, tl = 0;
+                char *prompt = tu_read_file(pp, &pl), *want = tu_read_file(tp, &tl);
+                while (tl && (want[tl - 1] == '\n' || want[tl - 1] == ' '))
+                    want[--tl] = 0;
+                tok_ids ids = {0};
+                assert_int_equal(tok_encode(t, prompt, pl, true, false, &ids, &err), 0);
+                sb_t got = {0};
+                for (size_t k = 0; k < ids.n; k++)
+                    sb_printf(&got, "%s%d", k ? " " : "", ids.v[k]);
+                if (strcmp(sb_str(&got), want) != 0)
+                    print_message("# %s/%s: want %s\n#   got %s\n", models[m], cases[c], want,
+                                  sb_str(&got));
+                assert_string_equal(sb_str(&got), want);
+                checked++;
+                sb_free(&got);
+                tok_ids_free(&ids);
+                free(prompt);
+                free(want);
+            }
+            free(pp);
+            free(tp);
+        }
+        tok_free(t);
+        free(mp);
+    }
+    if (checked == 0) td_path("reference/stories260K/p1/tokens.txt");
+    print_message("# %d reference prompts checked\n", checked);
+}
+
+/* ---------------------------------------------------------- behaviour on real vocabularies */
 
 static tok_tokenizer *load_vocab(const char *name) {
     char rel[128];
@@ -895,6 +950,7 @@ int main(void) {
         cmocka_unit_test(bpe_llama_bpe_gguf_matches_vectors),
         cmocka_unit_test(wordpiece_bert_vocab_is_refused_with_message),
         cmocka_unit_test(stories260k_matches_llamacpp_tokenize_reference),
+        cmocka_unit_test(model_prompts_match_reference_tokens),
         cmocka_unit_test(spm_adds_bos_and_prefix_space_by_default),
         cmocka_unit_test(spm_falls_back_to_byte_tokens),
         cmocka_unit_test(control_tokens_are_parsed_only_when_allowed),
