@@ -38,5 +38,8 @@ int cmd_version(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_gguf(int argc, char **argv);
+int cmd_sessions(int argc, char **argv);
 
 #endif
