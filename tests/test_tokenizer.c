@@ -858,6 +858,21 @@ static void vocab_gguf_with_missing_or_mismatched_arrays_is_refused(void **st) {
     expect_ids(t, "ab", false, false, (const int32_t[]){0, 0, 0, 5}, 4);
     tok_free(t);
     free(p);
+
+    /* An empty token is renamed as llama.cpp does, not refused. */
+    gguf_writer *w = gguf_w_new();
+    gguf_w_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_str toks[] = {{"<unk>", 5}, {"<s>", 3}, {"</s>", 4}, {"a", 1}, {"", 0}};
+    gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", toks, 5);
+    p = malloc(strlen(dir) + 16);
+    sprintf(p, "%s/empty", dir);
+    assert_int_equal(gguf_w_write(w, p, &err), 0);
+    gguf_w_free(w);
+    t = tok_load(p, &err);
+    assert_non_null(t);
+    assert_int_equal(tok_find(t, "[EMPTY_4]", 9), 4);
+    tok_free(t);
+    free(p);
     tu_rmtree(dir);
     free(dir);
 }

@@ -16,7 +16,11 @@
  *       the text is split into UTF-8 characters, and the adjacent pair whose
  *       concatenation is the best-scoring token is merged, repeatedly, using
  *       a priority queue over a doubly linked list of symbols: O(n log n).
- *       Symbols no token covers fall back to <0xNN> byte tokens.
+ *       Symbols no token covers fall back to <0xNN> byte tokens. When no
+ *       token has "▁" right after another character (checked at load;
+ *       true of Llama 2 / Mistral / Phi-3), no merge can cross the start of
+ *       a "▁" run, so each run is merged on its own: same result, small
+ *       queues.
  *     BPE: a list of regexes (the pre-tokenizer) splits the fragment into
  *       words: each regex splits every piece the previous one produced,
  *       keeping both the matches and the text between them. Each word's
@@ -34,9 +38,9 @@
  *    U+180E. `$` means end of piece only (PCRE2_DOLLAR_ENDONLY, as in
  *    ECMAScript), and deepseek-llm's `\s+$` is anchored after a non-space so
  *    long runs of spaces cost linear time.
- *  - An encode call caches the tokens of each distinct BPE word it meets
- *    (bounded), because natural text repeats words; the cache lives and dies
- *    with the call.
+ *  - An encode call caches the tokens of each distinct BPE word or SPM run
+ *    it meets (up to 48 bytes, bounded table), because natural text repeats
+ *    words; the cache lives and dies with the call.
  *  - llama.cpp's SPM "resegment" step is not needed: every merged symbol is a
  *    token by construction, so only single characters can lack a token.
  *  - WordPiece, Unigram and RWKV vocabularies are not supported.
@@ -269,9 +273,11 @@ static uint32_t byte_to_cp(int b) {
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_DEEPSEEK_LETTERS                                                                                                                                                    \
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-"                                     \
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-"                                            \
+    "Ჿᴀ-"                                                                                                                                                                  \
     "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\\x{1F7D}ᾀ-ᾴᾶ-ᾼ\\x{1FBE}ῂ-ῄῆ-ῌῐ-\\x{1FD3}ῖ-\\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-" \
-    "ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-" \
+    "ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-"        \
+    "Ｚａ-"                                                                                                                                                                  \
     "ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"
 
 enum { PRE_ADD_BOS = 1, PRE_IGNORE_MERGES = 2, PRE_NO_BOS_ID = 4 };

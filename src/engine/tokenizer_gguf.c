@@ -9,7 +9,8 @@
  * metadata are not aligned, so they are copied with memcpy.
  *
  * Like llama.cpp, a special-token id outside the vocabulary is ignored with
- * a warning (the default is kept) rather than refusing a model the
+ * a warning (the default is kept) and an empty token is renamed
+ * "[EMPTY_<id>]" with a warning, rather than refusing a model the
  * reference engine loads; arrays that are shorter than the token list, of
  * the wrong type, or missing where required are errors naming the key.
  */
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/sb.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
 
@@ -71,9 +73,11 @@ static void read_flag(const gguf_file *f, const char *key, int *flag) {
     if (gguf_get_bool(f, key, &b)) *flag = b ? 1 : 0;
 }
 
-/* Reads a string array KEY into tok_str (pointing into the mapping). */
+/* Reads a string array KEY into tok_str (pointing into the mapping). When
+ * NAMES is not NULL, empty strings are replaced by "[EMPTY_<index>]" kept
+ * in NAMES. */
 static int read_str_array(const gguf_file *f, const char *key, tok_str **out, uint32_t *n_out,
-                          cf_err *err) {
+                          sb_t *names, cf_err *err) {
     gguf_vtype elem;
     uint64_t cnt;
     if (!gguf_get_arr(f, key, &elem, &cnt)) {
@@ -92,6 +96,22 @@ static int read_str_array(const gguf_file *f, const char *key, tok_str **out, ui
     for (uint64_t i = 0; i < cnt; i++) {
         gguf_str s = gguf_arr_str(f, key, i);
         v[i] = (tok_str){s.p, (size_t)s.n};
+        if (s.n == 0 && names) { /* llama.cpp's name for an empty token */
+            log_warn("tok", "%s: entry %llu is empty; naming it [EMPTY_%llu]", key,
+                     (unsigned long long)i, (unsigned long long)i);
+            sb_printf(names, "[EMPTY_%llu]", (unsigned long long)i);
+            sb_putc(names,
+                    0); /* separator: NAMES may move while it grows, so point into it after */
+        }
+    }
+    if (names && names->len) {
+        size_t at = 0;
+        for (uint64_t i = 0; i < cnt; i++) {
+            if (v[i].n) continue;
+            size_t l = strlen(names->data + at);
+            v[i] = (tok_str){names->data + at, l};
+            at += l + 1;
+        }
     }
     *out = v;
     *n_out = (uint32_t)cnt;
@@ -123,11 +143,12 @@ tok_tokenizer *tok_from_gguf(const gguf_file *f, cf_err *err) {
     tok_str *tokens = NULL, *merges = NULL;
     void *scores = NULL, *types = NULL;
     char *pre = NULL;
+    sb_t names = {0};
     tok_tokenizer *t = NULL;
     uint32_t n = 0, nm = 0;
     gguf_vtype st = GGUF_TYPE_FLOAT32, tt = GGUF_TYPE_INT32;
 
-    if (read_str_array(f, "tokenizer.ggml.tokens", &tokens, &n, err)) goto done;
+    if (read_str_array(f, "tokenizer.ggml.tokens", &tokens, &n, &names, err)) goto done;
     if (read_num_array(f, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, GGUF_TYPE_INT32, n, &scores,
                        &st, err))
         goto done;
@@ -141,7 +162,7 @@ tok_tokenizer *tok_from_gguf(const gguf_file *f, cf_err *err) {
             fv[i] = (float)iv[i];
     }
     if (d.kind == TOK_BPE) {
-        if (read_str_array(f, "tokenizer.ggml.merges", &merges, &nm, err)) goto done;
+        if (read_str_array(f, "tokenizer.ggml.merges", &merges, &nm, NULL, err)) goto done;
         gguf_str p;
         if (gguf_get_str(f, "tokenizer.ggml.pre", &p))
             pre = gguf_str_dup(p);
@@ -184,6 +205,7 @@ done:
     free(scores);
     free(types);
     free(pre);
+    sb_free(&names);
     return t;
 }
 
