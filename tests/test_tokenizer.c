@@ -2,6 +2,7 @@
  * file in the shared test data, SentencePiece and BPE details, special
  * tokens, the streaming detokenizer, hostile input, and the CLI. */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -736,6 +737,54 @@ static void random_bytes_round_trip_and_stream_valid_utf8(void **st) {
     }
 }
 
+/* A tokenizer is immutable once built: threads encoding at once with the
+ * same one get the same ids as one thread alone. */
+typedef struct {
+    const tok_tokenizer *t;
+    const char *text;
+    size_t len;
+    tok_ids out;
+    int rc;
+} enc_job;
+
+static void *enc_thread(void *arg) {
+    enc_job *j = arg;
+    cf_err err = {0};
+    for (int r = 0; r < 20 && j->rc == 0; r++) {
+        j->out.n = 0;
+        j->rc = tok_encode(j->t, j->text, j->len, true, true, &j->out, &err);
+    }
+    return NULL;
+}
+
+static void concurrent_encodes_agree(void **st) {
+    (void)st;
+    NEED_VOCAB(t, "deepseek-llm");
+    const char *ip = td_path("vocab/ggml-vocab-deepseek-llm.gguf.inp");
+    size_t len = 0;
+    char *text = tu_read_file(ip, &len);
+    assert_non_null(text);
+    tok_ids ref = {0};
+    cf_err err = {0};
+    assert_int_equal(tok_encode(t, text, len, true, true, &ref, &err), 0);
+    enc_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (enc_job){t, text, len, {0}, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, enc_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].out.n, ref.n);
+        assert_memory_equal(jobs[i].out.v, ref.v, ref.n * sizeof *ref.v);
+        tok_ids_free(&jobs[i].out);
+    }
+    tok_ids_free(&ref);
+    free(text);
+    tok_free(t);
+}
+
 /* ------------------------------------------------------------------ construction errors */
 
 static void bad_descriptions_are_refused_with_reasons(void **st) {
@@ -978,6 +1027,7 @@ int main(void) {
         cmocka_unit_test(invalid_utf8_is_read_as_replacement_characters),
         cmocka_unit_test(huge_single_word_tokenizes_in_linear_time),
         cmocka_unit_test(random_bytes_round_trip_and_stream_valid_utf8),
+        cmocka_unit_test(concurrent_encodes_agree),
         cmocka_unit_test(phi3_special_tokens_eat_following_whitespace),
         cmocka_unit_test(special_tokens_are_cut_longest_first),
         cmocka_unit_test(bad_descriptions_are_refused_with_reasons),
