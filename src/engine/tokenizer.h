@@ -118,7 +118,8 @@ typedef struct {
 void tok_ids_push(tok_ids *a, int32_t id);
 void tok_ids_free(tok_ids *a);
 
-/* Tokenizes LEN bytes of TEXT and appends the ids to OUT.
+/* Tokenizes LEN bytes of TEXT (NULL allowed when LEN is 0) and appends the
+ * ids to OUT (on error OUT may hold part of the result).
  * ADD_SPECIAL adds BOS/EOS as the vocabulary asks (add_bos/add_eos).
  * PARSE_SPECIAL lets control tokens ("<|eot_id|>", "<s>") written in the
  * text become those tokens; otherwise they are tokenized as plain text.
@@ -126,8 +127,9 @@ void tok_ids_free(tok_ids *a);
  * Invalid UTF-8: each byte that is not part of a valid sequence is read as
  * U+FFFD (the replacement character), so any input tokenizes; callers that
  * want to refuse such input check utf8_valid() first.
- * Cost is linear in LEN. Returns 0, or CF_ENOMEM / CF_ERANGE (text over
- * 2 GiB) with ERR set. */
+ * Cost is O(LEN log LEN) at worst (one enormous word), linear for text.
+ * Returns 0, or CF_ERANGE (text over 2 GiB, a regex failing on its limits)
+ * or CF_ENOMEM with ERR set. */
 int tok_encode(const tok_tokenizer *t, const char *text, size_t len, bool add_special,
                bool parse_special, tok_ids *out, cf_err *err);
 
@@ -147,7 +149,9 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool specia
 
 /* Streaming detokenizer for generation: push ids one at a time, get text
  * that ends on a whole UTF-8 character. Bytes of a character split over
- * tokens wait for the token that completes it. */
+ * tokens wait for the token that completes it; bytes that can never be
+ * part of a character (0xFF, a lead byte followed by a non-continuation)
+ * come out as U+FFFD, so every chunk is valid UTF-8. */
 typedef struct tok_stream tok_stream;
 enum {
     TOK_STREAM_SPECIAL = 1,     /* render control tokens as their text */
@@ -160,8 +164,8 @@ tok_stream *tok_stream_new(const tok_tokenizer *t, int flags);
 int tok_stream_push(tok_stream *s, int32_t id, sb_t *out, cf_err *err);
 /* Number of bytes held back waiting for the rest of a character. */
 size_t tok_stream_pending(const tok_stream *s);
-/* Ends the stream: held bytes that can never complete a character are
- * appended as U+FFFD, one per byte. The stream may be reused afterwards. */
+/* Ends the stream: an unfinished character still held back is appended as
+ * one U+FFFD. The stream may be reused afterwards (as a new stream). */
 void tok_stream_flush(tok_stream *s, sb_t *out);
 void tok_stream_free(tok_stream *s);
 
