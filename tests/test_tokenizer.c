@@ -785,6 +785,67 @@ static void concurrent_encodes_agree(void **st) {
     tok_free(t);
 }
 
+/* Every pre-tokenizer in the table, over a byte-level vocabulary with no
+ * useful merges: a 128 KiB run of one character class is one enormous
+ * piece for some regex of each list. All must finish (no backtracking blow
+ * up, no PCRE2 match-limit error) and give back the text. */
+static uint32_t gpt2_byte_cp(int b) {
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+        return (uint32_t)b;
+    int n = 0;
+    for (int c = 0; c < b; c++)
+        if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)))
+            n++;
+    return 256u + (uint32_t)n;
+}
+
+static void every_pre_tokenizer_handles_huge_runs(void **st) {
+    (void)st;
+    static char enc[256][4];
+    tok_str toks[257];
+    for (int b = 0; b < 256; b++) {
+        int l = utf8_encode(gpt2_byte_cp(b), enc[b]);
+        toks[b] = (tok_str){enc[b], (size_t)l};
+    }
+    toks[256] = (tok_str){"aa", 2};
+    tok_str merges[] = {{"a a", 3}};
+    static const char *const pres[] = {
+        "default",     "llama3",    "dbrx",   "deepseek-llm", "deepseek-coder", "deepseek-v3",
+        "falcon",      "starcoder", "gpt-2",  "qwen2",        "qwen35",         "poro-chat",
+        "chatglm-bpe", "viking",    "tekken", "gpt-4o",       "seed-coder"};
+    static const char *const fills[] = {"a",  "A",  "7",        " ", "!", "\xE4\xB8\xAD",
+                                        "\n", "aA", "\xCC\x81", "'s"};
+    size_t n = 128u << 10;
+    char *big = malloc(n + 8);
+    for (size_t p = 0; p < sizeof pres / sizeof pres[0]; p++) {
+        tok_vocab_desc d;
+        tok_desc_init(&d, TOK_BPE);
+        d.pre = pres[p], d.n_tokens = 257, d.tokens = toks, d.n_merges = 1, d.merges = merges;
+        d.bos_id = d.eos_id = -1, d.add_bos = 0;
+        cf_err err = {0};
+        tok_tokenizer *t = tok_new(&d, &err);
+        if (!t) print_message("# %s: %s\n", pres[p], err.msg);
+        assert_non_null(t);
+        for (size_t f = 0; f < sizeof fills / sizeof fills[0]; f++) {
+            size_t fl = strlen(fills[f]), len = 0;
+            while (len + fl <= n)
+                memcpy(big + len, fills[f], fl), len += fl;
+            tok_ids ids = {0};
+            int rc = tok_encode(t, big, len, false, false, &ids, &err);
+            if (rc) print_message("# %s, run of '%s': %s\n", pres[p], fills[f], err.msg);
+            assert_int_equal(rc, 0);
+            sb_t out = {0};
+            assert_int_equal(tok_decode(t, ids.v, ids.n, false, &out, &err), 0);
+            assert_int_equal(out.len, len);
+            assert_memory_equal(out.data, big, len);
+            sb_free(&out);
+            tok_ids_free(&ids);
+        }
+        tok_free(t);
+    }
+    free(big);
+}
+
 /* ------------------------------------------------------------------ construction errors */
 
 static void bad_descriptions_are_refused_with_reasons(void **st) {
@@ -1026,6 +1087,7 @@ int main(void) {
         cmocka_unit_test(stream_flush_replaces_an_unfinished_character),
         cmocka_unit_test(invalid_utf8_is_read_as_replacement_characters),
         cmocka_unit_test(huge_single_word_tokenizes_in_linear_time),
+        cmocka_unit_test(every_pre_tokenizer_handles_huge_runs),
         cmocka_unit_test(random_bytes_round_trip_and_stream_valid_utf8),
         cmocka_unit_test(concurrent_encodes_agree),
         cmocka_unit_test(phi3_special_tokens_eat_following_whitespace),
