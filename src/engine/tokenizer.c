@@ -273,11 +273,13 @@ static uint32_t byte_to_cp(int b) {
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_DEEPSEEK_LETTERS                                                                                                                                                    \
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-"                                                   \
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-"                                                          \
+    "ᏽᲐ-"                                                                                                                                                                  \
     "ᲺᲽ-"                                                                                                                                                                  \
     "Ჿᴀ-"                                                                                                                                                                  \
     "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\\x{1F7D}ᾀ-ᾴᾶ-ᾼ\\x{1FBE}ῂ-ῄῆ-ῌῐ-\\x{1FD3}ῖ-\\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-" \
-    "ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-"               \
+    "ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-"                      \
+    "ﬆﬓ-"                                                                                                                                                                  \
     "ﬗＡ-"                                                                                                                                                                  \
     "Ｚａ-"                                                                                                                                                                  \
     "ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"
@@ -667,17 +669,20 @@ tok_tokenizer *tok_new(const tok_vocab_desc *d, cf_err *err) {
         goto fail;
     }
 
-    /* End-of-turn tokens known by their text are control tokens, whatever
-     * their type says (llama.cpp does the same), and give the EOT id. */
+    /* Without an EOT id in the metadata, the first end-of-turn token found
+     * by its text becomes EOT and is made a control token whatever its type
+     * says; so is "<|eom_id|>" (llama.cpp does both). */
     static const char *const eot_texts[] = {
-        "<|eot_id|>",      "<|im_end|>", "<|end|>", "<end_of_turn>",         "<|endoftext|>",
-        "<|end_of_text|>", "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>", "<|eom_id|>"};
-    for (size_t k = 0; k < sizeof eot_texts / sizeof eot_texts[0]; k++) {
+        "<|eot_id|>",      "<|im_end|>", "<|end|>", "<end_of_turn>",        "<|endoftext|>",
+        "<|end_of_text|>", "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>"};
+    for (size_t k = 0; k < sizeof eot_texts / sizeof eot_texts[0] && t->eot < 0; k++) {
         int32_t id = strmap_get(t, eot_texts[k], strlen(eot_texts[k]));
         if (id < 0 || (uint32_t)id >= n) continue;
+        t->eot = id;
         t->attr[id] |= ATTR_CONTROL;
-        if (t->eot < 0 && strcmp(eot_texts[k], "<|eom_id|>") != 0) t->eot = id;
     }
+    int32_t eom = strmap_get(t, "<|eom_id|>", 10);
+    if (eom >= 0 && (uint32_t)eom < n) t->attr[eom] |= ATTR_CONTROL;
 
     /* Tokens the special-token partition looks for. */
     t->specials = malloc(n * sizeof *t->specials);
