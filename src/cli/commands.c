@@ -35,6 +35,11 @@ const cli_command cli_commands[] = {
      "  delete SESSION                                         with its messages\n"
      "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
      cmd_sessions},
+    {"stats", "tokens and cost of stored replies; A/B results",
+     "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
+     "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
+     "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
+     cmd_stats},
     {"tokenize", "print the token ids of a text as a JSON array",
      "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
     {"detokenize", "print the text of token ids",
