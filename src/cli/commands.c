@@ -46,6 +46,11 @@ const cli_command cli_commands[] = {
      "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
      "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
      cmd_stats},
+    {"tokenize", "print the token ids of a text as a JSON array",
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+    {"detokenize", "print the text of token ids",
+     "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
+     cmd_detokenize},
     {NULL, NULL, NULL, NULL},
 };
 
