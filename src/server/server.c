@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -222,6 +223,14 @@ json_t *srv_req_json(srv_req *r) {
 /* ------------------------------------------------------------------ */
 
 void srv_common_headers(srv_req *r) {
+    /* Our own Date header: civetweb computes a missing one with gmtime(),
+     * whose static buffer races between connection threads. */
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    mg_response_header_add(r->conn, "Date", date, -1);
     mg_response_header_add(r->conn, "X-Content-Type-Options", "nosniff", -1);
     if (r->cors_origin) {
         mg_response_header_add(r->conn, "Access-Control-Allow-Origin", r->cors_origin, -1);
