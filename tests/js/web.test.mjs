@@ -210,7 +210,13 @@ log_level: warn
     loadMs = Date.now() - s;
     const hasMd = await page.evaluate(() => typeof window.markdownit === 'function');
     assert(hasMd, 'markdown-it is bundled');
-    console.log('# load to ready: ' + loadMs + ' ms');
+    const nav = await page.evaluate(() => {
+      const n = performance.getEntriesByType('navigation')[0];
+      const res = performance.getEntriesByType('resource').filter((r) => !r.name.includes('/api/') && !r.name.includes('/v1/'));
+      return { dcl: Math.round(n.domContentLoadedEventEnd), load: Math.round(n.loadEventEnd),
+        bytes: n.transferSize + res.reduce((a, r) => a + (r.transferSize || 0), 0), files: res.length + 1 };
+    });
+    console.log(`# load: DOMContentLoaded ${nav.dcl} ms, load ${nav.load} ms, ready (data shown) ${loadMs} ms; ${nav.files} files, ${nav.bytes} bytes`);
   });
 
   const sessionsApi = await page.evaluate(async () => (await fetch('/api/sessions')).status);
