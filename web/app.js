@@ -840,8 +840,10 @@ async function loadModels() {
     sel.replaceChildren();
     for (const m of S.models) sel.append(el('option', { value: m.id }, m.id + (m.owned_by ? ' (' + m.owned_by + ')' : '')));
   }
+  // The model last picked here, else the server's default.
   const saved = pref.get('model', '');
   if (S.models.some((m) => m.id === saved)) $('model').value = saved;
+  else if (d && d.default && S.models.some((m) => m.id === d.default)) $('model').value = d.default;
   $('compare-toggle').disabled = S.models.length < 2;
 }
 async function loadBudget() {

@@ -153,7 +153,8 @@ async function main() {
   fs.mkdirSync(SHOTS, { recursive: true });
   await new Promise((r) => upstreamServer.listen(0, '127.0.0.1', r));
   const up = 'http://127.0.0.1:' + upstreamServer.address().port + '/v1';
-  const localModel = path.join(TESTDATA, 'models', 'stories260K.gguf');
+  const localModel = path.resolve(TESTDATA, 'models', 'stories260K.gguf');
+  const haveLocal = fs.existsSync(localModel);
   const cfg = `default_model: fake-a
 models:
   fake-a:
@@ -167,7 +168,10 @@ models:
     model: fake-b
     base_url: ${up}
     api_key: test-key
-prompts:
+${haveLocal ? `  stories:
+    backend: local
+    model: ${localModel}
+` : ''}prompts:
   code_review: "Review this code for bugs and improvements:\\n{code}"
   explain: "Explain this concept like I'm a {level} developer:\\n{concept}"
 cache:
@@ -465,7 +469,30 @@ log_level: warn
   await check('no script errors in the page', async () => {
     assert(pageErrors.length === 0, 'page errors: ' + pageErrors.join(' | '));
   });
-  void localModel;
+  // The local engine, when this binary serves it: stories260K writes a story.
+  let localWhy = haveLocal ? null : localModel + ' not found';
+  if (!localWhy && sessionsApi === 404) localWhy = 'no chat API in this binary';
+  if (!localWhy) {
+    const r = await fetch(base + '/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'stories', max_tokens: 4, messages: [{ role: 'user', content: 'Once' }] }), signal: AbortSignal.timeout(8000) })
+      .catch((e) => ({ ok: false, status: 0, text: async () => String(e) }));
+    if (!r.ok) localWhy = 'this binary does not serve local models yet (' + r.status + ': ' + (await r.text()).slice(0, 160) + ')';
+  }
+  if (localWhy) skip('a local model (stories260K) streams a reply in the UI', localWhy);
+  else {
+    await check('a local model (stories260K) streams a reply in the UI', async () => {
+      await page.click('#new-session');
+      await page.selectOption('#model', 'stories');
+      await page.fill('#input', 'Once upon a time');
+      await page.press('#input', 'Enter');
+      await page.waitForSelector('.msg.assistant:not(.live)', { timeout: 10000 });
+      const reply = await page.textContent('.msg.assistant .body');
+      assert(reply.trim().length > 0, 'a non-empty story: ' + JSON.stringify(reply));
+      const badge = await page.textContent('.msg.assistant .badge.model');
+      assert(/stories/.test(badge) && /local/.test(badge), 'answered locally: ' + badge);
+      await page.selectOption('#model', 'fake-a');
+    });
+  }
 }
 
 try {
