@@ -282,6 +282,33 @@ log_level: warn
       await page.fill('#search', '');
     });
 
+    await check('rename and a per-session system prompt reach the server and survive a reload', async () => {
+      await page.click('#rename');
+      await page.fill('#rename-input', 'Renamed chat');
+      await page.press('#rename-input', 'Enter');
+      await until('the new title', async () => (await page.textContent('#conv-title')) === 'Renamed chat', 3000);
+      await page.click('#settings-toggle');
+      await page.fill('#system-prompt', 'You are terse.');
+      await page.$eval('#system-prompt', (t) => t.dispatchEvent(new Event('change', { bubbles: true })));
+      await until('the system prompt to be saved', async () => /System prompt saved/.test(await page.textContent('#toast')), 3000);
+      await page.screenshot({ path: path.join(SHOTS, 'desktop-settings.png') });
+      await page.click('#settings-toggle');
+      const before = upstream.requests.length;
+      await page.fill('#input', 'Hello again');
+      await page.press('#input', 'Enter');
+      await page.waitForSelector('.msg.live', { timeout: 5000 });
+      await idle();
+      const req = upstream.requests[upstream.requests.length - 1];
+      assert(upstream.requests.length > before && req.messages[0].role === 'system' && req.messages[0].content === 'You are terse.',
+        'the upstream got the system prompt: ' + JSON.stringify(req && req.messages));
+      assert(req.messages.some((m) => m.role === 'assistant' && /This is \*\*confab\*\*/.test(m.content)), 'and the history');
+      await page.reload({ waitUntil: 'load' });
+      await ready();
+      assert((await page.textContent('#conv-title')) === 'Renamed chat', 'title kept');
+      assert((await page.inputValue('#system-prompt')) === 'You are terse.', 'system prompt kept');
+      assert((await page.textContent('#sessions button[aria-current="true"]')).includes('Renamed chat'), 'sidebar shows the title');
+    });
+
     // 4. Templates.
     await check('the template form fills the message box', async () => {
       await page.selectOption('#template', 'code_review');
