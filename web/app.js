@@ -560,19 +560,23 @@ async function finishGeneration(g, done, error) {
   renderMarkdown(g.body, g.text);
   g.body.classList.remove('streaming');
   g.body.removeAttribute('aria-busy');
-  S.gen = null;
-  setBusy(false);
-  S.last = g; // the status bar keeps the last reply's figures
+  if (error) toast((error.kind ? error.kind + ': ' : '') + (error.message || 'the reply failed'), true);
   // Which model was asked is not stored with a message: remember fallbacks
   // seen live so the badge survives a reload in this browser.
   if (g.fallback && done && done.message_id) pref.set('fallback.' + done.message_id, g.fallback);
-  if (error) toast((error.kind ? error.kind + ': ' : '') + (error.message || 'the reply failed'), true);
-  try {
-    await refreshSession();
-    renderMessages();
-    loadSessions().catch(() => {});
-  } catch (e) { fail(e); }
+  // Swap the live reply for the stored one before the composer frees up, so
+  // the figures never count the reply twice or not at all.
+  let fresh = null;
+  if (S.session) {
+    try { fresh = await api('GET', '/api/sessions/' + encodeURIComponent(S.session.id)); } catch (e) { fail(e); }
+  }
+  if (S.gen !== g) return; // the reader moved to another conversation meanwhile
+  S.gen = null;
+  S.last = g; // the status bar keeps the last reply's figures
+  if (fresh) { S.session = fresh; S.messages = fresh.messages || []; applySessionFields(); renderMessages(); }
+  setBusy(false);
   updateStatus();
+  loadSessions().catch(() => {});
 }
 function stopFollowing() {
   const g = S.gen;
@@ -921,6 +925,7 @@ async function start() {
   const id = hashSession();
   if (id) await openSession(id); else { applySessionFields(); renderMessages(); }
   document.documentElement.dataset.ready = '1';
+  document.documentElement.dataset.readyMs = String(Math.round(performance.now()));
 }
 
 initTheme();

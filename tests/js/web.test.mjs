@@ -177,7 +177,7 @@ ${haveLocal ? `  stories:
 cache:
   enabled: false
 budget:
-  max_tokens_per_conversation: 400
+  max_tokens_per_conversation: 80
   warn_ratio: 0.8
 log_level: warn
 `;
@@ -220,7 +220,13 @@ log_level: warn
       return { dcl: Math.round(n.domContentLoadedEventEnd), load: Math.round(n.loadEventEnd),
         bytes: n.transferSize + res.reduce((a, r) => a + (r.transferSize || 0), 0), files: res.length + 1 };
     });
-    console.log(`# load: DOMContentLoaded ${nav.dcl} ms, load ${nav.load} ms, ready (data shown) ${loadMs} ms; ${nav.files} files, ${nav.bytes} bytes`);
+    console.log(`# first load: DOMContentLoaded ${nav.dcl} ms, load ${nav.load} ms, ready (data shown) ${loadMs} ms; ${nav.files} files, ${nav.bytes} bytes`);
+    const s2 = Date.now();
+    await page.reload({ waitUntil: 'load' });
+    await ready();
+    const dcl2 = await page.evaluate(() => Math.round(performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd));
+    const ready2 = await page.evaluate(() => document.documentElement.dataset.readyMs);
+    console.log(`# reload (cached, ETag): DOMContentLoaded ${dcl2} ms, data shown ${ready2} ms after navigation start (${Date.now() - s2} ms as the test sees it)`);
   });
 
   const sessionsApi = await page.evaluate(async () => (await fetch('/api/sessions')).status);
@@ -253,7 +259,7 @@ log_level: warn
       assert(await page.$('.msg.assistant .codeblock .copy'), 'code block has a copy button');
       const status = await page.textContent('#status');
       assert(/Reply \d+ tokens/.test(status), 'status shows reply tokens: ' + status);
-      assert(/Conversation [\d,]+ \/ 400 tokens/.test(status), 'status shows the budget: ' + status);
+      assert(/Conversation [\d,]+ \/ 80 tokens/.test(status), 'status shows the budget: ' + status);
       assert(/Answered by fake-a/.test(status), 'status names the model that answered: ' + status);
       await page.screenshot({ path: path.join(SHOTS, 'desktop.png') });
     });
@@ -302,6 +308,8 @@ log_level: warn
       assert(upstream.requests.length > before && req.messages[0].role === 'system' && req.messages[0].content === 'You are terse.',
         'the upstream got the system prompt: ' + JSON.stringify(req && req.messages));
       assert(req.messages.some((m) => m.role === 'assistant' && /This is \*\*confab\*\*/.test(m.content)), 'and the history');
+      // The budget is 80 tokens: this conversation is now past 80% of it.
+      assert(await page.$('#st-conv.warn'), 'budget warning shown: ' + await page.textContent('#st-conv'));
       await page.reload({ waitUntil: 'load' });
       await ready();
       assert((await page.textContent('#conv-title')) === 'Renamed chat', 'title kept');
