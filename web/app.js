@@ -869,6 +869,7 @@ function bind() {
   $('stop').addEventListener('click', stop);
   $('new-session').addEventListener('click', newChat);
   $('sidebar-toggle').addEventListener('click', () => setSidebar(!$('sidebar').classList.contains('open')));
+  $('main').addEventListener('pointerdown', () => { if ($('sidebar').classList.contains('open')) setSidebar(false); });
   $('search').addEventListener('input', debounce((e) => search(e.target.value), 200));
   $('search-form').addEventListener('submit', (e) => { e.preventDefault(); search($('search').value); });
   $('rename').addEventListener('click', startRename);

@@ -54,7 +54,8 @@ async function until(what, fn, ms = 8000, every = 25) {
 // Replies depend on the last user message: "XSS" echoes hostile HTML,
 // "SLOW" streams a long reply slowly, anything else a short Markdown reply
 // with a code block.
-const XSS = 'Echo: <img src=x onerror=alert(1)> and <script>window.__pwned=1</script> done.';
+const XSS = 'Echo: <img src=x onerror=alert(1)> and <script>window.__pwned=1</script> done. ' +
+  '[click](javascript:alert(1)) ![pic](http://127.0.0.1:1/x.png)';
 const SHORT = 'Hello! This is **confab** streaming a reply.\n\n```js\nconsole.log(42)\n```\n\nThat was code.';
 const SLOW = Array.from({ length: 45 }, (_, i) => `word${i}`).join(' ') + ' the end.';
 const upstream = { requests: [], sockets: new Set() };
@@ -168,12 +169,20 @@ models:
     model: fake-b
     base_url: ${up}
     api_key: test-key
+  broken:
+    backend: openai
+    model: broken
+    base_url: http://127.0.0.1:1/v1
+    api_key: test-key
+    fallback: [fake-b]
 ${haveLocal ? `  stories:
     backend: local
     model: ${localModel}
 ` : ''}prompts:
   code_review: "Review this code for bugs and improvements:\\n{code}"
   explain: "Explain this concept like I'm a {level} developer:\\n{concept}"
+router:
+  max_retries: 0
 cache:
   enabled: false
 budget:
@@ -373,6 +382,7 @@ log_level: warn
         const reply = await page.textContent('.msg.assistant .body');
         assert(reply.includes('<img src=x onerror=alert(1)>') && reply.includes('<script>window.__pwned=1</script>'), 'reply text shown literally: ' + reply);
         assert((await page.$$('#messages img, #messages script, #messages [onerror]')).length === 0, 'no img/script elements in the messages');
+        assert((await page.$$('#messages a[href^="javascript"]')).length === 0, 'no javascript: link');
         assert(await page.evaluate(() => window.__pwned === undefined), 'no script ran');
       };
       await verify();
@@ -423,6 +433,20 @@ log_level: warn
       await page.click('#stop');
       await idle();
       await page.waitForSelector('.alts', { timeout: 5000 });
+    });
+
+    await check('a fallback is visible: the model that answered and a fallback mark', async () => {
+      await page.click('#new-session');
+      await page.selectOption('#model', 'broken');
+      await page.fill('#input', 'Hello fallback');
+      await page.press('#input', 'Enter');
+      await page.waitForSelector('.msg.live', { timeout: 5000 });
+      await idle();
+      await page.waitForSelector('.msg.assistant .badge.fallback', { timeout: 5000 });
+      const badge = await page.textContent('.msg.assistant .badge.model');
+      assert(badge.includes('fake-b'), 'the answering model is shown: ' + badge);
+      assert(/fallback/.test(await page.textContent('#st-model')), 'status bar says fallback: ' + await page.textContent('#st-model'));
+      await page.selectOption('#model', 'fake-a');
     });
 
     await check('compare asks two models side by side and records a vote', async () => {
