@@ -435,6 +435,18 @@ log_level: warn
       await page.waitForSelector('.alts', { timeout: 5000 });
     });
 
+    await check('edit and resend sends the edited message', async () => {
+      await page.click('.msg.user .msg-actions button');
+      await page.fill('.msg.user .edit-box textarea', 'Edited question');
+      await page.click('.msg.user .edit-box .primary');
+      await page.waitForSelector('.msg.live', { timeout: 5000 });
+      await idle();
+      const users = await page.$$eval('.msg.user .body', (b) => b.map((x) => x.textContent));
+      assert(users[users.length - 1] === 'Edited question', 'the edited message was sent: ' + JSON.stringify(users));
+      const reply = await page.textContent('.msg.assistant:last-of-type .body');
+      assert(reply.includes('This is confab streaming'), 'and answered: ' + reply);
+    });
+
     await check('a fallback is visible: the model that answered and a fallback mark', async () => {
       await page.click('#new-session');
       await page.selectOption('#model', 'broken');
