@@ -33,11 +33,12 @@
 
 /* ------------------------------------------------------------ handle pool */
 
-typedef struct handles {
+struct chat_handles {
     store *st;
     cache *ca; /* NULL when the cache is off */
-    struct handles *next;
-} handles;
+    struct chat_handles *next;
+};
+typedef struct chat_handles handles;
 
 struct chat_service {
     const cfg_t *cfg;
@@ -120,6 +121,14 @@ void chat_service_free(chat_service *cs) {
     free(cs->cache_path);
     free(cs);
 }
+
+chat_handles *chat_acquire(chat_service *cs, cf_err *err) { return handles_get(cs, err); }
+void chat_release(chat_service *cs, chat_handles *h) {
+    if (h) handles_put(cs, h);
+}
+struct store *chat_handles_store(chat_handles *h) { return h->st; }
+struct cache *chat_handles_cache(chat_handles *h) { return h->ca; }
+const cfg_t *chat_cfg(const chat_service *cs) { return cs->cfg; }
 
 const char *chat_default_model(const chat_service *cs) {
     if (cs->cfg->default_model) return cs->cfg->default_model;

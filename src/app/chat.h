@@ -131,6 +131,18 @@ typedef struct {
 int chat_turn(chat_service *cs, const chat_request *req, prov_cancel *cancel, const chat_sink *sink,
               chat_result *out, cf_err *err);
 
+/* Borrowing the service's database handles outside a turn (the sessions API
+ * lists, renames, exports ... with them). A handle set is used by one thread
+ * until released. NULL with ERR set when a connection cannot be opened. */
+typedef struct chat_handles chat_handles;
+chat_handles *chat_acquire(chat_service *cs, cf_err *err);
+void chat_release(chat_service *cs, chat_handles *h);
+struct store *chat_handles_store(chat_handles *h);
+struct cache *chat_handles_cache(chat_handles *h); /* NULL when the cache is off */
+
+/* The configuration the service runs with. */
+const cfg_t *chat_cfg(const chat_service *cs);
+
 /* The model name a request without one uses: default_model, else the first
  * configured model; NULL when none is configured. */
 const char *chat_default_model(const chat_service *cs);

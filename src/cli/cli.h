@@ -40,5 +40,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

@@ -45,6 +45,11 @@ const cli_command cli_commands[] = {
      "  delete SESSION                                         with its messages\n"
      "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
      cmd_sessions},
+    {"stats", "tokens and cost of stored replies; A/B results",
+     "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
+     "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
+     "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
+     cmd_stats},
     {NULL, NULL, NULL, NULL},
 };
 
