@@ -81,7 +81,7 @@ typedef struct {
     const char *method, *path, *key, *body;
     size_t body_len;
     const char *h1, *h2; /* extra header lines */
-    bool chunked;
+    bool chunked, http10;
     int abort_after_events;
     long timeout_ms;
 } req_opts;
@@ -113,6 +113,7 @@ static resp http(req_opts o) {
     if (o.chunked) hl = curl_slist_append(hl, "Transfer-Encoding: chunked");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     if (o.method) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, o.method);
+    if (o.http10) curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_0);
     if (o.body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, o.body);
         if (!o.chunked)
@@ -712,6 +713,14 @@ static void sse_resumes_after_last_event_id_and_follows_live(void **st) {
     n = sse_ids(sb_str(&r.body), ids, 16);
     assert_int_equal(n, 2);
     assert_int_equal(ids[0], 7);
+    resp_free(&r);
+    /* An HTTP/1.0 client gets the same events without chunked encoding. */
+    r = http((req_opts){.path = p2, .key = KEY_A, .http10 = true});
+    assert_int_equal(r.status, 200);
+    assert_null(hdr(&r, "Transfer-Encoding"));
+    n = sse_ids(sb_str(&r.body), ids, 16);
+    assert_int_equal(n, 2);
+    assert_null(strstr(sb_str(&r.body), "\r\n0\r\n"));
     resp_free(&r);
     /* Nothing after the end of a finished generation: 204 (EventSource
      * stops reconnecting). */

@@ -112,6 +112,7 @@ struct srv_req {
     char pbuf[512];
     const char *cors_origin;
     bool streaming;
+    bool sse_raw; /* HTTP/1.0 client: no chunked encoding, close at the end */
 };
 
 /* Value of the {NAME} segment, or NULL. */

@@ -31,13 +31,20 @@ int srv_sse_start(srv_req *r) {
     mg_response_header_add(r->conn, "Content-Type", "text/event-stream; charset=utf-8", -1);
     mg_response_header_add(r->conn, "Cache-Control", "no-cache", -1);
     mg_response_header_add(r->conn, "X-Accel-Buffering", "no", -1);
-    mg_response_header_add(r->conn, "Transfer-Encoding", "chunked", -1);
+    /* HTTP/1.0 has no chunked encoding: stream raw and close at the end. */
+    const char *v = mg_get_request_info(r->conn)->http_version;
+    r->sse_raw = v && !strcmp(v, "1.0");
+    if (r->sse_raw)
+        mg_response_header_add(r->conn, "Connection", "close", -1);
+    else
+        mg_response_header_add(r->conn, "Transfer-Encoding", "chunked", -1);
     srv_common_headers(r);
     if (mg_response_header_send(r->conn) < 0) return CF_ECLOSED;
     return 0;
 }
 
 static int send_chunk(srv_req *r, const char *p, size_t n) {
+    if (r->sse_raw) return mg_write(r->conn, p, n) > 0 ? 0 : CF_ECLOSED;
     return mg_send_chunk(r->conn, p, (unsigned)n) > 0 ? 0 : CF_ECLOSED;
 }
 
@@ -71,7 +78,10 @@ int srv_sse_comment(srv_req *r, const char *text) {
 
 int srv_sse_done(srv_req *r) { return send_chunk(r, "data: [DONE]\n\n", 14); }
 
-int srv_sse_end(srv_req *r) { return mg_send_chunk(r->conn, "", 0) >= 0 ? 0 : CF_ECLOSED; }
+int srv_sse_end(srv_req *r) {
+    if (r->sse_raw) return 0; /* the connection closes after the handler */
+    return mg_send_chunk(r->conn, "", 0) >= 0 ? 0 : CF_ECLOSED;
+}
 
 void srv_gen_frame(gen *g, const gen_event *ev, sb_t *out) {
     sb_printf(out, "{\"type\":\"%s\",\"generation_id\":\"%s\",\"seq\":%llu", gen_ev_name(ev->type),
