@@ -1,6 +1,7 @@
 /* Tests for src/app/gen: the generation event log, its registry, and
  * producers and subscribers on several threads. */
 #include "app/gen.h"
+#include "app/gen_chat.h"
 #include "base/clock.h"
 #include "base/sb.h"
 #include "testutil.h"
@@ -362,6 +363,68 @@ static void cancel_watcher_runs_once_and_at_once_when_already_cancelled(void **s
     gen_registry_free(r);
 }
 
+static void chat_bridge_maps_turn_events_and_controls_both_ways(void **st) {
+    (void)st;
+    gen_registry *r = gen_registry_new(0);
+    gen *g = gen_start(r, "local", "s", NULL);
+    prov_cancel *pc = prov_cancel_new();
+    gen_chat_bridge b;
+    gen_chat_bridge_init(&b, g, pc);
+    chat_sink sink = gen_chat_bridge_sink(&b);
+    sink.emit(sink.ud,
+              &(chat_event){.type = CHAT_EV_INFO, .kind = "budget_warning", .message = "80%"});
+    sink.emit(sink.ud, &(chat_event){.type = CHAT_EV_DELTA, .text = "Hi there", .len = 2});
+    chunk_mode m = CHUNK_TOKEN;
+    assert_false(sink.granularity(sink.ud, &m));
+    gen_params p = {0};
+    snprintf(p.granularity, sizeof p.granularity, "sentence");
+    assert_int_equal(gen_set_params(g, &p, NULL), 0);
+    assert_true(sink.granularity(sink.ud, &m));
+    assert_int_equal(m, CHUNK_SENTENCE);
+    assert_false(sink.granularity(sink.ud, &m)); /* only changes are reported */
+    sink.emit(sink.ud,
+              &(chat_event){
+                  .type = CHAT_EV_USAGE, .prompt_tokens = 3, .completion_tokens = 1, .cost = -1});
+    /* A stop from any client reaches the provider's cancel handle at once. */
+    assert_false(prov_cancel_fired(pc));
+    gen_cancel(g);
+    assert_true(prov_cancel_fired(pc));
+    sink.emit(sink.ud, &(chat_event){.type = CHAT_EV_DONE,
+                                     .finish_reason = "cancelled",
+                                     .model = "m",
+                                     .provider = "local",
+                                     .session_id = 7,
+                                     .message_id = 9});
+    gen_chat_bridge_finish(&b, 0, NULL); /* already ended: adds nothing */
+    assert_int_equal(gen_get_state(g), GEN_CANCELLED);
+    const gen_event *evs[8];
+    size_t n;
+    assert_int_equal(gen_wait(g, 0, 0, evs, 8, &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(evs[0]->type, GEN_EV_INFO);
+    assert_non_null(strstr(evs[1]->json, "\"text\":\"Hi\""));
+    assert_int_equal(evs[2]->type, GEN_EV_USAGE);
+    json_t *j = json_loads(evs[3]->json, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(j, "session_id")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "message_id")), 9);
+    assert_string_equal(json_string_value(json_object_get(j, "provider")), "local");
+    json_decref(j);
+    gen_unref(g);
+
+    /* A turn that failed before any terminal event still ends the log. */
+    g = gen_start(r, NULL, NULL, NULL);
+    gen_chat_bridge_init(&b, g, NULL);
+    cf_err err = {0};
+    cf_seterr(&err, CF_EUPSTREAM, "every upstream failed");
+    gen_chat_bridge_finish(&b, CF_EUPSTREAM, &err);
+    assert_int_equal(gen_get_state(g), GEN_ERROR);
+    assert_int_equal(gen_wait(g, 0, 0, evs, 8, &n), 0);
+    assert_non_null(strstr(evs[0]->json, "every upstream failed"));
+    gen_unref(g);
+    prov_cancel_free(pc);
+    gen_registry_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(events_are_numbered_from_one_and_readable_from_any_point),
@@ -373,6 +436,7 @@ int main(void) {
         cmocka_unit_test(registry_finds_by_id_and_session_and_expires_finished_ones),
         cmocka_unit_test(observer_sees_every_appended_event),
         cmocka_unit_test(cancel_watcher_runs_once_and_at_once_when_already_cancelled),
+        cmocka_unit_test(chat_bridge_maps_turn_events_and_controls_both_ways),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,6 +192,9 @@ int cmd_serve(int argc, char **argv) {
            strchr(h, ':') ? "]" : "", srv_port(s), data);
     fflush(stdout);
     log_info("serve", "listening on %s:%d", h, srv_port(s));
+    if (insecure && o.n_api_keys == 0)
+        log_warn("serve", "--insecure-no-auth: anyone who can reach %s:%d can use this server", h,
+                 srv_port(s));
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {}

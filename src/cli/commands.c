@@ -30,6 +30,12 @@ const cli_command cli_commands[] = {
      "  -m MODEL            default model: a GGUF path or a configured model name\n"
      "  --shutdown-grace S  on SIGTERM/SIGINT, let streams finish for S seconds (default 10)",
      cmd_serve},
+    {"template", "render a chat template with a conversation (byte-exact prompt)",
+     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json|-\n"
+     "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
+     "                       [--var NAME=JSON]...\n"
+     "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
+     cmd_template},
     {"quantize", "convert a GGUF model's weights to a smaller type",
      "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
     {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
@@ -50,6 +56,11 @@ const cli_command cli_commands[] = {
      "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
      "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
      cmd_stats},
+    {"tokenize", "print the token ids of a text as a JSON array",
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+    {"detokenize", "print the text of token ids",
+     "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
+     cmd_detokenize},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -49,9 +49,9 @@ struct srv {
     srv_chat_hook hook;
     void *hook_ctx;
 
-    atomic_bool started, stopping, hard_stop, freed_mg;
+    atomic_bool started, stopping, hard_stop;
+    atomic_bool mg_stopped; /* set by the thread running mg_stop */
     atomic_int active_streams;
-    atomic_int in_flight;
 
     pthread_mutex_t ws_mu; /* guards the list of live WebSocket connections */
     ws_conn *ws_list;
@@ -65,8 +65,8 @@ bool srv_authenticate(srv_t *s, const struct mg_connection *conn, bool allow_que
 /* Checks the rate limit for OWNER; false with *RETRY_S set when over. */
 bool srv_rate_ok(srv_t *s, const char *owner, int *retry_s);
 
-/* Counts bytes of nesting in JSON text; returns true when no object/array
- * nests deeper than MAX. */
+/* Scans JSON text (N bytes, strings skipped) and returns true when no
+ * object/array nests deeper than MAX; runs before the parser sees it. */
 bool srv_json_depth_ok(const char *s, size_t n, int max);
 
 /* Adds the headers every response carries (nosniff, CORS when allowed). */

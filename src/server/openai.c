@@ -72,6 +72,10 @@ static int oa_status(const char *kind, const char **type) {
         *type = "invalid_request_error";
         return 400;
     }
+    if (!strcmp(kind, "not_found") || !strcmp(kind, "model_not_found")) {
+        *type = "invalid_request_error";
+        return 404;
+    }
     if (!strcmp(kind, "rate_limited")) {
         *type = "rate_limit_error";
         return 429;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -222,6 +223,14 @@ json_t *srv_req_json(srv_req *r) {
 /* ------------------------------------------------------------------ */
 
 void srv_common_headers(srv_req *r) {
+    /* Our own Date header: civetweb computes a missing one with gmtime(),
+     * whose static buffer races between connection threads. */
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    mg_response_header_add(r->conn, "Date", date, -1);
     mg_response_header_add(r->conn, "X-Content-Type-Options", "nosniff", -1);
     if (r->cors_origin) {
         mg_response_header_add(r->conn, "Access-Control-Allow-Origin", r->cors_origin, -1);
@@ -477,7 +486,6 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
                  .method = ri->request_method,
                  .path = ri->local_uri ? ri->local_uri : "/",
                  .query = ri->query_string};
-    atomic_fetch_add(&s->in_flight, 1);
 
     if (atomic_load(&s->stopping)) {
         reply_error_h(&r, 503, "server_error", "shutting_down",
@@ -574,7 +582,6 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
 out:
     record(s, &r, t0);
     free(r.body);
-    atomic_fetch_sub(&s->in_flight, 1);
     return r.status ? r.status : 500;
 }
 
@@ -800,7 +807,7 @@ int srv_start(srv_t *s, cf_err *err) {
 static void *stop_thread(void *p) {
     srv_t *s = p;
     mg_stop(s->mg);
-    atomic_store(&s->freed_mg, true);
+    atomic_store(&s->mg_stopped, true);
     return NULL;
 }
 
@@ -808,7 +815,7 @@ static void *stop_thread(void *p) {
  * 2 s timeout; connecting to our own port wakes it at once. */
 static void stop_civetweb(srv_t *s) {
     pthread_t t;
-    atomic_store(&s->freed_mg, false);
+    atomic_store(&s->mg_stopped, false);
     if (pthread_create(&t, NULL, stop_thread, s) != 0) {
         mg_stop(s->mg);
         return;
@@ -822,7 +829,7 @@ static void stop_civetweb(srv_t *s) {
     struct addrinfo hints = {.ai_family = v6 ? AF_INET6 : AF_INET, .ai_socktype = SOCK_STREAM},
                     *ai = NULL;
     if (getaddrinfo(h, port, &hints, &ai) != 0) ai = NULL;
-    while (!atomic_load(&s->freed_mg)) {
+    while (!atomic_load(&s->mg_stopped)) {
         if (ai) {
             int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
             if (fd >= 0) {

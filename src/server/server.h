@@ -182,8 +182,10 @@ void srv_gen_frame(gen *g, const gen_event *ev, sb_t *out);
  * disconnects cancels G. Returns srv_sse_follow's result. */
 int srv_openai_stream(srv_req *r, gen *g, const char *model, bool include_usage);
 /* Waits for G to finish and answers one chat.completion (with usage), or
- * the error event mapped to a status: config/budget 400, rate_limited 429,
- * upstream failures 502, timeout 504, unavailable 503. */
+ * the error event mapped to a status by its kind: invalid_request, config,
+ * budget_exceeded 400; not_found, model_not_found 404; rate_limited 429;
+ * connect, http_4xx/5xx, protocol, auth 502; unavailable 503; timeout 504;
+ * anything else (storage ...) 500. The error's code is its kind. */
 int srv_openai_reply(srv_req *r, gen *g, const char *model);
 
 /* ---- the chat service hook (wired by the app) ---- */
