@@ -127,5 +127,4 @@ __attribute__((unused)) static resp get(const char *path, const char *key) {
     return http((req_opts){.path = path, .key = key});
 }
 
-
 #endif

@@ -34,7 +34,8 @@ static fx *fx_new(const char *extra_yaml, bool keys) {
     char url[128], yaml[4096];
     fu_url(f->up, "/v1", url);
     snprintf(yaml, sizeof yaml,
-             "models:\n  m:\n    backend: openai\n    model: gpt-4o-mini\n    base_url: %s\n    api_key: sk-t\n"
+             "models:\n  m:\n    backend: openai\n    model: gpt-4o-mini\n    base_url: %s\n    "
+             "api_key: sk-t\n"
              "    price: {input: 1.0, output: 2.0}\n  m2:\n    backend: openai\n    model: other\n"
              "    base_url: %s\n    api_key: sk-t\n"
              "router: {max_retries: 0}\nprompts:\n  explain: \"Explain {concept}\"\n%s",
@@ -46,7 +47,10 @@ static fx *fx_new(const char *extra_yaml, bool keys) {
     char db[4200], cache[4200];
     snprintf(db, sizeof db, "%s/confab.db", f->dir);
     snprintf(cache, sizeof cache, "%s/cache.db", f->dir);
-    chat_service_opts co = {.cfg = f->cfg, .router = app_routing_router(f->routing), .db_path = db, .cache_path = cache};
+    chat_service_opts co = {.cfg = f->cfg,
+                            .router = app_routing_router(f->routing),
+                            .db_path = db,
+                            .cache_path = cache};
     f->cs = chat_service_new(&co, &err);
     assert_non_null(f->cs);
     srv_options o = {.host = "127.0.0.1", .port = 0};
@@ -88,18 +92,22 @@ static resp post(const char *path, const char *body, const char *key) {
     return http((req_opts){.method = "POST", .path = path, .body = body, .key = key});
 }
 
-static const char *code_of(json_t *j) { return json_string_value(json_object_get(json_object_get(j, "error"), "code")); }
+static const char *code_of(json_t *j) {
+    return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+}
 
 static void openai_completion_non_streamed(void **st) {
     (void)st;
     fx *f = fx_new(NULL, false);
-    resp r = post("/v1/chat/completions", "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL);
+    resp r = post("/v1/chat/completions",
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL);
     assert_int_equal(r.status, 200);
     json_t *j = body_json(&r);
     assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
     json_t *msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
     assert_string_equal(json_string_value(json_object_get(msg, "content")), "Hello, wörld");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")), 4);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")), 4);
     json_decref(j);
     resp_free(&r);
     fx_free(f);
@@ -108,10 +116,11 @@ static void openai_completion_non_streamed(void **st) {
 static void openai_completion_streamed_with_usage(void **st) {
     (void)st;
     fx *f = fx_new(NULL, false);
-    resp r = post("/v1/chat/completions",
-                  "{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
-                  "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}",
-                  NULL);
+    resp r = post(
+        "/v1/chat/completions",
+        "{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+        "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}",
+        NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body.data, "chat.completion.chunk"));
     assert_non_null(strstr(r.body.data, "\"content\":\"Hello\""));
@@ -130,15 +139,21 @@ static void openai_errors_have_openai_shape(void **st) {
         long status;
         const char *code;
     } cases[] = {
-        {"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 404, "model_not_found"},
+        {"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 404,
+         "model_not_found"},
         {"{\"model\":\"m\"}", 400, "invalid_value"},
-        {"{\"model\":\"m\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", 400, "invalid_value"},
-        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":2}", 400, "invalid_value"},
-        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":\"hot\"}", 400,
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", 400,
          "invalid_value"},
-        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"session_id\":999}", 404,
-         "session_not_found"},
-        {"{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"hi\"}]}", 400, "invalid_value"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":2}", 400,
+         "invalid_value"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":"
+         "\"hot\"}",
+         400, "invalid_value"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"session_id\":"
+         "999}",
+         404, "session_not_found"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"hi\"}]}", 400,
+         "invalid_value"},
         {"{not json", 400, "invalid_json"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -156,14 +171,17 @@ static void openai_errors_have_openai_shape(void **st) {
 static void session_id_stores_the_exchange(void **st) {
     (void)st;
     fx *f = fx_new(NULL, false);
-    resp c = post("/api/sessions", "{\"title\":\"From the API\",\"system_prompt\":\"Be brief.\"}", NULL);
+    resp c =
+        post("/api/sessions", "{\"title\":\"From the API\",\"system_prompt\":\"Be brief.\"}", NULL);
     assert_int_equal(c.status, 201);
     json_t *s = body_json(&c);
     json_int_t id = json_integer_value(json_object_get(s, "id"));
     json_decref(s);
     resp_free(&c);
     char body[256];
-    snprintf(body, sizeof body, "{\"model\":\"m\",\"session_id\":%lld,\"messages\":[{\"role\":\"user\",\"content\":\"hi there\"}]}",
+    snprintf(body, sizeof body,
+             "{\"model\":\"m\",\"session_id\":%lld,\"messages\":[{\"role\":\"user\",\"content\":"
+             "\"hi there\"}]}",
              (long long)id);
     resp r = post("/v1/chat/completions", body, NULL);
     assert_int_equal(r.status, 200);
@@ -178,9 +196,12 @@ static void session_id_stores_the_exchange(void **st) {
     json_t *j = body_json(&g);
     json_t *msgs = json_object_get(j, "messages");
     assert_int_equal(json_array_size(msgs), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")), "hi there");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "content")), "Hello, wörld");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "status")), "complete");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                        "hi there");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+                        "Hello, wörld");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "status")),
+                        "complete");
     assert_true(json_is_null(json_object_get(j, "generation_id")));
     json_decref(j);
     resp_free(&g);
@@ -214,7 +235,8 @@ static void sessions_crud_search_export_import(void **st) {
     resp_free(&m);
     /* Rename, list, search. */
     snprintf(path, sizeof path, "/api/sessions/%lld", (long long)id);
-    resp p = http((req_opts){.method = "PATCH", .path = path, .body = "{\"title\":\"Monotremes\"}"});
+    resp p =
+        http((req_opts){.method = "PATCH", .path = path, .body = "{\"title\":\"Monotremes\"}"});
     assert_int_equal(p.status, 200);
     resp_free(&p);
     resp l = get("/api/sessions", NULL);
@@ -241,7 +263,8 @@ static void sessions_crud_search_export_import(void **st) {
     assert_int_equal(im.status, 200);
     assert_non_null(strstr(im.body.data, "\"sessions_imported\":0"));
     resp_free(&im);
-    resp bad = post("/api/import", "{\"format\":\"confab-export\",\"version\":99,\"sessions\":[]}", NULL);
+    resp bad =
+        post("/api/import", "{\"format\":\"confab-export\",\"version\":99,\"sessions\":[]}", NULL);
     assert_int_equal(bad.status, 400);
     resp_free(&bad);
     resp_free(&ex);
@@ -282,7 +305,9 @@ static void sessions_belong_to_their_key(void **st) {
     assert_null(strstr(lb.body.data, "alice's"));
     resp_free(&lb);
     char body[256];
-    snprintf(body, sizeof body, "{\"model\":\"m\",\"session_id\":%lld,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+    snprintf(body, sizeof body,
+             "{\"model\":\"m\",\"session_id\":%lld,\"messages\":[{\"role\":\"user\",\"content\":"
+             "\"x\"}]}",
              (long long)id);
     resp o = post("/v1/chat/completions", body, "key-bob");
     assert_int_equal(o.status, 404);
@@ -299,7 +324,8 @@ static void templates_list_and_render(void **st) {
     resp l = get("/api/templates", NULL);
     assert_non_null(strstr(l.body.data, "\"placeholders\":[\"concept\"]"));
     resp_free(&l);
-    resp r = post("/api/templates/explain/render", "{\"values\":{\"concept\":\"recursion\"}}", NULL);
+    resp r =
+        post("/api/templates/explain/render", "{\"values\":{\"concept\":\"recursion\"}}", NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body.data, "Explain recursion"));
     resp_free(&r);
@@ -316,7 +342,8 @@ static void templates_list_and_render(void **st) {
 static void compare_vote_and_stats(void **st) {
     (void)st;
     fx *f = fx_new(NULL, false);
-    resp c = post("/api/compare", "{\"content\":\"which is better?\",\"models\":[\"m\",\"m2\"]}", NULL);
+    resp c =
+        post("/api/compare", "{\"content\":\"which is better?\",\"models\":[\"m\",\"m2\"]}", NULL);
     assert_int_equal(c.status, 202);
     json_t *j = body_json(&c);
     json_t *gens = json_object_get(j, "generations");
@@ -324,7 +351,8 @@ static void compare_vote_and_stats(void **st) {
     json_int_t sid = json_integer_value(json_object_get(j, "session_id"));
     for (int i = 0; i < 2; i++) {
         char path[128];
-        snprintf(path, sizeof path, "/api/generations/%s/events", json_string_value(json_array_get(gens, (size_t)i)));
+        snprintf(path, sizeof path, "/api/generations/%s/events",
+                 json_string_value(json_array_get(gens, (size_t)i)));
         resp ev = get(path, NULL);
         assert_non_null(strstr(ev.body.data, "\"type\":\"done\""));
         resp_free(&ev);
@@ -340,13 +368,16 @@ static void compare_vote_and_stats(void **st) {
     json_int_t qid = json_integer_value(json_object_get(json_array_get(msgs, 0), "id"));
     json_int_t a = json_integer_value(json_object_get(json_array_get(msgs, 1), "id"));
     json_int_t b = json_integer_value(json_object_get(json_array_get(msgs, 2), "id"));
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(msgs, 1), "parent_id")), qid);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(msgs, 2), "parent_id")), qid);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(msgs, 1), "parent_id")),
+                     qid);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(msgs, 2), "parent_id")),
+                     qid);
     json_decref(s);
     resp_free(&g);
     char body[256];
     snprintf(body, sizeof body,
-             "{\"session_id\":%lld,\"message_a\":%lld,\"message_b\":%lld,\"model_a\":\"m\",\"model_b\":\"m2\",\"winner\":\"b\"}",
+             "{\"session_id\":%lld,\"message_a\":%lld,\"message_b\":%lld,\"model_a\":\"m\",\"model_"
+             "b\":\"m2\",\"winner\":\"b\"}",
              (long long)sid, (long long)a, (long long)b);
     resp v = post("/api/votes", body, NULL);
     assert_int_equal(v.status, 201);
@@ -357,7 +388,8 @@ static void compare_vote_and_stats(void **st) {
     resp stt = get("/api/stats", NULL);
     assert_int_equal(stt.status, 200);
     json_t *sj = body_json(&stt);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(sj, "tokens"), "replies")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(sj, "tokens"), "replies")),
+                     2);
     json_t *ab = json_array_get(json_object_get(sj, "ab"), 0);
     assert_int_equal(json_integer_value(json_object_get(ab, "wins_b")), 1);
     assert_true(json_is_object(json_object_get(sj, "cache")));
