@@ -93,10 +93,11 @@ test: $(BUILD)/confab $(TEST_BIN)
 
 bench: $(BUILD)/confab $(BENCH_BIN)
 
-# Until `confab serve` exists this starts what exists (the version banner).
+# Installs dependencies, builds, and serves on http://127.0.0.1:8080 with
+# the data in ./data (config: ./confab.yaml or ~/.config/confab/config.yaml).
 run: deps
 	$(MAKE) $(BUILD)/confab
-	$(BUILD)/confab version
+	$(BUILD)/confab serve --host 127.0.0.1 --port 8080 --data ./data
 
 deps:
 	bash tools/deps.sh
