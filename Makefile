@@ -9,7 +9,7 @@
 
 CC       ?= gcc
 .DEFAULT_GOAL := all
-PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash
+PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash libcrypto
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Isrc \

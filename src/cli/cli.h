@@ -39,5 +39,7 @@ int cmd_config(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 #endif
