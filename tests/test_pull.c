@@ -19,7 +19,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------ fixture */
@@ -405,6 +408,42 @@ static void test_hf_source_follows_redirect_and_checks_linked_etag(void **state)
     pull_result_free(&r);
 }
 
+static void test_hf_cdn_etag_after_redirect_is_not_a_digest(void **state) {
+    fx *f = need(state);
+    char hdr[160];
+    snprintf(hdr, sizeof hdr, "X-Linked-Etag: \"%s\"\r\n", f->sha);
+    f->srv.redirect = true;
+    f->srv.redirect_headers = hdr;
+    /* The CDN's own validator: 64 hex digits, but not the file's sha256. */
+    f->srv.headers = "ETag: \"3333333333333333333333333333333333333333333333333333333333333333\"\r\n";
+    start(f, "");
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->srv.port);
+    setenv("CONFAB_HF_ENDPOINT", ep, 1);
+    pull_opts o = opts_for(f);
+    pull_result r;
+    cf_err err = {0};
+    assert_int_equal(pull_model("hf:o/r/M.gguf", &o, &r, &err), 0);
+    assert_string_equal(r.digest_source, "X-Linked-Etag");
+    pull_result_free(&r);
+}
+
+static void test_hf_etag_on_direct_answer_is_checked(void **state) {
+    fx *f = need(state);
+    f->srv.headers = "ETag: \"4444444444444444444444444444444444444444444444444444444444444444\"\r\n";
+    start(f, "");
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->srv.port);
+    setenv("CONFAB_HF_ENDPOINT", ep, 1);
+    pull_opts o = opts_for(f);
+    pull_result r;
+    cf_err err = {0};
+    assert_int_equal(pull_model("hf:o/r/M.gguf", &o, &r, &err), CF_EFORMAT);
+    assert_non_null(strstr(err.msg, "(ETag)"));
+    assert_false(exists(f->models, "M.gguf"));
+    assert_false(exists(f->models, "M.gguf.part"));
+}
+
 static void test_etag_is_a_digest_only_for_hf_sources(void **state) {
     fx *f = need(state);
     /* A 64-hex ETag that is not the file's sha256: opaque for a plain URL. */
@@ -461,6 +500,7 @@ static void test_connection_refused_is_a_named_network_error(void **state) {
     assert_int_equal(pull_model(url, &o, &r, &err), CF_EIO);
     assert_non_null(strstr(err.msg, "cannot connect"));
     assert_false(exists(f->models, "x.gguf"));
+    assert_false(exists(f->models, "x.gguf.part")); /* nothing arrived: no empty .part */
 }
 
 static void test_stalled_server_times_out_and_keeps_part(void **state) {
@@ -580,6 +620,36 @@ static void test_cli_pull_reports_result_and_errors(void **state) {
     free(out);
 }
 
+/* Ctrl-C on `confab pull` stops the transfer, exits 130 and keeps the
+ * .part with what had arrived. */
+static void test_cli_sigint_stops_and_keeps_part(void **state) {
+    fx *f = need(state);
+    f->srv.pause_after = 65536;
+    f->srv.pause_ms = 15000;
+    const char *url = start(f, "/m/stories260K.gguf");
+    const char *bin = tu_confab_bin(); /* before fork: only exec-safe calls in the child */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(bin, "confab", "pull", url, "--models-dir", f->models, (char *)NULL);
+        _exit(127);
+    }
+    /* Wait for the first 64 KiB to land in the .part, then interrupt. */
+    for (int i = 0; i < 500 && size_of(f->models, "stories260K.gguf.part") < 65536; i++)
+        usleep(10000);
+    assert_int_equal(size_of(f->models, "stories260K.gguf.part"), 65536);
+    kill(pid, SIGINT);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 130);
+    assert_false(exists(f->models, "stories260K.gguf"));
+    assert_int_equal(size_of(f->models, "stories260K.gguf.part"), 65536);
+}
+
 int main(void) {
     cf_err err = {0};
     if (prov_global_init(&err)) return 1;
@@ -599,6 +669,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_published_digest_mismatch_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_header_base64_is_verified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hf_source_follows_redirect_and_checks_linked_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hf_cdn_etag_after_redirect_is_not_a_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hf_etag_on_direct_answer_is_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etag_is_a_digest_only_for_hf_sources, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_is_reported_as_not_found_with_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_error_status_is_named, setup, teardown),
@@ -609,6 +681,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_output_name_gets_gguf_suffix_and_is_validated, setup, teardown),
         cmocka_unit_test(test_progress_render_shows_bytes_rate_and_eta),
         cmocka_unit_test_setup_teardown(test_cli_pull_reports_result_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_sigint_stops_and_keeps_part, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     prov_global_cleanup();

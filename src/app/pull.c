@@ -34,8 +34,11 @@
  *     on its resolve/ redirect;
  *   Repr-Digest: sha-256=:<base64>: (RFC 9530) and Digest: sha-256=<base64>
  *     (RFC 3230, an instance digest, i.e. of the whole file even in a 206);
- *   ETag: "<64 hex>" only for hf: sources (Hugging Face uses the LFS sha256
- *     as ETag; elsewhere a 64-hex ETag may be any opaque value).
+ *   ETag: "<64 hex>" only for hf: sources and only on the first response
+ *     (Hugging Face's own answer, which for LFS files is the sha256;
+ *     huggingface_hub reads X-Linked-Etag or ETag there too). A CDN's ETag
+ *     after the redirect, or any other server's, is an opaque value that
+ *     may happen to be 64 hex digits, so it is never taken for a digest.
  * Content-Digest (of the body of one response, so of a range) is not used.
  * When a server digest and --sha256 are both known, both must match.
  *
@@ -205,6 +208,7 @@ int pull_parse_source(const char *source, const char *hf_endpoint, char **url, c
  * hops of one attempt). */
 typedef struct {
     int status;
+    int n_responses;                     /* status lines seen (redirect hops + 1) */
     int64_t clen;                        /* Content-Length, -1 = none */
     int64_t cr_start, cr_end, cr_total;  /* Content-Range; -1 = none / '*' */
     bool cr_present;
@@ -286,6 +290,7 @@ static size_t on_header(char *buf, size_t sz, size_t nitems, void *ud) {
     hdr_state *h = &x->h;
     if (n >= 5 && !strncmp(buf, "HTTP/", 5)) {
         hdr_reset_response(h);
+        h->n_responses++;
         const char *sp = memchr(buf, ' ', n);
         if (sp) h->status = atoi(sp + 1);
         return n;
@@ -322,7 +327,7 @@ static size_t on_header(char *buf, size_t sz, size_t nitems, void *ud) {
         }
     } else if (kn == 13 && !strncasecmp(buf, "x-linked-etag", kn)) {
         keep_hex(h->linked_etag, v, vn);
-    } else if (kn == 4 && !strncasecmp(buf, "etag", kn)) {
+    } else if (kn == 4 && !strncasecmp(buf, "etag", kn) && h->n_responses == 1) {
         keep_hex(h->etag, v, vn);
     } else if (kn == 11 && !strncasecmp(buf, "repr-digest", kn)) {
         keep_b64_sha256(h->repr_digest, v, vn);
@@ -676,6 +681,7 @@ int pull_model(const char *source, const pull_opts *o, pull_result *res, cf_err 
     url = NULL;
 
     int fd = -1;
+    bool locked = false;
     EVP_MD_CTX *md = NULL;
     struct stat st;
     if (stat(fin.data, &st) == 0) {
@@ -705,6 +711,7 @@ int pull_model(const char *source, const pull_opts *o, pull_result *res, cf_err 
         rc = cf_seterr(err, CF_EBUSY, "another pull is writing %s", part.data);
         goto out;
     }
+    locked = true;
     if (fstat(fd, &st) != 0) {
         rc = cf_seterr(err, CF_EIO, "%s: %s", part.data, strerror(errno));
         goto out;
@@ -800,6 +807,8 @@ int pull_model(const char *source, const pull_opts *o, pull_result *res, cf_err 
     fsync_dir(o->models_dir);
     rc = 0;
 out:
+    /* A failure before any byte arrived leaves no empty .part behind. */
+    if (rc && locked && fstat(fd, &st) == 0 && st.st_size == 0) unlink(part.data);
     if (fd >= 0) close(fd); /* drops the lock */
     EVP_MD_CTX_free(md);
     sb_free(&fin);
