@@ -235,6 +235,7 @@ static void test_cut_transfer_resumes_with_range_and_is_identical(void **state) 
     snprintf(want, sizeof want, "bytes=%zu-", f->len / 2);
     assert_string_equal(f->srv.ranges[1], want);
     assert_int_equal(r.resumed_from, f->len / 2);
+    assert_false(r.restarted);
     assert_string_equal(r.sha256, f->sha); /* the digest covers the resumed bytes too */
     assert_same_as_served(f, "stories260K.gguf");
     assert_false(exists(f->models, "stories260K.gguf.part"));
@@ -256,6 +257,7 @@ static void test_server_ignoring_range_restarts_from_zero(void **state) {
     assert_int_equal(pull_model(url, &o, &r, &err), 0);
     assert_string_equal(f->srv.ranges[0], "bytes=16-");
     assert_int_equal(r.resumed_from, 0);
+    assert_true(r.restarted);
     assert_same_as_served(f, "stories260K.gguf");
     pull_result_free(&r);
 }
@@ -275,6 +277,7 @@ static void test_wrong_content_range_restarts_from_zero(void **state) {
     assert_int_equal(f->srv.n_req, 2);
     assert_string_equal(f->srv.ranges[0], "bytes=100-");
     assert_string_equal(f->srv.ranges[1], ""); /* the retry asked for everything */
+    assert_true(r.restarted);
     assert_same_as_served(f, "stories260K.gguf");
     pull_result_free(&r);
 }

@@ -227,6 +227,7 @@ typedef struct {
     bool decided;    /* first body byte seen and handled */
     bool writing;    /* the body is file content (200/206) */
     bool restart;    /* abandon this attempt and start from zero */
+    bool restarted;  /* a resume was abandoned for a fresh start */
     bool write_failed;
     int write_errno;
     bool cancelled;
@@ -371,6 +372,7 @@ static bool decide(xfer *x) {
         x->total = h->cr_total;
     } else if (h->status == 200) {
         if (x->offset > 0) { /* range ignored: start over */
+            x->restarted = true;
             if (ftruncate(x->fd, 0) != 0) {
                 x->write_failed = true;
                 x->write_errno = errno;
@@ -742,10 +744,12 @@ int pull_model(const char *source, const pull_opts *o, pull_result *res, cf_err 
             goto out;
         }
         x.offset = x.done = 0;
+        x.restarted = true;
         res->resumed_from = 0;
         EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     }
     res->resumed_from = x.writing ? x.attempt_start : x.offset;
+    res->restarted = x.restarted;
     report(&x, true);
     res->size = x.done;
     {

@@ -55,6 +55,8 @@ typedef struct {
     const char *digest_source; /* what the file was checked against: "--sha256", "X-Linked-Etag",
                                   "Digest", "Repr-Digest", "ETag", or NULL when nothing was published */
     uint64_t resumed_from;     /* bytes reused from an earlier .part (0 = fresh) */
+    bool restarted;            /* a .part was there but the server could not resume it,
+                                  so the file was fetched from the start */
     bool already_present;      /* the final file existed; nothing was downloaded */
 } pull_result;
 

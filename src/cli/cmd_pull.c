@@ -93,7 +93,10 @@ int cmd_pull(int argc, char **argv) {
                r.digest_source ? " (sha256 matches --sha256)" : "");
     } else {
         printf("pulled %s (%" PRIu64 " bytes%s), sha256 %s %s%s\n", r.path, r.size,
-               r.resumed_from ? ", resumed" : "", r.sha256,
+               r.resumed_from ? ", resumed"
+               : r.restarted  ? ", from the start: the server could not resume"
+                              : "",
+               r.sha256,
                r.digest_source ? "verified against " : "(no published digest to check)",
                r.digest_source ? r.digest_source : "");
     }
