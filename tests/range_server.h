@@ -32,16 +32,16 @@ typedef struct {
     /* configuration, set before rs_start */
     const char *body;
     size_t len;
-    int status;            /* 0 = serve the body; else this status with a short text body */
-    bool ignore_range;     /* always answer 200 with the whole body */
-    long bad_range_shift;  /* != 0: answer 206 with a Content-Range starting elsewhere */
-    long cut_after;        /* > 0: the first cut_times responses send this many body bytes, then close */
+    int status;           /* 0 = serve the body; else this status with a short text body */
+    bool ignore_range;    /* always answer 200 with the whole body */
+    long bad_range_shift; /* != 0: answer 206 with a Content-Range starting elsewhere */
+    long cut_after; /* > 0: the first cut_times responses send this many body bytes, then close */
     int cut_times;
-    long pause_after;      /* > 0: after this many body bytes ... */
-    int pause_ms;          /* ... wait this long before sending the rest */
-    bool redirect;         /* paths containing /resolve/ answer 302 to /cdn/FILE */
+    long pause_after;             /* > 0: after this many body bytes ... */
+    int pause_ms;                 /* ... wait this long before sending the rest */
+    bool redirect;                /* paths containing /resolve/ answer 302 to /cdn/FILE */
     const char *redirect_headers; /* extra header lines on the 302 (\r\n-terminated) */
-    const char *headers;   /* extra header lines on the body response */
+    const char *headers;          /* extra header lines on the body response */
     /* state */
     int fd, port, wake[2];
     pthread_t th;
@@ -70,12 +70,14 @@ __attribute__((unused)) static bool rs_send(int fd, const void *p, size_t n) {
     return true;
 }
 
-__attribute__((unused)) static void rs_header_copy(const char *req, const char *name, char *out, size_t cap) {
+__attribute__((unused)) static void rs_header_copy(const char *req, const char *name, char *out,
+                                                   size_t cap) {
     out[0] = 0;
     const char *h = strcasestr(req, name);
     if (!h) return;
     h += strlen(name);
-    while (*h == ' ') h++;
+    while (*h == ' ')
+        h++;
     size_t n = strcspn(h, "\r\n");
     if (n >= cap) n = cap - 1;
     memcpy(out, h, n);
@@ -170,7 +172,8 @@ __attribute__((unused)) static void rs_serve(rs_server *s, int c) {
     size_t sent = 0;
     while (todo) {
         size_t k = todo < 65536 ? todo : 65536;
-        if (s->pause_after > 0 && sent < (size_t)s->pause_after && sent + k > (size_t)s->pause_after)
+        if (s->pause_after > 0 && sent < (size_t)s->pause_after &&
+            sent + k > (size_t)s->pause_after)
             k = (size_t)s->pause_after - sent;
         if (!rs_send(c, p, k)) return;
         p += k;

@@ -102,9 +102,9 @@ static void test_list_describes_valid_and_marks_corrupt_files(void **state) {
     put(f, "empty.gguf", "", 0);
     static const char text[] = "hello, this is a text file and not a model at all\n";
     put(f, "text.gguf", text, sizeof text - 1);
-    put(f, "notes.txt", "x", 1);                  /* not *.gguf: ignored */
-    put(f, ".hidden.gguf", "x", 1);               /* hidden: ignored */
-    put(f, "Partial.gguf.part", "GGUF", 4);       /* download in progress: ignored */
+    put(f, "notes.txt", "x", 1);            /* not *.gguf: ignored */
+    put(f, ".hidden.gguf", "x", 1);         /* hidden: ignored */
+    put(f, "Partial.gguf.part", "GGUF", 4); /* download in progress: ignored */
     models_list_t l;
     cf_err err = {0};
     assert_int_equal(models_list(f->models, &l, &err), 0);
@@ -114,6 +114,9 @@ static void test_list_describes_valid_and_marks_corrupt_files(void **state) {
     assert_string_equal(l.v[1].file, "empty.gguf");
     assert_string_equal(l.v[2].file, "stories260K.gguf");
     assert_string_equal(l.v[3].file, "text.gguf");
+    assert_int_equal(l.n_partial, 1);
+    assert_string_equal(l.partial[0].file, "Partial.gguf.part");
+    assert_int_equal(l.partial[0].size, 4);
 
     const models_entry *c = entry(&l, "Chat-Q8_0.gguf");
     assert_true(c->valid);
@@ -134,7 +137,8 @@ static void test_list_describes_valid_and_marks_corrupt_files(void **state) {
     assert_int_equal(s->size, 1185376);
     /* dim 64, vocab 512, 5 layers, FFN 172, 4 KV heads of 8: embeddings + output +
      * per layer (q 64x64, k,v 64x32, o 64x64, 3 FFN 64x172, 2 norms) + final norm */
-    assert_int_equal(s->n_params, 512 * 64 * 2 + 5 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172 + 2 * 64) + 64);
+    assert_int_equal(s->n_params,
+                     512 * 64 * 2 + 5 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172 + 2 * 64) + 64);
 
     const models_entry *e = entry(&l, "empty.gguf");
     assert_false(e->valid);
@@ -185,14 +189,15 @@ static void test_file_type_names_follow_llama_cpp(void **state) {
     assert_string_equal(models_file_type_name(1), "F16");
     assert_string_equal(models_file_type_name(32), "BF16");
     assert_string_equal(models_file_type_name(7 | 1024), "Q8_0"); /* "guessed" flag ignored */
-    assert_null(models_file_type_name(4));                         /* retired value */
+    assert_null(models_file_type_name(4));                        /* retired value */
     assert_null(models_file_type_name(999));
 }
 
 /* ---------------------------------------------------------- resolution */
 
 static void put_names(fx *f, const char *const *names) {
-    for (; *names; names++) put(f, *names, "GGUF", 4);
+    for (; *names; names++)
+        put(f, *names, "GGUF", 4);
 }
 
 static void expect_resolves(fx *f, const char *name, const char *file) {
@@ -207,13 +212,15 @@ static void expect_resolves(fx *f, const char *name, const char *file) {
 
 static void test_short_names_resolve_by_exact_prefix_substring(void **state) {
     fx *f = *state;
-    static const char *const names[] = {"SmolLM2-135M-Instruct-Q8_0.gguf", "qwen2.5-0.5b-instruct-q4_k_m.gguf",
-                                        "m.gguf", "m-2.gguf", NULL};
+    static const char *const names[] = {"SmolLM2-135M-Instruct-Q8_0.gguf",
+                                        "qwen2.5-0.5b-instruct-q4_k_m.gguf", "m.gguf", "m-2.gguf",
+                                        NULL};
     put_names(f, names);
-    expect_resolves(f, "smollm2", "SmolLM2-135M-Instruct-Q8_0.gguf");          /* prefix, any case */
-    expect_resolves(f, "SmolLM2-135M-Instruct-Q8_0", "SmolLM2-135M-Instruct-Q8_0.gguf"); /* exact stem */
+    expect_resolves(f, "smollm2", "SmolLM2-135M-Instruct-Q8_0.gguf"); /* prefix, any case */
+    expect_resolves(f, "SmolLM2-135M-Instruct-Q8_0",
+                    "SmolLM2-135M-Instruct-Q8_0.gguf"); /* exact stem */
     expect_resolves(f, "SmolLM2-135M-Instruct-Q8_0.gguf", "SmolLM2-135M-Instruct-Q8_0.gguf");
-    expect_resolves(f, "0.5b", "qwen2.5-0.5b-instruct-q4_k_m.gguf");          /* substring */
+    expect_resolves(f, "0.5b", "qwen2.5-0.5b-instruct-q4_k_m.gguf"); /* substring */
     expect_resolves(f, "Q4_K_M", "qwen2.5-0.5b-instruct-q4_k_m.gguf");
     expect_resolves(f, "m", "m.gguf"); /* exact beats the prefix of m-2 */
     expect_resolves(f, "M", "m.gguf");
@@ -336,8 +343,10 @@ static void test_cli_lists_table_and_json(void **state) {
     fx *f = *state;
     put_chat_model(f, "Chat-Q8_0.gguf");
     put(f, "bad.gguf", "nope", 4);
+    put(f, "next.gguf.part", "GGUF", 4);
     char *out = NULL;
     assert_int_equal(run_cli(f, &out, ""), 0);
+    assert_non_null(strstr(out, "incomplete download: next.gguf.part (4 B)"));
     assert_non_null(strstr(out, "NAME"));
     assert_non_null(strstr(out, "Chat-Q8_0  qwen2"));
     assert_non_null(strstr(out, "Q8_0"));
@@ -351,6 +360,10 @@ static void test_cli_lists_table_and_json(void **state) {
     assert_non_null(j);
     json_t *m = json_object_get(j, "models");
     assert_int_equal(json_array_size(m), 2);
+    json_t *inc = json_object_get(j, "incomplete_downloads");
+    assert_int_equal(json_array_size(inc), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(inc, 0), "file")),
+                        "next.gguf.part");
     json_t *bad = json_array_get(m, 0), *chat = json_array_get(m, 1);
     assert_false(json_boolean_value(json_object_get(bad, "valid")));
     assert_true(json_is_string(json_object_get(bad, "error")));

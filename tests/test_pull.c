@@ -5,22 +5,22 @@
 #include "testutil.h"
 
 #include "app/pull.h"
-#include "range_server.h"
 #include "providers/provider.h"
+#include "range_server.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,9 +28,9 @@
 /* ------------------------------------------------------------ fixture */
 
 typedef struct {
-    char *dir;      /* temp dir; models go to dir/models */
+    char *dir; /* temp dir; models go to dir/models */
     char models[4200];
-    char *gguf;     /* the served file */
+    char *gguf; /* the served file */
     size_t len;
     char sha[65];
     rs_server srv;
@@ -41,7 +41,8 @@ static void sha_hex(const void *p, size_t n, char out[65]) {
     unsigned char d[32];
     unsigned int dn = 0;
     EVP_Digest(p, n, d, &dn, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
 }
 
 static int setup(void **state) {
@@ -75,9 +76,7 @@ static int teardown(void **state) {
 
 /* The fixture, skipping when the test data is absent. */
 static fx *need(void **state) {
-    if (!*state) {
-        td_path("models/stories260K.gguf"); /* skips, saying why */
-    }
+    if (!*state) { td_path("models/stories260K.gguf"); /* skips, saying why */ }
     return *state;
 }
 
@@ -123,9 +122,8 @@ static void test_hf_reference_maps_to_resolve_url(void **state) {
     (void)state;
     char *url, *name;
     cf_err err = {0};
-    assert_int_equal(pull_parse_source("hf:org/repo/sub/M-Q8_0.gguf", "http://h:1/", &url, &name,
-                                       &err),
-                     0);
+    assert_int_equal(
+        pull_parse_source("hf:org/repo/sub/M-Q8_0.gguf", "http://h:1/", &url, &name, &err), 0);
     assert_string_equal(url, "http://h:1/org/repo/resolve/main/sub/M-Q8_0.gguf");
     assert_string_equal(name, "M-Q8_0.gguf");
     free(url);
@@ -147,7 +145,8 @@ static void test_url_file_name_is_last_segment_without_query(void **state) {
     char *url, *name;
     cf_err err = {0};
     assert_int_equal(
-        pull_parse_source("https://x.example/a/b/Tiny.gguf?download=1", NULL, &url, &name, &err), 0);
+        pull_parse_source("https://x.example/a/b/Tiny.gguf?download=1", NULL, &url, &name, &err),
+        0);
     assert_string_equal(name, "Tiny.gguf");
     assert_string_equal(url, "https://x.example/a/b/Tiny.gguf?download=1");
     free(url);
@@ -319,7 +318,8 @@ static void test_right_sha256_is_accepted_in_any_case(void **state) {
     const char *url = start(f, "/m/stories260K.gguf");
     pull_opts o = opts_for(f);
     char upper[65];
-    for (int i = 0; i < 65; i++) upper[i] = (char)toupper((unsigned char)f->sha[i]);
+    for (int i = 0; i < 65; i++)
+        upper[i] = (char)toupper((unsigned char)f->sha[i]);
     o.sha256 = upper;
     pull_result r;
     cf_err err = {0};
@@ -340,7 +340,8 @@ static void test_malformed_sha256_option_is_rejected(void **state) {
 
 static void test_non_gguf_body_is_rejected_and_deleted(void **state) {
     fx *f = need(state);
-    static const char html[] = "<html><body>Sorry, this is a login page, not a model.</body></html>";
+    static const char html[] =
+        "<html><body>Sorry, this is a login page, not a model.</body></html>";
     f->srv.body = html;
     f->srv.len = sizeof html - 1;
     const char *url = start(f, "/m/model.gguf");
@@ -355,7 +356,8 @@ static void test_non_gguf_body_is_rejected_and_deleted(void **state) {
 
 static void test_published_digest_mismatch_is_rejected(void **state) {
     fx *f = need(state);
-    f->srv.headers = "X-Linked-Etag: \"1111111111111111111111111111111111111111111111111111111111111111\"\r\n";
+    f->srv.headers =
+        "X-Linked-Etag: \"1111111111111111111111111111111111111111111111111111111111111111\"\r\n";
     const char *url = start(f, "/m/stories260K.gguf");
     pull_opts o = opts_for(f);
     pull_result r;
@@ -383,6 +385,21 @@ static void test_digest_header_base64_is_verified(void **state) {
     assert_int_equal(pull_model(url, &o, &r, &err), 0);
     assert_string_equal(r.digest_source, "Digest");
     pull_result_free(&r);
+}
+
+static void test_repr_digest_mismatch_is_rejected(void **state) {
+    fx *f = need(state);
+    /* RFC 9530 byte-sequence syntax; 32 bytes of 0xff, not the file's digest. */
+    f->srv.headers = "Repr-Digest: sha-256=://////////////////////////////////////////8=:\r\n";
+    const char *url = start(f, "/m/stories260K.gguf");
+    pull_opts o = opts_for(f);
+    pull_result r;
+    cf_err err = {0};
+    assert_int_equal(pull_model(url, &o, &r, &err), CF_EFORMAT);
+    assert_non_null(strstr(err.msg,
+                           "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+                           " (Repr-Digest)"));
+    assert_false(exists(f->models, "stories260K.gguf"));
 }
 
 static void test_hf_source_follows_redirect_and_checks_linked_etag(void **state) {
@@ -418,7 +435,8 @@ static void test_hf_cdn_etag_after_redirect_is_not_a_digest(void **state) {
     f->srv.redirect = true;
     f->srv.redirect_headers = hdr;
     /* The CDN's own validator: 64 hex digits, but not the file's sha256. */
-    f->srv.headers = "ETag: \"3333333333333333333333333333333333333333333333333333333333333333\"\r\n";
+    f->srv.headers =
+        "ETag: \"3333333333333333333333333333333333333333333333333333333333333333\"\r\n";
     start(f, "");
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->srv.port);
@@ -433,7 +451,8 @@ static void test_hf_cdn_etag_after_redirect_is_not_a_digest(void **state) {
 
 static void test_hf_etag_on_direct_answer_is_checked(void **state) {
     fx *f = need(state);
-    f->srv.headers = "ETag: \"4444444444444444444444444444444444444444444444444444444444444444\"\r\n";
+    f->srv.headers =
+        "ETag: \"4444444444444444444444444444444444444444444444444444444444444444\"\r\n";
     start(f, "");
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->srv.port);
@@ -450,7 +469,8 @@ static void test_hf_etag_on_direct_answer_is_checked(void **state) {
 static void test_etag_is_a_digest_only_for_hf_sources(void **state) {
     fx *f = need(state);
     /* A 64-hex ETag that is not the file's sha256: opaque for a plain URL. */
-    f->srv.headers = "ETag: \"2222222222222222222222222222222222222222222222222222222222222222\"\r\n";
+    f->srv.headers =
+        "ETag: \"2222222222222222222222222222222222222222222222222222222222222222\"\r\n";
     const char *url = start(f, "/m/stories260K.gguf");
     pull_opts o = opts_for(f);
     pull_result r;
@@ -582,14 +602,15 @@ static void test_output_name_gets_gguf_suffix_and_is_validated(void **state) {
 
 static void test_progress_render_shows_bytes_rate_and_eta(void **state) {
     (void)state;
-    pull_progress p = {.file = "m.gguf", .done = 50 << 20, .total = 100 << 20, .rate = 10 << 20,
-                       .eta_s = 5};
+    pull_progress p = {
+        .file = "m.gguf", .done = 50 << 20, .total = 100 << 20, .rate = 10 << 20, .eta_s = 5};
     sb_t s = {0};
     pull_progress_render(&p, false, &s);
     assert_string_equal(s.data, "50.0 MiB of 100.0 MiB (50%), 10.0 MiB/s, ETA 0:05");
     sb_clear(&s);
     pull_progress_render(&p, true, &s);
-    assert_string_equal(s.data, "[############............]  50.0 MiB / 100.0 MiB  10.0 MiB/s  ETA 0:05");
+    assert_string_equal(s.data,
+                        "[############............]  50.0 MiB / 100.0 MiB  10.0 MiB/s  ETA 0:05");
     sb_clear(&s);
     p.total = -1;
     p.eta_s = -1;
@@ -613,7 +634,8 @@ static void test_cli_pull_reports_result_and_errors(void **state) {
     assert_non_null(strstr(out, "pull: stories260K.gguf: 1.1 MiB of 1.1 MiB (100%)"));
     free(out);
     assert_same_as_served(f, "stories260K.gguf");
-    snprintf(cmd, sizeof cmd, "'%s' pull 'http://127.0.0.1:%d/x.gguf' --models-dir '%s' --sha256 12 2>&1",
+    snprintf(cmd, sizeof cmd,
+             "'%s' pull 'http://127.0.0.1:%d/x.gguf' --models-dir '%s' --sha256 12 2>&1",
              tu_confab_bin(), f->srv.port, f->models);
     assert_int_equal(tu_run(cmd, &out), 1);
     assert_non_null(strstr(out, "64 hex digits"));
@@ -660,28 +682,43 @@ int main(void) {
         cmocka_unit_test(test_hf_reference_maps_to_resolve_url),
         cmocka_unit_test(test_url_file_name_is_last_segment_without_query),
         cmocka_unit_test(test_bad_sources_are_rejected_with_reason),
-        cmocka_unit_test_setup_teardown(test_complete_transfer_lands_under_final_name, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cut_transfer_resumes_with_range_and_is_identical, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_server_ignoring_range_restarts_from_zero, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_content_range_restarts_from_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_complete_transfer_lands_under_final_name, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cut_transfer_resumes_with_range_and_is_identical,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_ignoring_range_restarts_from_zero, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_content_range_restarts_from_zero, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_complete_part_is_finished_after_416, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_sha256_deletes_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_right_sha256_is_accepted_in_any_case, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_sha256_option_is_rejected, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_non_gguf_body_is_rejected_and_deleted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_published_digest_mismatch_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_gguf_body_is_rejected_and_deleted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_published_digest_mismatch_is_rejected, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_digest_header_base64_is_verified, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hf_source_follows_redirect_and_checks_linked_etag, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hf_cdn_etag_after_redirect_is_not_a_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repr_digest_mismatch_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hf_source_follows_redirect_and_checks_linked_etag,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hf_cdn_etag_after_redirect_is_not_a_digest, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_hf_etag_on_direct_answer_is_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etag_is_a_digest_only_for_hf_sources, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_404_is_reported_as_not_found_with_url, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_404_is_reported_as_not_found_with_url, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_server_error_status_is_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connection_refused_is_a_named_network_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stalled_server_times_out_and_keeps_part, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_stops_and_keeps_part_for_resume, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_existing_file_is_not_downloaded_again, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_output_name_gets_gguf_suffix_and_is_validated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_refused_is_a_named_network_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_server_times_out_and_keeps_part, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_stops_and_keeps_part_for_resume, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_existing_file_is_not_downloaded_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_output_name_gets_gguf_suffix_and_is_validated, setup,
+                                        teardown),
         cmocka_unit_test(test_progress_render_shows_bytes_rate_and_eta),
         cmocka_unit_test_setup_teardown(test_cli_pull_reports_result_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_sigint_stops_and_keeps_part, setup, teardown),

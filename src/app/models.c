@@ -47,7 +47,8 @@ char *models_dir(const cfg_t *cfg, const char *override) {
     if (sub[0] == '/') return strdup(sub);
     sb_t s = {0};
     size_t n = strlen(data);
-    while (n > 1 && data[n - 1] == '/') n--;
+    while (n > 1 && data[n - 1] == '/')
+        n--;
     sb_appendn(&s, data, n);
     sb_putc(&s, '/');
     sb_append(&s, sub);
@@ -68,13 +69,13 @@ char *models_dir_load(const char *override, const char *config_path, cf_err *err
 
 /* llama.cpp's LLAMA_FTYPE_* values (llama.h), as written to general.file_type. */
 static const char *const file_types[] = {
-    [0] = "F32",      [1] = "F16",     [2] = "Q4_0",    [3] = "Q4_1",    [7] = "Q8_0",
-    [8] = "Q5_0",     [9] = "Q5_1",    [10] = "Q2_K",   [11] = "Q3_K_S", [12] = "Q3_K_M",
-    [13] = "Q3_K_L",  [14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
-    [18] = "Q6_K",    [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS",
-    [23] = "IQ3_XXS", [24] = "IQ1_S",  [25] = "IQ4_NL", [26] = "IQ3_S",  [27] = "IQ3_M",
-    [28] = "IQ2_S",   [29] = "IQ2_M",  [30] = "IQ4_XS", [31] = "IQ1_M",  [32] = "BF16",
-    [36] = "TQ1_0",   [37] = "TQ2_0",  [38] = "MXFP4_MOE",
+    [0] = "F32",      [1] = "F16",      [2] = "Q4_0",       [3] = "Q4_1",    [7] = "Q8_0",
+    [8] = "Q5_0",     [9] = "Q5_1",     [10] = "Q2_K",      [11] = "Q3_K_S", [12] = "Q3_K_M",
+    [13] = "Q3_K_L",  [14] = "Q4_K_S",  [15] = "Q4_K_M",    [16] = "Q5_K_S", [17] = "Q5_K_M",
+    [18] = "Q6_K",    [19] = "IQ2_XXS", [20] = "IQ2_XS",    [21] = "Q2_K_S", [22] = "IQ3_XS",
+    [23] = "IQ3_XXS", [24] = "IQ1_S",   [25] = "IQ4_NL",    [26] = "IQ3_S",  [27] = "IQ3_M",
+    [28] = "IQ2_S",   [29] = "IQ2_M",   [30] = "IQ4_XS",    [31] = "IQ1_M",  [32] = "BF16",
+    [36] = "TQ1_0",   [37] = "TQ2_0",   [38] = "MXFP4_MOE",
 };
 
 const char *models_file_type_name(uint32_t ft) {
@@ -108,7 +109,8 @@ static void describe_gguf(gguf_file *g, models_entry *e) {
     for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
         const gguf_tensor *t = gguf_tensor_at(g, i);
         uint64_t ne = 1;
-        for (uint32_t d = 0; d < t->n_dims; d++) ne *= (uint64_t)t->ne[d];
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            ne *= (uint64_t)t->ne[d];
         e->n_params += ne;
         if (t->n_dims >= 2 && t->type >= 0 && t->type < TT_COUNT) by_type[t->type] += ne;
     }
@@ -175,9 +177,10 @@ static int cmp_ci(const void *a, const void *b) {
     return c ? c : strcmp(x, y);
 }
 
-/* Model file names in DIR (sorted), into *NAMES (n entries, each malloc'd).
- * A missing DIR gives zero names. */
-static int scan_dir(const char *dir, char ***names, size_t *n, cf_err *err) {
+/* Names of the files in DIR ending in SUFFIX (case-insensitive; hidden
+ * files skipped), sorted, into *NAMES (n entries, each malloc'd). A missing
+ * DIR gives zero names. */
+static int scan_suffix(const char *dir, const char *suffix, char ***names, size_t *n, cf_err *err) {
     *names = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -188,7 +191,7 @@ static int scan_dir(const char *dir, char ***names, size_t *n, cf_err *err) {
     size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (de->d_name[0] == '.' || !has_suffix_ci(de->d_name, ".gguf")) continue;
+        if (de->d_name[0] == '.' || !has_suffix_ci(de->d_name, suffix)) continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             char **nv = realloc(*names, cap * sizeof *nv);
@@ -202,8 +205,14 @@ static int scan_dir(const char *dir, char ***names, size_t *n, cf_err *err) {
     return 0;
 }
 
+/* Model file names in DIR: *.gguf. */
+static int scan_dir(const char *dir, char ***names, size_t *n, cf_err *err) {
+    return scan_suffix(dir, ".gguf", names, n, err);
+}
+
 static void free_names(char **names, size_t n) {
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     free(names);
 }
 
@@ -222,15 +231,31 @@ int models_list(const char *dir, models_list_t *out, cf_err *err) {
         /* A file that vanished between readdir and stat is simply skipped. */
         if (models_describe(p.data, &out->v[out->n], NULL) == 0) out->n++;
     }
-    sb_free(&p);
     free_names(names, n);
+    if (scan_suffix(dir, ".gguf.part", &names, &n, NULL) == 0 && n) {
+        out->partial = calloc(n, sizeof *out->partial);
+        for (size_t i = 0; i < n; i++) {
+            struct stat st;
+            sb_clear(&p);
+            sb_printf(&p, "%s/%s", dir, names[i]);
+            if (stat(p.data, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            out->partial[out->n_partial].file = strdup(names[i]);
+            out->partial[out->n_partial++].size = (uint64_t)st.st_size;
+        }
+        free_names(names, n);
+    }
+    sb_free(&p);
     return 0;
 }
 
 void models_list_free(models_list_t *l) {
     if (!l) return;
-    for (size_t i = 0; i < l->n; i++) models_entry_free(&l->v[i]);
+    for (size_t i = 0; i < l->n; i++)
+        models_entry_free(&l->v[i]);
     free(l->v);
+    for (size_t i = 0; i < l->n_partial; i++)
+        free(l->partial[i].file);
+    free(l->partial);
     free(l->dir);
     memset(l, 0, sizeof *l);
 }
@@ -245,7 +270,8 @@ static bool contains_ci(const char *hay, const char *needle) {
 }
 
 static void list_names(sb_t *s, char **names, const size_t *idx, size_t n) {
-    for (size_t i = 0; i < n; i++) sb_printf(s, "%s%s", i ? ", " : "", names[idx ? idx[i] : i]);
+    for (size_t i = 0; i < n; i++)
+        sb_printf(s, "%s%s", i ? ", " : "", names[idx ? idx[i] : i]);
 }
 
 /* Rules 2 and 4 (names in DIR). Returns the path or NULL with ERR set. */
@@ -338,8 +364,8 @@ int models_remove(const char *dir, const char *name, char **removed, cf_err *err
     if (removed) *removed = NULL;
     if (!name || !*name) return cf_seterr(err, CF_EINVAL, "no model name given");
     if (strchr(name, '/'))
-        return cf_seterr(err, CF_EINVAL,
-                         "models rm takes a model name from %s, not a path ('%s')", dir, name);
+        return cf_seterr(err, CF_EINVAL, "models rm takes a model name from %s, not a path ('%s')",
+                         dir, name);
     char *path = resolve_in_dir(dir, name, false, err);
     if (!path) return err ? err->code : CF_ENOTFOUND;
     if (unlink(path) != 0) {
@@ -347,8 +373,10 @@ int models_remove(const char *dir, const char *name, char **removed, cf_err *err
         free(path);
         return rc;
     }
-    if (removed) *removed = path;
-    else free(path);
+    if (removed)
+        *removed = path;
+    else
+        free(path);
     return 0;
 }
 

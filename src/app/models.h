@@ -32,16 +32,17 @@
 
 /* The documented first-run default: a small instruction-tuned chat model
  * (SmolLM2 135M Instruct, Q8_0, about 145 MB). */
-#define MODELS_DEFAULT_SOURCE "hf:bartowski/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct-Q8_0.gguf"
+#define MODELS_DEFAULT_SOURCE                                                                      \
+    "hf:bartowski/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct-Q8_0.gguf"
 
 typedef struct {
-    char *name;         /* file name without ".gguf" */
-    char *file;         /* file name */
-    char *path;         /* directory + "/" + file */
-    uint64_t size;      /* bytes on disk */
-    int64_t mtime;      /* modification time, seconds since the epoch */
-    bool valid;         /* gguf_open() accepted it */
-    char *error;        /* why not valid (NULL when valid) */
+    char *name;    /* file name without ".gguf" */
+    char *file;    /* file name */
+    char *path;    /* directory + "/" + file */
+    uint64_t size; /* bytes on disk */
+    int64_t mtime; /* modification time, seconds since the epoch */
+    bool valid;    /* gguf_open() accepted it */
+    char *error;   /* why not valid (NULL when valid) */
     /* The fields below are meaningful only when valid. */
     char *arch;         /* general.architecture; NULL when absent */
     uint64_t n_params;  /* sum of the element counts of all tensors */
@@ -51,9 +52,16 @@ typedef struct {
 } models_entry;
 
 typedef struct {
-    char *dir;        /* the directory listed */
-    models_entry *v;  /* (n,) sorted by file name, case-insensitive */
+    char *file;    /* "NAME.gguf.part" */
+    uint64_t size; /* bytes downloaded so far */
+} models_partial;
+
+typedef struct {
+    char *dir;       /* the directory listed */
+    models_entry *v; /* (n,) sorted by file name, case-insensitive */
     size_t n;
+    models_partial *partial; /* (n_partial,) interrupted downloads (*.gguf.part), sorted */
+    size_t n_partial;
 } models_list_t;
 
 /* The models directory: OVERRIDE when not NULL, else $CONFAB_MODELS_DIR when

@@ -112,7 +112,8 @@ static bool path_chars_ok(const char *s, bool allow_slash) {
     if (!*s) return false;
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (!isalnum(c) && c != '.' && c != '_' && c != '-' && c != '+' && !(allow_slash && c == '/'))
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-' && c != '+' &&
+            !(allow_slash && c == '/'))
             return false;
     }
     return true;
@@ -149,7 +150,8 @@ int pull_parse_source(const char *source, const char *hf_endpoint, char **url, c
         const char *ep = hf_endpoint ? hf_endpoint : getenv("CONFAB_HF_ENDPOINT");
         if (!ep || !*ep) ep = PULL_DEFAULT_HF;
         size_t epn = strlen(ep);
-        while (epn && ep[epn - 1] == '/') epn--;
+        while (epn && ep[epn - 1] == '/')
+            epn--;
         sb_appendn(&u, ep, epn);
         sb_printf(&u, "/%s/%s/resolve/main/%s", org, repo, file);
         last = strrchr(file, '/');
@@ -171,7 +173,8 @@ int pull_parse_source(const char *source, const char *hf_endpoint, char **url, c
         size_t plen = strcspn(path, "?#");
         const char *e = path + plen;
         const char *b = e;
-        while (b > path && b[-1] != '/') b--;
+        while (b > path && b[-1] != '/')
+            b--;
         char *seg = strndup(b, (size_t)(e - b));
         *url = sb_take(&u);
         *name = seg;
@@ -208,9 +211,9 @@ int pull_parse_source(const char *source, const char *hf_endpoint, char **url, c
  * hops of one attempt). */
 typedef struct {
     int status;
-    int n_responses;                     /* status lines seen (redirect hops + 1) */
-    int64_t clen;                        /* Content-Length, -1 = none */
-    int64_t cr_start, cr_end, cr_total;  /* Content-Range; -1 = none / '*' */
+    int n_responses;                    /* status lines seen (redirect hops + 1) */
+    int64_t clen;                       /* Content-Length, -1 = none */
+    int64_t cr_start, cr_end, cr_total; /* Content-Range; -1 = none / '*' */
     bool cr_present;
     char linked_etag[65], etag[65], repr_digest[65], digest[65];
 } hdr_state;
@@ -224,10 +227,10 @@ typedef struct {
     int64_t total;   /* expected full size, -1 unknown */
     EVP_MD_CTX *md;
     hdr_state h;
-    bool decided;    /* first body byte seen and handled */
-    bool writing;    /* the body is file content (200/206) */
-    bool restart;    /* abandon this attempt and start from zero */
-    bool restarted;  /* a resume was abandoned for a fresh start */
+    bool decided;   /* first body byte seen and handled */
+    bool writing;   /* the body is file content (200/206) */
+    bool restart;   /* abandon this attempt and start from zero */
+    bool restarted; /* a resume was abandoned for a fresh start */
     bool write_failed;
     int write_errno;
     bool cancelled;
@@ -245,8 +248,10 @@ static void hdr_reset_response(hdr_state *h) {
 /* Trims spaces and one pair of quotes (and a W/ prefix, which marks a weak
  * validator: returned as empty so it is never taken for a digest). */
 static void header_value(const char *v, size_t n, const char **out, size_t *outn) {
-    while (n && (*v == ' ' || *v == '\t')) v++, n--;
-    while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    while (n && (*v == ' ' || *v == '\t'))
+        v++, n--;
+    while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
     if (n >= 2 && v[0] == 'W' && v[1] == '/') {
         *out = v;
         *outn = 0;
@@ -259,7 +264,8 @@ static void header_value(const char *v, size_t n, const char **out, size_t *outn
 
 static void keep_hex(char dst[65], const char *v, size_t n) {
     if (!is_hex64(v, n)) return;
-    for (size_t i = 0; i < 64; i++) dst[i] = (char)tolower((unsigned char)v[i]);
+    for (size_t i = 0; i < 64; i++)
+        dst[i] = (char)tolower((unsigned char)v[i]);
     dst[64] = 0;
 }
 
@@ -276,7 +282,8 @@ static void keep_b64_sha256(char dst[65], const char *v, size_t n) {
     const char *e = v + n;
     if (p < e && *p == ':') p++;
     const char *q = p;
-    while (q < e && *q != ':' && *q != ',' && *q != ';' && *q != ' ') q++;
+    while (q < e && *q != ':' && *q != ',' && *q != ';' && *q != ' ')
+        q++;
     size_t len = (size_t)(q - p);
     if (len != 44 || p[43] != '=' || p[42] == '=') return; /* 32 bytes = 43 chars + one '=' */
     unsigned char raw[48];
@@ -354,8 +361,8 @@ static void report(xfer *x, bool finished) {
     if (secs > 0.2 && x->done > x->attempt_start) {
         p.rate = (double)(x->done - x->attempt_start) / secs;
         if (x->total >= 0 && p.rate > 0)
-            p.eta_s = (double)((uint64_t)x->total > x->done ? (uint64_t)x->total - x->done : 0) /
-                      p.rate;
+            p.eta_s =
+                (double)((uint64_t)x->total > x->done ? (uint64_t)x->total - x->done : 0) / p.rate;
     }
     x->o->progress(x->o->progress_ctx, &p);
 }
@@ -528,8 +535,7 @@ static int curl_failure(xfer *x, CURLcode cc, const char *url, const char *ebuf,
     case CURLE_TOO_MANY_REDIRECTS:
         return cf_seterr(err, CF_EUPSTREAM, "too many redirects fetching %s", url);
     case CURLE_UNSUPPORTED_PROTOCOL:
-        return cf_seterr(err, CF_EUPSTREAM, "refused redirect or protocol for %s: %s", url,
-                         detail);
+        return cf_seterr(err, CF_EUPSTREAM, "refused redirect or protocol for %s: %s", url, detail);
     default:
         return cf_seterr(err, CF_EIO,
                          "network error fetching %s after %" PRIu64 " bytes: %s; run the same pull "
@@ -610,8 +616,7 @@ static int attempt(xfer *x, const char *url, bool is_hf, const char *part, cf_er
     }
     if (status == 404) return cf_seterr(err, CF_ENOTFOUND, "not found: %s", url);
     if (status == 401 || status == 403)
-        return cf_seterr(err, CF_EAUTH,
-                         "access denied (HTTP %ld) to %s%s", status, url,
+        return cf_seterr(err, CF_EAUTH, "access denied (HTTP %ld) to %s%s", status, url,
                          is_hf ? "; a gated repository needs $HF_TOKEN with access to it" : "");
     if (status != 200 && status != 206)
         return cf_seterr(err, CF_EUPSTREAM, "HTTP %ld from %s", status, url);
@@ -762,9 +767,9 @@ int pull_model(const char *source, const pull_opts *o, pull_result *res, cf_err 
     /* Digest checks: the one given, then what the server published. */
     if (want[0] && strcmp(want, res->sha256)) {
         rc = fail_corrupt(part.data, cf_seterr(err, CF_EFORMAT,
-                                                "sha256 mismatch for %s: expected %s (--sha256), "
-                                                "got %s; the download was deleted",
-                                                res->url, want, res->sha256));
+                                               "sha256 mismatch for %s: expected %s (--sha256), "
+                                               "got %s; the download was deleted",
+                                               res->url, want, res->sha256));
         goto out;
     }
     if (want[0]) res->digest_source = "--sha256";
@@ -793,9 +798,9 @@ int pull_model(const char *source, const pull_opts *o, pull_result *res, cf_err 
         gguf_file *g = gguf_open(part.data, &ge);
         if (!g) {
             rc = fail_corrupt(part.data, cf_seterr(err, CF_EFORMAT,
-                                                    "%s is not a valid GGUF file (%s); the "
-                                                    "download was deleted",
-                                                    res->url, ge.msg));
+                                                   "%s is not a valid GGUF file (%s); the "
+                                                   "download was deleted",
+                                                   res->url, ge.msg));
             goto out;
         }
         gguf_close(g);
@@ -835,9 +840,12 @@ void pull_result_free(pull_result *res) {
 static void human_bytes(double b, sb_t *out) {
     static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
-    while (b >= 1024 && i < 4) b /= 1024, i++;
-    if (i == 0) sb_printf(out, "%.0f %s", b, u[i]);
-    else sb_printf(out, "%.1f %s", b, u[i]);
+    while (b >= 1024 && i < 4)
+        b /= 1024, i++;
+    if (i == 0)
+        sb_printf(out, "%.0f %s", b, u[i]);
+    else
+        sb_printf(out, "%.1f %s", b, u[i]);
 }
 
 static void human_eta(double s, sb_t *out) {
@@ -846,8 +854,10 @@ static void human_eta(double s, sb_t *out) {
         return;
     }
     long t = (long)(s + 0.5);
-    if (t >= 3600) sb_printf(out, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else sb_printf(out, "%ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+        sb_printf(out, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else
+        sb_printf(out, "%ld:%02ld", t / 60, t % 60);
 }
 
 void pull_progress_render(const pull_progress *p, bool tty, sb_t *out) {
@@ -856,7 +866,8 @@ void pull_progress_render(const pull_progress *p, bool tty, sb_t *out) {
         int fill = p->total > 0 ? (int)((double)p->done * W / (double)p->total) : 0;
         if (fill > W) fill = W;
         sb_putc(out, '[');
-        for (int i = 0; i < W; i++) sb_putc(out, i < fill ? '#' : '.');
+        for (int i = 0; i < W; i++)
+            sb_putc(out, i < fill ? '#' : '.');
         sb_append(out, "]  ");
         human_bytes((double)p->done, out);
         if (p->total >= 0) {

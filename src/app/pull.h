@@ -22,13 +22,13 @@
 
 /* One progress report. */
 typedef struct {
-    const char *file;       /* file name being downloaded */
-    uint64_t done;          /* bytes in the .part file so far (resumed ones included) */
-    int64_t total;          /* full size, or -1 while unknown */
-    uint64_t resumed_from;  /* bytes that were already there when this attempt began */
-    double rate;            /* bytes per second over this attempt, 0 while unknown */
-    double eta_s;           /* seconds left, or -1 while unknown */
-    bool finished;          /* last report of a successful transfer */
+    const char *file;      /* file name being downloaded */
+    uint64_t done;         /* bytes in the .part file so far (resumed ones included) */
+    int64_t total;         /* full size, or -1 while unknown */
+    uint64_t resumed_from; /* bytes that were already there when this attempt began */
+    double rate;           /* bytes per second over this attempt, 0 while unknown */
+    double eta_s;          /* seconds left, or -1 while unknown */
+    bool finished;         /* last report of a successful transfer */
 } pull_progress;
 
 /* Called from the downloading thread, at most a few times a second and once
@@ -36,28 +36,32 @@ typedef struct {
 typedef void (*pull_progress_fn)(void *ctx, const pull_progress *p);
 
 typedef struct {
-    const char *models_dir;        /* destination directory, created when missing (required) */
-    const char *out_name;          /* -o NAME: the final file name (".gguf" added when missing); NULL = from the source */
-    const char *sha256;            /* expected digest, 64 hex digits; NULL = only what the server publishes */
-    const char *hf_endpoint;       /* NULL = $CONFAB_HF_ENDPOINT, else https://huggingface.co */
-    long connect_timeout_ms;       /* 0 = 15000 */
-    long low_speed_time_s;         /* abort when under 1 KiB/s for this long; 0 = 30 */
-    pull_progress_fn progress;     /* may be NULL */
+    const char *models_dir; /* destination directory, created when missing (required) */
+    /* -o NAME: the final file name (".gguf" added when missing); NULL = from the source */
+    const char *out_name;
+    /* expected digest, 64 hex digits; NULL = only what the server publishes */
+    const char *sha256;
+    const char *hf_endpoint;   /* NULL = $CONFAB_HF_ENDPOINT, else https://huggingface.co */
+    long connect_timeout_ms;   /* 0 = 15000 */
+    long low_speed_time_s;     /* abort when under 1 KiB/s for this long; 0 = 30 */
+    pull_progress_fn progress; /* may be NULL */
     void *progress_ctx;
-    const volatile sig_atomic_t *cancel; /* non-zero stops the transfer (the .part stays); may be NULL */
+    /* non-zero stops the transfer (the .part stays); may be NULL */
+    const volatile sig_atomic_t *cancel;
 } pull_opts;
 
 typedef struct {
-    char *path;                /* final path (malloc'd) */
-    char *url;                 /* URL fetched (malloc'd) */
-    uint64_t size;             /* bytes */
-    char sha256[65];           /* lowercase hex of the file */
-    const char *digest_source; /* what the file was checked against: "--sha256", "X-Linked-Etag",
-                                  "Digest", "Repr-Digest", "ETag", or NULL when nothing was published */
-    uint64_t resumed_from;     /* bytes reused from an earlier .part (0 = fresh) */
-    bool restarted;            /* a .part was there but the server could not resume it,
-                                  so the file was fetched from the start */
-    bool already_present;      /* the final file existed; nothing was downloaded */
+    char *path;      /* final path (malloc'd) */
+    char *url;       /* URL fetched (malloc'd) */
+    uint64_t size;   /* bytes */
+    char sha256[65]; /* lowercase hex of the file */
+    /* what the file was checked against: "--sha256", "X-Linked-Etag", "Digest",
+     * "Repr-Digest", "ETag", or NULL when nothing was published */
+    const char *digest_source;
+    uint64_t resumed_from; /* bytes reused from an earlier .part (0 = fresh) */
+    bool restarted;        /* a .part was there but the server could not resume it,
+                              so the file was fetched from the start */
+    bool already_present;  /* the final file existed; nothing was downloaded */
 } pull_result;
 
 /* Turns SOURCE into the URL to fetch and the file name it is saved as.

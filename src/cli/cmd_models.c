@@ -20,19 +20,26 @@
 #include <string.h>
 
 static void fmt_params(uint64_t n, char *out, size_t cap) {
-    if (n >= 1000000000ull) snprintf(out, cap, "%.1fB", (double)n / 1e9);
-    else if (n >= 1000000ull) snprintf(out, cap, "%.1fM", (double)n / 1e6);
-    else if (n >= 1000ull) snprintf(out, cap, "%.1fK", (double)n / 1e3);
-    else snprintf(out, cap, "%" PRIu64, n);
+    if (n >= 1000000000ull)
+        snprintf(out, cap, "%.1fB", (double)n / 1e9);
+    else if (n >= 1000000ull)
+        snprintf(out, cap, "%.1fM", (double)n / 1e6);
+    else if (n >= 1000ull)
+        snprintf(out, cap, "%.1fK", (double)n / 1e3);
+    else
+        snprintf(out, cap, "%" PRIu64, n);
 }
 
 static void fmt_size(uint64_t b, char *out, size_t cap) {
     static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)b;
     int i = 0;
-    while (v >= 1024 && i < 4) v /= 1024, i++;
-    if (i == 0) snprintf(out, cap, "%" PRIu64 " B", b);
-    else snprintf(out, cap, "%.1f %s", v, u[i]);
+    while (v >= 1024 && i < 4)
+        v /= 1024, i++;
+    if (i == 0)
+        snprintf(out, cap, "%" PRIu64 " B", b);
+    else
+        snprintf(out, cap, "%.1f %s", v, u[i]);
 }
 
 static json_t *jstr_or_null(const char *s) { return s ? json_string(s) : json_null(); }
@@ -58,7 +65,12 @@ static int list_json(const models_list_t *l) {
         json_object_set_new(o, "modified", json_integer(e->mtime));
         json_array_append_new(arr, o);
     }
-    json_t *root = json_pack("{s:s,s:o}", "dir", l->dir, "models", arr);
+    json_t *parts = json_array();
+    for (size_t i = 0; i < l->n_partial; i++)
+        json_array_append_new(parts, json_pack("{s:s,s:I}", "file", l->partial[i].file, "size",
+                                               (json_int_t)l->partial[i].size));
+    json_t *root =
+        json_pack("{s:s,s:o,s:o}", "dir", l->dir, "models", arr, "incomplete_downloads", parts);
     char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     printf("%s\n", s);
     free(s);
@@ -66,16 +78,27 @@ static int list_json(const models_list_t *l) {
     return 0;
 }
 
+static void list_partial(const models_list_t *l) {
+    for (size_t i = 0; i < l->n_partial; i++) {
+        char sz[32];
+        fmt_size(l->partial[i].size, sz, sizeof sz);
+        printf("incomplete download: %s (%s); run the same `confab pull` again to resume\n",
+               l->partial[i].file, sz);
+    }
+}
+
 static int list_table(const models_list_t *l) {
     if (!l->n) {
         printf("no models in %s (get one with `confab pull %s`)\n", l->dir, MODELS_DEFAULT_SOURCE);
+        list_partial(l);
         return 0;
     }
     enum { C_NAME, C_ARCH, C_PARAMS, C_QUANT, C_SIZE, C_CTX, C_CHAT, NC };
     static const char *head[NC] = {"NAME", "ARCH", "PARAMS", "QUANT", "SIZE", "CTX", "CHAT"};
-    char (*cell)[NC][64] = calloc(l->n, sizeof *cell);
+    char(*cell)[NC][64] = calloc(l->n, sizeof *cell);
     int w[NC];
-    for (int c = 0; c < NC; c++) w[c] = (int)strlen(head[c]);
+    for (int c = 0; c < NC; c++)
+        w[c] = (int)strlen(head[c]);
     for (size_t i = 0; i < l->n; i++) {
         const models_entry *e = &l->v[i];
         snprintf(cell[i][C_NAME], 64, "%s", e->name);
@@ -84,8 +107,10 @@ static int list_table(const models_list_t *l) {
             snprintf(cell[i][C_ARCH], 64, "%s", e->arch ? e->arch : "?");
             fmt_params(e->n_params, cell[i][C_PARAMS], 64);
             snprintf(cell[i][C_QUANT], 64, "%s", e->quant ? e->quant : "?");
-            if (e->ctx_len) snprintf(cell[i][C_CTX], 64, "%" PRId64, e->ctx_len);
-            else snprintf(cell[i][C_CTX], 64, "?");
+            if (e->ctx_len)
+                snprintf(cell[i][C_CTX], 64, "%" PRId64, e->ctx_len);
+            else
+                snprintf(cell[i][C_CTX], 64, "?");
             snprintf(cell[i][C_CHAT], 64, "%s", e->chat_template ? "yes" : "no");
         }
         for (int c = 0; c < NC; c++) {
@@ -95,7 +120,8 @@ static int list_table(const models_list_t *l) {
     }
     const char *dash = "-";
     printf("%s\n", l->dir);
-    for (int c = 0; c < NC; c++) printf(c ? "  %-*s" : "%-*s", w[c], head[c]);
+    for (int c = 0; c < NC; c++)
+        printf(c ? "  %-*s" : "%-*s", w[c], head[c]);
     printf("\n");
     size_t n_bad = 0;
     for (size_t i = 0; i < l->n; i++) {
@@ -109,13 +135,16 @@ static int list_table(const models_list_t *l) {
             const char *v = cell[i][c][0] ? cell[i][c] : dash;
             /* numbers right-aligned, words left */
             bool right = c == C_PARAMS || c == C_SIZE || c == C_CTX;
-            if (c == NC - 1) printf("  %s", v); /* no trailing padding */
-            else printf(c ? (right ? "  %*s" : "  %-*s") : "%-*s", w[c], v);
+            if (c == NC - 1)
+                printf("  %s", v); /* no trailing padding */
+            else
+                printf(c ? (right ? "  %*s" : "  %-*s") : "%-*s", w[c], v);
         }
         printf("\n");
     }
     free(cell);
     if (n_bad) printf("%zu of %zu files are not valid GGUF models\n", n_bad, l->n);
+    list_partial(l);
     return 0;
 }
 

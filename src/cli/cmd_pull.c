@@ -32,11 +32,11 @@ int cmd_pull(int argc, char **argv) {
     const char *source = NULL, *sha = NULL, *out = NULL, *dir_opt = NULL, *config = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = !strcmp(a, "--sha256")                        ? &sha
+        const char **slot = !strcmp(a, "--sha256")                       ? &sha
                             : !strcmp(a, "-o") || !strcmp(a, "--output") ? &out
-                            : !strcmp(a, "--models-dir")                  ? &dir_opt
-                            : !strcmp(a, "--config")                      ? &config
-                                                                          : NULL;
+                            : !strcmp(a, "--models-dir")                 ? &dir_opt
+                            : !strcmp(a, "--config")                     ? &config
+                                                                         : NULL;
         if (slot) {
             if (i + 1 >= argc) return cli_usage_error("pull", "%s needs a value", a);
             *slot = argv[++i];
@@ -48,7 +48,8 @@ int cmd_pull(int argc, char **argv) {
             return cli_usage_error("pull", "unexpected argument '%s'", a);
         }
     }
-    if (!source) return cli_usage_error("pull", "pull needs a SOURCE (hf:ORG/REPO/FILE.gguf or a URL)");
+    if (!source)
+        return cli_usage_error("pull", "pull needs a SOURCE (hf:ORG/REPO/FILE.gguf or a URL)");
 
     cf_err err = {0};
     char *dir = models_dir_load(dir_opt, config, &err);
@@ -96,8 +97,7 @@ int cmd_pull(int argc, char **argv) {
                r.resumed_from ? ", resumed"
                : r.restarted  ? ", from the start: the server could not resume"
                               : "",
-               r.sha256,
-               r.digest_source ? "verified against " : "(no published digest to check)",
+               r.sha256, r.digest_source ? "verified against " : "(no published digest to check)",
                r.digest_source ? r.digest_source : "");
     }
     if (!rc) pull_result_free(&r);
