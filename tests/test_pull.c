@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -506,6 +507,43 @@ static void test_server_error_status_is_named(void **state) {
     assert_false(exists(f->models, "x.gguf"));
 }
 
+static void test_access_denied_mentions_token_for_hf(void **state) {
+    fx *f = need(state);
+    f->srv.status = 401;
+    start(f, "");
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->srv.port);
+    setenv("CONFAB_HF_ENDPOINT", ep, 1);
+    pull_opts o = opts_for(f);
+    pull_result r;
+    cf_err err = {0};
+    assert_int_equal(pull_model("hf:meta/gated/M.gguf", &o, &r, &err), CF_EAUTH);
+    assert_non_null(strstr(err.msg, "access denied (HTTP 401)"));
+    assert_non_null(strstr(err.msg, "HF_TOKEN"));
+    assert_false(exists(f->models, "M.gguf"));
+}
+
+static void test_second_pull_of_same_file_is_refused_while_first_runs(void **state) {
+    fx *f = need(state);
+    const char *url = start(f, "/m/stories260K.gguf");
+    mkdir(f->models, 0755);
+    char part[4400];
+    snprintf(part, sizeof part, "%s/stories260K.gguf.part", f->models);
+    int fd = open(part, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0); /* what a running pull holds */
+    pull_opts o = opts_for(f);
+    pull_result r;
+    cf_err err = {0};
+    assert_int_equal(pull_model(url, &o, &r, &err), CF_EBUSY);
+    assert_non_null(strstr(err.msg, "another pull"));
+    assert_true(exists(f->models, "stories260K.gguf.part")); /* not the refused pull's to delete */
+    assert_int_equal(f->srv.n_req, 0);
+    close(fd);
+    assert_int_equal(pull_model(url, &o, &r, &err), 0);
+    pull_result_free(&r);
+}
+
 static void test_connection_refused_is_a_named_network_error(void **state) {
     fx *f = need(state);
     /* Bind and close a port so nothing listens there. */
@@ -635,7 +673,7 @@ static void test_cli_pull_reports_result_and_errors(void **state) {
     free(out);
     assert_same_as_served(f, "stories260K.gguf");
     snprintf(cmd, sizeof cmd,
-             "'%s' pull 'http://127.0.0.1:%d/x.gguf' --models-dir '%s' --sha256 12 2>&1",
+             "'%s' pull 'http://127.0.0.1:%d/x.gguf' --models-dir='%s' --sha256=12 2>&1",
              tu_confab_bin(), f->srv.port, f->models);
     assert_int_equal(tu_run(cmd, &out), 1);
     assert_non_null(strstr(out, "64 hex digits"));
@@ -709,6 +747,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_404_is_reported_as_not_found_with_url, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_server_error_status_is_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_access_denied_mentions_token_for_hf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_pull_of_same_file_is_refused_while_first_runs,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused_is_a_named_network_error, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_server_times_out_and_keeps_part, setup,

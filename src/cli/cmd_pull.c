@@ -30,16 +30,22 @@ static void on_signal(int sig) {
 
 int cmd_pull(int argc, char **argv) {
     const char *source = NULL, *sha = NULL, *out = NULL, *dir_opt = NULL, *config = NULL;
+    static const char *const names[] = {"--sha256", "-o", "--output", "--models-dir", "--config"};
+    const char **slots[] = {&sha, &out, &out, &dir_opt, &config};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = !strcmp(a, "--sha256")                       ? &sha
-                            : !strcmp(a, "-o") || !strcmp(a, "--output") ? &out
-                            : !strcmp(a, "--models-dir")                 ? &dir_opt
-                            : !strcmp(a, "--config")                     ? &config
-                                                                         : NULL;
+        const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const char **slot = NULL;
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+            if (strlen(names[k]) == nlen && !strncmp(names[k], a, nlen)) slot = slots[k];
         if (slot) {
-            if (i + 1 >= argc) return cli_usage_error("pull", "%s needs a value", a);
-            *slot = argv[++i];
+            if (eq)
+                *slot = eq + 1;
+            else if (i + 1 < argc)
+                *slot = argv[++i];
+            else
+                return cli_usage_error("pull", "%.*s needs a value", (int)nlen, a);
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("pull", "unknown option '%s'", a);
         } else if (!source) {
