@@ -429,6 +429,38 @@ static void test_hf_source_follows_redirect_and_checks_linked_etag(void **state)
     pull_result_free(&r);
 }
 
+/* The real Hugging Face flow: resolve/ redirects to the CDN; the transfer
+ * is cut; the resume carries Range through the redirect, and the digest on
+ * the redirect covers the whole file. */
+static void test_hf_resume_carries_range_through_redirect(void **state) {
+    fx *f = need(state);
+    char hdr[160];
+    snprintf(hdr, sizeof hdr, "X-Linked-Etag: \"%s\"\r\n", f->sha);
+    f->srv.redirect = true;
+    f->srv.redirect_headers = hdr;
+    f->srv.cut_after = 300000;
+    f->srv.cut_times = 1;
+    start(f, "");
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->srv.port);
+    setenv("CONFAB_HF_ENDPOINT", ep, 1);
+    pull_opts o = opts_for(f);
+    pull_result r;
+    cf_err err = {0};
+    assert_int_equal(pull_model("hf:o/r/M.gguf", &o, &r, &err), CF_EIO);
+    assert_int_equal(size_of(f->models, "M.gguf.part"), 300000);
+    assert_int_equal(pull_model("hf:o/r/M.gguf", &o, &r, &err), 0);
+    assert_int_equal(f->srv.n_req, 4);
+    assert_string_equal(f->srv.paths[2], "/o/r/resolve/main/M.gguf");
+    assert_string_equal(f->srv.ranges[2], "bytes=300000-");
+    assert_string_equal(f->srv.paths[3], "/cdn/M.gguf");
+    assert_string_equal(f->srv.ranges[3], "bytes=300000-");
+    assert_int_equal(r.resumed_from, 300000);
+    assert_string_equal(r.digest_source, "X-Linked-Etag");
+    assert_same_as_served(f, "M.gguf");
+    pull_result_free(&r);
+}
+
 static void test_hf_cdn_etag_after_redirect_is_not_a_digest(void **state) {
     fx *f = need(state);
     char hdr[160];
@@ -740,6 +772,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_repr_digest_mismatch_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hf_source_follows_redirect_and_checks_linked_etag,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hf_resume_carries_range_through_redirect, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_hf_cdn_etag_after_redirect_is_not_a_digest, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_hf_etag_on_direct_answer_is_checked, setup, teardown),
