@@ -700,6 +700,9 @@ static void test_cli_pull_reports_result_and_errors(void **state) {
              f->models);
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_non_null(strstr(out, "pulled "));
+    char want[4600];
+    snprintf(want, sizeof want, "pull: %s -> %s/stories260K.gguf", url, f->models);
+    assert_non_null(strstr(out, want));
     assert_non_null(strstr(out, f->sha));
     assert_non_null(strstr(out, "pull: stories260K.gguf: 1.1 MiB of 1.1 MiB (100%)"));
     free(out);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static volatile sig_atomic_t pull_interrupted;
 
@@ -68,6 +69,13 @@ int cmd_pull(int argc, char **argv) {
         free(dir);
         return 1;
     }
+    char *url = NULL, *name = NULL;
+    if (pull_parse_source(source, NULL, &url, &name, &err) == 0)
+        fprintf(stderr, "pull: %s -> %s/%s%s\n", url, dir, out ? out : name,
+                out && (strlen(out) < 5 || strcasecmp(out + strlen(out) - 5, ".gguf")) ? ".gguf"
+                                                                                       : "");
+    free(url);
+    free(name);
     pull_printer pp;
     pull_printer_init(&pp, stderr, 5);
     pull_opts o = {.models_dir = dir,
