@@ -56,7 +56,19 @@ $(BUILD)/%.o: %.c
 # The version banner embeds the commit: rebuild it every time (it is tiny).
 $(BUILD)/src/cli/cmd_version.o: FORCE
 
-$(BUILD)/libconfab.a: $(LIB_OBJ)
+# The web UI is embedded: tools/embed.sh turns web/ into a C file of byte
+# arrays (with MIME types and ETags) that goes into libconfab.a. The folder
+# itself is a prerequisite so adding or removing a file regenerates it.
+WEB_GEN := $(BUILD)/gen/web_assets.c
+WEB_OBJ := $(BUILD)/gen/web_assets.o
+$(WEB_GEN): $(WEB_SRC) web tools/embed.sh
+	@mkdir -p $(dir $@)
+	bash tools/embed.sh web $@
+
+$(WEB_OBJ): $(WEB_GEN)
+	$(CC) $(CFLAGS_BASE) -c $< -o $@
+
+$(BUILD)/libconfab.a: $(LIB_OBJ) $(WEB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 

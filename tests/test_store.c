@@ -418,6 +418,32 @@ static void stream_at_50_tokens_per_second_flushes_at_most_every_100ms(void **st
     sb_free(&expect);
 }
 
+static void stream_finish_records_who_answered_after_fallback(void **state) {
+    store_fx *f = *state;
+    int64_t sid = fx_session(f->st, "fallback");
+    store_stream_opts o = {.session_id = sid, .model = "primary", .provider = "local"};
+    store_stream *w = store_stream_begin(f->st, &o, NULL);
+    assert_non_null(w);
+    int64_t id = store_stream_id(w);
+    assert_int_equal(store_stream_append(w, "hi", 2, NULL), 0);
+    store_stream_end end = {.status = STORE_COMPLETE, .model = "backup", .provider = "openai", .variant = "b"};
+    assert_int_equal(store_stream_finish(w, &end, NULL), 0);
+    store_message m;
+    assert_int_equal(store_msg_get(f->st, id, &m, NULL), 0);
+    assert_string_equal(m.model, "backup");
+    assert_string_equal(m.provider, "openai");
+    assert_string_equal(m.variant, "b");
+    store_message_clear(&m);
+    /* NULL keeps what begin recorded. */
+    w = store_stream_begin(f->st, &o, NULL);
+    id = store_stream_id(w);
+    assert_int_equal(store_stream_finish(w, NULL, NULL), 0);
+    assert_int_equal(store_msg_get(f->st, id, &m, NULL), 0);
+    assert_string_equal(m.model, "primary");
+    assert_string_equal(m.provider, "local");
+    store_message_clear(&m);
+}
+
 static void stream_holds_back_a_character_split_across_appends(void **state) {
     store_fx *f = *state;
     int64_t sid = fx_session(f->st, "utf8");
@@ -974,6 +1000,7 @@ int main(void) {
         cmocka_unit_test(auto_title_cuts_unbroken_utf8_text_on_a_character_boundary),
         T(first_user_message_titles_only_untitled_sessions),
         T(stream_at_50_tokens_per_second_flushes_at_most_every_100ms),
+        T(stream_finish_records_who_answered_after_fallback),
         T(stream_holds_back_a_character_split_across_appends),
         T(stream_finish_indexes_the_reply_for_search),
         T(reopen_marks_abandoned_stream_cancelled_keeping_text),

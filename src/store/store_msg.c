@@ -386,7 +386,9 @@ void store_stream_abandon(store_stream *w) {
 int store_stream_finish(store_stream *w, const store_stream_end *end, cf_err *err) {
     static const char *q =
         "UPDATE messages SET status = ?2, prompt_tokens = ?3, completion_tokens = ?4, cost = ?5, "
-        "latency_ms = ?6, finish_reason = ?7, error = ?8, cached = ?9 WHERE id = ?1";
+        "latency_ms = ?6, finish_reason = ?7, error = ?8, cached = ?9, "
+        "model = coalesce(?10, model), provider = coalesce(?11, provider), "
+        "variant = coalesce(?12, variant) WHERE id = ?1";
     store_stream_end def = {.status = STORE_COMPLETE};
     if (!end) end = &def;
     if (end->status == STORE_STREAMING || (unsigned)end->status > STORE_ERROR) {
@@ -416,6 +418,9 @@ int store_stream_finish(store_stream *w, const store_stream_end *end, cf_err *er
         store__bind_str(s, 7, end->finish_reason);
         store__bind_str(s, 8, end->error);
         sqlite3_bind_int(s, 9, end->cached ? 1 : 0);
+        store__bind_str(s, 10, end->model);
+        store__bind_str(s, 11, end->provider);
+        store__bind_str(s, 12, end->variant);
         r = store__step_done(st, s, err, "finishing a streamed reply");
     }
     if (r == 0) r = store__touch_session(st, w->session_id, clock_wall_ms(), err);
