@@ -81,7 +81,7 @@ $(TEST_UTIL_OBJ): tests/testutil.c tests/testutil.h
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -MMD -MP -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libconfab.a
 	@mkdir -p $(dir $@)
