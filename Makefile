@@ -93,7 +93,7 @@ $(TEST_UTIL_OBJ): tests/testutil.c tests/testutil.h
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -MMD -MP -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libconfab.a
 	@mkdir -p $(dir $@)
@@ -105,10 +105,11 @@ test: $(BUILD)/confab $(TEST_BIN)
 
 bench: $(BUILD)/confab $(BENCH_BIN)
 
-# Until `confab serve` exists this starts what exists (the version banner).
+# Installs dependencies, builds, and serves on http://127.0.0.1:8080 with
+# the data in ./data (config: ./confab.yaml or ~/.config/confab/config.yaml).
 run: deps
 	$(MAKE) $(BUILD)/confab
-	$(BUILD)/confab version
+	$(BUILD)/confab serve --host 127.0.0.1 --port 8080 --data ./data
 
 deps:
 	bash tools/deps.sh

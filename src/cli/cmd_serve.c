@@ -13,9 +13,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/chat.h"
 #include "app/config.h"
+#include "app/routing.h"
 #include "base/log.h"
 #include "cli/cli.h"
+#include "providers/provider.h"
+#include "server/api.h"
 #include "server/server.h"
 
 /* mkdir -p PATH. Returns 0 or -1 with errno set. */
@@ -41,6 +45,15 @@ static int mkdir_p(const char *path) {
         return -1;
     }
     return 0;
+}
+
+/* REL inside DIR (REL itself when absolute), malloc'd. */
+static char *in_dir(const char *dir, const char *rel) {
+    if (rel[0] == '/') return strdup(rel);
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, rel);
+    return p;
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
@@ -106,6 +119,25 @@ int cmd_serve(int argc, char **argv) {
     o.data_dir = data;
 
     int rc = 1;
+    app_routing *routing = NULL;
+    chat_service *cs = NULL;
+    srv_api *api = NULL;
+    char *db_path = NULL, *cache_path = NULL;
+    if (model && !cfg_find_model(cfg, model)) {
+        bool ab = false;
+        for (size_t i = 0; i < cfg->n_ab; i++) ab |= !strcmp(cfg->ab[i].name, model);
+        if (!ab) {
+            fprintf(stderr, "confab: -m %s: not a configured model (configured: ", model);
+            for (size_t i = 0; i < cfg->n_models; i++) fprintf(stderr, "%s%s", i ? ", " : "", cfg->models[i].name);
+            fprintf(stderr, "%s)\n", cfg->n_models ? "" : "none");
+            cfg_free(cfg);
+            return 2;
+        }
+    }
+    if (model) {
+        free(cfg->default_model);
+        cfg->default_model = strdup(model);
+    }
     srv_t *s = srv_new(&o, &err);
     if (!s) {
         fprintf(stderr, "confab: %s\n", err.msg);
@@ -115,6 +147,34 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
         goto out;
     }
+    if (prov_global_init(&err)) {
+        fprintf(stderr, "confab: %s\n", err.msg);
+        goto out;
+    }
+    routing = app_routing_new(cfg, NULL, &err);
+    if (!routing) {
+        fprintf(stderr, "confab: %s\n", err.msg);
+        goto out;
+    }
+    /* The database and cache live in the data directory (--data wins over
+     * storage.data_dir). */
+    db_path = in_dir(data, cfg->storage.db);
+    cache_path = in_dir(data, cfg->cache.path);
+    chat_service_opts co = {.cfg = cfg, .router = app_routing_router(routing), .db_path = db_path,
+                            .cache_path = cfg->cache.enabled ? cache_path : NULL};
+    cs = chat_service_new(&co, &err);
+    if (!cs) {
+        fprintf(stderr, "confab: %s\n", err.msg);
+        goto out;
+    }
+    api = srv_api_new(s, cs, &err);
+    if (!api) {
+        fprintf(stderr, "confab: %s\n", err.msg);
+        goto out;
+    }
+    if (!cfg->n_models)
+        fprintf(stderr, "confab: no models configured: the UI and API are up, but chats will fail until a model "
+                        "is added to the config (see confab.example.yaml)\n");
 
     sigset_t set;
     sigemptyset(&set);
@@ -142,11 +202,24 @@ int cmd_serve(int argc, char **argv) {
            sig == SIGINT ? "SIGINT" : "SIGTERM", grace_s);
     fflush(stdout);
     srv_shutdown(s, (int)(grace_s * 1000));
-    printf("confab: stopped\n");
-    fflush(stdout);
     rc = 0;
 out:
+    /* Order: no new requests (shutdown), turn threads finished (api), then
+     * the database handles and the router they used. */
+    if (s && !rc) srv_api_free(api), api = NULL;
+    if (api) {
+        srv_shutdown(s, 0);
+        srv_api_free(api);
+    }
+    chat_service_free(cs);
+    app_routing_free(routing);
     srv_free(s);
+    free(db_path);
+    free(cache_path);
+    if (!rc) {
+        printf("confab: stopped\n");
+        fflush(stdout);
+    }
     cfg_free(cfg);
     return rc;
 }

@@ -61,6 +61,22 @@ const cli_command cli_commands[] = {
     {"detokenize", "print the text of token ids",
      "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
      cmd_detokenize},
+    {"models", "list local GGUF models, resolve a short name, remove one",
+     "confab models [list] [--json] | which NAME | rm NAME   [--models-dir DIR] [--config FILE]\n"
+     "  list    every *.gguf in the models directory: architecture, parameters, quantization,\n"
+     "          size, context length, chat template (corrupt files listed as INVALID)\n"
+     "  which   print the file a short name resolves to (-m NAME uses the same rules)\n"
+     "  rm      delete a model by short name (refuses ambiguous names)\n"
+     "The directory: --models-dir, $CONFAB_MODELS_DIR, or storage.data_dir/storage.models_dir\n"
+     "(./data/models by default)",
+     cmd_models},
+    {"pull", "download a GGUF model (Hugging Face or URL) into the models directory",
+     "confab pull hf:ORG/REPO/FILE.gguf | https://HOST/.../FILE.gguf [--sha256 HEX] [-o NAME]\n"
+     "            [--models-dir DIR] [--config FILE]\n"
+     "Resumes an interrupted download (FILE.gguf.part), checks the sha256 (--sha256, or the\n"
+     "digest the server publishes) and the GGUF header, then renames into place.\n"
+     "hf: uses $CONFAB_HF_ENDPOINT (default https://huggingface.co); $HF_TOKEN for gated repos",
+     cmd_pull},
     {NULL, NULL, NULL, NULL},
 };
 
