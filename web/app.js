@@ -842,7 +842,11 @@ async function loadModels() {
   for (const id of ['model', 'model-b']) {
     const sel = $(id);
     sel.replaceChildren();
-    for (const m of S.models) sel.append(el('option', { value: m.id }, m.id + (m.owned_by ? ' (' + m.owned_by + ')' : '')));
+    for (const m of S.models) {
+      // available: false when its API key is not set on the server.
+      const off = m.available === false;
+      sel.append(el('option', { value: m.id, disabled: off }, m.id + (m.owned_by ? ' (' + m.owned_by + ')' : '') + (off ? ' — no API key' : '')));
+    }
   }
   // The model last picked here, else the server's default.
   const saved = pref.get('model', '');
