@@ -903,8 +903,8 @@ function bind() {
   $('max-tokens').addEventListener('change', () => pref.set('max_tokens', $('max-tokens').value));
   $('system-prompt').addEventListener('change', async () => {
     const v = $('system-prompt').value;
-    if (!S.session) { pref.set('system', v); return; }
-    try { await api('PATCH', '/api/sessions/' + S.session.id, { system_prompt: v }); S.session.system_prompt = v; toast('System prompt saved for this conversation'); } catch (e) { fail(e); }
+    if (!S.session) { pref.set('system', v); updateStatus(); return; }
+    try { await api('PATCH', '/api/sessions/' + S.session.id, { system_prompt: v }); S.session.system_prompt = v; updateStatus(); toast('System prompt saved for this conversation'); } catch (e) { fail(e); }
   });
   $('model').addEventListener('change', async () => {
     pref.set('model', $('model').value);

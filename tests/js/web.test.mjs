@@ -447,6 +447,26 @@ log_level: warn
       assert(reply.includes('This is confab streaming'), 'and answered: ' + reply);
     });
 
+    await check('the granularity switch streams whole sentences', async () => {
+      await page.click('#settings-toggle');
+      await page.check('input[name="granularity"][value="sentence"]');
+      await page.click('#settings-toggle');
+      await page.fill('#input', 'By sentence please');
+      const [resp] = await Promise.all([
+        page.waitForResponse((r) => /\/api\/sessions\/[^/]+\/messages$/.test(r.url()), { timeout: 5000 }),
+        page.press('#input', 'Enter'),
+      ]);
+      const { generation_id: gid } = await resp.json();
+      await idle();
+      // Replay the generation's events: the deltas are sentences, not tokens.
+      const sse = await (await fetch(base + '/api/generations/' + gid + '/events', { signal: AbortSignal.timeout(5000) })).text();
+      const deltas = sse.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6))).filter((e) => e.type === 'delta');
+      assert(deltas.length >= 2 && deltas.length <= 8, 'a few sentence-sized deltas (upstream sent ' + chunksOf(SHORT).length + ' chunks): ' + JSON.stringify(deltas.map((d) => d.text)));
+      await page.click('#settings-toggle');
+      await page.check('input[name="granularity"][value="token"]');
+      await page.click('#settings-toggle');
+    });
+
     await check('a fallback is visible: the model that answered and a fallback mark', async () => {
       await page.click('#new-session');
       await page.selectOption('#model', 'broken');
