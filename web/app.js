@@ -523,7 +523,7 @@ function startReplyUI(userMsg, replacing = false) {
   body.setAttribute('aria-busy', 'true');
   box.append(node);
   box.scrollTop = box.scrollHeight;
-  S.gen = { userText: userMsg ? userMsg.content : '', id: null, es: null, text: '', tokens: 0, usage: null, t0: performance.now(), tFirst: 0, node, body, head: node.querySelector('.msg-head'), pending: false };
+  S.gen = { userText: userMsg ? userMsg.content : '', infos: [], id: null, es: null, text: '', tokens: 0, usage: null, t0: performance.now(), tFirst: 0, node, body, head: node.querySelector('.msg-head'), pending: false };
   setBusy(true);
   updateStatus();
   return S.gen;
@@ -547,6 +547,7 @@ function beginGeneration(gid, g, after) {
     info(ev) {
       const n = infoLine(ev.message || ev.kind);
       g.node.before(n);
+      g.infos.push(ev.message || ev.kind);
       if (ev.kind === 'fallback') g.fallback = ev.message;
     },
     usage(ev) { g.usage = ev; updateStatus(); },
@@ -573,7 +574,13 @@ async function finishGeneration(g, done, error) {
   if (S.gen !== g) return; // the reader moved to another conversation meanwhile
   S.gen = null;
   S.last = g; // the status bar keeps the last reply's figures
-  if (fresh) { S.session = fresh; S.messages = fresh.messages || []; applySessionFields(); renderMessages(); }
+  if (fresh) {
+    S.session = fresh; S.messages = fresh.messages || []; applySessionFields(); renderMessages();
+    // Keep what the server said about this reply (budget, trimming, fallback) above it.
+    const replies = $('messages').querySelectorAll('.msg.assistant');
+    const last = replies[replies.length - 1];
+    if (last) for (const t of g.infos) last.before(infoLine(t));
+  }
   setBusy(false);
   updateStatus();
   loadSessions().catch(() => {});

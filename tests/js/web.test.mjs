@@ -478,11 +478,13 @@ log_level: warn
       const badge = await page.textContent('.msg.assistant .badge.model');
       assert(badge.includes('fake-b'), 'the answering model is shown: ' + badge);
       assert(/fallback/.test(await page.textContent('#st-model')), 'status bar says fallback: ' + await page.textContent('#st-model'));
+      assert(await page.$('#messages .info'), 'the server\'s fallback note stays above the reply');
       await page.selectOption('#model', 'fake-a');
     });
 
     await check('compare asks two models side by side and records a vote', async () => {
       await page.click('#new-session');
+      await page.selectOption('#model', 'fake-a');
       await page.click('#compare-toggle');
       await page.selectOption('#model-b', 'fake-b');
       await page.fill('#input', 'Compare these please');
