@@ -106,12 +106,13 @@ const upstreamServer = http.createServer((req, res) => {
 upstreamServer.on('connection', (s) => { upstream.sockets.add(s); s.on('close', () => upstream.sockets.delete(s)); });
 
 // ------------------------------------------------------------------ confab
-let confab = null, browser = null, tmp = null;
+const confabs = [];
+let browser = null, tmp = null;
 function startConfab(cfgPath, dataDir) {
   return new Promise((resolve, reject) => {
     const p = spawn(CONFAB, ['serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--config', cfgPath, '--shutdown-grace', '0'],
       { stdio: ['ignore', 'pipe', 'pipe'] });
-    confab = p;
+    confabs.push(p);
     let out = '';
     const timer = setTimeout(() => reject(new Error('confab did not start in 10 s: ' + out)), 10000);
     const onData = (d) => {
@@ -125,16 +126,18 @@ function startConfab(cfgPath, dataDir) {
     p.on('error', (e) => { clearTimeout(timer); reject(e); });
   });
 }
+async function stopConfab(p) {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  const exited = await Promise.race([new Promise((r) => p.once('exit', () => r(true))), sleep(3000).then(() => false)]);
+  if (!exited) p.kill('SIGKILL');
+}
 let cleaned = false;
 async function cleanup() {
   if (cleaned) return;
   cleaned = true;
   if (browser) await Promise.race([browser.close().catch(() => {}), sleep(5000)]);
-  if (confab && confab.exitCode === null) {
-    confab.kill('SIGTERM');
-    const exited = await Promise.race([new Promise((r) => confab.once('exit', () => r(true))), sleep(3000).then(() => false)]);
-    if (!exited) confab.kill('SIGKILL');
-  }
+  await Promise.all(confabs.map(stopConfab));
   for (const s of upstream.sockets) s.destroy();
   upstreamServer.close();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -499,6 +502,33 @@ log_level: warn
       assert(resp.status() < 300, 'vote accepted: ' + resp.status() + ' ' + await resp.text());
       await page.click('#compare-close');
       await page.click('#compare-toggle');
+    });
+  }
+
+  // With API keys: the UI asks for one, then uses it for fetch and the event stream.
+  if (sessionsApi !== 404) {
+    await check('with API keys the UI asks for a key and streams with it', async () => {
+      const keyed = path.join(tmp, 'keyed.yaml');
+      fs.writeFileSync(keyed, cfg + 'server:\n  api_keys: [ui-secret-key]\n');
+      const kport = await startConfab(keyed, path.join(tmp, 'data-keyed'));
+      const kpage = await ctx.newPage();
+      try {
+        kpage.on('pageerror', (e) => pageErrors.push('keyed page: ' + e.message));
+        await kpage.goto('http://127.0.0.1:' + kport + '/', { waitUntil: 'load' });
+        await kpage.waitForSelector('#key-dialog[open]', { timeout: 5000 });
+        await kpage.fill('#key-input', 'ui-secret-key');
+        await kpage.press('#key-input', 'Enter');
+        await kpage.waitForSelector('#model option[value="fake-a"]', { state: 'attached', timeout: 5000 });
+        await kpage.fill('#input', 'Hello with a key');
+        await kpage.press('#input', 'Enter');
+        await kpage.waitForSelector('.msg.live', { timeout: 5000 });
+        await kpage.waitForSelector('#send:not([hidden])', { timeout: 10000 });
+        const reply = await kpage.textContent('.msg.assistant .body');
+        assert(reply.includes('This is confab streaming'), 'streamed with the key: ' + reply);
+      } finally {
+        await kpage.close();
+        // Another origin's storage is separate: the main page keeps no key.
+      }
     });
   }
 
