@@ -14,6 +14,18 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"run", "generate text with a local GGUF model",
+     "confab run -m MODEL.gguf --prompt-ids \"1 15043 ...\" [-n N] [--temp T] [--seed S]\n"
+     "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+     "           [--ctx N] [--kv-f32] [--ignore-eos] [--json] [--logits-out FILE]",
+     cmd_run},
+    {"bench", "measure prompt and generation speed (pp512 / tg128 like llama-bench)",
+     "confab bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]", cmd_bench},
+    {"mkmodel", "write a random-weight GGUF model of a given architecture and shape",
+     "confab mkmodel --arch llama|qwen2|qwen3 --dim D --layers L --heads H [--kv-heads K]\n"
+     "               [--ffn F] [--head-dim HD] [--ctx N] [--vocab-from VOCAB.gguf | --vocab N]\n"
+     "               [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M] [--tied] [--seed S] -o OUT.gguf",
+     cmd_mkmodel},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,448 @@
+/* Tests for src/engine/model (and kv, pool through it): logits against the
+ * reference engine's on every shared model with reference data, greedy ids,
+ * the golden greedy stories, thread-count invariance, batched prompt ==
+ * token-by-token decode, the qwen2 / qwen3 variants on mkmodel models, and
+ * the errors bad models and bad calls get. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/sb.h"
+#include "confab/engine.h"
+#include "engine/gguf.h"
+#include "engine/mkmodel.h"
+#include "engine/types.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static int read_ids(const char *path, int32_t *ids, int cap) {
+    size_t len;
+    char *s = tu_read_file(path, &len);
+    if (!s) return -1;
+    int n = 0;
+    char *p = s, *end;
+    for (;;) {
+        long v = strtol(p, &end, 10);
+        if (end == p || n == cap) break;
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    free(s);
+    return n;
+}
+
+static cf_model *load(const char *path, int threads, int kv_f32) {
+    cf_err e = {0};
+    cf_model_opts o = cf_model_opts_default();
+    o.n_threads = threads;
+    o.kv_type = kv_f32 ? CF_KV_F32 : CF_KV_F16;
+    cf_model *m = cf_model_load(path, &o, &e);
+    if (!m) fail_msg("load %s: %s", path, e.msg);
+    return m;
+}
+
+/* Decodes PROMPT in one batch and then each of GEN one at a time (as the
+ * reference run did); returns (n_prompt + n_gen, n_vocab) logits, malloc'd. */
+static float *run_rows(cf_model *m, const int32_t *prompt, int np, const int32_t *gen, int ng,
+                       int batch) {
+    cf_model_info info;
+    cf_model_get_info(m, &info);
+    cf_err e = {0};
+    cf_ctx_opts co = cf_ctx_opts_default();
+    co.n_ctx = 128;
+    co.n_batch = batch;
+    cf_ctx *c = cf_ctx_new(m, &co, &e);
+    if (!c) fail_msg("ctx: %s", e.msg);
+    const size_t V = (size_t)info.n_vocab;
+    float *rows = malloc((size_t)(np + ng) * V * sizeof(float));
+    if (cf_ctx_eval(c, prompt, np, true, &e) < 0) fail_msg("eval: %s", e.msg);
+    assert_int_equal(cf_ctx_n_logits(c), np);
+    for (int i = 0; i < np; i++) memcpy(rows + (size_t)i * V, cf_ctx_logits(c, i), V * sizeof(float));
+    for (int i = 0; i < ng; i++) {
+        if (cf_ctx_eval(c, &gen[i], 1, false, &e) < 0) fail_msg("eval: %s", e.msg);
+        memcpy(rows + (size_t)(np + i) * V, cf_ctx_logits(c, -1), V * sizeof(float));
+    }
+    cf_ctx_free(c);
+    return rows;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* Tolerance on the largest absolute logit difference for a model file. */
+static double tolerance(const char *model) {
+    if (strstr(model, "BF16")) return 0.02;
+    if (strstr(model, "mix") || strstr(model, "Q4") || strstr(model, "Q8")) return 0.05;
+    return 4e-3;
+}
+
+/* ------------------------------------------------------------ reference logits */
+
+static void model_logits_match_reference_on_every_case(void **st) {
+    (void)st;
+    const char *refroot = td_path("reference");
+    char root[1024];
+    snprintf(root, sizeof root, "%s", refroot);
+    DIR *d = opendir(root);
+    assert_non_null(d);
+    struct dirent *de;
+    int n_cases = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || strchr(de->d_name, '.')) continue;
+        char mpath[2048];
+        snprintf(mpath, sizeof mpath, "%s/../models/%s.gguf", root, de->d_name);
+        FILE *probe = fopen(mpath, "rb");
+        if (!probe) continue;
+        fclose(probe);
+        char cdir[2048];
+        snprintf(cdir, sizeof cdir, "%s/%s", root, de->d_name);
+        DIR *cd = opendir(cdir);
+        struct dirent *ce;
+        while (cd && (ce = readdir(cd))) {
+            if (ce->d_name[0] == '.') continue;
+            char p[4096];
+            int32_t prompt[256], gen[64];
+            snprintf(p, sizeof p, "%s/%s/tokens.txt", cdir, ce->d_name);
+            int np = read_ids(p, prompt, 256);
+            snprintf(p, sizeof p, "%s/%s/generated.txt", cdir, ce->d_name);
+            int ng = read_ids(p, gen, 64);
+            if (np <= 0 || ng <= 0) continue;
+            const int kvf32 = strstr(ce->d_name, "kvf32") != NULL;
+            cf_model *m = load(mpath, 1, kvf32);
+            cf_model_info info;
+            cf_model_get_info(m, &info);
+            snprintf(p, sizeof p, "%s/%s/logits.f32", cdir, ce->d_name);
+            size_t len;
+            float *ref = (float *)tu_read_file(p, &len);
+            assert_non_null(ref);
+            assert_int_equal(len, (size_t)(np + ng) * (size_t)info.n_vocab * sizeof(float));
+            float *got = run_rows(m, prompt, np, gen, ng, 512);
+            double maxd = 0;
+            for (size_t i = 0; i < len / sizeof(float); i++) {
+                double dd = fabs((double)got[i] - (double)ref[i]);
+                if (dd > maxd) maxd = dd;
+            }
+            int greedy_ok = 1;
+            for (int i = 0; i < ng; i++)
+                greedy_ok &= argmax(got + (size_t)(np - 1 + i) * (size_t)info.n_vocab, info.n_vocab) == gen[i];
+            print_message("# %-28s %-9s max |diff| %.3g (tolerance %.3g)%s\n", de->d_name, ce->d_name,
+                          maxd, tolerance(de->d_name), greedy_ok ? ", greedy ids equal" : "");
+            assert_true(maxd <= tolerance(de->d_name));
+            if (!strncmp(de->d_name, "stories260K", 11)) assert_true(greedy_ok);
+            free(got);
+            free(ref);
+            cf_model_free(m);
+            n_cases++;
+        }
+        if (cd) closedir(cd);
+    }
+    closedir(d);
+    assert_true(n_cases >= 20);
+}
+
+/* ------------------------------------------------------------ golden greedy */
+
+static void model_greedy_matches_golden_stories(void **st) {
+    (void)st;
+    const char *gp = td_path("reference/stories260K.golden_llamacpp_greedy.txt");
+    size_t glen;
+    char *golden = tu_read_file(gp, &glen);
+    assert_non_null(golden);
+    static const struct { const char *prompt; int32_t ids[5]; } prompts[] = {
+        {"Once upon a time", {1, 403, 407, 261, 378}},
+        {"Lily and Tom", {1, 317, 269, 274, 287}},
+    };
+    const char *models[] = {"stories260K", "stories260K-F16", "stories260K-Q8_0mix"};
+    for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "models/%s.gguf", models[mi]);
+        cf_model *m = load(td_path(rel), 2, 0);
+        for (int pi = 0; pi < 2; pi++) {
+            char hdr[256];
+            snprintf(hdr, sizeof hdr, "### model=%s.gguf prompt='%s'\n", models[mi], prompts[pi].prompt);
+            char *blk = strstr(golden, hdr);
+            assert_non_null(blk);
+            blk += strlen(hdr);
+            char *blk_end = strstr(blk, "\n###");
+            size_t bl = blk_end ? (size_t)(blk_end - blk) : strlen(blk);
+            while (bl && (blk[bl - 1] == '\n' || blk[bl - 1] == ' ')) bl--;
+            assert_true(!strncmp(blk, "<s>", 3));
+            blk += 3;
+            bl -= 3;
+
+            cf_err e = {0};
+            cf_ctx_opts co = cf_ctx_opts_default();
+            co.n_ctx = 256;
+            cf_ctx *c = cf_ctx_new(m, &co, &e);
+            assert_non_null(c);
+            sb_t text = {0};
+            char piece[64];
+            for (int i = 1; i < 5; i++) {
+                int n = cf_model_token_text(m, prompts[pi].ids[i], piece, sizeof piece);
+                sb_appendn(&text, piece, (size_t)n);
+            }
+            assert_int_equal(cf_ctx_eval(c, prompts[pi].ids, 5, false, &e), 0);
+            cf_model_info info;
+            cf_model_get_info(m, &info);
+            for (int i = 0; i < 128; i++) {
+                int32_t t = argmax(cf_ctx_logits(c, -1), info.n_vocab);
+                if (t == info.eos_id) break;
+                int n = cf_model_token_text(m, t, piece, sizeof piece);
+                sb_appendn(&text, piece, (size_t)n);
+                assert_int_equal(cf_ctx_eval(c, &t, 1, false, &e), 0);
+            }
+            while (text.len && (text.data[text.len - 1] == '\n' || text.data[text.len - 1] == ' ')) text.len--;
+            if (text.len != bl || memcmp(text.data, blk, bl))
+                fail_msg("%s '%s':\n got: %.*s\nwant: %.*s", models[mi], prompts[pi].prompt,
+                         (int)text.len, text.data, (int)bl, blk);
+            sb_free(&text);
+            cf_ctx_free(c);
+        }
+        cf_model_free(m);
+    }
+    free(golden);
+}
+
+/* ------------------------------------------------------------ invariants */
+
+static void check_threads_identical(const char *path) {
+    cf_model *m1 = load(path, 1, 0), *m2 = load(path, 2, 0), *m3 = load(path, 3, 0);
+    cf_model_info info;
+    cf_model_get_info(m1, &info);
+    int32_t prompt[24];
+    for (int i = 0; i < 24; i++) prompt[i] = (int32_t)((i * 37 + 1) % info.n_vocab);
+    int32_t gen[4] = {5, 77, 299, 12};
+    size_t bytes = (size_t)28 * (size_t)info.n_vocab * sizeof(float);
+    float *a = run_rows(m1, prompt, 24, gen, 4, 512);
+    float *b = run_rows(m2, prompt, 24, gen, 4, 512);
+    float *c = run_rows(m3, prompt, 24, gen, 4, 512);
+    assert_memory_equal(a, b, bytes);
+    assert_memory_equal(a, c, bytes);
+    free(a);
+    free(b);
+    free(c);
+    cf_model_free(m1);
+    cf_model_free(m2);
+    cf_model_free(m3);
+}
+
+static void model_logits_identical_for_1_2_3_threads(void **st) {
+    (void)st;
+    check_threads_identical(td_path("models/stories260K.gguf"));
+    check_threads_identical(td_path("models/tiny-llama-d256-Q4_K_M.gguf"));
+}
+
+static void model_chunked_prompt_matches_one_batch(void **st) {
+    (void)st;
+    cf_model *m = load(td_path("models/stories260K.gguf"), 2, 1);
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++) prompt[i] = (int32_t)((i * 91 + 3) % 512);
+    cf_model_info info;
+    cf_model_get_info(m, &info);
+    float *a = run_rows(m, prompt, 40, NULL, 0, 512);
+    float *b = run_rows(m, prompt, 40, NULL, 0, 7); /* chunks of 7 */
+    float *c = run_rows(m, prompt, 1, prompt + 1, 39, 512); /* token by token */
+    double d1 = 0, d2 = 0;
+    for (size_t i = 0; i < (size_t)40 * (size_t)info.n_vocab; i++) {
+        d1 = fmax(d1, fabs(a[i] - b[i]));
+        d2 = fmax(d2, fabs(a[i] - c[i]));
+    }
+    /* the same arithmetic per row; only a tiled kernel's summation order may differ */
+    assert_true(d1 <= 1e-4);
+    assert_true(d2 <= 1e-4);
+    free(a);
+    free(b);
+    free(c);
+    cf_model_free(m);
+}
+
+/* qwen2 / qwen3 models from mkmodel: loadable, finite, batch = sequential,
+ * thread-invariant, and the arch-specific tensors change the result. */
+static void model_qwen_variants_run_consistently(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    const char *archs[] = {"qwen2", "qwen3", "llama"};
+    float first[3];
+    for (int ai = 0; ai < 3; ai++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, archs[ai]);
+        mkmodel_opts o = {.arch = archs[ai], .dim = 64, .layers = 2, .heads = 4, .kv_heads = 2,
+                          .ffn = 128, .vocab = 300, .type = "F32", .seed = 7};
+        if (ai == 1) o.head_dim = 32; /* qwen3 style: head_dim * heads != dim */
+        cf_err e = {0};
+        if (mkmodel_write(&o, path, &e) < 0) fail_msg("mkmodel: %s", e.msg);
+        cf_model *m = load(path, 2, 1);
+        cf_model_info info;
+        cf_model_get_info(m, &info);
+        assert_string_equal(info.arch, archs[ai]);
+        assert_int_equal(info.head_dim, ai == 1 ? 32 : 16);
+        int32_t p[12] = {1, 5, 9, 200, 33, 4, 8, 100, 299, 0, 17, 18};
+        float *a = run_rows(m, p, 12, NULL, 0, 512);
+        float *b = run_rows(m, p, 1, p + 1, 11, 512);
+        for (size_t i = 0; i < (size_t)12 * 300; i++) {
+            assert_true(isfinite(a[i]));
+            assert_true(fabsf(a[i] - b[i]) <= 1e-4f);
+        }
+        first[ai] = a[0];
+        free(a);
+        free(b);
+        cf_model_free(m);
+        check_threads_identical(path);
+    }
+    assert_true(first[0] != first[2] && first[1] != first[2]);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void model_load_reports_missing_file(void **st) {
+    (void)st;
+    cf_err e = {0};
+    assert_null(cf_model_load("/nonexistent/model.gguf", NULL, &e));
+    assert_true(e.code < 0);
+    assert_non_null(strstr(e.msg, "/nonexistent/model.gguf"));
+}
+
+static void model_load_rejects_unknown_architecture_and_missing_tensor(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/gpt2.gguf", dir);
+    gguf_writer *w = gguf_w_new();
+    gguf_w_set_str(w, "general.architecture", "gpt2");
+    cf_err e = {0};
+    assert_int_equal(gguf_w_write(w, path, &e), 0);
+    gguf_w_free(w);
+    assert_null(cf_model_load(path, NULL, &e));
+    assert_int_equal(e.code, CF_EFORMAT);
+    assert_non_null(strstr(e.msg, "unsupported architecture 'gpt2'"));
+
+    /* a llama model without its tensors */
+    w = gguf_w_new();
+    gguf_w_set_str(w, "general.architecture", "llama");
+    gguf_w_set_u32(w, "llama.embedding_length", 64);
+    gguf_w_set_u32(w, "llama.block_count", 1);
+    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
+    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    assert_int_equal(gguf_w_write(w, path, &e), 0);
+    gguf_w_free(w);
+    assert_null(cf_model_load(path, NULL, &e));
+    assert_non_null(strstr(e.msg, "missing tensor token_embd.weight"));
+
+    /* bad GQA shape */
+    w = gguf_w_new();
+    gguf_w_set_str(w, "general.architecture", "llama");
+    gguf_w_set_u32(w, "llama.embedding_length", 64);
+    gguf_w_set_u32(w, "llama.block_count", 1);
+    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
+    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    gguf_w_set_u32(w, "llama.attention.head_count_kv", 3);
+    assert_int_equal(gguf_w_write(w, path, &e), 0);
+    gguf_w_free(w);
+    assert_null(cf_model_load(path, NULL, &e));
+    assert_non_null(strstr(e.msg, "not a multiple of head_count_kv"));
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void model_decode_rejects_bad_tokens_and_full_context(void **st) {
+    (void)st;
+    cf_model *m = load(td_path("models/stories260K.gguf"), 1, 0);
+    cf_err e = {0};
+    cf_ctx_opts co = cf_ctx_opts_default();
+    co.n_ctx = 8;
+    cf_ctx *c = cf_ctx_new(m, &co, &e);
+    assert_non_null(c);
+    int32_t bad = 512;
+    assert_int_equal(cf_ctx_eval(c, &bad, 1, false, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "out of range"));
+    int32_t t[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    assert_int_equal(cf_ctx_eval(c, t, 9, false, &e), CF_ERANGE);
+    assert_non_null(strstr(e.msg, "context full"));
+    assert_int_equal(cf_ctx_eval(c, t, 8, false, &e), 0);
+    assert_int_equal(cf_ctx_seq_len(c, 0), 8);
+    assert_int_equal(cf_ctx_eval(c, t, 1, false, &e), CF_ERANGE);
+    /* rewinding frees positions again and gives the same logits */
+    float first[512];
+    assert_int_equal(cf_ctx_seq_truncate(c, 0, 3, &e), 0);
+    assert_int_equal(cf_ctx_eval(c, t + 3, 1, false, &e), 0);
+    memcpy(first, cf_ctx_logits(c, -1), sizeof first);
+    assert_int_equal(cf_ctx_seq_truncate(c, 0, 3, &e), 0);
+    assert_int_equal(cf_ctx_eval(c, t + 3, 1, false, &e), 0);
+    assert_memory_equal(first, cf_ctx_logits(c, -1), sizeof first);
+    assert_int_equal(cf_ctx_seq_truncate(c, 0, 9, &e), CF_ERANGE);
+    int32_t seq1 = 1;
+    cf_batch b = {.n_tokens = 1, .token = t, .seq_id = &seq1};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "sequence id 1"));
+    cf_ctx_free(c);
+    cf_model_free(m);
+}
+
+static bool abort_now(void *u) {
+    (void)u;
+    return true;
+}
+
+static void model_decode_stops_when_abort_callback_says_so(void **st) {
+    (void)st;
+    cf_model *m = load(td_path("models/stories260K.gguf"), 1, 0);
+    cf_err e = {0};
+    cf_ctx *c = cf_ctx_new(m, NULL, &e);
+    cf_ctx_set_abort(c, abort_now, NULL);
+    int32_t t[3] = {1, 2, 3};
+    assert_int_equal(cf_ctx_eval(c, t, 3, false, &e), CF_ECANCEL);
+    cf_ctx_set_abort(c, NULL, NULL);
+    assert_int_equal(cf_ctx_seq_truncate(c, 0, 0, &e), 0);
+    assert_int_equal(cf_ctx_eval(c, t, 3, false, &e), 0);
+    cf_ctx_free(c);
+    cf_model_free(m);
+}
+
+static void model_info_and_token_text_from_vocab(void **st) {
+    (void)st;
+    cf_model *m = load(td_path("models/stories260K.gguf"), 1, 0);
+    cf_model_info info;
+    cf_model_get_info(m, &info);
+    assert_string_equal(info.arch, "llama");
+    assert_int_equal(info.n_vocab, 512);
+    assert_int_equal(info.n_embd, 64);
+    assert_int_equal(info.n_layer, 5);
+    assert_int_equal(info.n_head, 8);
+    assert_int_equal(info.n_head_kv, 4);
+    assert_int_equal(info.n_ff, 172);
+    assert_int_equal(info.bos_id, 1);
+    assert_int_equal(info.eos_id, 2);
+    char buf[32];
+    assert_int_equal(cf_model_token_text(m, 403, buf, sizeof buf), 5);
+    assert_string_equal(buf, " Once");
+    assert_int_equal(cf_model_token_text(m, 1, buf, sizeof buf), 0); /* <s> is a control token */
+    assert_int_equal(cf_model_token_text(m, 13, buf, sizeof buf), 1); /* <0x0A> */
+    assert_string_equal(buf, "\n");
+    assert_int_equal(cf_model_token_text(m, 512, buf, sizeof buf), -1);
+    cf_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(model_logits_match_reference_on_every_case),
+        cmocka_unit_test(model_greedy_matches_golden_stories),
+        cmocka_unit_test(model_logits_identical_for_1_2_3_threads),
+        cmocka_unit_test(model_chunked_prompt_matches_one_batch),
+        cmocka_unit_test(model_qwen_variants_run_consistently),
+        cmocka_unit_test(model_load_reports_missing_file),
+        cmocka_unit_test(model_load_rejects_unknown_architecture_and_missing_tensor),
+        cmocka_unit_test(model_decode_rejects_bad_tokens_and_full_context),
+        cmocka_unit_test(model_decode_stops_when_abort_callback_says_so),
+        cmocka_unit_test(model_info_and_token_text_from_vocab),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
