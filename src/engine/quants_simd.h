@@ -1,0 +1,101 @@
+/*
+ * quants_simd — the AVX2 and AVX-512 kernel families, exported under stable
+ * names so tests and benchmarks can call every family directly on a machine
+ * that has them (the type table only ever holds one family per row).
+ *
+ * Calling contract: an *_avx2 function may be called only when
+ * cpu_has_avx2() is true, an *_avx512 function only when cpu_has_avx512()
+ * is true, an *_avx512vnni function only when in addition
+ * cpu_get()->avx512vnni is true. Arguments are those of the type table's
+ * function pointers (types.h): N is a multiple of the weight type's block
+ * size, W and X point at whole blocks, unaligned pointers are fine.
+ *
+ * Kernels are integer-exact: every block's integer dot product equals the
+ * scalar reference's; only the order in which the per-block float terms are
+ * summed differs.
+ *
+ * Tiles. For matrix-matrix products each vec_dot kernel has a tile variant
+ * that computes an NR x NC block of outputs (NR weight rows x NC activation
+ * rows) while decoding each weight block once. Every output of a tile is
+ * computed by exactly the operation sequence of the kernel's vec_dot, so a
+ * tile result is bit-identical to vec_dot on the same pair: results do not
+ * depend on tiling, on how threads split rows, or on the batch size.
+ */
+#ifndef CONFAB_ENGINE_QUANTS_SIMD_H
+#define CONFAB_ENGINE_QUANTS_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/types.h"
+
+/* Computes Y[c * Y_STRIDE + r] = dot(W row r, X row c) for r < nr, c < nc,
+ * where (nr, nc) is the tile shape the function was made for (see
+ * tt_tile_kernel). W rows are W_STRIDE bytes apart, X rows X_STRIDE bytes. */
+typedef void (*tt_tile_fn)(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                           float *y, size_t y_stride);
+
+/* The tile variants belonging to one vec_dot kernel. */
+typedef struct {
+    tt_vec_dot_fn vec_dot; /* the 1 x 1 kernel these tiles agree with bit for bit */
+    int nr, nc;            /* full tile: nr weight rows x nc activation rows */
+    tt_tile_fn full;       /* nr x nc */
+    tt_tile_fn row1;       /* 1 x nc */
+    tt_tile_fn col1;       /* nr x 1 */
+} tt_tile_kernel;
+
+/* The tile kernels of each family; *COUNT gets the number of entries. The
+ * arrays are static and read-only. */
+const tt_tile_kernel *tt_tiles_avx2(int *count);
+const tt_tile_kernel *tt_tiles_avx512(int *count);
+
+/* The tile kernel whose vec_dot is VD, or NULL when VD has none (scalar
+ * kernels, or types without a tiled variant). Never returns a kernel the
+ * CPU cannot run, since VD came from the type table. */
+const tt_tile_kernel *tt_tile_lookup(tt_vec_dot_fn vd);
+
+/* ---- AVX2 (+FMA, F16C) ---- */
+void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_bf16_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q8_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q4_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q5_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_iq4_nl_q8_0_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q6_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_iq4_xs_q8_K_avx2(int n, float *s, const void *w, const void *x);
+/* Activation quantizers: same bytes as the scalar tt_from_float_* */
+void tt_from_float_q8_0_avx2(const float *src, void *dst, int64_t n);
+void tt_from_float_q8_K_avx2(const float *src, void *dst, int64_t n);
+void tt_from_float_f16_avx2(const float *src, void *dst, int64_t n);
+void tt_from_float_bf16_avx2(const float *src, void *dst, int64_t n);
+
+/* ---- AVX-512 (F+BW+VL+DQ) ---- */
+void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_bf16_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q8_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q4_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q5_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_iq4_nl_q8_0_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q4_K_q8_K_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q5_K_q8_K_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q6_K_q8_K_avx512(int n, float *s, const void *w, const void *x);
+/* The 32-value-block kernels with VPDPBUSD for the u8 x s8 dot products
+ * (AVX512-VNNI); bit-identical to the ones above. */
+void tt_vec_dot_q8_0_q8_0_avx512vnni(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q4_0_q8_0_avx512vnni(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q5_0_q8_0_avx512vnni(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_iq4_nl_q8_0_avx512vnni(int n, float *s, const void *w, const void *x);
+void tt_from_float_q8_0_avx512(const float *src, void *dst, int64_t n);
+void tt_from_float_q8_K_avx512(const float *src, void *dst, int64_t n);
+void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n);
+
+/* Hooks called by tt_init() (types.c holds weak empty defaults): overwrite
+ * the rows' vec_dot / from_float with this family's kernels. */
+void tt_install_avx2(tt_traits *table);
+void tt_install_avx512(tt_traits *table);
+
+#endif
