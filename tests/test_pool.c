@@ -13,16 +13,15 @@ typedef struct {
     _Atomic int calls;
 } pool_probe;
 
-static void probe_fn(void *arg, int ith, int nth) {
+/* chunk c covers elements [4c, 4c + 4) of cover */
+static void probe_fn(void *arg, int chunk, int ith) {
     pool_probe *p = arg;
     atomic_fetch_add(&p->hits[ith], 1);
     atomic_fetch_add(&p->calls, 1);
-    int lo, hi;
-    pool_split(p->n, ith, nth, 4, &lo, &hi);
-    for (int i = lo; i < hi; i++) p->cover[i]++;
+    for (int i = chunk * 4; i < chunk * 4 + 4 && i < p->n; i++) p->cover[i]++;
 }
 
-static void pool_runs_each_thread_index_once_per_job(void **st) {
+static void pool_runs_every_chunk_exactly_once_per_job(void **st) {
     (void)st;
     for (int nth = 1; nth <= 4; nth++) {
         pool *p = pool_new(nth, NULL);
@@ -30,11 +29,17 @@ static void pool_runs_each_thread_index_once_per_job(void **st) {
         assert_int_equal(pool_size(p), nth);
         int cover[103] = {0};
         pool_probe pr = {.n = 103, .cover = cover};
-        for (int rep = 0; rep < 200; rep++) pool_run(p, probe_fn, &pr);
-        for (int i = 0; i < nth; i++) assert_int_equal(atomic_load(&pr.hits[i]), 200);
-        for (int i = nth; i < 8; i++) assert_int_equal(atomic_load(&pr.hits[i]), 0);
-        for (int i = 0; i < 103; i++) assert_int_equal(cover[i], 200);
-        assert_int_equal(atomic_load(&pr.calls), 200 * nth);
+        for (int rep = 0; rep < 500; rep++) pool_run(p, 26, probe_fn, &pr); /* 26 chunks of 4 */
+        for (int i = 0; i < 103; i++) assert_int_equal(cover[i], 500);
+        assert_int_equal(atomic_load(&pr.calls), 500 * 26);
+        int sum = 0;
+        for (int i = 0; i < 8; i++) {
+            if (i >= nth) assert_int_equal(atomic_load(&pr.hits[i]), 0);
+            sum += atomic_load(&pr.hits[i]);
+        }
+        assert_int_equal(sum, 500 * 26);
+        pool_run(p, 0, probe_fn, &pr); /* no chunks: nothing runs */
+        assert_int_equal(atomic_load(&pr.calls), 500 * 26);
         pool_free(p);
     }
 }
@@ -67,7 +72,7 @@ static void pool_rejects_bad_thread_count(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(pool_runs_each_thread_index_once_per_job),
+        cmocka_unit_test(pool_runs_every_chunk_exactly_once_per_job),
         cmocka_unit_test(pool_split_covers_range_aligned),
         cmocka_unit_test(pool_rejects_bad_thread_count),
     };

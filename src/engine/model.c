@@ -701,31 +701,24 @@ typedef struct {
     model_mm_out out[3];
     int n_out;
     int T;
+    int first[4]; /* first chunk of each output; first[n_out] = total */
 } model_mm_job;
 
-/* Rows per scheduling unit: keeps tiles whole and splits stable. */
-#define MODEL_ROW_ALIGN 16
-/* Tokens per inner block: the block's activations stay in cache while a
- * band of weight rows streams past. */
-#define MODEL_TOK_BLOCK 64
-#define MODEL_ROW_BLOCK 64
+/* Weight rows per chunk: small enough that threads share work evenly (and
+ * a descheduled thread holds little), large enough to keep tt_matmul's
+ * tiles whole and the claim overhead negligible. */
+#define MODEL_ROW_CHUNK 64
 
-static void model_mm_worker(void *arg, int ith, int nth) {
+static void model_mm_chunk(void *arg, int chunk, int ith) {
+    (void)ith;
     model_mm_job *j = arg;
-    for (int o = 0; o < j->n_out; o++) {
-        const model_mm_out *mo = &j->out[o];
-        int r0, r1;
-        pool_split((int)mo->w->ne1, ith, nth, MODEL_ROW_ALIGN, &r0, &r1);
-        for (int rb = r0; rb < r1; rb += MODEL_ROW_BLOCK) {
-            const int re = rb + MODEL_ROW_BLOCK < r1 ? rb + MODEL_ROW_BLOCK : r1;
-            for (int tb = 0; tb < j->T; tb += MODEL_TOK_BLOCK) {
-                const int nt = j->T - tb < MODEL_TOK_BLOCK ? j->T - tb : MODEL_TOK_BLOCK;
-                tt_matmul(mo->w->type, (int)mo->w->ne0, mo->w->data, mo->w->row_bytes, rb, re,
-                          (const char *)mo->x + (size_t)tb * mo->x_stride, mo->x_stride, nt,
-                          mo->y + (size_t)tb * (size_t)mo->w->ne1, (size_t)mo->w->ne1);
-            }
-        }
-    }
+    int o = 0;
+    while (chunk >= j->first[o + 1]) o++;
+    const model_mm_out *mo = &j->out[o];
+    const int r0 = (chunk - j->first[o]) * MODEL_ROW_CHUNK;
+    const int r1 = r0 + MODEL_ROW_CHUNK < (int)mo->w->ne1 ? r0 + MODEL_ROW_CHUNK : (int)mo->w->ne1;
+    tt_matmul(mo->w->type, (int)mo->w->ne0, mo->w->data, mo->w->row_bytes, r0, r1, mo->x,
+              mo->x_stride, j->T, mo->y, (size_t)mo->w->ne1);
 }
 
 /* Converts X (T, n) to the activation type of weight W, into the context's
@@ -759,9 +752,11 @@ static void model_matmul(cf_ctx *c, const float *x, int T, const model_w *w0, fl
         size_t stride = tt_row_size(vdt, ws[i]->ne0);
         const void *xa = prepared[vdt] ? c->act[vdt] : model_act(c, ws[i], x, T, &stride);
         prepared[vdt] = 1;
-        j.out[j.n_out++] = (model_mm_out){ws[i], xa, stride, ys[i]};
+        j.out[j.n_out] = (model_mm_out){ws[i], xa, stride, ys[i]};
+        j.first[j.n_out + 1] = j.first[j.n_out] + (int)((ws[i]->ne1 + MODEL_ROW_CHUNK - 1) / MODEL_ROW_CHUNK);
+        j.n_out++;
     }
-    pool_run(c->m->pool, model_mm_worker, &j);
+    pool_run(c->m->pool, j.first[j.n_out], model_mm_chunk, &j);
 }
 
 /* ---- attention on the pool ---- */
@@ -775,10 +770,10 @@ static inline float model_kv_get(const kv_cache *kv, const void *base, size_t i)
     return kv->f16 ? cf_fp16_to_fp32(((const cf_fp16 *)base)[i]) : ((const float *)base)[i];
 }
 
-/* Causal attention for (token, head) units [u0, u1): a[t][h] =
+/* Causal attention for one (token, head) unit U = t * n_head + h: a[t][h] =
  * softmax(q[t][h] . K[0..pos_t] / sqrt(hd)) V[0..pos_t], the KV head being
  * h / (n_head / n_head_kv) (grouped-query attention). */
-static void model_att_worker(void *arg, int ith, int nth) {
+static void model_att_unit(void *arg, int u, int ith) {
     model_att_job *j = arg;
     cf_ctx *c = j->c;
     const model_hparams *hp = &c->m->hp;
@@ -788,9 +783,7 @@ static void model_att_worker(void *arg, int ith, int nth) {
     float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
     float *qh = c->qh + (size_t)ith * (size_t)hd;
     const void *K = kv->k[j->layer], *V = kv->v[j->layer];
-    int u0, u1;
-    pool_split(j->T * nh, ith, nth, 1, &u0, &u1);
-    for (int u = u0; u < u1; u++) {
+    {
         const int t = u / nh, h = u % nh, kvh = h / group;
         const int n_pos = c->pos[t] + 1;
         const float *q = c->q + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
@@ -858,7 +851,7 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_
         for (int t = 0; t < T; t++)
             kv_store(&c->kv, l, c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
         model_att_job aj = {c, l, T};
-        pool_run(m->pool, model_att_worker, &aj);
+        pool_run(m->pool, T * hp->n_head, model_att_unit, &aj);
         model_matmul(c, c->a, T, &L->wo, c->o, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * (size_t)E; i++) c->x[i] += c->o[i];
 

@@ -1,12 +1,18 @@
 /*
- * pool — a fixed set of worker threads that run one function together.
+ * pool — a fixed set of worker threads that share the chunks of one job.
  *
- * pool_run(p, fn, arg) calls fn(arg, ith, nth) once for every ith in
- * [0, nth) — the caller's own thread runs ith 0 — and returns when all have
- * finished. Work is split by the callee from (ith, nth) alone, so which
- * thread computes which output element is a pure function of the thread
- * count and every element is computed by exactly one thread: results never
- * depend on timing.
+ * pool_run(p, n, fn, arg) calls fn(arg, c, ith) exactly once for every chunk
+ * c in [0, n) and returns when all calls have finished. Which thread runs a
+ * chunk is decided at run time (threads claim the next chunk from a
+ * counter), but what a chunk computes is fixed by the caller's cut of the
+ * work into chunks, so every output element is computed by exactly one call
+ * with the same kernel: results never depend on the number of threads or on
+ * timing. ith (0 = the caller, < pool_size) names the running thread, for
+ * per-thread scratch buffers.
+ *
+ * Claiming instead of a static split keeps the pool fast on a loaded
+ * machine: a worker the OS has not scheduled simply claims nothing, and the
+ * others (the caller included) do its share instead of waiting for it.
  *
  * A pool is used by one caller thread at a time.
  */
@@ -16,16 +22,17 @@
 #include "base/err.h"
 
 typedef struct pool pool;
-typedef void (*pool_fn)(void *arg, int ith, int nth);
+typedef void (*pool_fn)(void *arg, int chunk, int ith);
 
-/* Starts N_THREADS - 1 workers (N_THREADS >= 1; 1 = everything runs in the
- * caller). NULL with ERR when threads cannot be created. Free with pool_free. */
+/* Starts N_THREADS - 1 workers (N_THREADS in [1, 1024]; 1 = everything runs
+ * in the caller). NULL with ERR when threads cannot be created. */
 pool *pool_new(int n_threads, cf_err *err);
 /* Stops and joins the workers. NULL is allowed. */
 void pool_free(pool *p);
 int pool_size(const pool *p);
-/* Runs FN on every thread of the pool and waits for all of them. */
-void pool_run(pool *p, pool_fn fn, void *arg);
+/* Runs FN once for each of N_CHUNKS chunks on the pool's threads and waits
+ * for all of them. N_CHUNKS < 2^31. */
+void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg);
 /* Splits [0, N) into NTH nearly equal ranges aligned to ALIGN (>= 1) and
  * returns range ITH in *LO, *HI (possibly empty). */
 void pool_split(int n, int ith, int nth, int align, int *lo, int *hi);
