@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/blocks.h"
+#include "engine/types.h"
 
 int kv_init(kv_cache *kv, int f16, int n_layer, int n_ctx, int dim, cf_err *err) {
     memset(kv, 0, sizeof *kv);
@@ -48,16 +49,19 @@ size_t kv_bytes(const kv_cache *kv) {
     return 2u * (size_t)kv->n_layer * (size_t)kv->n_ctx * (size_t)kv->dim * (kv->f16 ? 2 : 4);
 }
 
+int kv_type(const kv_cache *kv) { return kv->f16 ? TT_F16 : TT_F32; }
+
 void kv_store(kv_cache *kv, int layer, int pos, const float *k, const float *v) {
-    size_t off = (size_t)pos * (size_t)kv->dim;
+    const size_t off = (size_t)pos * (size_t)kv->dim, nc = (size_t)kv->n_ctx;
     if (kv->f16) {
-        cf_fp16 *kd = (cf_fp16 *)kv->k[layer] + off, *vd = (cf_fp16 *)kv->v[layer] + off;
+        cf_fp16 *kd = (cf_fp16 *)kv->k[layer] + off, *vt = (cf_fp16 *)kv->v[layer] + pos;
         for (int i = 0; i < kv->dim; i++) {
             kd[i] = cf_fp32_to_fp16(k[i]);
-            vd[i] = cf_fp32_to_fp16(v[i]);
+            vt[(size_t)i * nc] = cf_fp32_to_fp16(v[i]);
         }
     } else {
+        float *vt = (float *)kv->v[layer] + pos;
         memcpy((float *)kv->k[layer] + off, k, (size_t)kv->dim * sizeof(float));
-        memcpy((float *)kv->v[layer] + off, v, (size_t)kv->dim * sizeof(float));
+        for (int i = 0; i < kv->dim; i++) vt[(size_t)i * nc] = v[i];
     }
 }

@@ -1,10 +1,12 @@
 /*
  * kv — the key/value cache of one context.
  *
- * Per layer two arrays of shape (n_ctx, dim), dim = n_head_kv * head_dim,
- * position-major: the keys (after RoPE) and the values of every position
- * decoded so far. Elements are F16 (default: half the memory, what
- * llama.cpp uses) or F32. Attention reads a head's slice of each row.
+ * Per layer the keys (after RoPE) as (n_ctx, dim), dim = n_head_kv *
+ * head_dim, position-major, and the values transposed as (dim, n_ctx),
+ * channel-major. Both products of attention then become dot products over
+ * contiguous rows (scores: q . K[p] over head_dim; output: Vt[d] . weights
+ * over positions), done by the type table's vec_dot kernels, as llama.cpp
+ * lays its cache out. Elements are F16 (default: half the memory) or F32.
  * Multi-sequence caches (continuous batching) will add a cell -> sequence
  * map; today positions are cells.
  */
@@ -21,7 +23,7 @@ typedef struct {
     int n_ctx;
     int dim;      /* n_head_kv * head_dim */
     void **k;     /* (n_layer,) each (n_ctx, dim) */
-    void **v;     /* (n_layer,) each (n_ctx, dim) */
+    void **v;     /* (n_layer,) each (dim, n_ctx), transposed */
 } kv_cache;
 
 /* Allocates the cache (zeroed). CF_ENOMEM / CF_EINVAL with ERR. */
@@ -31,6 +33,8 @@ void kv_free(kv_cache *kv);
 size_t kv_bytes(const kv_cache *kv);
 /* Stores K and V (dim floats each) at POS of LAYER, converting to the
  * cache's element type (round to nearest even for F16). */
+/* Element type id of the cache (TT_F16 or TT_F32). */
+int kv_type(const kv_cache *kv);
 void kv_store(kv_cache *kv, int layer, int pos, const float *k, const float *v);
 
 #endif

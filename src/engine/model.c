@@ -518,7 +518,8 @@ struct cf_ctx {
     float *o;         /* (n_batch, n_embd) block output */
     float *rope_cs;   /* (n_batch, n_rot) cos, sin interleaved */
     float *att;       /* (n_threads, n_ctx) attention weights per thread */
-    float *qh;        /* (n_threads, hd) query head (F16-rounded when KV is F16) */
+    float *att_x;     /* (n_threads, n_ctx) the weights in the cache's type */
+    float *qh;        /* (n_threads, hd) a query head in the cache's type */
     void *act[TT_COUNT]; /* quantized activations per vec_dot_type, (n_batch, max_row) */
     size_t act_cap[TT_COUNT];
     float *logits;    /* (n_logits_cap, n_vocab) */
@@ -572,10 +573,11 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->u = malloc(B * F * sizeof(float));
     c->rope_cs = malloc(B * (size_t)hp->n_rot * sizeof(float));
     c->att = malloc(nth * (size_t)n_ctx * sizeof(float));
+    c->att_x = malloc(nth * (size_t)n_ctx * sizeof(float));
     c->qh = malloc(nth * hd * sizeof(float));
     c->pos = malloc(B * sizeof(int32_t));
     if (!c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
-        !c->rope_cs || !c->att || !c->qh || !c->pos) {
+        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
         return NULL;
@@ -597,6 +599,7 @@ void cf_ctx_free(cf_ctx *c) {
     free(c->u);
     free(c->rope_cs);
     free(c->att);
+    free(c->att_x);
     free(c->qh);
     free(c->pos);
     free(c->logits);
@@ -766,34 +769,38 @@ typedef struct {
     int layer, T;
 } model_att_job;
 
-static inline float model_kv_get(const kv_cache *kv, const void *base, size_t i) {
-    return kv->f16 ? cf_fp16_to_fp32(((const cf_fp16 *)base)[i]) : ((const float *)base)[i];
-}
-
-/* Causal attention for one (token, head) unit U = t * n_head + h: a[t][h] =
- * softmax(q[t][h] . K[0..pos_t] / sqrt(hd)) V[0..pos_t], the KV head being
- * h / (n_head / n_head_kv) (grouped-query attention). */
+/* Causal attention for one unit U = t * n_head_kv + g: the query heads of
+ * token t that share KV head g (grouped-query attention). For each:
+ *   a[t][h] = softmax(q[t][h] . K[0..pos_t] / sqrt(hd)) V[0..pos_t]
+ * Both products are vec_dot calls of the cache's type: the query and the
+ * softmax weights are converted to that type first (F16 rounding, as the
+ * reference engine's F16 matmul does). */
 static void model_att_unit(void *arg, int u, int ith) {
     model_att_job *j = arg;
     cf_ctx *c = j->c;
     const model_hparams *hp = &c->m->hp;
     const kv_cache *kv = &c->kv;
-    const int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
+    const int kvt = kv_type(kv);
+    const tt_traits *tr = tt_get(kvt);
+    const size_t esz = kv->f16 ? 2 : 4;
     const float scale = 1.0f / sqrtf((float)hd);
     float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
-    float *qh = c->qh + (size_t)ith * (size_t)hd;
-    const void *K = kv->k[j->layer], *V = kv->v[j->layer];
-    {
-        const int t = u / nh, h = u % nh, kvh = h / group;
-        const int n_pos = c->pos[t] + 1;
+    char *att_x = (char *)(c->att_x + (size_t)ith * (size_t)c->n_ctx);
+    char *q_x = (char *)(c->qh + (size_t)ith * (size_t)hd);
+    const int t = u / nkv, g = u % nkv;
+    const int n_pos = c->pos[t] + 1;
+    const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz;
+    const size_t k_stride = (size_t)kv->dim * esz;
+    const char *Vt = (const char *)kv->v[j->layer] + (size_t)g * (size_t)hd * (size_t)kv->n_ctx * esz;
+    const size_t v_stride = (size_t)kv->n_ctx * esz;
+    for (int h = g * group; h < (g + 1) * group; h++) {
         const float *q = c->q + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
-        for (int d = 0; d < hd; d++) qh[d] = kv->f16 ? cf_fp16_to_fp32(cf_fp32_to_fp16(q[d])) : q[d];
+        tr->from_float(q, q_x, hd);
         float max = -INFINITY;
         for (int p = 0; p < n_pos; p++) {
-            const size_t off = (size_t)p * (size_t)kv->dim + (size_t)kvh * (size_t)hd;
-            float s = 0;
-            for (int d = 0; d < hd; d++) s += qh[d] * model_kv_get(kv, K, off + (size_t)d);
-            att[p] = s * scale;
+            tr->vec_dot(hd, &att[p], K + (size_t)p * k_stride, q_x);
+            att[p] *= scale;
             if (att[p] > max) max = att[p];
         }
         double sum = 0;
@@ -802,17 +809,10 @@ static void model_att_unit(void *arg, int u, int ith) {
             sum += att[p];
         }
         const float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n_pos; p++) {
-            att[p] *= inv;
-            if (kv->f16) att[p] = cf_fp16_to_fp32(cf_fp32_to_fp16(att[p]));
-        }
+        for (int p = 0; p < n_pos; p++) att[p] *= inv;
+        tr->from_float(att, att_x, n_pos);
         float *out = c->a + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
-        for (int d = 0; d < hd; d++) out[d] = 0;
-        for (int p = 0; p < n_pos; p++) {
-            const size_t off = (size_t)p * (size_t)kv->dim + (size_t)kvh * (size_t)hd;
-            const float w = att[p];
-            for (int d = 0; d < hd; d++) out[d] += w * model_kv_get(kv, V, off + (size_t)d);
-        }
+        for (int d = 0; d < hd; d++) tr->vec_dot(n_pos, &out[d], Vt + (size_t)d * v_stride, att_x);
     }
 }
 
@@ -851,7 +851,7 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_
         for (int t = 0; t < T; t++)
             kv_store(&c->kv, l, c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
         model_att_job aj = {c, l, T};
-        pool_run(m->pool, T * hp->n_head, model_att_unit, &aj);
+        pool_run(m->pool, T * hp->n_head_kv, model_att_unit, &aj);
         model_matmul(c, c->a, T, &L->wo, c->o, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * (size_t)E; i++) c->x[i] += c->o[i];
 
