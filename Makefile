@@ -8,6 +8,7 @@
 # the rest of the binary is baseline x86-64 and picks kernels at run time.
 
 CC       ?= gcc
+.DEFAULT_GOAL := all
 PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
@@ -43,16 +44,21 @@ TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test bench format lint clean check-deps
+.PHONY: all deps run test bench format lint clean FORCE
+
 all: $(BUILD)/confab
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
+
+# The version banner embeds the commit: rebuild it every time (it is tiny).
+$(BUILD)/src/cli/cmd_version.o: FORCE
 
 $(BUILD)/libconfab.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/confab: $(BUILD)/src/cli/main.o $(BUILD)/libconfab.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -95,3 +101,4 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+FORCE:

@@ -14,6 +14,27 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"config", "check and show the configuration",
+     "confab config check|show [--config FILE]\n"
+     "  check   load the config (search order: --config, $CONFAB_CONFIG, ./confab.yaml,\n"
+     "          ~/.config/confab/config.yaml), report errors and warnings\n"
+     "  show    print the effective config as JSON (API keys masked)",
+     cmd_config},
+    {"quantize", "convert a GGUF model's weights to a smaller type",
+     "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
+    {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
+    {"sessions", "list, show, search, export, import, rename, archive, delete conversations",
+     "confab sessions SUBCOMMAND [--db PATH] [--json] ...\n"
+     "  list   [--all] [--owner NAME] [--limit N] [--offset N]   newest first; --all adds archived\n"
+     "  show   SESSION                                         a session and its messages\n"
+     "  search QUERY [--session SESSION] [--since DATE] [--until DATE] [--limit N] [--offset N] [--raw]\n"
+     "  export SESSION|--all [--format json|markdown] [-o FILE]\n"
+     "  import FILE|-                                          JSON from export; re-import adds nothing\n"
+     "  rename SESSION TITLE\n"
+     "  archive SESSION [--undo]\n"
+     "  delete SESSION                                         with its messages\n"
+     "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
+     cmd_sessions},
     {"run", "generate text with a local GGUF model",
      "confab run -m MODEL.gguf --prompt-ids \"1 15043 ...\" [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
