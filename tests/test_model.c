@@ -365,6 +365,165 @@ static void model_qwen_variants_run_consistently(void **st) {
     free(dir);
 }
 
+/* ------------------------------------------------------------ naive reference */
+
+/* An independent, deliberately plain forward pass (one position at a time,
+ * double accumulators, F32 weights read straight from the GGUF) to check
+ * the engine on architectures the shared data has no reference for. */
+static const float *nv_t(const gguf_file *f, const char *fmt, int l) {
+    char name[96];
+    snprintf(name, sizeof name, fmt, l);
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) return NULL;
+    assert_int_equal(t->type, TT_F32);
+    return t->data;
+}
+
+/* y (rows) = W (rows x n) x */
+static void nv_mv(double *y, const float *w, const double *x, int rows, int n) {
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int i = 0; i < n; i++) s += (double)w[(size_t)r * (size_t)n + (size_t)i] * x[i];
+        y[r] = s;
+    }
+}
+
+static void nv_rms(double *x, const float *w, int n, double eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    double sc = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++) x[i] = x[i] * sc * w[i];
+}
+
+static void nv_rope(double *v, int hd, int pos, double base, int neox) {
+    for (int i = 0; i < hd / 2; i++) {
+        double th = pos * pow(base, -2.0 * i / hd), c = cos(th), s = sin(th);
+        int i0 = neox ? i : 2 * i, i1 = neox ? i + hd / 2 : 2 * i + 1;
+        double a = v[i0], b = v[i1];
+        v[i0] = a * c - b * s;
+        v[i1] = a * s + b * c;
+    }
+}
+
+/* Logits of the last of N tokens. */
+static void naive_logits(const char *path, const int32_t *tok, int n, float *out) {
+    cf_err e = {0};
+    gguf_file *f = gguf_open(path, &e);
+    assert_non_null(f);
+    gguf_str arch;
+    assert_true(gguf_get_str(f, "general.architecture", &arch));
+    char a[16], key[96];
+    snprintf(a, sizeof a, "%.*s", (int)arch.n, arch.p);
+    uint32_t E, L, H, KV, F, hd;
+    float eps, base;
+#define U(k, v) snprintf(key, sizeof key, "%s." k, a), assert_true(gguf_get_u32(f, key, &v))
+    U("embedding_length", E);
+    U("block_count", L);
+    U("attention.head_count", H);
+    U("attention.head_count_kv", KV);
+    U("feed_forward_length", F);
+    U("rope.dimension_count", hd);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+    assert_true(gguf_get_f32(f, key, &eps));
+    snprintf(key, sizeof key, "%s.rope.freq_base", a);
+    assert_true(gguf_get_f32(f, key, &base));
+#undef U
+    const int neox = strcmp(a, "llama") != 0;
+    const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
+    const int V = (int)emb->ne[1];
+    double *x = calloc(E, sizeof *x), *h = calloc(E, sizeof *h), *q = calloc(H * hd, sizeof *q),
+           *o = calloc(H * hd, sizeof *o), *y = calloc(E, sizeof *y), *g = calloc(F, sizeof *g),
+           *u = calloc(F, sizeof *u), *att = calloc((size_t)n, sizeof *att);
+    double *K = calloc((size_t)L * n * KV * hd, sizeof *K), *Vc = calloc((size_t)L * n * KV * hd, sizeof *Vc);
+    for (int p = 0; p < n; p++) {
+        for (uint32_t i = 0; i < E; i++) x[i] = ((const float *)emb->data)[(size_t)tok[p] * E + i];
+        for (uint32_t l = 0; l < L; l++) {
+            memcpy(h, x, E * sizeof *h);
+            nv_rms(h, nv_t(f, "blk.%d.attn_norm.weight", (int)l), (int)E, eps);
+            double *k = K + ((size_t)l * n + p) * KV * hd, *v = Vc + ((size_t)l * n + p) * KV * hd;
+            nv_mv(q, nv_t(f, "blk.%d.attn_q.weight", (int)l), h, (int)(H * hd), (int)E);
+            nv_mv(k, nv_t(f, "blk.%d.attn_k.weight", (int)l), h, (int)(KV * hd), (int)E);
+            nv_mv(v, nv_t(f, "blk.%d.attn_v.weight", (int)l), h, (int)(KV * hd), (int)E);
+            const float *bq = nv_t(f, "blk.%d.attn_q.bias", (int)l), *bk = nv_t(f, "blk.%d.attn_k.bias", (int)l),
+                        *bv = nv_t(f, "blk.%d.attn_v.bias", (int)l);
+            for (uint32_t i = 0; bq && i < H * hd; i++) q[i] += bq[i];
+            for (uint32_t i = 0; bk && i < KV * hd; i++) k[i] += bk[i], v[i] += bv[i];
+            const float *qn = nv_t(f, "blk.%d.attn_q_norm.weight", (int)l), *kn = nv_t(f, "blk.%d.attn_k_norm.weight", (int)l);
+            for (uint32_t hh = 0; hh < H; hh++) {
+                if (qn) nv_rms(q + hh * hd, qn, (int)hd, eps);
+                nv_rope(q + hh * hd, (int)hd, p, base, neox);
+            }
+            for (uint32_t hh = 0; hh < KV; hh++) {
+                if (kn) nv_rms(k + hh * hd, kn, (int)hd, eps);
+                nv_rope(k + hh * hd, (int)hd, p, base, neox);
+            }
+            for (uint32_t hh = 0; hh < H; hh++) {
+                const uint32_t kh = hh / (H / KV);
+                double mx = -1e300, sum = 0;
+                for (int s2 = 0; s2 <= p; s2++) {
+                    const double *ks = K + ((size_t)l * n + s2) * KV * hd + kh * hd;
+                    double d = 0;
+                    for (uint32_t i = 0; i < hd; i++) d += q[hh * hd + i] * ks[i];
+                    att[s2] = d / sqrt((double)hd);
+                    if (att[s2] > mx) mx = att[s2];
+                }
+                for (int s2 = 0; s2 <= p; s2++) sum += att[s2] = exp(att[s2] - mx);
+                for (uint32_t i = 0; i < hd; i++) {
+                    double acc = 0;
+                    for (int s2 = 0; s2 <= p; s2++) acc += att[s2] / sum * Vc[((size_t)l * n + s2) * KV * hd + kh * hd + i];
+                    o[hh * hd + i] = acc;
+                }
+            }
+            nv_mv(y, nv_t(f, "blk.%d.attn_output.weight", (int)l), o, (int)E, (int)(H * hd));
+            for (uint32_t i = 0; i < E; i++) x[i] += y[i];
+            memcpy(h, x, E * sizeof *h);
+            nv_rms(h, nv_t(f, "blk.%d.ffn_norm.weight", (int)l), (int)E, eps);
+            nv_mv(g, nv_t(f, "blk.%d.ffn_gate.weight", (int)l), h, (int)F, (int)E);
+            nv_mv(u, nv_t(f, "blk.%d.ffn_up.weight", (int)l), h, (int)F, (int)E);
+            for (uint32_t i = 0; i < F; i++) g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+            nv_mv(y, nv_t(f, "blk.%d.ffn_down.weight", (int)l), g, (int)E, (int)F);
+            for (uint32_t i = 0; i < E; i++) x[i] += y[i];
+        }
+    }
+    nv_rms(x, nv_t(f, "output_norm.weight", 0), (int)E, eps);
+    const float *ow = nv_t(f, "output.weight", 0);
+    if (!ow) ow = emb->data;
+    double *lg = calloc((size_t)V, sizeof *lg);
+    nv_mv(lg, ow, x, V, (int)E);
+    for (int i = 0; i < V; i++) out[i] = (float)lg[i];
+    free(lg);
+    free(x), free(h), free(q), free(o), free(y), free(g), free(u), free(att), free(K), free(Vc);
+    gguf_close(f);
+}
+
+static void model_matches_naive_reference_for_each_arch(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    const char *archs[] = {"llama", "qwen2", "qwen3"};
+    for (int ai = 0; ai < 3; ai++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, archs[ai]);
+        mkmodel_opts o = {.arch = archs[ai], .dim = 64, .layers = 2, .heads = 4, .kv_heads = 2,
+                          .ffn = 96, .vocab = 200, .type = "F32", .seed = 11, .tied = ai == 2};
+        if (ai == 2) o.head_dim = 32;
+        cf_err e = {0};
+        if (mkmodel_write(&o, path, &e) < 0) fail_msg("mkmodel: %s", e.msg);
+        int32_t p[9] = {1, 50, 7, 199, 3, 3, 120, 64, 9};
+        float want[200];
+        naive_logits(path, p, 9, want);
+        cf_model *m = load(path, 2, 1);
+        float *got = run_rows(m, p, 9, NULL, 0, 512);
+        double maxd = 0;
+        for (int i = 0; i < 200; i++) maxd = fmax(maxd, fabs(got[8 * 200 + i] - want[i]));
+        print_message("# %s: max |engine - naive| = %.3g\n", archs[ai], maxd);
+        assert_true(maxd < 1e-3);
+        free(got);
+        cf_model_free(m);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* ------------------------------------------------------------ errors */
 
 static void model_load_reports_missing_file(void **st) {
@@ -503,6 +662,7 @@ int main(void) {
         cmocka_unit_test(model_logits_identical_for_1_2_3_threads),
         cmocka_unit_test(model_chunked_prompt_matches_one_batch),
         cmocka_unit_test(model_qwen_variants_run_consistently),
+        cmocka_unit_test(model_matches_naive_reference_for_each_arch),
         cmocka_unit_test(model_load_reports_missing_file),
         cmocka_unit_test(model_load_rejects_unknown_architecture_and_missing_tensor),
         cmocka_unit_test(model_decode_rejects_bad_tokens_and_full_context),
