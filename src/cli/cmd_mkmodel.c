@@ -50,6 +50,7 @@ int cmd_mkmodel(int argc, char **argv) {
         else if (!strcmp(a, "--type")) o.type = v;
         else if (!strcmp(a, "--vocab-from")) o.vocab_from = v;
         else if (!strcmp(a, "-o")) out = v;
+        else if (!strcmp(a, "--rope-scaling")) o.rope_scaling = v;
         else if (!strcmp(a, "--seed")) {
             long long s;
             if (ea_ll(v, &s) || s < 0) return cli_usage_error("mkmodel", "--seed wants an integer >= 0, got '%s'", v);

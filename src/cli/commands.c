@@ -45,7 +45,8 @@ const cli_command cli_commands[] = {
     {"mkmodel", "write a random-weight GGUF model of a given architecture and shape",
      "confab mkmodel --arch llama|qwen2|qwen3 --dim D --layers L --heads H [--kv-heads K]\n"
      "               [--ffn F] [--head-dim HD] [--ctx N] [--vocab-from VOCAB.gguf | --vocab N]\n"
-     "               [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M] [--tied] [--seed S] -o OUT.gguf",
+     "               [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M] [--tied] [--seed S]\n"
+     "               [--rope-base B] [--rope-scaling linear:F|llama3:F] -o OUT.gguf",
      cmd_mkmodel},
     {NULL, NULL, NULL, NULL},
 };

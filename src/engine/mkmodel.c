@@ -215,6 +215,25 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
     gguf_w_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), is_llama ? 1e-5f : 1e-6f);
     gguf_w_set_f32(w, KEY("rope.freq_base"), o->rope_base > 0 ? o->rope_base : (is_llama ? 10000.0f : 1000000.0f));
     gguf_w_set_u32(w, "general.file_type", 0);
+    float llama3 = 0;
+    if (o->rope_scaling) {
+        float factor = 0;
+        const char *colon = strchr(o->rope_scaling, ':');
+        if (colon) factor = strtof(colon + 1, NULL);
+        if (!colon || !(factor >= 1.0f)) {
+            gguf_w_free(w);
+            return cf_seterr(err, CF_EINVAL, "bad rope scaling '%s' (linear:F or llama3:F, F >= 1)", o->rope_scaling);
+        }
+        if (!strncmp(o->rope_scaling, "linear:", 7)) {
+            gguf_w_set_str(w, KEY("rope.scaling.type"), "linear");
+            gguf_w_set_f32(w, KEY("rope.scaling.factor"), factor);
+        } else if (!strncmp(o->rope_scaling, "llama3:", 7)) {
+            llama3 = factor;
+        } else {
+            gguf_w_free(w);
+            return cf_seterr(err, CF_EINVAL, "bad rope scaling '%s' (linear:F or llama3:F, F >= 1)", o->rope_scaling);
+        }
+    }
 #undef KEY
     const int64_t E = o->dim, F = o->ffn, QD = (int64_t)o->heads * hd, KVD = (int64_t)kvh * hd, V = n_vocab;
     const uint64_t sd = o->seed;
@@ -225,6 +244,22 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
     ADD("token_embd.weight", (o->tied ? hi_type : type), E, V, 1.0f, 0.0f);
     ADD("output_norm.weight", TT_F32, E, 1, 0.1f, 1.0f);
     if (!o->tied) ADD("output.weight", hi_type, E, V, sqrtf(3.0f / (float)E), 0.0f);
+    if (llama3 > 0) { /* Llama 3.1 frequency factors: low 1, high 4, original context 8192 */
+        float ff[512];
+        const double base = o->rope_base > 0 ? o->rope_base : 10000.0, lo_wl = 8192.0, hi_wl = 8192.0 / 4;
+        for (int i = 0; i < hd / 2 && i < 512; i++) {
+            const double wl = 2 * M_PI / pow(base, -2.0 * i / hd);
+            if (wl < hi_wl) ff[i] = 1.0f;
+            else if (wl > lo_wl) ff[i] = llama3;
+            else {
+                const double smooth = (8192.0 / wl - 1.0) / (4.0 - 1.0);
+                ff[i] = (float)(1.0 / ((1 - smooth) / llama3 + smooth));
+            }
+        }
+        int64_t ne[1] = {hd / 2};
+        if ((rc = gguf_w_add_tensor(w, "rope_freqs.weight", TT_F32, 1, ne, ff, (uint64_t)(hd / 2) * 4, err)) < 0)
+            goto out;
+    }
     for (int l = 0; l < o->layers; l++) {
         const int vt = mix && mk_more_bits(l, o->layers) ? hi_type : type;
 #define LN(suffix) (snprintf(nm, sizeof nm, "blk.%d." suffix, l), nm)

@@ -20,6 +20,9 @@ typedef struct {
     const char *type;       /* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M" */
     int tied;               /* no output.weight: the embedding is reused */
     float rope_base;        /* 0 = 10000 (llama) / 1000000 (qwen) */
+    const char *rope_scaling; /* NULL, "linear:FACTOR" (rope.scaling.* keys) or
+                                 "llama3:FACTOR" (a rope_freqs tensor, as Llama 3.1+
+                                 converters write, original context 8192) */
     uint64_t seed;
 } mkmodel_opts;
 
