@@ -492,9 +492,9 @@ void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x) {
                                    float *y, size_t ys) {                                       \
         KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                    \
     }
-#define TILE_ENTRY(NAME, NR, NC)                                                                \
-    {tt_vec_dot_##NAME##_avx2, NR, NC, tile_##NAME##_full, tile_##NAME##_row1,                  \
-     tile_##NAME##_col1}
+#define TILE_ENTRY(TYPE, PREF, NAME, NR, NC)                                                    \
+    {TYPE, "avx2", PREF, NR, NC, tile_##NAME##_full, tile_##NAME##_row1, tile_##NAME##_col1,     \
+     tt_vec_dot_##NAME##_avx2}
 
 DEFINE_TILED(q8_0_q8_0, k_q8_0, 2, 4)
 DEFINE_TILED(q4_0_q8_0, k_q4_0, 2, 4)
@@ -507,9 +507,11 @@ DEFINE_TILED(iq4_xs_q8_K, k_iq4_xs, 2, 2)
 DEFINE_TILED(f16, k_f16, 2, 2)
 
 static const tt_tile_kernel avx2_tiles[] = {
-    TILE_ENTRY(q8_0_q8_0, 2, 4), TILE_ENTRY(q4_0_q8_0, 2, 4),   TILE_ENTRY(q5_0_q8_0, 2, 4),
-    TILE_ENTRY(iq4_nl_q8_0, 2, 4), TILE_ENTRY(q4_K_q8_K, 2, 2), TILE_ENTRY(q5_K_q8_K, 2, 2),
-    TILE_ENTRY(q6_K_q8_K, 2, 2), TILE_ENTRY(iq4_xs_q8_K, 2, 2), TILE_ENTRY(f16, 2, 2),
+    TILE_ENTRY(TT_Q8_0, 1, q8_0_q8_0, 2, 4),     TILE_ENTRY(TT_Q4_0, 1, q4_0_q8_0, 2, 4),
+    TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 2, 4),     TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 2, 4),
+    TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2),     TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
+    TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2),     TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
+    TILE_ENTRY(TT_F16, 1, f16, 2, 2),
 };
 
 const tt_tile_kernel *tt_tiles_avx2(int *count) {

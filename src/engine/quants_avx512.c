@@ -348,17 +348,25 @@ DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 2)
 DEFINE_TILED(f16, k_f16, 4, 2)
 
-#define ENTRY(NAME, SFX, NR, NC)                                                                \
-    {tt_vec_dot_##NAME##SFX, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,           \
-     tile_##NAME##_col1##SFX}
+#define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                    \
+    {TYPE, #SFX + 1, PREF, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,            \
+     tile_##NAME##_col1##SFX, tt_vec_dot_##NAME##SFX}
 
+/* preferred = 1 where these tiles measured faster than the AVX2 ones on
+ * the development machine (bench/README.md). */
 static const tt_tile_kernel avx512_tiles[] = {
-    ENTRY(q8_0_q8_0, _avx512, 4, 4),       ENTRY(q4_0_q8_0, _avx512, 4, 4),
-    ENTRY(q5_0_q8_0, _avx512, 4, 4),       ENTRY(iq4_nl_q8_0, _avx512, 4, 4),
-    ENTRY(q8_0_q8_0, _avx512vnni, 4, 4),   ENTRY(q4_0_q8_0, _avx512vnni, 4, 4),
-    ENTRY(q5_0_q8_0, _avx512vnni, 4, 4),   ENTRY(iq4_nl_q8_0, _avx512vnni, 4, 4),
-    ENTRY(q4_K_q8_K, _avx512, 4, 2),       ENTRY(q5_K_q8_K, _avx512, 4, 2),
-    ENTRY(q6_K_q8_K, _avx512, 4, 2),       ENTRY(f16, _avx512, 4, 2),
+    ENTRY(TT_Q8_0, 1, q8_0_q8_0, _avx512, 4, 4),
+    ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512, 4, 4),
+    ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512, 4, 4),
+    ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512, 4, 4),
+    ENTRY(TT_Q8_0, 1, q8_0_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_Q4_K, 1, q4_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q5_K, 1, q5_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_F16, 1, f16, _avx512, 4, 2),
 };
 
 const tt_tile_kernel *tt_tiles_avx512(int *count) {
@@ -437,19 +445,19 @@ void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n) {
 /* install                                                              */
 /* ------------------------------------------------------------------ */
 
+/* Which rows take the AVX-512 vec_dot is decided by measurement
+ * (bench/README.md): on the development machine (AMD Zen 4, which runs
+ * 512-bit operations as two 256-bit halves) the zmm kernels of the
+ * 32-value-block types and Q4_K lose to AVX2 for matrix-vector products,
+ * since the extra inserts and the wider final reduction cost more than the
+ * halved instruction count saves, so those rows keep their AVX2 vec_dot;
+ * their matrix-matrix tiles are the AVX-512 (VNNI) ones (tt_tile_lookup). */
 void tt_install_avx512(tt_traits *t) {
-    const int vnni = cpu_get()->avx512vnni;
     t[TT_F32].vec_dot = tt_vec_dot_f32_avx512;
     t[TT_F16].vec_dot = tt_vec_dot_f16_avx512;
     t[TT_F16].from_float = tt_from_float_f16_avx512;
     t[TT_BF16].vec_dot = tt_vec_dot_bf16_avx512;
-    t[TT_Q8_0].vec_dot = vnni ? tt_vec_dot_q8_0_q8_0_avx512vnni : tt_vec_dot_q8_0_q8_0_avx512;
     t[TT_Q8_0].from_float = tt_from_float_q8_0_avx512;
-    t[TT_Q4_0].vec_dot = vnni ? tt_vec_dot_q4_0_q8_0_avx512vnni : tt_vec_dot_q4_0_q8_0_avx512;
-    t[TT_Q5_0].vec_dot = vnni ? tt_vec_dot_q5_0_q8_0_avx512vnni : tt_vec_dot_q5_0_q8_0_avx512;
-    t[TT_IQ4_NL].vec_dot =
-        vnni ? tt_vec_dot_iq4_nl_q8_0_avx512vnni : tt_vec_dot_iq4_nl_q8_0_avx512;
-    t[TT_Q4_K].vec_dot = tt_vec_dot_q4_K_q8_K_avx512;
     t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx512;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx512;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx512;
