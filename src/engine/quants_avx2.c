@@ -19,7 +19,8 @@
  * activation rows. vec_dot is the 1 x 1 instance, so every tile output is
  * computed by exactly the same operations as vec_dot: tiled and untiled
  * matmuls agree bit for bit. Tile shapes are chosen to fit the 16 ymm
- * registers (2x4 for 32-value blocks, 2x2 for K-quants and F16).
+ * registers (2x4 for 32-value blocks, 2x2 for K-quants, 3x4 for F16, whose
+ * tiles use one accumulator per output and so have their own 1 x 1).
  *
  * Everything here runs only after cpu_has_avx2() (the Makefile compiles
  * this file alone with -mavx2 -mfma -mf16c -mbmi2).
@@ -452,6 +453,34 @@ AI void k_f16(int n, const void *w, size_t ws, const void *x, size_t xs, float *
     k_half(0, n, w, ws, x, xs, y, ys, NR, NC);
 }
 
+/* F16 tiles for matrix-matrix products: one accumulator per output (the
+ * tile supplies the parallelism that the second accumulator gives the
+ * 1 x 1 kernel above), 8 values a step, scalar tail. 3 x 4 outputs fill
+ * 12 of the 16 ymm registers and convert 7 vectors per 12 FMAs. */
+AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    __m256 acc[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
+        _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) wv[r] =
+            load8h(0, (const uint16_t *)((const char *)w + (size_t)r * ws) + i);
+        UNROLL for (int c = 0; c < NC; c++) {
+            const __m256 xv = load8h(0, (const uint16_t *)((const char *)x + (size_t)c * xs) + i);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
+        float s = hsum8(acc[r][c]);
+        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
+        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
+        for (int k = i; k < n; k++) s += h2f(pw[k]) * h2f(px[k]);
+        y[(size_t)c * ys + r] = s;
+    }
+}
+
 void tt_vec_dot_bf16_avx2(int n, float *s, const void *w, const void *x) {
     k_half(1, n, w, 0, x, 0, s, 0, 1, 1);
 }
@@ -504,14 +533,18 @@ DEFINE_TILED(q4_K_q8_K, k_q4_K, 2, 2)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 2, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 2, 2)
 DEFINE_TILED(iq4_xs_q8_K, k_iq4_xs, 2, 2)
-DEFINE_TILED(f16, k_f16, 2, 2)
+DEFINE_TILED(f16t, k_f16t, 3, 4)
+
+void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x) {
+    k_f16(n, w, 0, x, 0, s, 0, 1, 1);
+}
 
 static const tt_tile_kernel avx2_tiles[] = {
     TILE_ENTRY(TT_Q8_0, 1, q8_0_q8_0, 2, 4),     TILE_ENTRY(TT_Q4_0, 1, q4_0_q8_0, 2, 4),
     TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 2, 4),     TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 2, 4),
     TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2),     TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
     TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2),     TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
-    TILE_ENTRY(TT_F16, 1, f16, 2, 2),
+    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),
 };
 
 const tt_tile_kernel *tt_tiles_avx2(int *count) {

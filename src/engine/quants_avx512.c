@@ -301,6 +301,32 @@ AI void k_f16(int n, const void *w, size_t ws, const void *x, size_t xs, float *
     k_half(0, n, w, ws, x, xs, y, ys, NR, NC);
 }
 
+/* F16 tiles: one accumulator per output, 16 values a step, scalar tail;
+ * 4 x 4 outputs use 16 of the 32 zmm registers. */
+AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    __m512 acc[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
+        _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 wv[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) wv[r] =
+            load16h(0, (const uint16_t *)((const char *)w + (size_t)r * ws) + i);
+        UNROLL for (int c = 0; c < NC; c++) {
+            const __m512 xv = load16h(0, (const uint16_t *)((const char *)x + (size_t)c * xs) + i);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
+        float s = _mm512_reduce_add_ps(acc[r][c]);
+        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
+        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
+        for (int k = i; k < n; k++) s += h2f(pw[k]) * h2f(px[k]);
+        y[(size_t)c * ys + r] = s;
+    }
+}
+
 void tt_vec_dot_bf16_avx512(int n, float *s, const void *w, const void *x) {
     k_half(1, n, w, 0, x, 0, s, 0, 1, 1);
 }
@@ -346,7 +372,11 @@ void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x) {
 DEFINE_TILED(q4_K_q8_K, k_q4_K, 4, 2)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 2)
-DEFINE_TILED(f16, k_f16, 4, 2)
+DEFINE_TILED(f16t, k_f16t, 4, 4)
+
+void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x) {
+    k_f16(n, w, 0, x, 0, s, 0, 1, 1);
+}
 
 #define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                    \
     {TYPE, #SFX + 1, PREF, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,            \
@@ -366,7 +396,7 @@ static const tt_tile_kernel avx512_tiles[] = {
     ENTRY(TT_Q4_K, 1, q4_K_q8_K, _avx512, 4, 2),
     ENTRY(TT_Q5_K, 1, q5_K_q8_K, _avx512, 4, 2),
     ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 2),
-    ENTRY(TT_F16, 1, f16, _avx512, 4, 2),
+    ENTRY(TT_F16, 0, f16t, _avx512, 4, 4), /* a little slower than AVX2's 3x4 */
 };
 
 const tt_tile_kernel *tt_tiles_avx512(int *count) {

@@ -72,6 +72,9 @@ void tt_matmul_with(const tt_tile_kernel *k, tt_vec_dot_fn vd, int n, const void
 /* ---- AVX2 (+FMA, F16C) ---- */
 void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x);
+/* 1 x 1 kernel of the F16 tiles (one accumulator: slow alone, used only for
+ * the edges of tiled products). */
+void tt_vec_dot_f16t_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_bf16_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q8_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q4_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
@@ -90,6 +93,7 @@ void tt_from_float_bf16_avx2(const float *src, void *dst, int64_t n);
 /* ---- AVX-512 (F+BW+VL+DQ) ---- */
 void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_f16t_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_bf16_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q8_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q4_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
