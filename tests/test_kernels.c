@@ -91,6 +91,14 @@ static void fill_iq4_nl(uint64_t *s, void *w, int n) {
     const size_t off[] = {0};
     fill_blocks(s, w, n, QK4_NL, sizeof(block_iq4_nl), off, 1);
 }
+static void fill_q4_1(uint64_t *s, void *w, int n) {
+    const size_t off[] = {0, 2};
+    fill_blocks(s, w, n, QK4_1, sizeof(block_q4_1), off, 2);
+}
+static void fill_q5_1(uint64_t *s, void *w, int n) {
+    const size_t off[] = {0, 2};
+    fill_blocks(s, w, n, QK5_1, sizeof(block_q5_1), off, 2);
+}
 static void fill_q4_K(uint64_t *s, void *w, int n) {
     const size_t off[] = {0, 2};
     fill_blocks(s, w, n, QK_K, sizeof(block_q4_K), off, 2);
@@ -127,6 +135,10 @@ static const kcase cases[] = {
     {"iq4_nl", TT_IQ4_NL, TT_Q8_0, fill_iq4_nl, tt_vec_dot_iq4_nl_q8_0_ref,
      tt_vec_dot_iq4_nl_q8_0_avx2, tt_vec_dot_iq4_nl_q8_0_avx512,
      tt_vec_dot_iq4_nl_q8_0_avx512vnni},
+    {"q4_1", TT_Q4_1, TT_Q8_1, fill_q4_1, tt_vec_dot_q4_1_q8_1_ref, tt_vec_dot_q4_1_q8_1_avx2,
+     NULL, NULL},
+    {"q5_1", TT_Q5_1, TT_Q8_1, fill_q5_1, tt_vec_dot_q5_1_q8_1_ref, tt_vec_dot_q5_1_q8_1_avx2,
+     NULL, NULL},
     {"q4_K", TT_Q4_K, TT_Q8_K, fill_q4_K, tt_vec_dot_q4_K_q8_K_ref, tt_vec_dot_q4_K_q8_K_avx2,
      tt_vec_dot_q4_K_q8_K_avx512, NULL},
     {"q5_K", TT_Q5_K, TT_Q8_K, fill_q5_K, tt_vec_dot_q5_K_q8_K_ref, tt_vec_dot_q5_K_q8_K_avx2,
@@ -378,8 +390,8 @@ static void avx512_tiles_equal_their_1x1_kernel_bit_for_bit(void **state) {
  * scalar reference; NX = 1 uses the table's vec_dot. */
 static void matmul_outputs_do_not_depend_on_row_split(void **state) {
     (void)state;
-    const int types[] = {TT_Q4_K, TT_Q6_K, TT_Q8_0, TT_F16,    TT_Q4_0,
-                         TT_Q5_K, TT_Q5_0, TT_IQ4_NL, TT_IQ4_XS, TT_F32};
+    const int types[] = {TT_Q4_K, TT_Q6_K, TT_Q8_0,   TT_F16,    TT_Q4_0, TT_Q5_K,
+                         TT_Q5_0, TT_IQ4_NL, TT_IQ4_XS, TT_Q4_1, TT_Q5_1, TT_F32};
     uint64_t s = 777;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const kcase *c = NULL;

@@ -156,6 +156,61 @@ AI void k_iq4_nl(int n, const void *w, size_t ws, const void *x, size_t xs, floa
     k_b32(W_IQ4_NL, n, w, ws, x, xs, y, ys, NR, NC);
 }
 
+/* Q4_1 / Q5_1 x Q8_1: unsigned weights with an offset, so no sign trick:
+ * dot = d_w d_x sum(q_w q_x) + m_w s_x, with s_x = d_x sum(q_x) stored in
+ * the activation block. The offset terms go into a scalar per output. */
+AI void k_b32u(int q5, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+               size_t ys, const int NR, const int NC) {
+    const int nb = n / 32;
+    __m256 acc[TMAX][TMAX];
+    float off[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
+        acc[r][c] = _mm256_setzero_ps();
+        off[r][c] = 0.0f;
+    }
+    for (int ib = 0; ib < nb; ib++) {
+        __m256i qw[TMAX];
+        float dw[TMAX], mw[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) {
+            const char *row = (const char *)w + (size_t)r * ws;
+            if (q5) {
+                const block_q5_1 *b = (const block_q5_1 *)row + ib;
+                dw[r] = h2f(b->d);
+                mw[r] = h2f(b->m);
+                qw[r] = _mm256_or_si256(nibbles32(b->qs),
+                                        _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+            } else {
+                const block_q4_1 *b = (const block_q4_1 *)row + ib;
+                dw[r] = h2f(b->d);
+                mw[r] = h2f(b->m);
+                qw[r] = nibbles32(b->qs);
+            }
+        }
+        UNROLL for (int c = 0; c < NC; c++) {
+            const block_q8_1 *bx = ROWB(x, xs, c, block_q8_1, ib);
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)bx->qs);
+            const float dx = h2f(bx->d), sx = h2f(bx->s);
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m256i p = dot_us8(qw[r], qx);
+                acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                off[r][c] += mw[r] * sx;
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
+        hsum8(acc[r][c]) + off[r][c];
+}
+
+AI void k_q4_1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_b32u(0, n, w, ws, x, xs, y, ys, NR, NC);
+}
+AI void k_q5_1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_b32u(1, n, w, ws, x, xs, y, ys, NR, NC);
+}
+
 /* ------------------------------------------------------------------ */
 /* K-quants x Q8_K                                                      */
 /* ------------------------------------------------------------------ */
@@ -529,6 +584,8 @@ DEFINE_TILED(q8_0_q8_0, k_q8_0, 2, 4)
 DEFINE_TILED(q4_0_q8_0, k_q4_0, 2, 4)
 DEFINE_TILED(q5_0_q8_0, k_q5_0, 2, 4)
 DEFINE_TILED(iq4_nl_q8_0, k_iq4_nl, 2, 4)
+DEFINE_TILED(q4_1_q8_1, k_q4_1, 2, 4)
+DEFINE_TILED(q5_1_q8_1, k_q5_1, 2, 4)
 DEFINE_TILED(q4_K_q8_K, k_q4_K, 2, 2)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 2, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 2, 2)
@@ -544,7 +601,8 @@ static const tt_tile_kernel avx2_tiles[] = {
     TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 2, 4),     TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 2, 4),
     TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2),     TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
     TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2),     TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
-    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),
+    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),           TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 2, 4),
+    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 2, 4),
 };
 
 const tt_tile_kernel *tt_tiles_avx2(int *count) {
@@ -689,6 +747,8 @@ void tt_install_avx2(tt_traits *t) {
     t[TT_Q4_0].vec_dot = tt_vec_dot_q4_0_q8_0_avx2;
     t[TT_Q5_0].vec_dot = tt_vec_dot_q5_0_q8_0_avx2;
     t[TT_IQ4_NL].vec_dot = tt_vec_dot_iq4_nl_q8_0_avx2;
+    t[TT_Q4_1].vec_dot = tt_vec_dot_q4_1_q8_1_avx2;
+    t[TT_Q5_1].vec_dot = tt_vec_dot_q5_1_q8_1_avx2;
     t[TT_Q4_K].vec_dot = tt_vec_dot_q4_K_q8_K_avx2;
     t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx2;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx2;

@@ -80,6 +80,8 @@ void tt_vec_dot_q8_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q4_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q5_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_iq4_nl_q8_0_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q4_1_q8_1_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q5_1_q8_1_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q6_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
