@@ -102,6 +102,8 @@ static const bcase cases[] = {
     {"iq4_nl", TT_IQ4_NL, {tt_vec_dot_iq4_nl_q8_0_ref, tt_vec_dot_iq4_nl_q8_0_avx2, tt_vec_dot_iq4_nl_q8_0_avx512, tt_vec_dot_iq4_nl_q8_0_avx512vnni}},
     {"q4_1", TT_Q4_1, {tt_vec_dot_q4_1_q8_1_ref, tt_vec_dot_q4_1_q8_1_avx2, NULL, NULL}},
     {"q5_1", TT_Q5_1, {tt_vec_dot_q5_1_q8_1_ref, tt_vec_dot_q5_1_q8_1_avx2, NULL, NULL}},
+    {"q2_K", TT_Q2_K, {tt_vec_dot_q2_K_q8_K_ref, tt_vec_dot_q2_K_q8_K_avx2, NULL, NULL}},
+    {"q3_K", TT_Q3_K, {tt_vec_dot_q3_K_q8_K_ref, tt_vec_dot_q3_K_q8_K_avx2, NULL, NULL}},
     {"iq4_xs", TT_IQ4_XS, {tt_vec_dot_iq4_xs_q8_K_ref, tt_vec_dot_iq4_xs_q8_K_avx2, NULL, NULL}},
     {"bf16", TT_BF16, {tt_vec_dot_bf16_ref, tt_vec_dot_bf16_avx2, tt_vec_dot_bf16_avx512, NULL}},
     {"f32", TT_F32, {tt_vec_dot_f32_ref, tt_vec_dot_f32_avx2, tt_vec_dot_f32_avx512, NULL}},
@@ -140,6 +142,11 @@ static void *make_weights(int type, int rows, int n) {
         char *blk = w + b * t->bytes;
         if (type == TT_Q6_K) {
             fix_d(blk, offsetof(block_q6_K, d));
+        } else if (type == TT_Q3_K) {
+            fix_d(blk, offsetof(block_q3_K, d));
+        } else if (type == TT_Q2_K) {
+            fix_d(blk, offsetof(block_q2_K, d));
+            fix_d(blk, offsetof(block_q2_K, dmin));
         } else {
             fix_d(blk, 0);
             if (type == TT_Q4_K || type == TT_Q5_K || type == TT_Q4_1 || type == TT_Q5_1)

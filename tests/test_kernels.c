@@ -99,6 +99,14 @@ static void fill_q5_1(uint64_t *s, void *w, int n) {
     const size_t off[] = {0, 2};
     fill_blocks(s, w, n, QK5_1, sizeof(block_q5_1), off, 2);
 }
+static void fill_q2_K(uint64_t *s, void *w, int n) {
+    const size_t off[] = {offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)};
+    fill_blocks(s, w, n, QK_K, sizeof(block_q2_K), off, 2);
+}
+static void fill_q3_K(uint64_t *s, void *w, int n) {
+    const size_t off[] = {offsetof(block_q3_K, d)};
+    fill_blocks(s, w, n, QK_K, sizeof(block_q3_K), off, 1);
+}
 static void fill_q4_K(uint64_t *s, void *w, int n) {
     const size_t off[] = {0, 2};
     fill_blocks(s, w, n, QK_K, sizeof(block_q4_K), off, 2);
@@ -138,6 +146,10 @@ static const kcase cases[] = {
     {"q4_1", TT_Q4_1, TT_Q8_1, fill_q4_1, tt_vec_dot_q4_1_q8_1_ref, tt_vec_dot_q4_1_q8_1_avx2,
      NULL, NULL},
     {"q5_1", TT_Q5_1, TT_Q8_1, fill_q5_1, tt_vec_dot_q5_1_q8_1_ref, tt_vec_dot_q5_1_q8_1_avx2,
+     NULL, NULL},
+    {"q2_K", TT_Q2_K, TT_Q8_K, fill_q2_K, tt_vec_dot_q2_K_q8_K_ref, tt_vec_dot_q2_K_q8_K_avx2,
+     NULL, NULL},
+    {"q3_K", TT_Q3_K, TT_Q8_K, fill_q3_K, tt_vec_dot_q3_K_q8_K_ref, tt_vec_dot_q3_K_q8_K_avx2,
      NULL, NULL},
     {"q4_K", TT_Q4_K, TT_Q8_K, fill_q4_K, tt_vec_dot_q4_K_q8_K_ref, tt_vec_dot_q4_K_q8_K_avx2,
      tt_vec_dot_q4_K_q8_K_avx512, NULL},
@@ -391,7 +403,8 @@ static void avx512_tiles_equal_their_1x1_kernel_bit_for_bit(void **state) {
 static void matmul_outputs_do_not_depend_on_row_split(void **state) {
     (void)state;
     const int types[] = {TT_Q4_K, TT_Q6_K, TT_Q8_0,   TT_F16,    TT_Q4_0, TT_Q5_K,
-                         TT_Q5_0, TT_IQ4_NL, TT_IQ4_XS, TT_Q4_1, TT_Q5_1, TT_F32};
+                         TT_Q5_0, TT_IQ4_NL, TT_IQ4_XS, TT_Q4_1, TT_Q5_1, TT_Q2_K,
+                         TT_Q3_K, TT_F32};
     uint64_t s = 777;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const kcase *c = NULL;
@@ -564,7 +577,7 @@ static void table_installs_the_cpu_family(void **state) {
         assert_null(k);
     }
     assert_null(tt_tile_lookup(TT_F32));
-    assert_null(tt_tile_lookup(TT_Q2_K));
+    assert_null(tt_tile_lookup(TT_BF16));
 }
 
 int main(void) {

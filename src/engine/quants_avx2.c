@@ -401,6 +401,123 @@ AI void k_q6_K(int n, const void *w, size_t ws, const void *x, size_t xs, float 
         hsum8(acc[r][c]);
 }
 
+/* Q2_K and Q3_K: 16 sub-blocks of 16 values. Chunk K (0..7) = 32 values
+ * 32K..32K+31 = bits 2(K%4) of qs[32(K/4) ..]; its i16 pair sums split
+ * into sub-blocks 2K (lanes 0..7) and 2K+1 (lanes 8..15), so k6_shuf[K]
+ * spreads the two scales the same way. Mins (Q2_K) and Q3_K's -4 offset
+ * are applied through the activation block sums (bsums, per 16 values). */
+AI __m256i k23_bits(const uint8_t *qs, int k) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (k / 4)));
+    switch (k % 4) {
+    case 1: q = _mm256_srli_epi16(q, 2); break;
+    case 2: q = _mm256_srli_epi16(q, 4); break;
+    case 3: q = _mm256_srli_epi16(q, 6); break;
+    default: break;
+    }
+    return _mm256_and_si256(q, _mm256_set1_epi8(3));
+}
+
+/* Q3_K's 16 signed 6-bit scales (-32..31) as bytes. */
+AI __m128i q3k_scales(const uint8_t *sc12) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t a[4];
+    memcpy(a, sc12, 12);
+    const uint32_t tmp = a[2];
+    a[2] = ((a[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    a[3] = ((a[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    a[0] = (a[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    a[1] = (a[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
+}
+
+AI void k_k23(int q3, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+              size_t ys, const int NR, const int NC) {
+    const int nb = n / QK_K;
+    const size_t bsz = q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
+    __m256 acc[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
+        _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[TMAX];
+        __m128i scb[TMAX];  /* 16 scales as bytes */
+        __m256i off16[TMAX]; /* per 16 values: Q2_K mins, Q3_K 4 * scale */
+        __m256i hm[TMAX];
+        float dw[TMAX], dmw[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) {
+            const char *blk = (const char *)w + (size_t)r * ws + (size_t)i * bsz;
+            if (q3) {
+                const block_q3_K *b = (const block_q3_K *)blk;
+                qs[r] = b->qs;
+                dw[r] = h2f(b->d);
+                dmw[r] = 0.0f;
+                scb[r] = q3k_scales(b->scales);
+                off16[r] = _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb[r]), 2);
+                hm[r] = _mm256_loadu_si256((const __m256i *)b->hmask);
+            } else {
+                const block_q2_K *b = (const block_q2_K *)blk;
+                qs[r] = b->qs;
+                dw[r] = h2f(b->d);
+                dmw[r] = h2f(b->dmin);
+                const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
+                scb[r] = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
+                off16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F)));
+                hm[r] = _mm256_setzero_si256();
+            }
+        }
+        __m256i sumi[TMAX][TMAX];
+        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) sumi[r][c] =
+            _mm256_setzero_si256();
+        UNROLL for (int k = 0; k < 8; k++) {
+            __m256i q[TMAX], sc[TMAX];
+            const __m128i shuf = _mm_loadu_si128((const __m128i *)k6_shuf[k]);
+            UNROLL for (int r = 0; r < NR; r++) {
+                q[r] = k23_bits(qs[r], k);
+                if (q3) {
+                    const __m256i m = _mm256_set1_epi8((char)(1 << k));
+                    const __m256i h = _mm256_cmpeq_epi8(_mm256_and_si256(hm[r], m), m);
+                    q[r] = _mm256_or_si256(q[r], _mm256_and_si256(h, _mm256_set1_epi8(4)));
+                }
+                sc[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scb[r], shuf));
+            }
+            UNROLL for (int c = 0; c < NC; c++) {
+                const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)(bx->qs + 32 * k));
+                UNROLL for (int r = 0; r < NR; r++) sumi[r][c] = _mm256_add_epi32(
+                    sumi[r][c], _mm256_madd_epi16(sc[r], _mm256_maddubs_epi16(q[r], qx)));
+            }
+        }
+        UNROLL for (int c = 0; c < NC; c++) {
+            const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)bx->bsums);
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m256i o = _mm256_madd_epi16(off16[r], bs);
+                if (q3) {
+                    /* sum sc * (q - 4) * x = sum sc * q * x - sum 4 sc * bsum */
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(bx->d * dw[r]),
+                                                _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[r][c], o)),
+                                                acc[r][c]);
+                } else {
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(bx->d * dw[r]),
+                                                _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(-(bx->d * dmw[r])),
+                                                _mm256_cvtepi32_ps(o), acc[r][c]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
+        hsum8(acc[r][c]);
+}
+
+AI void k_q2_K(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_k23(0, n, w, ws, x, xs, y, ys, NR, NC);
+}
+AI void k_q3_K(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_k23(1, n, w, ws, x, xs, y, ys, NR, NC);
+}
+
 /* IQ4_XS x Q8_K: 8 sub-blocks of 32 with 6-bit scales (stored +32). */
 AI void k_iq4_xs(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                  const int NR, const int NC) {
@@ -590,6 +707,8 @@ DEFINE_TILED(q4_K_q8_K, k_q4_K, 2, 2)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 2, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 2, 2)
 DEFINE_TILED(iq4_xs_q8_K, k_iq4_xs, 2, 2)
+DEFINE_TILED(q2_K_q8_K, k_q2_K, 2, 2)
+DEFINE_TILED(q3_K_q8_K, k_q3_K, 2, 2)
 DEFINE_TILED(f16t, k_f16t, 3, 4)
 
 void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x) {
@@ -602,7 +721,8 @@ static const tt_tile_kernel avx2_tiles[] = {
     TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2),     TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
     TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2),     TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
     TILE_ENTRY(TT_F16, 1, f16t, 3, 4),           TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 2, 4),
-    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 2, 4),
+    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 2, 4),     TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 2, 2),
+    TILE_ENTRY(TT_Q3_K, 1, q3_K_q8_K, 2, 2),
 };
 
 const tt_tile_kernel *tt_tiles_avx2(int *count) {
@@ -753,5 +873,7 @@ void tt_install_avx2(tt_traits *t) {
     t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx2;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx2;
     t[TT_IQ4_XS].vec_dot = tt_vec_dot_iq4_xs_q8_K_avx2;
+    t[TT_Q2_K].vec_dot = tt_vec_dot_q2_K_q8_K_avx2;
+    t[TT_Q3_K].vec_dot = tt_vec_dot_q3_K_q8_K_avx2;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx2;
 }

@@ -86,6 +86,8 @@ void tt_vec_dot_q4_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q5_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q6_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_iq4_xs_q8_K_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q2_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_q3_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 /* Activation quantizers: same bytes as the scalar tt_from_float_* */
 void tt_from_float_q8_0_avx2(const float *src, void *dst, int64_t n);
 void tt_from_float_q8_K_avx2(const float *src, void *dst, int64_t n);
