@@ -2,16 +2,16 @@
  * test data, the writer's round trip, and hostile input (truncation at many
  * offsets, byte flips, absurd counts and lengths, bad magic/version, bad
  * offsets and alignment, duplicates), each asserting the error it gets. */
-#include <dirent.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "base/err.h"
 #include "base/sb.h"
 #include "engine/gguf.h"
 #include "engine/types.h"
 #include "testutil.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -26,7 +26,7 @@ static void b_str(sb_t *s, const char *p) {
 typedef struct {
     const char *magic;
     uint32_t version;
-    uint32_t ttype;      /* tensor type of "a" */
+    uint32_t ttype; /* tensor type of "a" */
     uint32_t n_dims;
     uint64_t ne0, ne1;
     uint64_t toff;       /* offset of "a" */
@@ -36,9 +36,7 @@ typedef struct {
     uint32_t align_type; /* its value type */
 } spec;
 
-static spec spec_ok(void) {
-    return (spec){"GGUF", 3, TT_F32, 2, 8, 2, 0, NULL, NULL, -1, 4};
-}
+static spec spec_ok(void) { return (spec){"GGUF", 3, TT_F32, 2, 8, 2, 0, NULL, NULL, -1, 4}; }
 
 /* Builds the image described by SP into S (S must start empty). */
 static void build(sb_t *s, spec sp) {
@@ -59,12 +57,14 @@ static void build(sb_t *s, spec sp) {
         b_str(s, "general.alignment");
         b_u32(s, sp.align_type);
         b_u32(s, (uint32_t)sp.align);
-        if (sp.align_type == 4 && sp.align > 0 && !(sp.align & (sp.align - 1))) align = (uint64_t)sp.align;
+        if (sp.align_type == 4 && sp.align > 0 && !(sp.align & (sp.align - 1)))
+            align = (uint64_t)sp.align;
     }
     b_str(s, "a");
     b_u32(s, sp.n_dims);
     b_u64(s, sp.ne0);
-    for (uint32_t d = 1; d < sp.n_dims && d < 8; d++) b_u64(s, sp.ne1);
+    for (uint32_t d = 1; d < sp.n_dims && d < 8; d++)
+        b_u64(s, sp.ne1);
     b_u32(s, sp.ttype);
     b_u64(s, sp.toff);
     if (sp.tname2) {
@@ -74,8 +74,10 @@ static void build(sb_t *s, spec sp) {
         b_u32(s, TT_F32);
         b_u64(s, 64);
     }
-    while (s->len % align) sb_putc(s, 0);
-    for (int i = 0; i < 128; i++) sb_putc(s, (char)i);
+    while (s->len % align)
+        sb_putc(s, 0);
+    for (int i = 0; i < 128; i++)
+        sb_putc(s, (char)i);
 }
 
 /* Opens SP's image; returns the file or NULL with ERR filled. The image is
@@ -96,7 +98,8 @@ static void expect_reject(spec sp, const char *want) {
     void *mem;
     gguf_file *f = open_spec(sp, &err, &mem);
     if (f || !strstr(err.msg, want))
-        fail_msg("expected error containing '%s', got %s '%s'", want, f ? "success" : "error", err.msg);
+        fail_msg("expected error containing '%s', got %s '%s'", want, f ? "success" : "error",
+                 err.msg);
     assert_int_equal(err.code, CF_EFORMAT);
     free(mem);
 }
@@ -138,8 +141,10 @@ static uint64_t walk(const gguf_file *f) {
         char *name = gguf_str_dup(t->name);
         assert_ptr_equal(gguf_find_tensor(f, name), t);
         free(name);
-        assert_int_equal(t->nbytes, tt_row_size(t->type, t->ne[0]) * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]));
-        if (t->nbytes) sum += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
+        assert_int_equal(t->nbytes, tt_row_size(t->type, t->ne[0]) *
+                                        (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]));
+        if (t->nbytes)
+            sum += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
     }
     return sum;
 }
@@ -157,12 +162,16 @@ static void make_sample(gguf_writer *w) {
     gguf_str toks[3] = {{"<s>", 3}, {"a\0b", 3}, {"", 0}};
     gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
     float f[64];
-    for (int i = 0; i < 64; i++) f[i] = (float)i * 0.5f - 3.0f;
+    for (int i = 0; i < 64; i++)
+        f[i] = (float)i * 0.5f - 3.0f;
     int64_t ne[2] = {32, 2};
-    assert_int_equal(gguf_w_add_tensor(w, "token_embd.weight", TT_F32, 2, ne, f, sizeof f, NULL), 0);
+    assert_int_equal(gguf_w_add_tensor(w, "token_embd.weight", TT_F32, 2, ne, f, sizeof f, NULL),
+                     0);
     uint8_t q[2 * 34];
-    for (size_t i = 0; i < sizeof q; i++) q[i] = (uint8_t)(i * 7);
-    assert_int_equal(gguf_w_add_tensor(w, "blk.0.attn_q.weight", TT_Q8_0, 2, ne, q, sizeof q, NULL), 0);
+    for (size_t i = 0; i < sizeof q; i++)
+        q[i] = (uint8_t)(i * 7);
+    assert_int_equal(gguf_w_add_tensor(w, "blk.0.attn_q.weight", TT_Q8_0, 2, ne, q, sizeof q, NULL),
+                     0);
     int64_t ne1[1] = {32};
     assert_int_equal(gguf_w_add_tensor(w, "output_norm.weight", TT_F32, 1, ne1, f, 128, NULL), 0);
 }
@@ -190,7 +199,9 @@ static int open_dir_files(const char *dir, int want_tensors) {
     while ((e = readdir(d))) {
         const char *nm = e->d_name;
         size_t l = strlen(nm);
-        if (!(l > 5 && !strcmp(nm + l - 5, ".gguf")) && !(l > 9 && !strcmp(nm + l - 9, ".gguf.old"))) continue;
+        if (!(l > 5 && !strcmp(nm + l - 5, ".gguf")) &&
+            !(l > 9 && !strcmp(nm + l - 9, ".gguf.old")))
+            continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, nm);
         cf_err err = {0};
@@ -339,7 +350,8 @@ static void writer_copies_real_model_bit_for_bit(void **st) {
     for (int64_t i = 0; i < gguf_n_tensors(src); i++) {
         const gguf_tensor *t = gguf_tensor_at(src, i);
         char *name = gguf_str_dup(t->name);
-        assert_int_equal(gguf_w_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &err), 0);
+        assert_int_equal(
+            gguf_w_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &err), 0);
         free(name);
     }
     gguf_w_set_u32(w, "llama.block_count", 5); /* replacing keeps one entry */
@@ -372,6 +384,62 @@ static void writer_copies_real_model_bit_for_bit(void **st) {
     assert_int_equal(n, 512);
     gguf_close(dst);
     gguf_close(src);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static int fill_ramp(void *ctx, void *dst, uint64_t nbytes, cf_err *err) {
+    (void)err;
+    int *calls = ctx;
+    (*calls)++;
+    for (uint64_t i = 0; i < nbytes; i++)
+        ((uint8_t *)dst)[i] = (uint8_t)(i * 3);
+    return 0;
+}
+
+static int fill_fail(void *ctx, void *dst, uint64_t nbytes, cf_err *err) {
+    (void)ctx, (void)dst, (void)nbytes;
+    return cf_seterr(err, CF_ERANGE, "fill refused");
+}
+
+static void writer_fills_lazy_tensors_at_write_time(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/lazy.gguf", dir);
+    gguf_writer *w = gguf_w_new();
+    cf_err err = {0};
+    int calls = 0;
+    int64_t ne[2] = {64, 3};
+    assert_int_equal(gguf_w_add_tensor_lazy(w, "a", TT_Q8_0, 2, ne, fill_ramp, &calls, &err), 0);
+    assert_int_equal(gguf_w_add_tensor_lazy(w, "a", TT_Q8_0, 2, ne, fill_ramp, &calls, &err),
+                     CF_EINVAL); /* duplicate */
+    float f[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t ne1[1] = {8};
+    assert_int_equal(gguf_w_add_tensor(w, "b", TT_F32, 1, ne1, f, sizeof f, &err), 0);
+    assert_int_equal(calls, 0);
+    assert_int_equal(gguf_w_write(w, path, &err), 0);
+    assert_int_equal(calls, 1);
+    gguf_w_free(w);
+    gguf_file *g = gguf_open(path, &err);
+    assert_non_null(g);
+    const gguf_tensor *t = gguf_find_tensor(g, "a");
+    assert_int_equal(t->nbytes, 3 * 2 * 34);
+    assert_int_equal(((const uint8_t *)t->data)[100], (uint8_t)300);
+    assert_memory_equal(gguf_find_tensor(g, "b")->data, f, sizeof f);
+    gguf_close(g);
+    /* A failing fill aborts the write with its own error and leaves nothing. */
+    w = gguf_w_new();
+    assert_int_equal(gguf_w_add_tensor_lazy(w, "a", TT_F32, 2, ne, fill_fail, NULL, &err), 0);
+    snprintf(path, sizeof path, "%s/fail.gguf", dir);
+    assert_int_equal(gguf_w_write(w, path, &err), CF_ERANGE);
+    assert_string_equal(err.msg, "fill refused");
+    gguf_w_free(w);
+    char *ls = NULL;
+    snprintf(path, sizeof path, "ls -A '%s'", dir);
+    assert_int_equal(tu_run(path, &ls), 0);
+    assert_string_equal(ls, "lazy.gguf\n");
+    free(ls);
     tu_rmtree(dir);
     free(dir);
 }
@@ -489,6 +557,17 @@ static void survives_byte_flips(void **st) {
     assert_non_null(img);
     fuzz_image(img, len, 4096, 150, 42);
     free(img);
+    /* A real quantized model: flips within its metadata and tensor infos. */
+    img = tu_read_file(td_path("models/stories260K-Q8_0mix.gguf"), &len);
+    assert_non_null(img);
+    cf_err err = {0};
+    gguf_file *f = gguf_open_mem(img, len, &err);
+    assert_non_null(f);
+    const gguf_tensor *t0 = gguf_tensor_at(f, 0);
+    const size_t data_off = (size_t)((const char *)t0->data - img) - (size_t)t0->offset;
+    gguf_close(f);
+    fuzz_image(img, len, data_off, 400, 7);
+    free(img);
     tu_rmtree(dir);
     free(dir);
 }
@@ -558,7 +637,8 @@ static void rejects_absurd_counts_and_lengths(void **st) {
     b_u32(&a, 9);
     b_u32(&a, 4);
     b_u64(&a, 1ull << 61);
-    for (int i = 0; i < 64; i++) sb_putc(&a, 0);
+    for (int i = 0; i < 64; i++)
+        sb_putc(&a, 0);
     assert_null(gguf_open_mem(a.data, a.len, &err));
     assert_non_null(strstr(err.msg, "claims 2305843009213693952 elements"));
     memcpy(a.data + 24 + 9, "\x0d\0\0\0", 4); /* value type 13 */
@@ -657,7 +737,8 @@ static void rejects_duplicates_and_bad_alignment(void **st) {
     gguf_close(g);
     memcpy(d.data + 24 + 8 + 17 + 4 + 4 + 8 + 17 + 4, "\x02", 1); /* second value differs */
     assert_null(gguf_open_mem(d.data, d.len, &e1));
-    assert_non_null(strstr(e1.msg, "conflicting duplicate metadata key 'general.file_type' at byte 57"));
+    assert_non_null(
+        strstr(e1.msg, "conflicting duplicate metadata key 'general.file_type' at byte 57"));
     sb_free(&d);
     s = spec_ok();
     s.tname2 = "a";
@@ -684,6 +765,63 @@ static void rejects_duplicates_and_bad_alignment(void **st) {
     expect_reject(s, "not a multiple of the alignment 64");
 }
 
+/* ------------------------------------------------------------------ listing */
+
+static void describes_values_for_people(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    size_t len;
+    char *img = sample_file(dir, &len);
+    cf_err err = {0};
+    gguf_file *f = gguf_open_mem(img, len, &err);
+    assert_non_null(f);
+    sb_t s = {0};
+    gguf_kv_describe(f, gguf_find_key(f, "test.ids"), 2, &s);
+    assert_string_equal(sb_str(&s), "[int32 x 4] 1, -2, ...");
+    sb_clear(&s);
+    gguf_kv_describe(f, gguf_find_key(f, "tokenizer.ggml.tokens"), 8, &s);
+    assert_string_equal(sb_str(&s), "[string x 3] \"<s>\", \"a\\x00b\", \"\"");
+    sb_clear(&s);
+    gguf_kv_describe(f, gguf_find_key(f, "test.flag"), 8, &s);
+    gguf_kv_describe(f, gguf_find_key(f, "test.neg"), 8, &s);
+    gguf_kv_describe(f, gguf_find_key(f, "llama.rope.freq_base"), 8, &s);
+    assert_string_equal(sb_str(&s), "true-310000");
+    assert_string_equal(gguf_vtype_name(GGUF_TYPE_FLOAT64), "float64");
+    sb_free(&s);
+    gguf_close(f);
+    free(img);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void cli_gguf_lists_metadata_and_tensors(void **st) {
+    (void)st;
+    char cmd[2048];
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s gguf '%s' 2>&1", tu_confab_bin(),
+             td_path("models/stories260K.gguf"));
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "GGUF v3"));
+    assert_non_null(strstr(out, "48 tensors"));
+    assert_non_null(strstr(out, "llama.embedding_length"));
+    assert_non_null(strstr(out, "[string x 512] \"<unk>\""));
+    assert_non_null(strstr(out, "[64, 512]"));
+    free(out);
+    char *dir = tu_tmpdir();
+    snprintf(cmd, sizeof cmd, "%s/bad.gguf", dir);
+    assert_int_equal(tu_write_file(cmd, "GGUF\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24), 0);
+    snprintf(cmd, sizeof cmd, "%s gguf %s/bad.gguf 2>&1", tu_confab_bin(), dir);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "unsupported GGUF version 1"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s gguf 2>&1", tu_confab_bin());
+    assert_int_equal(tu_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "usage: confab gguf FILE"));
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(opens_every_model_and_vocab_file),
@@ -691,6 +829,7 @@ int main(void) {
         cmocka_unit_test(open_reports_missing_file_and_directory),
         cmocka_unit_test(writer_round_trips_metadata_and_tensors),
         cmocka_unit_test(writer_copies_real_model_bit_for_bit),
+        cmocka_unit_test(writer_fills_lazy_tensors_at_write_time),
         cmocka_unit_test(writer_rejects_bad_tensors),
         cmocka_unit_test(rejects_truncation_at_every_offset),
         cmocka_unit_test(survives_byte_flips),
@@ -698,6 +837,8 @@ int main(void) {
         cmocka_unit_test(rejects_absurd_counts_and_lengths),
         cmocka_unit_test(rejects_bad_tensor_infos),
         cmocka_unit_test(rejects_duplicates_and_bad_alignment),
+        cmocka_unit_test(describes_values_for_people),
+        cmocka_unit_test(cli_gguf_lists_metadata_and_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,15 +2,15 @@
  * dequantization against the reference engine's bytes, dot products against
  * the dequantized math, activation rounding, and the weight quantizers'
  * error against the reference engine's quantizations. */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "engine/blocks.h"
 #include "engine/quants.h"
 #include "engine/types.h"
 #include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define QR_ROWS 4
 #define QR_COLS 512
@@ -40,7 +40,8 @@ static float *qr_input(void) {
 
 static double rmse(const float *a, const float *b, size_t n) {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    for (size_t i = 0; i < n; i++)
+        s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
     return sqrt(s / (double)n);
 }
 
@@ -51,7 +52,9 @@ static uint64_t rng_next(uint64_t *s) {
     return *s;
 }
 
-static float rng_float(uint64_t *s) { return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0) * 2 - 1; }
+static float rng_float(uint64_t *s) {
+    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0) * 2 - 1;
+}
 
 /* ------------------------------------------------------------------ table */
 
@@ -69,7 +72,7 @@ static void table_describes_block_layouts(void **st) {
     assert_int_equal(tt_row_size(TT_Q4_0, 64), 36);
     assert_int_equal(tt_row_size(TT_Q6_K, 512), 420);
     assert_int_equal(tt_row_size(TT_BF16, 3), 6);
-    assert_int_equal(tt_row_size(TT_Q4_0, 33), 0);  /* not a whole block */
+    assert_int_equal(tt_row_size(TT_Q4_0, 33), 0); /* not a whole block */
     assert_int_equal(tt_row_size(TT_Q8_0, -32), 0);
     assert_int_equal(tt_row_size(99, 32), 0);
     assert_null(tt_get(4)); /* removed GGML ids stay unknown */
@@ -97,10 +100,10 @@ static void table_pairs_weights_with_activation_types(void **st) {
     (void)st;
     const struct {
         int w, act;
-    } want[] = {{TT_F32, TT_F32},     {TT_F16, TT_F16},     {TT_BF16, TT_BF16},   {TT_Q4_0, TT_Q8_0},
-                {TT_Q5_0, TT_Q8_0},   {TT_Q8_0, TT_Q8_0},   {TT_IQ4_NL, TT_Q8_0}, {TT_Q4_1, TT_Q8_1},
-                {TT_Q5_1, TT_Q8_1},   {TT_Q2_K, TT_Q8_K},   {TT_Q3_K, TT_Q8_K},   {TT_Q4_K, TT_Q8_K},
-                {TT_Q5_K, TT_Q8_K},   {TT_Q6_K, TT_Q8_K},   {TT_IQ4_XS, TT_Q8_K}};
+    } want[] = {{TT_F32, TT_F32},   {TT_F16, TT_F16},   {TT_BF16, TT_BF16},   {TT_Q4_0, TT_Q8_0},
+                {TT_Q5_0, TT_Q8_0}, {TT_Q8_0, TT_Q8_0}, {TT_IQ4_NL, TT_Q8_0}, {TT_Q4_1, TT_Q8_1},
+                {TT_Q5_1, TT_Q8_1}, {TT_Q2_K, TT_Q8_K}, {TT_Q3_K, TT_Q8_K},   {TT_Q4_K, TT_Q8_K},
+                {TT_Q5_K, TT_Q8_K}, {TT_Q6_K, TT_Q8_K}, {TT_IQ4_XS, TT_Q8_K}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const tt_traits *t = tt_get(want[i].w);
         assert_int_equal(t->vec_dot_type, want[i].act);
@@ -121,7 +124,8 @@ static void dequantizes_reference_bytes_bit_exact(void **st) {
         uint8_t *q = qr_read(qr_types[k], "quant.bin", QR_ROWS * row);
         float *want = qr_read(qr_types[k], "dequant_f32.bin", QR_ROWS * QR_COLS * sizeof(float));
         float got[QR_ROWS * QR_COLS];
-        for (int r = 0; r < QR_ROWS; r++) tt_get(type)->to_float(q + r * row, got + r * QR_COLS, QR_COLS);
+        for (int r = 0; r < QR_ROWS; r++)
+            tt_get(type)->to_float(q + r * row, got + r * QR_COLS, QR_COLS);
         for (int i = 0; i < QR_ROWS * QR_COLS; i++)
             if (memcmp(&got[i], &want[i], 4))
                 fail_msg("%s: value %d is %.9g, reference %.9g", qr_types[k], i, got[i], want[i]);
@@ -138,7 +142,8 @@ static void vec_dot_matches_dequantized_math(void **st) {
     (void)st;
     uint64_t seed = 12345;
     float x[QR_COLS];
-    for (int i = 0; i < QR_COLS; i++) x[i] = rng_float(&seed);
+    for (int i = 0; i < QR_COLS; i++)
+        x[i] = rng_float(&seed);
     for (size_t k = 0; k < N_QR; k++) {
         const int type = tt_from_name(qr_types[k]);
         const tt_traits *t = tt_get(type);
@@ -166,9 +171,10 @@ static void vec_dot_matches_dequantized_math(void **st) {
                     cf_fp16 m;
                     memcpy(&m, q + r * row + b * t->bytes + 2, 2); /* Q4_1/Q5_1: d, m first */
                     int sum = 0;
-                    for (int i = 0; i < 32; i++) sum += ab[b].qs[i];
-                    same += (double)cf_fp16_to_fp32(m) *
-                            ((double)cf_fp16_to_fp32(ab[b].s) - (double)cf_fp16_to_fp32(ab[b].d) * sum);
+                    for (int i = 0; i < 32; i++)
+                        sum += ab[b].qs[i];
+                    same += (double)cf_fp16_to_fp32(m) * ((double)cf_fp16_to_fp32(ab[b].s) -
+                                                          (double)cf_fp16_to_fp32(ab[b].d) * sum);
                 }
             }
             float s;
@@ -176,7 +182,8 @@ static void vec_dot_matches_dequantized_math(void **st) {
             if (fabs(s - same) > 1e-5 * mag + 1e-6)
                 fail_msg("%s row %d: vec_dot %.7g, dequantized dot %.7g", qr_types[k], r, s, same);
             if (fabs(s - exact) > 0.02 * mag)
-                fail_msg("%s row %d: vec_dot %.7g, float dot %.7g (|w||x| %.3g)", qr_types[k], r, s, exact, mag);
+                fail_msg("%s row %d: vec_dot %.7g, float dot %.7g (|w||x| %.3g)", qr_types[k], r, s,
+                         exact, mag);
         }
         free(q);
     }
@@ -187,14 +194,17 @@ static void vec_dot_f32_and_tt_matmul_agree(void **st) {
     float w[3][64], x[2][64], y[2][3];
     uint64_t seed = 7;
     for (int r = 0; r < 3; r++)
-        for (int i = 0; i < 64; i++) w[r][i] = rng_float(&seed);
+        for (int i = 0; i < 64; i++)
+            w[r][i] = rng_float(&seed);
     for (int j = 0; j < 2; j++)
-        for (int i = 0; i < 64; i++) x[j][i] = rng_float(&seed);
+        for (int i = 0; i < 64; i++)
+            x[j][i] = rng_float(&seed);
     tt_matmul(TT_F32, 64, w, sizeof w[0], 0, 3, x, sizeof x[0], 2, &y[0][0], 3);
     for (int j = 0; j < 2; j++)
         for (int r = 0; r < 3; r++) {
             double d = 0;
-            for (int i = 0; i < 64; i++) d += (double)w[r][i] * x[j][i];
+            for (int i = 0; i < 64; i++)
+                d += (double)w[r][i] * x[j][i];
             assert_float_equal(y[j][r], d, 1e-5);
         }
 }
@@ -205,7 +215,8 @@ static void activation_quantizers_round_to_8_bits(void **st) {
     (void)st;
     uint64_t seed = 99;
     float x[QK_K], back[QK_K];
-    for (int i = 0; i < QK_K; i++) x[i] = rng_float(&seed) * 3;
+    for (int i = 0; i < QK_K; i++)
+        x[i] = rng_float(&seed) * 3;
     x[17] = -3.5f; /* the signed extreme */
 
     block_q8_K qk;
@@ -214,11 +225,13 @@ static void activation_quantizers_round_to_8_bits(void **st) {
     assert_true(qk.d > 0);
     for (int j = 0; j < QK_K / 16; j++) {
         int sum = 0;
-        for (int i = 0; i < 16; i++) sum += qk.qs[16 * j + i];
+        for (int i = 0; i < 16; i++)
+            sum += qk.qs[16 * j + i];
         assert_int_equal(qk.bsums[j], sum);
     }
     tt_to_float_q8_K(&qk, back, QK_K);
-    for (int i = 0; i < QK_K; i++) assert_true(fabsf(back[i] - x[i]) <= fabsf(qk.d) * 0.5f + 1e-6f);
+    for (int i = 0; i < QK_K; i++)
+        assert_true(fabsf(back[i] - x[i]) <= fabsf(qk.d) * 0.5f + 1e-6f);
 
     block_q8_0 q0[QK_K / 32];
     tt_from_float_q8_0(x, q0, QK_K);
@@ -231,7 +244,8 @@ static void activation_quantizers_round_to_8_bits(void **st) {
     tt_from_float_q8_1(x, q1, QK_K);
     for (int b = 0; b < QK_K / 32; b++) {
         int sum = 0;
-        for (int i = 0; i < 32; i++) sum += q1[b].qs[i];
+        for (int i = 0; i < 32; i++)
+            sum += q1[b].qs[i];
         assert_float_equal(cf_fp16_to_fp32(q1[b].s), cf_fp16_to_fp32(q1[b].d) * (float)sum,
                            fabsf(cf_fp16_to_fp32(q1[b].s)) * 1e-3f + 1e-6f);
     }
@@ -242,7 +256,8 @@ static void activation_quantizers_round_to_8_bits(void **st) {
     assert_true(qk.d == 0.0f);
     tt_from_float_q8_0(z, q0, QK_K);
     tt_to_float_q8_0(q0, back, QK_K);
-    for (int i = 0; i < QK_K; i++) assert_true(back[i] == 0.0f);
+    for (int i = 0; i < QK_K; i++)
+        assert_true(back[i] == 0.0f);
 }
 
 /* ------------------------------------------------------------------ weight quantizers */
@@ -252,7 +267,8 @@ static void activation_quantizers_round_to_8_bits(void **st) {
  * algorithms are ported exactly, the bytes must even be identical. */
 static void quantizers_match_reference_error(void **st) {
     (void)st;
-    static const char *const names[] = {"f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_K", "q5_K", "q6_K"};
+    static const char *const names[] = {"f16",  "bf16", "q8_0", "q4_0", "q4_1", "q5_0",   "q5_1",
+                                        "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"};
     float *in = qr_input();
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         const int type = tt_from_name(names[k]);
@@ -269,12 +285,15 @@ static void quantizers_match_reference_error(void **st) {
             t->to_float(ref + r * row, back_ref + r * QR_COLS, QR_COLS);
         }
         same_bytes = !memcmp(mine, ref, QR_ROWS * row);
-        const double e_ref = rmse(back_ref, in, QR_ROWS * QR_COLS), e = rmse(back, in, QR_ROWS * QR_COLS);
+        const double e_ref = rmse(back_ref, in, QR_ROWS * QR_COLS),
+                     e = rmse(back, in, QR_ROWS * QR_COLS);
         print_message("# %-5s rmse %.6g (reference %.6g)%s\n", names[k], e, e_ref,
                       same_bytes ? ", bytes identical" : "");
-        if (e > 1.1 * e_ref) fail_msg("%s: rmse %.6g is worse than 1.1 x reference %.6g", names[k], e, e_ref);
+        if (e > 1.1 * e_ref)
+            fail_msg("%s: rmse %.6g is worse than 1.1 x reference %.6g", names[k], e, e_ref);
         /* Same algorithm, same float operations: the very same bytes. */
-        if (!same_bytes) fail_msg("%s: quantized bytes differ from the reference engine's", names[k]);
+        if (!same_bytes)
+            fail_msg("%s: quantized bytes differ from the reference engine's", names[k]);
         free(ref);
         free(mine);
     }
@@ -283,7 +302,8 @@ static void quantizers_match_reference_error(void **st) {
 
 static void quantizers_handle_zero_and_constant_rows(void **st) {
     (void)st;
-    static const int types[] = {TT_Q8_0, TT_Q4_0, TT_Q5_0, TT_Q4_K, TT_Q5_K, TT_Q6_K};
+    static const int types[] = {TT_Q8_0, TT_Q4_0, TT_Q4_1, TT_Q5_0, TT_Q5_1,   TT_Q2_K,
+                                TT_Q3_K, TT_Q4_K, TT_Q5_K, TT_Q6_K, TT_IQ4_NL, TT_IQ4_XS};
     float z[QK_K], back[QK_K];
     uint8_t buf[512];
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -293,11 +313,13 @@ static void quantizers_handle_zero_and_constant_rows(void **st) {
         t->to_float(buf, back, QK_K);
         for (int i = 0; i < QK_K; i++)
             if (back[i] != 0.0f) fail_msg("%s: zero row gives %g at %d", t->name, back[i], i);
-        for (int i = 0; i < QK_K; i++) z[i] = 0.75f;
+        for (int i = 0; i < QK_K; i++)
+            z[i] = 0.75f;
         t->from_float(z, buf, QK_K);
         t->to_float(buf, back, QK_K);
         for (int i = 0; i < QK_K; i++)
-            if (fabsf(back[i] - 0.75f) > 0.05f) fail_msg("%s: constant row gives %g at %d", t->name, back[i], i);
+            if (fabsf(back[i] - 0.75f) > 0.05f)
+                fail_msg("%s: constant row gives %g at %d", t->name, back[i], i);
     }
 }
 

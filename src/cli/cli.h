@@ -36,5 +36,7 @@ int cli_main(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_gguf(int argc, char **argv);
 
 #endif

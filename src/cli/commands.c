@@ -14,6 +14,9 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"quantize", "convert a GGUF model's weights to a smaller type",
+     "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
+    {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -33,6 +33,10 @@
  */
 #include "engine/gguf.h"
 
+#include "base/hash.h"
+#include "base/sb.h"
+#include "engine/types.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -42,10 +46,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "base/hash.h"
-#include "base/sb.h"
-#include "engine/types.h"
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -60,34 +60,37 @@
 typedef struct {
     gguf_str key;
     gguf_vtype type;
-    uint64_t off;          /* byte offset of the value in the file */
-    uint64_t len;          /* bytes of the value's encoding */
-    gguf_vtype elem;       /* arrays: element type */
-    uint64_t n;            /* arrays: element count */
-    uint64_t arr_off;      /* arrays: offset of the first element */
-    uint64_t *str_off;     /* string arrays: (n,) offset of each element's length */
+    uint64_t off;      /* byte offset of the value in the file */
+    uint64_t len;      /* bytes of the value's encoding */
+    gguf_vtype elem;   /* arrays: element type */
+    uint64_t n;        /* arrays: element count */
+    uint64_t arr_off;  /* arrays: offset of the first element */
+    uint64_t *str_off; /* string arrays: (n,) offset of each element's length */
 } gguf_kv;
 
 struct gguf_file {
     const uint8_t *base; /* (size,) the mapping or the caller's image */
     size_t size;
-    int mapped;          /* 1 when base must be munmap'd */
+    int mapped; /* 1 when base must be munmap'd */
     uint32_t version;
     uint32_t alignment;
     int64_t n_kv, n_tensors;
-    gguf_kv *kv;         /* (kv_alloc,) of which n_kv are in use */
+    gguf_kv *kv; /* (kv_alloc,) of which n_kv are in use */
     uint64_t kv_alloc;
-    gguf_tensor *t;      /* (n_tensors,) */
-    uint64_t data_off;   /* start of the data section */
-    uint32_t *kv_ht;     /* (ht_kv_cap,) index + 1, 0 = empty */
-    uint32_t *t_ht;      /* (ht_t_cap,) */
+    gguf_tensor *t;    /* (n_tensors,) */
+    uint64_t data_off; /* start of the data section */
+    uint32_t *kv_ht;   /* (ht_kv_cap,) index + 1, 0 = empty */
+    uint32_t *t_ht;    /* (ht_t_cap,) */
     uint64_t ht_kv_cap, ht_t_cap;
+    uint64_t ht_seed; /* per-file hash seed (from the struct's address,
+                       * randomized by ASLR) so a hostile file cannot
+                       * precompute colliding names */
 };
 
 static const uint8_t gguf_vsize[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 static const char *const gguf_vname[GGUF_TYPE_COUNT] = {
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-    "bool",  "string", "array", "uint64", "int64", "float64"};
+    "uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+    "bool",  "string", "array",  "uint64", "int64",  "float64"};
 
 /* ------------------------------------------------------------------ cursor */
 
@@ -131,8 +134,9 @@ static int rd_str(gguf_rd *r, gguf_str *s, uint64_t max, const char *what) {
     int rc = rd_u64(r, &n, what);
     if (rc) return rc;
     if (n > max)
-        return cf_seterr(r->err, CF_EFORMAT, "%s at byte %" PRIu64 " has length %" PRIu64
-                         " (limit %" PRIu64 ")", what, at, n, max);
+        return cf_seterr(r->err, CF_EFORMAT,
+                         "%s at byte %" PRIu64 " has length %" PRIu64 " (limit %" PRIu64 ")", what,
+                         at, n, max);
     if (n > rd_left(r))
         return cf_seterr(r->err, CF_EFORMAT,
                          "%s at byte %" PRIu64 " has length %" PRIu64 " but only %" PRIu64
@@ -158,24 +162,28 @@ static int rd_skip_value(gguf_rd *r, uint32_t type, int depth, const char *key) 
         int rc = rd_need(r, gguf_vsize[type], "value");
         if (rc) return rc;
         if (type == GGUF_TYPE_BOOL && r->b[r->pos] > 1)
-            return cf_seterr(r->err, CF_EFORMAT, "key '%s': bool value %u at byte %" PRIu64
-                             " is neither 0 nor 1", key, r->b[r->pos], at);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "key '%s': bool value %u at byte %" PRIu64 " is neither 0 nor 1", key,
+                             r->b[r->pos], at);
         r->pos += gguf_vsize[type];
         return 0;
     }
     if (depth >= GGUF_MAX_DEPTH)
-        return cf_seterr(r->err, CF_EFORMAT, "key '%s': arrays nested deeper than %d at byte %" PRIu64,
-                         key, GGUF_MAX_DEPTH, at);
+        return cf_seterr(r->err, CF_EFORMAT,
+                         "key '%s': arrays nested deeper than %d at byte %" PRIu64, key,
+                         GGUF_MAX_DEPTH, at);
     uint32_t elem;
     uint64_t n;
     int rc = rd_u32(r, &elem, "array element type");
     if (!rc) rc = rd_u64(r, &n, "array length");
     if (rc) return rc;
     if (elem >= GGUF_TYPE_COUNT)
-        return cf_seterr(r->err, CF_EFORMAT, "key '%s': unknown array element type %u at byte %" PRIu64,
-                         key, elem, at);
+        return cf_seterr(r->err, CF_EFORMAT,
+                         "key '%s': unknown array element type %u at byte %" PRIu64, key, elem, at);
     /* Smallest encoding of one element, to bound N by the bytes left. */
-    const uint64_t min = elem == GGUF_TYPE_STRING ? 8 : elem == GGUF_TYPE_ARRAY ? 12 : gguf_vsize[elem];
+    const uint64_t min = elem == GGUF_TYPE_STRING  ? 8
+                         : elem == GGUF_TYPE_ARRAY ? 12
+                                                   : gguf_vsize[elem];
     if (n > rd_left(r) / min)
         return cf_seterr(r->err, CF_EFORMAT,
                          "key '%s': array at byte %" PRIu64 " claims %" PRIu64
@@ -194,7 +202,8 @@ static int rd_skip_value(gguf_rd *r, uint32_t type, int depth, const char *key) 
 
 static uint64_t ht_cap_for(uint64_t n) {
     uint64_t cap = 8;
-    while (cap < 2 * n) cap *= 2;
+    while (cap < 2 * n)
+        cap *= 2;
     return cap;
 }
 
@@ -206,7 +215,7 @@ static gguf_str ht_t_name(const gguf_file *f, uint64_t i) { return f->t[i].name;
 
 static uint64_t ht_slot(const gguf_file *f, const uint32_t *ht, uint64_t cap, ht_get_fn get,
                         const char *p, uint64_t n) {
-    uint64_t h = hash64(p, (size_t)n, 0) & (cap - 1);
+    uint64_t h = hash64(p, (size_t)n, f->ht_seed) & (cap - 1);
     for (;;) {
         if (!ht[h]) return h;
         gguf_str s = get(f, ht[h] - 1);
@@ -230,10 +239,12 @@ static int gguf_parse_kv(gguf_file *f, gguf_rd *r) {
         int rc = rd_str(r, &kv->key, GGUF_MAX_KEY, "metadata key");
         if (rc) return cf_errctx(r->err, "metadata entry %" PRId64, i);
         if (kv->key.n == 0)
-            return cf_seterr(r->err, CF_EFORMAT, "metadata entry %" PRId64 " at byte %" PRIu64
-                             " has an empty key", i, at);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "metadata entry %" PRId64 " at byte %" PRIu64 " has an empty key", i,
+                             at);
         if (memchr(kv->key.p, 0, (size_t)kv->key.n))
-            return cf_seterr(r->err, CF_EFORMAT, "metadata key at byte %" PRIu64 " contains a NUL byte", at);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "metadata key at byte %" PRIu64 " contains a NUL byte", at);
         char key[96];
         snprintf(key, sizeof key, "%.*s", (int)(kv->key.n < 80 ? kv->key.n : 80), kv->key.p);
         uint32_t type;
@@ -252,8 +263,8 @@ static int gguf_parse_kv(gguf_file *f, gguf_rd *r) {
             if (prev->type == kv->type && prev->len == kv->len &&
                 !memcmp(r->b + prev->off, r->b + kv->off, (size_t)kv->len))
                 continue;
-            return cf_seterr(r->err, CF_EFORMAT, "conflicting duplicate metadata key '%s' at byte %" PRIu64,
-                             key, at);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "conflicting duplicate metadata key '%s' at byte %" PRIu64, key, at);
         }
         f->kv_ht[slot] = (uint32_t)(k + 1);
         k++;
@@ -266,7 +277,8 @@ static int gguf_parse_kv(gguf_file *f, gguf_rd *r) {
             if (elem == GGUF_TYPE_STRING && kv->n) {
                 /* n <= bytes / 8 was checked, so this allocation is bounded by the file. */
                 kv->str_off = malloc((size_t)kv->n * sizeof *kv->str_off);
-                if (!kv->str_off) return cf_seterr(r->err, CF_ENOMEM, "out of memory indexing '%s'", key);
+                if (!kv->str_off)
+                    return cf_seterr(r->err, CF_ENOMEM, "out of memory indexing '%s'", key);
                 uint64_t p = kv->arr_off;
                 for (uint64_t j = 0; j < kv->n; j++) {
                     uint64_t len;
@@ -288,25 +300,32 @@ static int gguf_parse_tensors(gguf_file *f, gguf_rd *r) {
         int rc = rd_str(r, &t->name, GGUF_MAX_NAME, "tensor name");
         if (rc) return cf_errctx(r->err, "tensor %" PRId64, i);
         if (memchr(t->name.p, 0, (size_t)t->name.n))
-            return cf_seterr(r->err, CF_EFORMAT, "tensor name at byte %" PRIu64 " contains a NUL byte", at);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "tensor name at byte %" PRIu64 " contains a NUL byte", at);
         char name[GGUF_MAX_NAME + 1];
         snprintf(name, sizeof name, "%.*s", (int)t->name.n, t->name.p);
         uint64_t slot = ht_slot(f, f->t_ht, f->ht_t_cap, ht_t_name, t->name.p, t->name.n);
         if (f->t_ht[slot])
-            return cf_seterr(r->err, CF_EFORMAT, "duplicate tensor name '%s' at byte %" PRIu64, name, at);
+            return cf_seterr(r->err, CF_EFORMAT, "duplicate tensor name '%s' at byte %" PRIu64,
+                             name, at);
         f->t_ht[slot] = (uint32_t)(i + 1);
-        if ((rc = rd_u32(r, &t->n_dims, "tensor n_dims"))) return cf_errctx(r->err, "tensor '%s'", name);
+        if ((rc = rd_u32(r, &t->n_dims, "tensor n_dims")))
+            return cf_errctx(r->err, "tensor '%s'", name);
         if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
-            return cf_seterr(r->err, CF_EFORMAT, "tensor '%s': n_dims %u at byte %" PRIu64
-                             " is outside 1..%d", name, t->n_dims, r->pos - 4, GGUF_MAX_DIMS);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "tensor '%s': n_dims %u at byte %" PRIu64 " is outside 1..%d", name,
+                             t->n_dims, r->pos - 4, GGUF_MAX_DIMS);
         int64_t nel = 1;
-        for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+        for (int d = 0; d < GGUF_MAX_DIMS; d++)
+            t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             uint64_t ne;
-            if ((rc = rd_u64(r, &ne, "tensor dimension"))) return cf_errctx(r->err, "tensor '%s'", name);
+            if ((rc = rd_u64(r, &ne, "tensor dimension")))
+                return cf_errctx(r->err, "tensor '%s'", name);
             if (ne > (uint64_t)INT64_MAX || (nel && ne > (uint64_t)(INT64_MAX / nel)))
-                return cf_seterr(r->err, CF_EFORMAT, "tensor '%s': dimension %u = %" PRIu64
-                                 " at byte %" PRIu64 " overflows the element count",
+                return cf_seterr(r->err, CF_EFORMAT,
+                                 "tensor '%s': dimension %u = %" PRIu64 " at byte %" PRIu64
+                                 " overflows the element count",
                                  name, d, ne, r->pos - 8);
             t->ne[d] = (int64_t)ne;
             nel *= (int64_t)ne;
@@ -315,14 +334,17 @@ static int gguf_parse_tensors(gguf_file *f, gguf_rd *r) {
         if ((rc = rd_u32(r, &type, "tensor type"))) return cf_errctx(r->err, "tensor '%s'", name);
         const tt_traits *tr = tt_get((int)type);
         if (!tr)
-            return cf_seterr(r->err, CF_EFORMAT, "tensor '%s': unknown tensor type %u at byte %" PRIu64,
-                             name, type, r->pos - 4);
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "tensor '%s': unknown tensor type %u at byte %" PRIu64, name, type,
+                             r->pos - 4);
         t->type = (int)type;
         if (t->ne[0] % tr->blck)
-            return cf_seterr(r->err, CF_EFORMAT, "tensor '%s': row length %" PRId64
+            return cf_seterr(r->err, CF_EFORMAT,
+                             "tensor '%s': row length %" PRId64
                              " is not a multiple of %s's block size %d",
                              name, t->ne[0], tr->name, tr->blck);
-        if ((rc = rd_u64(r, &t->offset, "tensor offset"))) return cf_errctx(r->err, "tensor '%s'", name);
+        if ((rc = rd_u64(r, &t->offset, "tensor offset")))
+            return cf_errctx(r->err, "tensor '%s'", name);
         /* Byte size: blocks per row * bytes per block * rows, overflow-checked. */
         uint64_t row = (uint64_t)(t->ne[0] / tr->blck);
         if (row && tr->bytes > UINT64_MAX / row)
@@ -345,13 +367,15 @@ static int gguf_check_alignment(gguf_file *f, cf_err *err) {
     if (i < 0) return 0;
     const gguf_kv *kv = &f->kv[i];
     if (kv->type != GGUF_TYPE_UINT32)
-        return cf_seterr(err, CF_EFORMAT, "general.alignment at byte %" PRIu64
-                         " has type %s, expected uint32", kv->off, gguf_vname[kv->type]);
+        return cf_seterr(err, CF_EFORMAT,
+                         "general.alignment at byte %" PRIu64 " has type %s, expected uint32",
+                         kv->off, gguf_vname[kv->type]);
     uint32_t a;
     memcpy(&a, f->base + kv->off, 4);
     if (a == 0 || (a & (a - 1)))
-        return cf_seterr(err, CF_EFORMAT, "general.alignment %u at byte %" PRIu64
-                         " is not a power of two", a, kv->off);
+        return cf_seterr(err, CF_EFORMAT,
+                         "general.alignment %u at byte %" PRIu64 " is not a power of two", a,
+                         kv->off);
     f->alignment = a;
     return 0;
 }
@@ -365,14 +389,16 @@ static int gguf_check_data(gguf_file *f, uint64_t info_end, cf_err *err) {
     for (int64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->t[i];
         if (t->offset % a)
-            return cf_seterr(err, CF_EFORMAT, "tensor '%.*s': data offset %" PRIu64
+            return cf_seterr(err, CF_EFORMAT,
+                             "tensor '%.*s': data offset %" PRIu64
                              " is not a multiple of the alignment %u",
                              (int)t->name.n, t->name.p, t->offset, f->alignment);
         if (t->offset > data_size || t->nbytes > data_size - t->offset)
-            return cf_seterr(err, CF_EFORMAT, "tensor '%.*s': data [%" PRIu64 ", +%" PRIu64
-                             ") lies outside the data section (file byte %" PRIu64 ", %" PRIu64
-                             " bytes)",
-                             (int)t->name.n, t->name.p, t->offset, t->nbytes, f->data_off, data_size);
+            return cf_seterr(
+                err, CF_EFORMAT,
+                "tensor '%.*s': data [%" PRIu64 ", +%" PRIu64
+                ") lies outside the data section (file byte %" PRIu64 ", %" PRIu64 " bytes)",
+                (int)t->name.n, t->name.p, t->offset, t->nbytes, f->data_off, data_size);
         t->data = f->base + f->data_off + t->offset;
     }
     return 0;
@@ -386,6 +412,7 @@ gguf_file *gguf_open_mem(const void *data, size_t size, cf_err *err) {
     }
     f->base = data;
     f->size = size;
+    f->ht_seed = (uint64_t)(uintptr_t)f * 0x9E3779B97F4A7C15ull;
     gguf_rd r = {f->base, size, 0, err};
     int rc = rd_need(&r, 4, "magic");
     if (rc) goto fail;
@@ -399,22 +426,29 @@ gguf_file *gguf_open_mem(const void *data, size_t size, cf_err *err) {
     if ((rc = rd_u32(&r, &f->version, "version"))) goto fail;
     if (f->version != 2 && f->version != 3) {
         if (f->version == 0x02000000u || f->version == 0x03000000u)
-            rc = cf_seterr(err, CF_EFORMAT, "big-endian GGUF file (version bytes at byte 4) is not supported");
+            rc = cf_seterr(err, CF_EFORMAT,
+                           "big-endian GGUF file (version bytes at byte 4) is not supported");
         else
-            rc = cf_seterr(err, CF_EFORMAT, "unsupported GGUF version %u at byte 4 (2 and 3 are supported)",
+            rc = cf_seterr(err, CF_EFORMAT,
+                           "unsupported GGUF version %u at byte 4 (2 and 3 are supported)",
                            f->version);
         goto fail;
     }
-    if ((rc = rd_u64(&r, &n_t, "tensor count")) || (rc = rd_u64(&r, &n_kv, "metadata count"))) goto fail;
+    if ((rc = rd_u64(&r, &n_t, "tensor count")) || (rc = rd_u64(&r, &n_kv, "metadata count")))
+        goto fail;
     if (n_kv > rd_left(&r) / GGUF_MIN_KV_BYTES || n_kv >= UINT32_MAX) {
-        rc = cf_seterr(err, CF_EFORMAT, "metadata count %" PRIu64 " at byte 16 is impossible: only %" PRIu64
-                       " bytes follow the header", n_kv, rd_left(&r));
+        rc = cf_seterr(err, CF_EFORMAT,
+                       "metadata count %" PRIu64 " at byte 16 is impossible: only %" PRIu64
+                       " bytes follow the header",
+                       n_kv, rd_left(&r));
         goto fail;
     }
     if (n_t > rd_left(&r) / GGUF_MIN_TENSOR_BYTES || n_t >= UINT32_MAX ||
         n_kv * GGUF_MIN_KV_BYTES + n_t * GGUF_MIN_TENSOR_BYTES > rd_left(&r)) {
-        rc = cf_seterr(err, CF_EFORMAT, "tensor count %" PRIu64 " at byte 8 is impossible: only %" PRIu64
-                       " bytes follow the header", n_t, rd_left(&r));
+        rc = cf_seterr(err, CF_EFORMAT,
+                       "tensor count %" PRIu64 " at byte 8 is impossible: only %" PRIu64
+                       " bytes follow the header",
+                       n_t, rd_left(&r));
         goto fail;
     }
     f->n_kv = (int64_t)n_kv;
@@ -454,8 +488,9 @@ gguf_file *gguf_open(const char *path, cf_err *err) {
         return NULL;
     }
     if (st.st_size < 24) {
-        cf_seterr(err, CF_EFORMAT, "%s: truncated file: %lld bytes is shorter than a GGUF header (24)",
-                  path, (long long)st.st_size);
+        cf_seterr(err, CF_EFORMAT,
+                  "%s: truncated file: %lld bytes is shorter than a GGUF header (24)", path,
+                  (long long)st.st_size);
         close(fd);
         return NULL;
     }
@@ -478,7 +513,8 @@ gguf_file *gguf_open(const char *path, cf_err *err) {
 void gguf_close(gguf_file *f) {
     if (!f) return;
     if (f->kv)
-        for (uint64_t i = 0; i < f->kv_alloc; i++) free(f->kv[i].str_off);
+        for (uint64_t i = 0; i < f->kv_alloc; i++)
+            free(f->kv[i].str_off);
     free(f->kv);
     free(f->t);
     free(f->kv_ht);
@@ -524,13 +560,41 @@ static bool kv_int(const gguf_file *f, const gguf_kv *kv, uint64_t *mag, bool *n
     bool is_signed = false;
     switch (kv->type) {
     case GGUF_TYPE_UINT8: u = p[0]; break;
-    case GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, p, 2); u = v; break; }
-    case GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, p, 4); u = v; break; }
+    case GGUF_TYPE_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        u = v;
+        break;
+    }
+    case GGUF_TYPE_UINT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        u = v;
+        break;
+    }
     case GGUF_TYPE_UINT64: memcpy(&u, p, 8); break;
-    case GGUF_TYPE_INT8: s = (int8_t)p[0]; is_signed = true; break;
-    case GGUF_TYPE_INT16: { int16_t v; memcpy(&v, p, 2); s = v; is_signed = true; break; }
-    case GGUF_TYPE_INT32: { int32_t v; memcpy(&v, p, 4); s = v; is_signed = true; break; }
-    case GGUF_TYPE_INT64: memcpy(&s, p, 8); is_signed = true; break;
+    case GGUF_TYPE_INT8:
+        s = (int8_t)p[0];
+        is_signed = true;
+        break;
+    case GGUF_TYPE_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        s = v;
+        is_signed = true;
+        break;
+    }
+    case GGUF_TYPE_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        s = v;
+        is_signed = true;
+        break;
+    }
+    case GGUF_TYPE_INT64:
+        memcpy(&s, p, 8);
+        is_signed = true;
+        break;
     default: return false;
     }
     if (is_signed) {
@@ -608,7 +672,8 @@ bool gguf_get_arr(const gguf_file *f, const char *key, gguf_vtype *elem, uint64_
 
 const void *gguf_arr_data(const gguf_file *f, const char *key) {
     const gguf_kv *kv = kv_of(f, key);
-    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->elem == GGUF_TYPE_STRING || kv->elem == GGUF_TYPE_ARRAY)
+    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->elem == GGUF_TYPE_STRING ||
+        kv->elem == GGUF_TYPE_ARRAY)
         return NULL;
     return f->base + kv->arr_off;
 }
@@ -621,6 +686,90 @@ gguf_str gguf_arr_str(const gguf_file *f, const char *key, uint64_t i) {
     memcpy(&s.n, f->base + kv->str_off[i], 8);
     s.p = (const char *)f->base + kv->str_off[i] + 8;
     return s;
+}
+
+const char *gguf_vtype_name(gguf_vtype t) {
+    return (unsigned)t < GGUF_TYPE_COUNT ? gguf_vname[t] : "?";
+}
+
+/* One scalar of type T at P. */
+static void describe_scalar(sb_t *out, gguf_vtype t, const uint8_t *p) {
+    union {
+        uint8_t u8;
+        int8_t i8;
+        uint16_t u16;
+        int16_t i16;
+        uint32_t u32;
+        int32_t i32;
+        float f32;
+        uint64_t u64;
+        int64_t i64;
+        double f64;
+    } v;
+    memcpy(&v, p, gguf_vsize[t]);
+    switch (t) {
+    case GGUF_TYPE_UINT8: sb_printf(out, "%u", v.u8); break;
+    case GGUF_TYPE_INT8: sb_printf(out, "%d", v.i8); break;
+    case GGUF_TYPE_UINT16: sb_printf(out, "%u", v.u16); break;
+    case GGUF_TYPE_INT16: sb_printf(out, "%d", v.i16); break;
+    case GGUF_TYPE_UINT32: sb_printf(out, "%u", v.u32); break;
+    case GGUF_TYPE_INT32: sb_printf(out, "%d", v.i32); break;
+    case GGUF_TYPE_FLOAT32: sb_printf(out, "%g", (double)v.f32); break;
+    case GGUF_TYPE_BOOL: sb_append(out, v.u8 ? "true" : "false"); break;
+    case GGUF_TYPE_UINT64: sb_printf(out, "%" PRIu64, v.u64); break;
+    case GGUF_TYPE_INT64: sb_printf(out, "%" PRId64, v.i64); break;
+    case GGUF_TYPE_FLOAT64: sb_printf(out, "%g", v.f64); break;
+    default: break;
+    }
+}
+
+/* A string, quoted, bytes below 0x20 and quotes escaped, cut after 80 bytes. */
+static void describe_str(sb_t *out, const uint8_t *p, uint64_t n) {
+    sb_putc(out, '"');
+    const uint64_t show = n > 80 ? 80 : n;
+    for (uint64_t i = 0; i < show; i++) {
+        const uint8_t c = p[i];
+        if (c == '"' || c == '\\')
+            sb_printf(out, "\\%c", c);
+        else if (c == '\n')
+            sb_append(out, "\\n");
+        else if (c < 0x20 || c == 0x7f)
+            sb_printf(out, "\\x%02x", c);
+        else
+            sb_putc(out, (char)c);
+    }
+    sb_putc(out, '"');
+    if (show < n) sb_printf(out, "...(%" PRIu64 " bytes)", n);
+}
+
+void gguf_kv_describe(const gguf_file *f, int64_t i, size_t max_items, sb_t *out) {
+    if (i < 0 || i >= f->n_kv) return;
+    const gguf_kv *kv = &f->kv[i];
+    const uint8_t *p = f->base + kv->off;
+    if (kv->type == GGUF_TYPE_STRING) {
+        uint64_t n;
+        memcpy(&n, p, 8);
+        describe_str(out, p + 8, n);
+        return;
+    }
+    if (kv->type != GGUF_TYPE_ARRAY) {
+        describe_scalar(out, kv->type, p);
+        return;
+    }
+    sb_printf(out, "[%s x %" PRIu64 "]", gguf_vname[kv->elem], kv->n);
+    if (kv->elem == GGUF_TYPE_ARRAY) return;
+    const uint64_t show = kv->n < max_items ? kv->n : max_items;
+    for (uint64_t j = 0; j < show; j++) {
+        sb_append(out, j ? ", " : " ");
+        if (kv->elem == GGUF_TYPE_STRING) {
+            uint64_t n;
+            memcpy(&n, f->base + kv->str_off[j], 8);
+            describe_str(out, f->base + kv->str_off[j] + 8, n);
+        } else {
+            describe_scalar(out, kv->elem, f->base + kv->arr_off + j * gguf_vsize[kv->elem]);
+        }
+    }
+    if (show < kv->n) sb_append(out, ", ...");
 }
 
 /* ------------------------------------------------------------------ tensors */
@@ -662,14 +811,16 @@ typedef struct {
     int type;
     uint32_t n_dims;
     int64_t ne[GGUF_MAX_DIMS];
-    void *data;     /* (nbytes,) owned copy */
+    void *data;          /* (nbytes,) owned copy, or NULL for a lazy tensor */
+    gguf_w_fill_fn fill; /* lazy tensors: produces the data at write time */
+    void *fill_ctx;
     uint64_t nbytes;
 } gguf_wtensor;
 
 struct gguf_writer {
-    gguf_wkv *kv;     /* (n_kv,) */
+    gguf_wkv *kv; /* (n_kv,) */
     size_t n_kv, cap_kv;
-    gguf_wtensor *t;  /* (n_t,) */
+    gguf_wtensor *t; /* (n_t,) */
     size_t n_t, cap_t;
 };
 
@@ -727,7 +878,9 @@ static void sb_gstr(sb_t *s, const char *p, uint64_t n) {
     if (n) sb_appendn(s, p, (size_t)n);
 }
 
-void gguf_w_set_u32(gguf_writer *w, const char *key, uint32_t v) { sb_u32(w_slot(w, key, GGUF_TYPE_UINT32), v); }
+void gguf_w_set_u32(gguf_writer *w, const char *key, uint32_t v) {
+    sb_u32(w_slot(w, key, GGUF_TYPE_UINT32), v);
+}
 void gguf_w_set_i32(gguf_writer *w, const char *key, int32_t v) {
     sb_appendn(w_slot(w, key, GGUF_TYPE_INT32), &v, 4);
 }
@@ -741,8 +894,10 @@ void gguf_w_set_str(gguf_writer *w, const char *key, const char *v) {
     sb_gstr(w_slot(w, key, GGUF_TYPE_STRING), v, strlen(v));
 }
 
-void gguf_w_set_arr(gguf_writer *w, const char *key, gguf_vtype elem, const void *data, uint64_t n) {
-    if (elem >= GGUF_TYPE_COUNT || !gguf_vsize[elem]) abort(); /* programming error */
+void gguf_w_set_arr(gguf_writer *w, const char *key, gguf_vtype elem, const void *data,
+                    uint64_t n) {
+    if (elem >= GGUF_TYPE_COUNT || !gguf_vsize[elem] || n > SIZE_MAX / 8)
+        abort(); /* programming error */
     sb_t *s = w_slot(w, key, GGUF_TYPE_ARRAY);
     sb_u32(s, (uint32_t)elem);
     sb_u64(s, n);
@@ -753,7 +908,8 @@ void gguf_w_set_arr_str(gguf_writer *w, const char *key, const gguf_str *strs, u
     sb_t *s = w_slot(w, key, GGUF_TYPE_ARRAY);
     sb_u32(s, GGUF_TYPE_STRING);
     sb_u64(s, n);
-    for (uint64_t i = 0; i < n; i++) sb_gstr(s, strs[i].p, strs[i].n);
+    for (uint64_t i = 0; i < n; i++)
+        sb_gstr(s, strs[i].p, strs[i].n);
 }
 
 void gguf_w_copy_kv(gguf_writer *w, const gguf_file *src) {
@@ -766,43 +922,77 @@ void gguf_w_copy_kv(gguf_writer *w, const gguf_file *src) {
     }
 }
 
-int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims, const int64_t *ne,
-                      const void *data, uint64_t nbytes, cf_err *err) {
+/* Validates a new tensor's name, type and shape; *NBYTES gets its size. */
+static int w_check_tensor(const gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                          const int64_t *ne, uint64_t *nbytes, cf_err *err) {
     size_t nl = strlen(name);
     if (nl == 0 || nl > GGUF_MAX_NAME)
-        return cf_seterr(err, CF_EINVAL, "tensor name '%s' must be 1..%d bytes", name, GGUF_MAX_NAME);
+        return cf_seterr(err, CF_EINVAL, "tensor name '%s' must be 1..%d bytes", name,
+                         GGUF_MAX_NAME);
     for (size_t i = 0; i < w->n_t; i++)
-        if (!strcmp(w->t[i].name, name)) return cf_seterr(err, CF_EINVAL, "duplicate tensor '%s'", name);
+        if (!strcmp(w->t[i].name, name))
+            return cf_seterr(err, CF_EINVAL, "duplicate tensor '%s'", name);
     const tt_traits *tr = tt_get(type);
     if (!tr) return cf_seterr(err, CF_EINVAL, "tensor '%s': unknown type %d", name, type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-        return cf_seterr(err, CF_EINVAL, "tensor '%s': n_dims %u outside 1..%d", name, n_dims, GGUF_MAX_DIMS);
+        return cf_seterr(err, CF_EINVAL, "tensor '%s': n_dims %u outside 1..%d", name, n_dims,
+                         GGUF_MAX_DIMS);
     uint64_t want = tt_row_size(type, ne[0]);
     if (ne[0] < 0 || (ne[0] > 0 && want == 0))
-        return cf_seterr(err, CF_EINVAL, "tensor '%s': row length %" PRId64 " is not a multiple of %s's block %d",
+        return cf_seterr(err, CF_EINVAL,
+                         "tensor '%s': row length %" PRId64 " is not a multiple of %s's block %d",
                          name, ne[0], tr->name, tr->blck);
     for (uint32_t d = 1; d < n_dims; d++) {
         if (ne[d] < 0 || (ne[d] && want > UINT64_MAX / (uint64_t)ne[d]))
             return cf_seterr(err, CF_EINVAL, "tensor '%s': bad dimension %u", name, d);
         want *= (uint64_t)ne[d];
     }
-    if (want != nbytes)
-        return cf_seterr(err, CF_EINVAL, "tensor '%s': %" PRIu64 " bytes given, its type and shape need %" PRIu64,
-                         name, nbytes, want);
+    *nbytes = want;
+    return 0;
+}
+
+static gguf_wtensor *w_push_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                                   const int64_t *ne, uint64_t nbytes) {
     if (w->n_t == w->cap_t) {
         w->cap_t = w->cap_t ? 2 * w->cap_t : 64;
         w->t = xrealloc(w->t, w->cap_t * sizeof *w->t);
     }
-    gguf_wtensor *t = &w->t[w->n_t];
+    gguf_wtensor *t = &w->t[w->n_t++];
+    memset(t, 0, sizeof *t);
     t->name = strdup(name);
-    t->data = malloc(nbytes ? (size_t)nbytes : 1);
-    if (!t->name || !t->data) abort();
-    if (nbytes) memcpy(t->data, data, (size_t)nbytes);
+    if (!t->name) abort();
     t->type = type;
     t->n_dims = n_dims;
-    for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < (int)n_dims ? ne[d] : 1;
+    for (int d = 0; d < GGUF_MAX_DIMS; d++)
+        t->ne[d] = d < (int)n_dims ? ne[d] : 1;
     t->nbytes = nbytes;
-    w->n_t++;
+    return t;
+}
+
+int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                      const int64_t *ne, const void *data, uint64_t nbytes, cf_err *err) {
+    uint64_t want;
+    int rc = w_check_tensor(w, name, type, n_dims, ne, &want, err);
+    if (rc) return rc;
+    if (want != nbytes)
+        return cf_seterr(err, CF_EINVAL,
+                         "tensor '%s': %" PRIu64 " bytes given, its type and shape need %" PRIu64,
+                         name, nbytes, want);
+    gguf_wtensor *t = w_push_tensor(w, name, type, n_dims, ne, nbytes);
+    t->data = malloc(nbytes ? (size_t)nbytes : 1);
+    if (!t->data) abort();
+    if (nbytes) memcpy(t->data, data, (size_t)nbytes);
+    return 0;
+}
+
+int gguf_w_add_tensor_lazy(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                           const int64_t *ne, gguf_w_fill_fn fill, void *ctx, cf_err *err) {
+    uint64_t nbytes;
+    int rc = w_check_tensor(w, name, type, n_dims, ne, &nbytes, err);
+    if (rc) return rc;
+    gguf_wtensor *t = w_push_tensor(w, name, type, n_dims, ne, nbytes);
+    t->fill = fill;
+    t->fill_ctx = ctx;
     return 0;
 }
 
@@ -842,18 +1032,27 @@ int gguf_w_write(gguf_writer *w, const char *path, cf_err *err) {
         sb_u32(&h, (uint32_t)w->kv[i].type);
         sb_appendn(&h, w->kv[i].val.data ? w->kv[i].val.data : "", w->kv[i].val.len);
     }
-    uint64_t off = 0;
+    uint64_t off = 0, lazy_max = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         const gguf_wtensor *t = &w->t[i];
         sb_gstr(&h, t->name, strlen(t->name));
         sb_u32(&h, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) sb_u64(&h, (uint64_t)t->ne[d]);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            sb_u64(&h, (uint64_t)t->ne[d]);
         sb_u32(&h, (uint32_t)t->type);
         sb_u64(&h, off);
         off = (off + t->nbytes + align - 1) / align * align;
+        if (t->fill && t->nbytes > lazy_max) lazy_max = t->nbytes;
     }
     static const char zeros[4096];
     size_t pad = (size_t)((align - h.len % align) % align);
+    /* One buffer, reused, for the tensors produced at write time. */
+    void *buf = lazy_max ? malloc((size_t)lazy_max) : NULL;
+    if (lazy_max && !buf) {
+        sb_free(&h);
+        return cf_seterr(err, CF_ENOMEM, "%s: out of memory for a %" PRIu64 "-byte tensor", path,
+                         lazy_max);
+    }
 
     sb_t tmp = {0};
     sb_printf(&tmp, "%s.tmp.XXXXXX", path);
@@ -862,30 +1061,39 @@ int gguf_w_write(gguf_writer *w, const char *path, cf_err *err) {
         int rc = cf_seterr(err, CF_EIO, "%s: cannot create temp file: %s", path, strerror(errno));
         sb_free(&h);
         sb_free(&tmp);
+        free(buf);
         return rc;
     }
-    int bad = fchmod(fd, 0644) != 0 || w_write_all(fd, h.data, h.len) || w_write_all(fd, zeros, pad);
-    for (size_t i = 0; i < w->n_t && !bad; i++) {
+    int rc = 0;
+    int bad =
+        fchmod(fd, 0644) != 0 || w_write_all(fd, h.data, h.len) || w_write_all(fd, zeros, pad);
+    for (size_t i = 0; i < w->n_t && !bad && !rc; i++) {
         const gguf_wtensor *t = &w->t[i];
+        const void *data = t->data;
+        if (t->fill) {
+            rc = t->fill(t->fill_ctx, buf, t->nbytes, err);
+            if (rc) break;
+            data = buf;
+        }
         size_t tp = (size_t)((align - t->nbytes % align) % align);
-        bad = w_write_all(fd, t->data, (size_t)t->nbytes) || w_write_all(fd, zeros, tp);
+        bad = w_write_all(fd, data, (size_t)t->nbytes) || w_write_all(fd, zeros, tp);
     }
-    if (!bad) bad = fsync(fd) != 0;
+    if (!bad && !rc) bad = fsync(fd) != 0;
     int e = errno;
     if (close(fd) != 0 && !bad) {
         bad = 1;
         e = errno;
     }
-    if (!bad && rename(tmp.data, path) != 0) {
+    if (!bad && !rc && rename(tmp.data, path) != 0) {
         bad = 1;
         e = errno;
     }
-    int rc = 0;
-    if (bad) {
+    if (bad || rc) {
         unlink(tmp.data);
-        rc = cf_seterr(err, CF_EIO, "%s: write failed: %s", path, strerror(e));
+        if (!rc) rc = cf_seterr(err, CF_EIO, "%s: write failed: %s", path, strerror(e));
     }
     sb_free(&h);
     sb_free(&tmp);
+    free(buf);
     return rc;
 }

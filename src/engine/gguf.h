@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/sb.h"
 
 /* Metadata value types, numbered as in the GGUF specification. */
 typedef enum {
@@ -76,6 +77,14 @@ int64_t gguf_find_key(const gguf_file *f, const char *key);
 gguf_str gguf_kv_key(const gguf_file *f, int64_t i);
 gguf_vtype gguf_kv_type(const gguf_file *f, int64_t i);
 
+/* Appends a readable rendering of value I to OUT: numbers, quoted strings
+ * (control bytes escaped, long strings cut with "..."), arrays as
+ * "[TYPE x N] first, items, ..." showing at most MAX_ITEMS elements.
+ * For debugging and listings (`confab gguf`). */
+void gguf_kv_describe(const gguf_file *f, int64_t i, size_t max_items, sb_t *out);
+/* Name of a metadata value type ("uint32", "string", ...). */
+const char *gguf_vtype_name(gguf_vtype t);
+
 /* Typed getters by key. Return false when the key is absent or its value
  * cannot be represented in the requested type (integers of any width are
  * accepted when the value fits; floats accept FLOAT32/FLOAT64). */
@@ -105,7 +114,8 @@ char *gguf_str_dup(gguf_str s);
 
 /* ---- writer ---- */
 /* Builds a GGUF v3 file in memory: add metadata and tensors, then write.
- * Tensor data is copied at gguf_w_add_tensor time. */
+ * Tensor data is copied at gguf_w_add_tensor time. Setting a key again
+ * replaces its value. Like sb, the writer aborts when memory runs out. */
 typedef struct gguf_writer gguf_writer;
 gguf_writer *gguf_w_new(void);
 void gguf_w_free(gguf_writer *w);
@@ -123,7 +133,16 @@ void gguf_w_copy_kv(gguf_writer *w, const gguf_file *src);
 /* Adds a tensor; NBYTES must match its type and shape. */
 int gguf_w_add_tensor(gguf_writer *w, const char *name, int type, uint32_t n_dims,
                       const int64_t *ne, const void *data, uint64_t nbytes, cf_err *err);
-/* Writes to PATH atomically (temp file + rename). */
+/* Produces the NBYTES of data of a lazy tensor into DST; returns 0, or a
+ * negative CF_E* with ERR set (which aborts gguf_w_write). */
+typedef int (*gguf_w_fill_fn)(void *ctx, void *dst, uint64_t nbytes, cf_err *err);
+/* Adds a tensor whose data FILL(CTX, ...) produces during gguf_w_write(),
+ * one tensor at a time, so writing needs memory for only the largest lazy
+ * tensor. CTX must stay valid until gguf_w_write() returns. */
+int gguf_w_add_tensor_lazy(gguf_writer *w, const char *name, int type, uint32_t n_dims,
+                           const int64_t *ne, gguf_w_fill_fn fill, void *ctx, cf_err *err);
+/* Writes to PATH atomically (temp file + rename); nothing is left at PATH
+ * or beside it on error. */
 int gguf_w_write(gguf_writer *w, const char *path, cf_err *err);
 
 #endif

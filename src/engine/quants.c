@@ -9,12 +9,16 @@
  *  - from_float: activations are rounded to 8 bits the way GGML's reference
  *    code does (Q8_0/Q8_1: scale amax/127, roundf; Q8_K: -127/max and
  *    round-half-even with bsums per 16 values), so dot products see the same
- *    integers as the reference engine. Weight quantizers port the search
- *    algorithms of GGML's reference quantizers (no importance matrix):
- *    Q4_0/Q5_0 take the scale from the signed maximum; Q4_K/Q5_K fit a scale
- *    and a minimum per 32 values with a weighted least-squares search
- *    (kq_make_qkx2) and quantize the sub-block scales to 6 bits; Q6_K picks a
- *    scale per 16 values (kq_make_qx) and quantizes those to 8 bits.
+ *    integers as the reference engine. (GGML's AVX2 Q8_0/Q8_1 path uses
+ *    127/amax and round-half-even instead; it differs only at exact ties.)
+ *    Weight quantizers port the search algorithms of GGML's reference
+ *    quantizers (no importance matrix) and reproduce its bytes exactly:
+ *    Q4_0/Q5_0 take the scale from the signed maximum, Q4_1/Q5_1 from the
+ *    range; Q2_K/Q4_K/Q5_K fit a scale and a minimum per 16/32 values with a
+ *    weighted least-squares search (kq_make_qkx2) and quantize the sub-block
+ *    scales to 4/6 bits; Q3_K (kq_make_q3) and Q6_K (kq_make_qx) fit signed
+ *    scales per 16 values; IQ4_NL/IQ4_XS fit a scale per 32 values to the
+ *    non-linear codebook (iq4_quantize_block).
  *  - vec_dot: weights x activations. Each block's products are summed in
  *    integers and scaled once in float; K-quants sum a whole super-block in
  *    integers (exact) before one float multiply. F32/F16/BF16 accumulate in
@@ -25,10 +29,10 @@
  */
 #include "engine/quants.h"
 
+#include "engine/blocks.h"
+
 #include <math.h>
 #include <string.h>
-
-#include "engine/blocks.h"
 
 #define KQ_GROUP_MAX_EPS 1e-15f
 
@@ -75,12 +79,14 @@ void tt_to_float_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, 
 
 void tt_to_float_f16(const void *src, float *dst, int64_t n) {
     const cf_fp16 *x = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = cf_fp16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = cf_fp16_to_fp32(x[i]);
 }
 
 void tt_to_float_bf16(const void *src, float *dst, int64_t n) {
     const cf_bf16 *x = src;
-    for (int64_t i = 0; i < n; i++) dst[i] = cf_bf16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = cf_bf16_to_fp32(x[i]);
 }
 
 void tt_to_float_q4_0(const void *src, float *y, int64_t n) {
@@ -139,7 +145,8 @@ void tt_to_float_q8_0(const void *src, float *y, int64_t n) {
     const block_q8_0 *x = src;
     for (int64_t i = 0; i < n / QK8_0; i++, y += QK8_0) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK8_0; j++) y[j] = (float)x[i].qs[j] * d;
+        for (int j = 0; j < QK8_0; j++)
+            y[j] = (float)x[i].qs[j] * d;
     }
 }
 
@@ -147,7 +154,8 @@ void tt_to_float_q8_1(const void *src, float *y, int64_t n) {
     const block_q8_1 *x = src;
     for (int64_t i = 0; i < n / QK8_1; i++, y += QK8_1) {
         const float d = h2f(x[i].d);
-        for (int j = 0; j < QK8_1; j++) y[j] = (float)x[i].qs[j] * d;
+        for (int j = 0; j < QK8_1; j++)
+            y[j] = (float)x[i].qs[j] * d;
     }
 }
 
@@ -162,11 +170,13 @@ void tt_to_float_q2_K(const void *src, float *y, int64_t n) {
             for (int j = 0; j < 4; j++) {
                 uint8_t sc = x[i].scales[is++];
                 float dl = d * (float)(sc & 0xF), ml = min * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((int8_t)((q[l] >> shift) & 3)) - ml;
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * (float)((int8_t)((q[l] >> shift) & 3)) - ml;
                 sc = x[i].scales[is++];
                 dl = d * (float)(sc & 0xF);
                 ml = min * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3)) - ml;
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3)) - ml;
                 shift += 2;
             }
             q += 32;
@@ -188,10 +198,12 @@ void tt_to_float_q3_K(const void *src, float *y, int64_t n) {
             for (int j = 0; j < 4; j++) {
                 float dl = d_all * (float)(scales[is++] - 32);
                 for (int l = 0; l < 16; l++)
-                    *y++ = dl * (float)((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
+                    *y++ =
+                        dl * (float)((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
                 dl = d_all * (float)(scales[is++] - 32);
                 for (int l = 0; l < 16; l++)
-                    *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
+                    *y++ = dl *
+                           (float)((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
                 shift += 2;
                 m = (uint8_t)(m << 1);
             }
@@ -212,8 +224,10 @@ void tt_to_float_q4_K(const void *src, float *y, int64_t n) {
             const float d1 = d * sc, m1 = min * m;
             get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+            for (int l = 0; l < 32; l++)
+                *y++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++)
+                *y++ = d2 * (float)(q[l] >> 4) - m2;
             q += 32;
             is += 2;
         }
@@ -232,8 +246,10 @@ void tt_to_float_q5_K(const void *src, float *y, int64_t n) {
             const float d1 = d * sc, m1 = min * m;
             get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            for (int l = 0; l < 32; l++)
+                *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++)
+                *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
             ql += 32;
             is += 2;
             u1 = (uint8_t)(u1 << 2);
@@ -271,7 +287,8 @@ void tt_to_float_q6_K(const void *src, float *y, int64_t n) {
 void tt_to_float_q8_K(const void *src, float *y, int64_t n) {
     const block_q8_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++)
-        for (int j = 0; j < QK_K; j++) *y++ = x[i].d * (float)x[i].qs[j];
+        for (int j = 0; j < QK_K; j++)
+            *y++ = x[i].d * (float)x[i].qs[j];
 }
 
 void tt_to_float_iq4_nl(const void *src, float *y, int64_t n) {
@@ -313,23 +330,27 @@ void tt_from_float_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src
 
 void tt_from_float_f16(const float *src, void *dst, int64_t n) {
     cf_fp16 *y = dst;
-    for (int64_t i = 0; i < n; i++) y[i] = cf_fp32_to_fp16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cf_fp32_to_fp16(src[i]);
 }
 
 void tt_from_float_bf16(const float *src, void *dst, int64_t n) {
     cf_bf16 *y = dst;
-    for (int64_t i = 0; i < n; i++) y[i] = cf_fp32_to_bf16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = cf_fp32_to_bf16(src[i]);
 }
 
 void tt_from_float_q8_0(const float *x, void *dst, int64_t n) {
     block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_0; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127.0f;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = cf_fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < QK8_0; j++)
+            y[i].qs[j] = (int8_t)roundf(x[j] * id);
     }
 }
 
@@ -337,7 +358,8 @@ void tt_from_float_q8_1(const float *x, void *dst, int64_t n) {
     block_q8_1 *y = dst;
     for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_1; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_1; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127.0f;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = cf_fp32_to_fp16(d);
@@ -367,10 +389,12 @@ void tt_from_float_q8_K(const float *x, void *dst, int64_t n) {
             continue;
         }
         const float iscale = -127.f / max;
-        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)imin(127, nearest_int(iscale * x[j]));
+        for (int j = 0; j < QK_K; j++)
+            y[i].qs[j] = (int8_t)imin(127, nearest_int(iscale * x[j]));
         for (int j = 0; j < QK_K / 16; j++) {
             int sum = 0;
-            for (int k = 0; k < 16; k++) sum += y[i].qs[j * 16 + k];
+            for (int k = 0; k < 16; k++)
+                sum += y[i].qs[j * 16 + k];
             y[i].bsums[j] = (int16_t)sum;
         }
         y[i].d = 1 / iscale;
@@ -378,6 +402,51 @@ void tt_from_float_q8_K(const float *x, void *dst, int64_t n) {
 }
 
 /* ================================================================== from_float: weights */
+
+/* Q4_1 / Q5_1: an offset (the block minimum) and a scale spanning the range. */
+void tt_from_float_q4_1(const float *x, void *dst, int64_t n) {
+    block_q4_1 *y = dst;
+    for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK4_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = cf_fp32_to_fp16(d);
+        y[i].m = cf_fp32_to_fp16(min);
+        for (int j = 0; j < QK4_1 / 2; j++) {
+            const int xi0 = imax(0, imin(15, (int)((x[j] - min) * id + 0.5f)));
+            const int xi1 = imax(0, imin(15, (int)((x[QK4_1 / 2 + j] - min) * id + 0.5f)));
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+void tt_from_float_q5_1(const float *x, void *dst, int64_t n) {
+    block_q5_1 *y = dst;
+    for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK5_1; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 31;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = cf_fp32_to_fp16(d);
+        y[i].m = cf_fp32_to_fp16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK5_1 / 2; j++) {
+            const int xi0 = imax(0, imin(31, (int)((x[j] - min) * id + 0.5f)));
+            const int xi1 = imax(0, imin(31, (int)((x[QK5_1 / 2 + j] - min) * id + 0.5f)));
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((uint32_t)(xi0 & 0x10) >> 4) << (j + 0);
+            qh |= ((uint32_t)(xi1 & 0x10) >> 4) << (j + QK5_1 / 2);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
 
 /* Q4_0 / Q5_0: the scale maps the signed extreme to -8 (-16), so the value
  * of largest magnitude is exact and the grid extends one step further on
@@ -427,11 +496,13 @@ void tt_from_float_q5_0(const float *x, void *dst, int64_t n) {
 }
 
 /* Fits x ~ scale * L + min (L in 0..nmax, min <= 0) minimizing the weighted
- * squared error: a first guess from the range, then NSTEP+1 trial grids
- * around it, each solved in closed form by weighted least squares.
+ * squared error (USE_MAD: absolute error): a first guess from the range,
+ * then NSTEP+1 trial grids around it, each solved in closed form by
+ * weighted least squares.
  * Returns the scale; *the_min = -min. L: (n,) levels, Laux: (n,) scratch. */
 static float kq_make_qkx2(int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep) {
+                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
@@ -454,7 +525,7 @@ static float kq_make_qkx2(int n, int nmax, const float *x, const float *weights,
         const int l = nearest_int(iscale * (x[i] - min));
         L[i] = (uint8_t)imax(0, imin(nmax, l));
         const float diff = scale * L[i] + min - x[i];
-        best_mad += weights[i] * diff * diff;
+        best_mad += weights[i] * (use_mad ? fabsf(diff) : diff * diff);
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
@@ -478,7 +549,7 @@ static float kq_make_qkx2(int n, int nmax, const float *x, const float *weights,
             float mad = 0;
             for (int i = 0; i < n; i++) {
                 const float diff = this_scale * Laux[i] + this_min - x[i];
-                mad += weights[i] * diff * diff;
+                mad += weights[i] * (use_mad ? fabsf(diff) : diff * diff);
             }
             if (mad < best_mad) {
                 memcpy(L, Laux, (size_t)n);
@@ -548,10 +619,13 @@ static void kq_fit_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 32; j++) {
         float sum_x2 = 0;
-        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        for (int l = 0; l < 32; l++)
+            sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-        sc[j] = kq_make_qkx2(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+        for (int l = 0; l < 32; l++)
+            weights[l] = av_x + fabsf(x[32 * j + l]);
+        sc[j] = kq_make_qkx2(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
+                             nstep, 0);
         if (sc[j] > max_scale) max_scale = sc[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -583,6 +657,164 @@ static void kq_fit_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *
     }
 }
 
+/* Symmetric fit for Q3_K: x ~ scale * L, L in -nmax..nmax-1, starting from
+ * -nmax/max and then moving single values to other levels while that
+ * improves the x^2-weighted least-squares fit (up to 5 passes).
+ * L: (n,) levels stored + nmax. */
+static float kq_make_q3(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < KQ_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    const float iscale = -(float)nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+                const int new_l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * (float)new_l;
+                    sl2 += w * (float)new_l * (float)new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    return sumlx / suml2;
+}
+
+/* Q2_K: (scale, min) per 16 values fitted with absolute-error weights |x|,
+ * both quantized to 4 bits against fp16 super-scales. */
+void tt_from_float_q2_K(const float *x, void *dst, int64_t n) {
+    block_q2_K *y = dst;
+    const float q4scale = 15.f;
+    uint8_t L[QK_K], Laux[16];
+    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < QK_K / 16; j++) {
+            for (int l = 0; l < 16; l++)
+                weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = kq_make_qkx2(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
+                                     0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = q4scale / max_scale;
+            for (int j = 0; j < QK_K / 16; j++)
+                y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            y[i].d = cf_fp32_to_fp16(max_scale / q4scale);
+        } else {
+            memset(y[i].scales, 0, sizeof y[i].scales);
+            y[i].d = cf_fp32_to_fp16(0.f);
+        }
+        if (max_min > 0) {
+            const float iscale = q4scale / max_min;
+            for (int j = 0; j < QK_K / 16; j++)
+                y[i].scales[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            y[i].dmin = cf_fp32_to_fp16(max_min / q4scale);
+        } else {
+            y[i].dmin = cf_fp32_to_fp16(0.f);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            const float d = h2f(y[i].d) * (float)(y[i].scales[j] & 0xF);
+            if (!d) continue;
+            const float dm = h2f(y[i].dmin) * (float)(y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + ii] + dm) / d)));
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                               (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
+/* Q3_K: a signed scale per 16 values (kq_make_q3), quantized to 6 bits
+ * against an fp16 super-scale; values 3 bits (2 low + 1 in hmask). */
+void tt_from_float_q3_K(const float *x, void *dst, int64_t n) {
+    block_q3_K *y = dst;
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < QK_K / 16; j++) {
+            scales[j] = kq_make_q3(16, 4, x + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        memset(y[i].scales, 0, sizeof y[i].scales);
+        if (max_scale) {
+            const float iscale = -32.f / max_scale;
+            for (int j = 0; j < QK_K / 16; j++) {
+                int l = imax(-32, imin(31, nearest_int(iscale * scales[j]))) + 32;
+                if (j < 8)
+                    y[i].scales[j] = (uint8_t)(l & 0xF);
+                else
+                    y[i].scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                y[i].scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            y[i].d = cf_fp32_to_fp16(1 / iscale);
+        } else {
+            y[i].d = cf_fp32_to_fp16(0.f);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            int sc = j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4;
+            sc = (sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            const float d = h2f(y[i].d) * (float)sc;
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d))) + 4);
+        }
+        memset(y[i].hmask, 0, sizeof y[i].hmask);
+        int m = 0;
+        uint8_t hm = 1;
+        for (int j = 0; j < QK_K; j++) {
+            if (L[j] > 3) {
+                y[i].hmask[m] |= hm;
+                L[j] = (int8_t)(L[j] - 4);
+            }
+            if (++m == QK_K / 8) {
+                m = 0;
+                hm = (uint8_t)(hm << 1);
+            }
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) |
+                                               (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
 void tt_from_float_q4_K(const float *x, void *dst, int64_t n) {
     block_q4_K *y = dst;
     uint8_t L[QK_K];
@@ -590,7 +822,8 @@ void tt_from_float_q4_K(const float *x, void *dst, int64_t n) {
         kq_fit_k4(x, 15, -1.f, 20, y[i].scales, &y[i].d, &y[i].dmin, L);
         uint8_t *q = y[i].qs;
         for (int j = 0; j < QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            for (int l = 0; l < 32; l++)
+                q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
     }
 }
 
@@ -642,12 +875,14 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
         }
         const float iscale = -128.f / max_scale;
         y[i].d = cf_fp32_to_fp16(1 / iscale);
-        for (int ib = 0; ib < QK_K / 16; ib++) y[i].scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
+        for (int ib = 0; ib < QK_K / 16; ib++)
+            y[i].scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
         for (int j = 0; j < QK_K / 16; j++) {
             const float d = h2f(y[i].d) * y[i].scales[j];
             if (!d) continue;
             for (int ii = 0; ii < 16; ii++)
-                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
+                L[16 * j + ii] =
+                    (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
         }
         uint8_t *ql = y[i].ql, *qh = y[i].qh;
         for (int j = 0; j < QK_K; j += 128) {
@@ -656,8 +891,8 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
                 const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
                 ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
                 ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                  ((L[j + l + 96] >> 4) << 6));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                  ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
             }
             ql += 64;
             qh += 32;
@@ -665,26 +900,149 @@ void tt_from_float_q6_K(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Index of the codebook value nearest to X in the sorted VAL[0..n). */
+static inline int best_index_int8(int n, const int8_t *val, float x) {
+    if (x <= val[0]) return 0;
+    if (x >= val[n - 1]) return n - 1;
+    int ml = 0, mu = n - 1;
+    while (mu - ml > 1) {
+        const int mav = (ml + mu) / 2;
+        if (x < val[mav])
+            mu = mav;
+        else
+            ml = mav;
+    }
+    return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+/* IQ4_NL / IQ4_XS: per 32 values, pick the scale that best fits x to the
+ * non-linear codebook (weights x^2, 15 trial scales around -max/127); for
+ * IQ4_XS the 8 block scales are then quantized to 6 bits against one fp16
+ * super-scale and the values re-fit. SB = super-block size (32 or 256).
+ * DH, Q4, SCALES_H, SCALES_L: the block's fields (scales unused when SB = 32). */
+static void iq4_quantize_block(int sb, const float *x, cf_fp16 *dh, uint8_t *q4, uint16_t *scales_h,
+                               uint8_t *scales_l) {
+    const int ntry = 7;
+    const int8_t *values = kvalues_iq4nl;
+    float scales[QK_K / 32], weight[32];
+    uint8_t L[QK_K];
+    memset(q4, 0, (size_t)sb / 2);
+    memset(L, 0, sizeof L);
+    *dh = cf_fp32_to_fp16(0.f);
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sb / 32; ib++) {
+        const float *xb = x + ib * 32;
+        uint8_t *Lb = L + ib * 32;
+        for (int j = 0; j < 32; j++)
+            weight[j] = xb[j] * xb[j];
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(xb[j]) > amax) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        if (amax < KQ_GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = -max / values[0];
+        float id = 1 / d;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            const int l = best_index_int8(16, values, id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            const float q = values[l], w = weight[j];
+            sumqx += w * q * xb[j];
+            sumq2 += w * q * q;
+        }
+        d = sumqx / sumq2;
+        float best = d * sumqx;
+        for (int itry = -ntry; itry <= ntry; itry++) {
+            id = (float)(itry + values[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < 32; j++) {
+                const int l = best_index_int8(16, values, id * xb[j]);
+                const float q = values[l], w = weight[j];
+                sumqx += w * q * xb[j];
+                sumq2 += w * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        if (fabsf(d) > amax_scale) {
+            amax_scale = fabsf(d);
+            max_scale = d;
+        }
+    }
+    if (sb > 32) {
+        *scales_h = 0;
+        const float d = -max_scale / 32;
+        *dh = cf_fp32_to_fp16(d);
+        const float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < sb / 32; ib++) {
+            int l = imax(-32, imin(31, nearest_int(id * scales[ib])));
+            const float dl = d * (float)l;
+            const float idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; j++)
+                L[ib * 32 + j] = (uint8_t)best_index_int8(16, values, idl * x[ib * 32 + j]);
+            l += 32;
+            if (ib % 2 == 0)
+                scales_l[ib / 2] = (uint8_t)(l & 0xf);
+            else
+                scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+            *scales_h |= (uint16_t)((l >> 4) << 2 * (ib % 16));
+        }
+    } else {
+        *dh = cf_fp32_to_fp16(scales[0]);
+        const float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < sb; j++)
+            L[j] = (uint8_t)best_index_int8(16, values, id * x[j]);
+    }
+    for (int i = 0; i < sb / 32; i++)
+        for (int j = 0; j < 16; j++)
+            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void tt_from_float_iq4_nl(const float *x, void *dst, int64_t n) {
+    block_iq4_nl *y = dst;
+    uint16_t unused_h;
+    uint8_t unused_l[4];
+    for (int64_t i = 0; i < n / QK4_NL; i++)
+        iq4_quantize_block(QK4_NL, x + i * QK4_NL, &y[i].d, y[i].qs, &unused_h, unused_l);
+}
+
+void tt_from_float_iq4_xs(const float *x, void *dst, int64_t n) {
+    block_iq4_xs *y = dst;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        iq4_quantize_block(QK_K, x + i * QK_K, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
+}
+
 /* ================================================================== vec_dot */
 
 void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *xv) {
     const float *a = w, *b = xv;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(a[i] * b[i]);
+    for (int i = 0; i < n; i++)
+        sum += (double)(a[i] * b[i]);
     *s = (float)sum;
 }
 
 void tt_vec_dot_f16_ref(int n, float *s, const void *w, const void *xv) {
     const cf_fp16 *a = w, *b = xv;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(cf_fp16_to_fp32(a[i]) * cf_fp16_to_fp32(b[i]));
+    for (int i = 0; i < n; i++)
+        sum += (double)(cf_fp16_to_fp32(a[i]) * cf_fp16_to_fp32(b[i]));
     *s = (float)sum;
 }
 
 void tt_vec_dot_bf16_ref(int n, float *s, const void *w, const void *xv) {
     const cf_bf16 *a = w, *b = xv;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += (double)(cf_bf16_to_fp32(a[i]) * cf_bf16_to_fp32(b[i]));
+    for (int i = 0; i < n; i++)
+        sum += (double)(cf_bf16_to_fp32(a[i]) * cf_bf16_to_fp32(b[i]));
     *s = (float)sum;
 }
 
@@ -713,7 +1071,8 @@ void tt_vec_dot_q4_1_q8_1_ref(int n, float *s, const void *w, const void *xv) {
             sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
             sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + QK8_1 / 2];
         }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
+        sumf +=
+            (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
     }
     *s = sumf;
 }
@@ -749,7 +1108,8 @@ void tt_vec_dot_q5_1_q8_1_ref(int n, float *s, const void *w, const void *xv) {
             sumi0 += ((x[ib].qs[j] & 0x0F) | xh0) * y[ib].qs[j];
             sumi1 += ((x[ib].qs[j] >> 4) | xh1) * y[ib].qs[j + QK8_1 / 2];
         }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
+        sumf +=
+            (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
     }
     *s = sumf;
 }
@@ -760,7 +1120,8 @@ void tt_vec_dot_q8_0_q8_0_ref(int n, float *s, const void *w, const void *xv) {
     float sumf = 0;
     for (int ib = 0; ib < n / QK8_0; ib++) {
         int sumi = 0;
-        for (int j = 0; j < QK8_0; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        for (int j = 0; j < QK8_0; j++)
+            sumi += x[ib].qs[j] * y[ib].qs[j];
         sumf += (float)sumi * (h2f(x[ib].d) * h2f(y[ib].d));
     }
     *s = sumf;
@@ -790,17 +1151,20 @@ void tt_vec_dot_q2_K_q8_K_ref(int n, float *s, const void *w, const void *xv) {
         const uint8_t *q2 = x[i].qs, *sc = x[i].scales;
         const int8_t *q8 = y[i].qs;
         int summs = 0;
-        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
+        for (int j = 0; j < 16; j++)
+            summs += y[i].bsums[j] * (sc[j] >> 4);
         const float dall = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
         int isum = 0, is = 0;
         for (int k = 0; k < QK_K / 128; k++) {
             int shift = 0;
             for (int j = 0; j < 4; j++) {
                 int isuml = 0;
-                for (int l = 0; l < 16; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                for (int l = 0; l < 16; l++)
+                    isuml += q8[l] * ((q2[l] >> shift) & 3);
                 isum += (sc[is++] & 0xF) * isuml;
                 isuml = 0;
-                for (int l = 16; l < 32; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                for (int l = 16; l < 32; l++)
+                    isuml += q8[l] * ((q2[l] >> shift) & 3);
                 isum += (sc[is++] & 0xF) * isuml;
                 shift += 2;
                 q8 += 32;
@@ -914,19 +1278,16 @@ void tt_vec_dot_q6_K_q8_K_ref(int n, float *s, const void *w, const void *xv) {
         int isum = 0;
         for (int k = 0; k < QK_K; k += 128) {
             /* Four 32-value quarters; each has two 16-value scales. */
-            int part[8] = {0};
-            for (int l = 0; l < 32; l++) {
-                const int h = l / 16;
-                const int q1 = ((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                part[h + 0] += q1 * q8[l + 0];
-                part[h + 2] += q2 * q8[l + 32];
-                part[h + 4] += q3 * q8[l + 64];
-                part[h + 6] += q4 * q8[l + 96];
+            for (int h = 0; h < 2; h++) {
+                int p1 = 0, p2 = 0, p3 = 0, p4 = 0;
+                for (int l = 16 * h; l < 16 * h + 16; l++) {
+                    p1 += (((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32) * q8[l + 0];
+                    p2 += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * q8[l + 32];
+                    p3 += (((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * q8[l + 64];
+                    p4 += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * q8[l + 96];
+                }
+                isum += sc[h + 0] * p1 + sc[h + 2] * p2 + sc[h + 4] * p3 + sc[h + 6] * p4;
             }
-            for (int j = 0; j < 8; j++) isum += sc[j] * part[j];
             ql += 64;
             qh += 32;
             sc += 8;

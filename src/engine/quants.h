@@ -44,10 +44,16 @@ void tt_from_float_q8_K(const float *src, void *dst, int64_t n);
 
 /* ---- from_float: weight quantizers (error-minimizing searches) ---- */
 void tt_from_float_q4_0(const float *src, void *dst, int64_t n);
+void tt_from_float_q4_1(const float *src, void *dst, int64_t n);
 void tt_from_float_q5_0(const float *src, void *dst, int64_t n);
+void tt_from_float_q5_1(const float *src, void *dst, int64_t n);
+void tt_from_float_q2_K(const float *src, void *dst, int64_t n);
+void tt_from_float_q3_K(const float *src, void *dst, int64_t n);
 void tt_from_float_q4_K(const float *src, void *dst, int64_t n);
 void tt_from_float_q5_K(const float *src, void *dst, int64_t n);
 void tt_from_float_q6_K(const float *src, void *dst, int64_t n);
+void tt_from_float_iq4_nl(const float *src, void *dst, int64_t n);
+void tt_from_float_iq4_xs(const float *src, void *dst, int64_t n);
 
 /* ---- vec_dot: weights (first type) x activations (second type) ---- */
 void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *x);

@@ -25,13 +25,13 @@
  */
 #include "engine/types.h"
 
-#include <ctype.h>
-#include <pthread.h>
-#include <string.h>
-
 #include "base/cpu.h"
 #include "engine/blocks.h"
 #include "engine/quants.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <string.h>
 
 static tt_traits tt_table[TT_COUNT];
 static const char *tt_family = "scalar";
@@ -55,7 +55,7 @@ static const struct {
     {34, "TQ1_0", QK_K, 54},   {35, "TQ2_0", QK_K, 66},  {39, "MXFP4", 32, 17},
 };
 
-static void tt_set(tt_type id, const char *name, int blck, size_t bytes, int quantized,
+static void tt_set(int id, const char *name, int blck, size_t bytes, int quantized,
                    tt_to_float_fn to_float, tt_from_float_fn from_float, tt_type vdt,
                    tt_vec_dot_fn vec_dot) {
     tt_table[id] = (tt_traits){name, blck, bytes, quantized, to_float, from_float, vdt, vec_dot};
@@ -63,30 +63,30 @@ static void tt_set(tt_type id, const char *name, int blck, size_t bytes, int qua
 
 static void tt_init_once(void) {
     for (size_t i = 0; i < sizeof tt_layout_only / sizeof tt_layout_only[0]; i++)
-        tt_table[tt_layout_only[i].id] = (tt_traits){tt_layout_only[i].name, tt_layout_only[i].blck,
-                                                     tt_layout_only[i].bytes, 1, NULL, NULL, TT_F32,
-                                                     NULL};
-    /*     id         name      blck    bytes                 q  to_float        from_float       vec_dot_type vec_dot */
+        tt_set(tt_layout_only[i].id, tt_layout_only[i].name, tt_layout_only[i].blck,
+               tt_layout_only[i].bytes, 1, NULL, NULL, TT_F32, NULL);
+    /* Arguments: id, name, values per block, bytes per block, quantized,
+     * to_float, from_float, vec_dot_type, vec_dot. */
     tt_set(TT_F32, "F32", 1, 4, 0, tt_to_float_f32, tt_from_float_f32, TT_F32, tt_vec_dot_f32_ref);
     tt_set(TT_F16, "F16", 1, 2, 0, tt_to_float_f16, tt_from_float_f16, TT_F16, tt_vec_dot_f16_ref);
     tt_set(TT_BF16, "BF16", 1, 2, 0, tt_to_float_bf16, tt_from_float_bf16, TT_BF16,
            tt_vec_dot_bf16_ref);
     tt_set(TT_Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), 1, tt_to_float_q4_0, tt_from_float_q4_0,
            TT_Q8_0, tt_vec_dot_q4_0_q8_0_ref);
-    tt_set(TT_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), 1, tt_to_float_q4_1, NULL, TT_Q8_1,
-           tt_vec_dot_q4_1_q8_1_ref);
+    tt_set(TT_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), 1, tt_to_float_q4_1, tt_from_float_q4_1,
+           TT_Q8_1, tt_vec_dot_q4_1_q8_1_ref);
     tt_set(TT_Q5_0, "Q5_0", QK5_0, sizeof(block_q5_0), 1, tt_to_float_q5_0, tt_from_float_q5_0,
            TT_Q8_0, tt_vec_dot_q5_0_q8_0_ref);
-    tt_set(TT_Q5_1, "Q5_1", QK5_1, sizeof(block_q5_1), 1, tt_to_float_q5_1, NULL, TT_Q8_1,
-           tt_vec_dot_q5_1_q8_1_ref);
+    tt_set(TT_Q5_1, "Q5_1", QK5_1, sizeof(block_q5_1), 1, tt_to_float_q5_1, tt_from_float_q5_1,
+           TT_Q8_1, tt_vec_dot_q5_1_q8_1_ref);
     tt_set(TT_Q8_0, "Q8_0", QK8_0, sizeof(block_q8_0), 1, tt_to_float_q8_0, tt_from_float_q8_0,
            TT_Q8_0, tt_vec_dot_q8_0_q8_0_ref);
     tt_set(TT_Q8_1, "Q8_1", QK8_1, sizeof(block_q8_1), 1, tt_to_float_q8_1, tt_from_float_q8_1,
            TT_Q8_1, NULL);
-    tt_set(TT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), 1, tt_to_float_q2_K, NULL, TT_Q8_K,
-           tt_vec_dot_q2_K_q8_K_ref);
-    tt_set(TT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), 1, tt_to_float_q3_K, NULL, TT_Q8_K,
-           tt_vec_dot_q3_K_q8_K_ref);
+    tt_set(TT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), 1, tt_to_float_q2_K, tt_from_float_q2_K,
+           TT_Q8_K, tt_vec_dot_q2_K_q8_K_ref);
+    tt_set(TT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), 1, tt_to_float_q3_K, tt_from_float_q3_K,
+           TT_Q8_K, tt_vec_dot_q3_K_q8_K_ref);
     tt_set(TT_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), 1, tt_to_float_q4_K, tt_from_float_q4_K,
            TT_Q8_K, tt_vec_dot_q4_K_q8_K_ref);
     tt_set(TT_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), 1, tt_to_float_q5_K, tt_from_float_q5_K,
@@ -95,10 +95,10 @@ static void tt_init_once(void) {
            TT_Q8_K, tt_vec_dot_q6_K_q8_K_ref);
     tt_set(TT_Q8_K, "Q8_K", QK_K, sizeof(block_q8_K), 1, tt_to_float_q8_K, tt_from_float_q8_K,
            TT_Q8_K, NULL);
-    tt_set(TT_IQ4_NL, "IQ4_NL", QK4_NL, sizeof(block_iq4_nl), 1, tt_to_float_iq4_nl, NULL,
-           TT_Q8_0, tt_vec_dot_iq4_nl_q8_0_ref);
-    tt_set(TT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs), 1, tt_to_float_iq4_xs, NULL, TT_Q8_K,
-           tt_vec_dot_iq4_xs_q8_K_ref);
+    tt_set(TT_IQ4_NL, "IQ4_NL", QK4_NL, sizeof(block_iq4_nl), 1, tt_to_float_iq4_nl,
+           tt_from_float_iq4_nl, TT_Q8_0, tt_vec_dot_iq4_nl_q8_0_ref);
+    tt_set(TT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs), 1, tt_to_float_iq4_xs,
+           tt_from_float_iq4_xs, TT_Q8_K, tt_vec_dot_iq4_xs_q8_K_ref);
 
     /* The family is named only when its hook actually replaced a kernel, so
      * a build without SIMD kernels honestly reports "scalar". */
