@@ -72,12 +72,8 @@ static void fill_blocks(uint64_t *s, void *w, int n, int blck, size_t bytes, con
 
 static void fill_q8_0(uint64_t *s, void *w, int n) {
     const size_t off[] = {0};
+    /* all weight bytes, -128 included (only activations must avoid it) */
     fill_blocks(s, w, n, QK8_0, sizeof(block_q8_0), off, 1);
-    /* Quantizers never produce -128 (the kernels' sign trick relies on it). */
-    block_q8_0 *b = w;
-    for (int i = 0; i < n / QK8_0; i++)
-        for (int j = 0; j < QK8_0; j++)
-            if (b[i].qs[j] == -128) b[i].qs[j] = -127;
 }
 static void fill_q4_0(uint64_t *s, void *w, int n) {
     const size_t off[] = {0};

@@ -8,19 +8,21 @@
  * (u8 x s8 -> pairs summed into i16; every weight type here keeps those
  * pair sums far from i16 saturation), widened by VPMADDWD, and summed in
  * i32 lanes. Signed x signed blocks (Q8_0, Q4_0 after -8, Q5_0, IQ4_NL) use
- * the sign trick |w| x sign(x, w). One float FMA per block (K-quants: per
- * super-block) folds the integer sum into a vector accumulator; the only
- * horizontal sum is the final one. The integer part equals the scalar
+ * the sign trick |w| x sign(x, w), which is exact for any weight byte and
+ * any activation but -128 (the activation quantizers never produce it:
+ * Q8_0 and Q8_K both map the block maximum to +-127). One float FMA per
+ * block (K-quants: per super-block) folds the integer sum into a vector
+ * accumulator; the only horizontal sum is the final one. The integer part equals the scalar
  * reference exactly; only float summation order differs.
  *
  * Tiles: each kernel body is written once as an always-inline function over
  * an NR x NC tile (NR weight rows, NC activation rows) with one accumulator
  * per output. A weight block is decoded once per tile and reused for NC
- * activation rows. vec_dot is the 1 x 1 instance, so every tile output is
- * computed by exactly the same operations as vec_dot: tiled and untiled
- * matmuls agree bit for bit. Tile shapes are chosen to fit the 16 ymm
- * registers (2x4 for 32-value blocks, 2x2 for K-quants, 3x4 for F16, whose
- * tiles use one accumulator per output and so have their own 1 x 1).
+ * activation rows. The tile set's 1 x 1 instance is vec_dot itself (F16:
+ * a one-accumulator variant), so every tile output is computed by exactly
+ * the same operations as that kernel: results do not depend on tiling.
+ * Tile shapes fit the 16 ymm registers: 2x4 for 32-value blocks, 2x2 for
+ * K-quants, 3x4 for F16.
  *
  * Everything here runs only after cpu_has_avx2() (the Makefile compiles
  * this file alone with -mavx2 -mfma -mf16c -mbmi2).

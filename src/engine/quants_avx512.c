@@ -16,11 +16,13 @@
  * output at the end. Integer results equal the scalar reference exactly.
  *
  * Tiles work as in quants_avx2.c (every tile output computed by exactly the
- * vec_dot sequence); with 32 zmm registers the shapes are 4x4 for 32-value
- * blocks and 4x2 for K-quants and F16.
+ * sequence of the tile set's 1 x 1 kernel); with 32 zmm registers the
+ * shapes are 4x4 for 32-value blocks and F16 (one accumulator per output)
+ * and 4x2 for K-quants.
  *
  * Rows not overwritten here keep their AVX2 kernel (tt_install_avx2 runs
- * first). Everything here runs only after cpu_has_avx512().
+ * first); tt_install_avx512 says which and why. Everything here runs only
+ * after cpu_has_avx512().
  */
 #include <immintrin.h>
 #include <math.h>
