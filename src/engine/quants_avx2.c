@@ -258,6 +258,16 @@ AI void k45_chunk(int hb, const void *blk, int j, __m256i *lo, __m256i *hi) {
     }
 }
 
+/* Shuffles broadcasting i16 element T of a 128-bit lane to the whole lane. */
+static const uint8_t kq_shuf[8][32] = {
+#define KQ(t) {2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
+               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
+               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
+               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1}
+    KQ(0), KQ(1), KQ(2), KQ(3), KQ(4), KQ(5), KQ(6), KQ(7),
+#undef KQ
+};
+
 AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
               size_t ys, const int NR, const int NC) {
     const int nb = n / QK_K;
@@ -267,16 +277,19 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
         _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const void *bw[TMAX];
-        uint32_t sm[TMAX][4];
         __m128i mins[TMAX];
+        __m256i scl[TMAX]; /* the 8 scales as i16, in both 128-bit lanes */
         float dw[TMAX], dmw[TMAX];
         UNROLL for (int r = 0; r < NR; r++) {
             bw[r] = (const char *)w + (size_t)r * ws + (size_t)i * bsz;
             const block_q4_K *h = bw[r]; /* d, dmin, scales lie alike in Q4_K and Q5_K */
             dw[r] = h2f(h->d);
             dmw[r] = h2f(h->dmin);
-            kq_scales(h->scales, sm[r]);
-            mins[r] = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[r][3], (int)sm[r][2]));
+            uint32_t sm[4];
+            kq_scales(h->scales, sm);
+            const __m256i ms = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm));
+            mins[r] = _mm256_extracti128_si256(ms, 1);
+            scl[r] = _mm256_permute2x128_si256(ms, ms, 0x00);
         }
         __m256i sumi[TMAX][TMAX];
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) sumi[r][c] =
@@ -285,9 +298,9 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
             __m256i lo[TMAX], hi[TMAX], sl[TMAX], sh[TMAX];
             UNROLL for (int r = 0; r < NR; r++) {
                 k45_chunk(hb, bw[r], j, &lo[r], &hi[r]);
-                const uint8_t *sc = (const uint8_t *)sm[r];
-                sl[r] = _mm256_set1_epi16(sc[2 * j]);
-                sh[r] = _mm256_set1_epi16(sc[2 * j + 1]);
+                sl[r] = _mm256_shuffle_epi8(scl[r], _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j]));
+                sh[r] = _mm256_shuffle_epi8(scl[r],
+                                            _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j + 1]));
             }
             UNROLL for (int c = 0; c < NC; c++) {
                 const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);

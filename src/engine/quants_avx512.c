@@ -90,12 +90,6 @@ AI __m128i q8k_sums32(const block_q8_K *b) {
     return _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 
-/* [a x 16 | b x 16] as i16. */
-AI __m512i scale_pair(int a, int b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
-                              _mm256_set1_epi16((short)b), 1);
-}
-
 /* Q4_K (HB 0) / Q5_K (HB 1): the 64 unsigned weights of chunk J, in order. */
 AI __m512i k45_chunk(int hb, const void *blk, int j) {
     const uint8_t *qs = hb ? ((const block_q5_K *)blk)->qs : ((const block_q4_K *)blk)->qs;
@@ -121,26 +115,31 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
         _mm512_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const void *bw[TMAX];
-        uint32_t sm[TMAX][4];
         __m128i mins[TMAX];
+        __m512i scl[TMAX]; /* scales (i16 lanes 0..7), mins (8..15) */
         float dw[TMAX], dmw[TMAX];
         UNROLL for (int r = 0; r < NR; r++) {
             bw[r] = (const char *)w + (size_t)r * ws + (size_t)i * bsz;
             const block_q4_K *h = bw[r];
             dw[r] = h2f(h->d);
             dmw[r] = h2f(h->dmin);
-            kq_scales(h->scales, sm[r]);
-            mins[r] = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[r][3], (int)sm[r][2]));
+            uint32_t sm[4];
+            kq_scales(h->scales, sm);
+            const __m256i ms = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm));
+            mins[r] = _mm256_extracti128_si256(ms, 1);
+            scl[r] = _mm512_castsi256_si512(ms);
         }
         __m512i sumi[TMAX][TMAX];
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) sumi[r][c] =
             _mm512_setzero_si512();
         UNROLL for (int j = 0; j < QK_K / 64; j++) {
             __m512i q[TMAX], sc[TMAX];
+            /* i16 lanes 0..15 take scale 2j, lanes 16..31 scale 2j+1 */
+            const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)),
+                                                   _mm256_set1_epi16((short)(2 * j + 1)), 1);
             UNROLL for (int r = 0; r < NR; r++) {
                 q[r] = k45_chunk(hb, bw[r], j);
-                const uint8_t *s8 = (const uint8_t *)sm[r];
-                sc[r] = scale_pair(s8[2 * j], s8[2 * j + 1]);
+                sc[r] = _mm512_permutexvar_epi16(idx, scl[r]);
             }
             UNROLL for (int c = 0; c < NC; c++) {
                 const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
