@@ -13,14 +13,19 @@
  * stays in L2 while the weight rows stream past it; weights are re-read
  * once per panel, which costs little next to the arithmetic.
  *
- * Every tile output is computed by the same operation sequence as vec_dot,
- * so tiled and per-pair results are bit-identical: a Y element does not
- * depend on tiling, on the row range a thread was given, or on NX. Types
- * without tiles (and the scalar family) use the per-pair loop, weight-row
- * major so each weight row is reused for all activation rows while in
- * cache.
+ * Every tile output is computed by the same operation sequence as the tile
+ * set's own 1 x 1 kernel, and with NX > 1 every output goes through that
+ * set, so a Y element does not depend on tiling or on the row range a
+ * thread was given. The tile family is chosen per type by measurement
+ * (tt_tile_lookup) and may differ from the table's vec_dot family used for
+ * NX = 1, so batched and single-row results agree up to float summation
+ * order. Types without tiles (and the scalar family) use the per-pair
+ * loop, weight-row major so each weight row is reused for all activation
+ * rows while in cache.
  */
 #include "engine/types.h"
+
+#include <string.h>
 
 #include "base/cpu.h"
 #include "engine/quants_simd.h"
@@ -28,31 +33,37 @@
 /* Activation panel size, in bytes, that should stay in L2. */
 #define MM_PANEL_BYTES (256u * 1024u)
 
-const tt_tile_kernel *tt_tile_lookup(tt_vec_dot_fn vd) {
-    if (!vd) return NULL;
-    /* Only families the CPU supports could have put VD in the table; the
-     * feature checks merely skip tables that cannot match. */
+const tt_tile_kernel *tt_tile_lookup(int type) {
     if (cpu_has_avx512()) {
+        const int vnni = cpu_get()->avx512vnni;
         int n;
         const tt_tile_kernel *k = tt_tiles_avx512(&n);
-        for (int i = 0; i < n; i++)
-            if (k[i].vec_dot == vd) return &k[i];
+        const tt_tile_kernel *plain = NULL, *with_vnni = NULL;
+        for (int i = 0; i < n; i++) {
+            if (k[i].type != type || !k[i].preferred) continue;
+            if (!strcmp(k[i].family, "avx512vnni"))
+                with_vnni = &k[i];
+            else
+                plain = &k[i];
+        }
+        if (vnni && with_vnni) return with_vnni;
+        if (plain) return plain;
     }
     if (cpu_has_avx2()) {
         int n;
         const tt_tile_kernel *k = tt_tiles_avx2(&n);
         for (int i = 0; i < n; i++)
-            if (k[i].vec_dot == vd) return &k[i];
+            if (k[i].type == type && k[i].preferred) return &k[i];
     }
     return NULL;
 }
 
-static void mm_pairs(const tt_traits *t, int n, const char *wb, size_t w_stride, int r0, int r1,
+static void mm_pairs(tt_vec_dot_fn vd, int n, const char *wb, size_t w_stride, int r0, int r1,
                      const char *xb, size_t x_stride, int nx, float *y, size_t y_stride) {
     for (int r = r0; r < r1; r++) {
         const void *wr = wb + (size_t)r * w_stride;
         for (int j = 0; j < nx; j++)
-            t->vec_dot(n, &y[(size_t)j * y_stride + (size_t)r], wr, xb + (size_t)j * x_stride);
+            vd(n, &y[(size_t)j * y_stride + (size_t)r], wr, xb + (size_t)j * x_stride);
     }
 }
 
@@ -81,19 +92,26 @@ static void mm_tiled(const tt_tile_kernel *k, int n, const char *wb, size_t w_st
                 k->row1(n, wr, w_stride, xb + (size_t)j * x_stride, x_stride,
                         y + (size_t)j * y_stride + (size_t)r, y_stride);
             for (; j < j1; j++)
-                k->vec_dot(n, y + (size_t)j * y_stride + (size_t)r, wr, xb + (size_t)j * x_stride);
+                k->one(n, y + (size_t)j * y_stride + (size_t)r, wr, xb + (size_t)j * x_stride);
         }
     }
 }
 
-void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
-               size_t x_stride, int nx, float *y, size_t y_stride) {
-    const tt_traits *t = tt_get(type);
-    const tt_tile_kernel *k = nx > 1 ? tt_tile_lookup(t->vec_dot) : NULL;
+void tt_matmul_with(const tt_tile_kernel *k, tt_vec_dot_fn vd, int n, const void *w,
+                    size_t w_stride, int r0, int r1, const void *x, size_t x_stride, int nx,
+                    float *y, size_t y_stride) {
     if (k)
         mm_tiled(k, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
     else
-        mm_pairs(t, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
+        mm_pairs(vd, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
+}
+
+void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
+               size_t x_stride, int nx, float *y, size_t y_stride) {
+    /* NX > 1 always goes through the tiles (edges included), so outputs do
+     * not depend on the row range; NX = 1 is the table's vec_dot. */
+    const tt_tile_kernel *k = nx > 1 ? tt_tile_lookup(type) : NULL;
+    tt_matmul_with(k, tt_get(type)->vec_dot, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
 }
 
 void tt_quantize_act(int type, const float *x, void *out, int n) {

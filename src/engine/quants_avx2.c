@@ -8,18 +8,21 @@
  * (u8 x s8 -> pairs summed into i16; every weight type here keeps those
  * pair sums far from i16 saturation), widened by VPMADDWD, and summed in
  * i32 lanes. Signed x signed blocks (Q8_0, Q4_0 after -8, Q5_0, IQ4_NL) use
- * the sign trick |w| x sign(x, w). One float FMA per block (K-quants: per
- * super-block) folds the integer sum into a vector accumulator; the only
- * horizontal sum is the final one. The integer part equals the scalar
+ * the sign trick |w| x sign(x, w), which is exact for any weight byte and
+ * any activation but -128 (the activation quantizers never produce it:
+ * Q8_0 and Q8_K both map the block maximum to +-127). One float FMA per
+ * block (K-quants: per super-block) folds the integer sum into a vector
+ * accumulator; the only horizontal sum is the final one. The integer part equals the scalar
  * reference exactly; only float summation order differs.
  *
  * Tiles: each kernel body is written once as an always-inline function over
  * an NR x NC tile (NR weight rows, NC activation rows) with one accumulator
  * per output. A weight block is decoded once per tile and reused for NC
- * activation rows. vec_dot is the 1 x 1 instance, so every tile output is
- * computed by exactly the same operations as vec_dot: tiled and untiled
- * matmuls agree bit for bit. Tile shapes are chosen to fit the 16 ymm
- * registers (2x4 for 32-value blocks, 2x2 for K-quants and F16).
+ * activation rows. The tile set's 1 x 1 instance is vec_dot itself (F16:
+ * a one-accumulator variant), so every tile output is computed by exactly
+ * the same operations as that kernel: results do not depend on tiling.
+ * Tile shapes fit the 16 ymm registers: 2x4 for 32-value blocks, 2x2 for
+ * K-quants, 3x4 for F16.
  *
  * Everything here runs only after cpu_has_avx2() (the Makefile compiles
  * this file alone with -mavx2 -mfma -mf16c -mbmi2).
@@ -155,6 +158,61 @@ AI void k_iq4_nl(int n, const void *w, size_t ws, const void *x, size_t xs, floa
     k_b32(W_IQ4_NL, n, w, ws, x, xs, y, ys, NR, NC);
 }
 
+/* Q4_1 / Q5_1 x Q8_1: unsigned weights with an offset, so no sign trick:
+ * dot = d_w d_x sum(q_w q_x) + m_w s_x, with s_x = d_x sum(q_x) stored in
+ * the activation block. The offset terms go into a scalar per output. */
+AI void k_b32u(int q5, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+               size_t ys, const int NR, const int NC) {
+    const int nb = n / 32;
+    __m256 acc[TMAX][TMAX];
+    float off[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
+        acc[r][c] = _mm256_setzero_ps();
+        off[r][c] = 0.0f;
+    }
+    for (int ib = 0; ib < nb; ib++) {
+        __m256i qw[TMAX];
+        float dw[TMAX], mw[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) {
+            const char *row = (const char *)w + (size_t)r * ws;
+            if (q5) {
+                const block_q5_1 *b = (const block_q5_1 *)row + ib;
+                dw[r] = h2f(b->d);
+                mw[r] = h2f(b->m);
+                qw[r] = _mm256_or_si256(nibbles32(b->qs),
+                                        _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+            } else {
+                const block_q4_1 *b = (const block_q4_1 *)row + ib;
+                dw[r] = h2f(b->d);
+                mw[r] = h2f(b->m);
+                qw[r] = nibbles32(b->qs);
+            }
+        }
+        UNROLL for (int c = 0; c < NC; c++) {
+            const block_q8_1 *bx = ROWB(x, xs, c, block_q8_1, ib);
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)bx->qs);
+            const float dx = h2f(bx->d), sx = h2f(bx->s);
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m256i p = dot_us8(qw[r], qx);
+                acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                off[r][c] += mw[r] * sx;
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
+        hsum8(acc[r][c]) + off[r][c];
+}
+
+AI void k_q4_1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_b32u(0, n, w, ws, x, xs, y, ys, NR, NC);
+}
+AI void k_q5_1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_b32u(1, n, w, ws, x, xs, y, ys, NR, NC);
+}
+
 /* ------------------------------------------------------------------ */
 /* K-quants x Q8_K                                                      */
 /* ------------------------------------------------------------------ */
@@ -200,6 +258,16 @@ AI void k45_chunk(int hb, const void *blk, int j, __m256i *lo, __m256i *hi) {
     }
 }
 
+/* Shuffles broadcasting i16 element T of a 128-bit lane to the whole lane. */
+static const uint8_t kq_shuf[8][32] = {
+#define KQ(t) {2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
+               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
+               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
+               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1}
+    KQ(0), KQ(1), KQ(2), KQ(3), KQ(4), KQ(5), KQ(6), KQ(7),
+#undef KQ
+};
+
 AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
               size_t ys, const int NR, const int NC) {
     const int nb = n / QK_K;
@@ -209,16 +277,19 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
         _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const void *bw[TMAX];
-        uint32_t sm[TMAX][4];
         __m128i mins[TMAX];
+        __m256i scl[TMAX]; /* the 8 scales as i16, in both 128-bit lanes */
         float dw[TMAX], dmw[TMAX];
         UNROLL for (int r = 0; r < NR; r++) {
             bw[r] = (const char *)w + (size_t)r * ws + (size_t)i * bsz;
             const block_q4_K *h = bw[r]; /* d, dmin, scales lie alike in Q4_K and Q5_K */
             dw[r] = h2f(h->d);
             dmw[r] = h2f(h->dmin);
-            kq_scales(h->scales, sm[r]);
-            mins[r] = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[r][3], (int)sm[r][2]));
+            uint32_t sm[4];
+            kq_scales(h->scales, sm);
+            const __m256i ms = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm));
+            mins[r] = _mm256_extracti128_si256(ms, 1);
+            scl[r] = _mm256_permute2x128_si256(ms, ms, 0x00);
         }
         __m256i sumi[TMAX][TMAX];
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) sumi[r][c] =
@@ -227,9 +298,9 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
             __m256i lo[TMAX], hi[TMAX], sl[TMAX], sh[TMAX];
             UNROLL for (int r = 0; r < NR; r++) {
                 k45_chunk(hb, bw[r], j, &lo[r], &hi[r]);
-                const uint8_t *sc = (const uint8_t *)sm[r];
-                sl[r] = _mm256_set1_epi16(sc[2 * j]);
-                sh[r] = _mm256_set1_epi16(sc[2 * j + 1]);
+                sl[r] = _mm256_shuffle_epi8(scl[r], _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j]));
+                sh[r] = _mm256_shuffle_epi8(scl[r],
+                                            _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j + 1]));
             }
             UNROLL for (int c = 0; c < NC; c++) {
                 const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
@@ -345,6 +416,123 @@ AI void k_q6_K(int n, const void *w, size_t ws, const void *x, size_t xs, float 
         hsum8(acc[r][c]);
 }
 
+/* Q2_K and Q3_K: 16 sub-blocks of 16 values. Chunk K (0..7) = 32 values
+ * 32K..32K+31 = bits 2(K%4) of qs[32(K/4) ..]; its i16 pair sums split
+ * into sub-blocks 2K (lanes 0..7) and 2K+1 (lanes 8..15), so k6_shuf[K]
+ * spreads the two scales the same way. Mins (Q2_K) and Q3_K's -4 offset
+ * are applied through the activation block sums (bsums, per 16 values). */
+AI __m256i k23_bits(const uint8_t *qs, int k) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (k / 4)));
+    switch (k % 4) {
+    case 1: q = _mm256_srli_epi16(q, 2); break;
+    case 2: q = _mm256_srli_epi16(q, 4); break;
+    case 3: q = _mm256_srli_epi16(q, 6); break;
+    default: break;
+    }
+    return _mm256_and_si256(q, _mm256_set1_epi8(3));
+}
+
+/* Q3_K's 16 signed 6-bit scales (-32..31) as bytes. */
+AI __m128i q3k_scales(const uint8_t *sc12) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t a[4];
+    memcpy(a, sc12, 12);
+    const uint32_t tmp = a[2];
+    a[2] = ((a[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    a[3] = ((a[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    a[0] = (a[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    a[1] = (a[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
+}
+
+AI void k_k23(int q3, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+              size_t ys, const int NR, const int NC) {
+    const int nb = n / QK_K;
+    const size_t bsz = q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
+    __m256 acc[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
+        _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *qs[TMAX];
+        __m128i scb[TMAX];  /* 16 scales as bytes */
+        __m256i off16[TMAX]; /* per 16 values: Q2_K mins, Q3_K 4 * scale */
+        __m256i hm[TMAX];
+        float dw[TMAX], dmw[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) {
+            const char *blk = (const char *)w + (size_t)r * ws + (size_t)i * bsz;
+            if (q3) {
+                const block_q3_K *b = (const block_q3_K *)blk;
+                qs[r] = b->qs;
+                dw[r] = h2f(b->d);
+                dmw[r] = 0.0f;
+                scb[r] = q3k_scales(b->scales);
+                off16[r] = _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb[r]), 2);
+                hm[r] = _mm256_loadu_si256((const __m256i *)b->hmask);
+            } else {
+                const block_q2_K *b = (const block_q2_K *)blk;
+                qs[r] = b->qs;
+                dw[r] = h2f(b->d);
+                dmw[r] = h2f(b->dmin);
+                const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
+                scb[r] = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
+                off16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F)));
+                hm[r] = _mm256_setzero_si256();
+            }
+        }
+        __m256i sumi[TMAX][TMAX];
+        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) sumi[r][c] =
+            _mm256_setzero_si256();
+        UNROLL for (int k = 0; k < 8; k++) {
+            __m256i q[TMAX], sc[TMAX];
+            const __m128i shuf = _mm_loadu_si128((const __m128i *)k6_shuf[k]);
+            UNROLL for (int r = 0; r < NR; r++) {
+                q[r] = k23_bits(qs[r], k);
+                if (q3) {
+                    const __m256i m = _mm256_set1_epi8((char)(1 << k));
+                    const __m256i h = _mm256_cmpeq_epi8(_mm256_and_si256(hm[r], m), m);
+                    q[r] = _mm256_or_si256(q[r], _mm256_and_si256(h, _mm256_set1_epi8(4)));
+                }
+                sc[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scb[r], shuf));
+            }
+            UNROLL for (int c = 0; c < NC; c++) {
+                const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)(bx->qs + 32 * k));
+                UNROLL for (int r = 0; r < NR; r++) sumi[r][c] = _mm256_add_epi32(
+                    sumi[r][c], _mm256_madd_epi16(sc[r], _mm256_maddubs_epi16(q[r], qx)));
+            }
+        }
+        UNROLL for (int c = 0; c < NC; c++) {
+            const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)bx->bsums);
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m256i o = _mm256_madd_epi16(off16[r], bs);
+                if (q3) {
+                    /* sum sc * (q - 4) * x = sum sc * q * x - sum 4 sc * bsum */
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(bx->d * dw[r]),
+                                                _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[r][c], o)),
+                                                acc[r][c]);
+                } else {
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(bx->d * dw[r]),
+                                                _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(-(bx->d * dmw[r])),
+                                                _mm256_cvtepi32_ps(o), acc[r][c]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
+        hsum8(acc[r][c]);
+}
+
+AI void k_q2_K(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_k23(0, n, w, ws, x, xs, y, ys, NR, NC);
+}
+AI void k_q3_K(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    k_k23(1, n, w, ws, x, xs, y, ys, NR, NC);
+}
+
 /* IQ4_XS x Q8_K: 8 sub-blocks of 32 with 6-bit scales (stored +32). */
 AI void k_iq4_xs(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                  const int NR, const int NC) {
@@ -452,6 +640,34 @@ AI void k_f16(int n, const void *w, size_t ws, const void *x, size_t xs, float *
     k_half(0, n, w, ws, x, xs, y, ys, NR, NC);
 }
 
+/* F16 tiles for matrix-matrix products: one accumulator per output (the
+ * tile supplies the parallelism that the second accumulator gives the
+ * 1 x 1 kernel above), 8 values a step, scalar tail. 3 x 4 outputs fill
+ * 12 of the 16 ymm registers and convert 7 vectors per 12 FMAs. */
+AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    __m256 acc[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
+        _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) wv[r] =
+            load8h(0, (const uint16_t *)((const char *)w + (size_t)r * ws) + i);
+        UNROLL for (int c = 0; c < NC; c++) {
+            const __m256 xv = load8h(0, (const uint16_t *)((const char *)x + (size_t)c * xs) + i);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
+        float s = hsum8(acc[r][c]);
+        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
+        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
+        for (int k = i; k < n; k++) s += h2f(pw[k]) * h2f(px[k]);
+        y[(size_t)c * ys + r] = s;
+    }
+}
+
 void tt_vec_dot_bf16_avx2(int n, float *s, const void *w, const void *x) {
     k_half(1, n, w, 0, x, 0, s, 0, 1, 1);
 }
@@ -492,24 +708,36 @@ void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x) {
                                    float *y, size_t ys) {                                       \
         KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                    \
     }
-#define TILE_ENTRY(NAME, NR, NC)                                                                \
-    {tt_vec_dot_##NAME##_avx2, NR, NC, tile_##NAME##_full, tile_##NAME##_row1,                  \
-     tile_##NAME##_col1}
+#define TILE_ENTRY(TYPE, PREF, NAME, NR, NC)                                                    \
+    {TYPE, "avx2", PREF, NR, NC, tile_##NAME##_full, tile_##NAME##_row1, tile_##NAME##_col1,     \
+     tt_vec_dot_##NAME##_avx2}
 
 DEFINE_TILED(q8_0_q8_0, k_q8_0, 2, 4)
 DEFINE_TILED(q4_0_q8_0, k_q4_0, 2, 4)
 DEFINE_TILED(q5_0_q8_0, k_q5_0, 2, 4)
 DEFINE_TILED(iq4_nl_q8_0, k_iq4_nl, 2, 4)
+DEFINE_TILED(q4_1_q8_1, k_q4_1, 2, 4)
+DEFINE_TILED(q5_1_q8_1, k_q5_1, 2, 4)
 DEFINE_TILED(q4_K_q8_K, k_q4_K, 2, 2)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 2, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 2, 2)
 DEFINE_TILED(iq4_xs_q8_K, k_iq4_xs, 2, 2)
-DEFINE_TILED(f16, k_f16, 2, 2)
+DEFINE_TILED(q2_K_q8_K, k_q2_K, 2, 2)
+DEFINE_TILED(q3_K_q8_K, k_q3_K, 2, 2)
+DEFINE_TILED(f16t, k_f16t, 3, 4)
+
+void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x) {
+    k_f16(n, w, 0, x, 0, s, 0, 1, 1);
+}
 
 static const tt_tile_kernel avx2_tiles[] = {
-    TILE_ENTRY(q8_0_q8_0, 2, 4), TILE_ENTRY(q4_0_q8_0, 2, 4),   TILE_ENTRY(q5_0_q8_0, 2, 4),
-    TILE_ENTRY(iq4_nl_q8_0, 2, 4), TILE_ENTRY(q4_K_q8_K, 2, 2), TILE_ENTRY(q5_K_q8_K, 2, 2),
-    TILE_ENTRY(q6_K_q8_K, 2, 2), TILE_ENTRY(iq4_xs_q8_K, 2, 2), TILE_ENTRY(f16, 2, 2),
+    TILE_ENTRY(TT_Q8_0, 1, q8_0_q8_0, 2, 4),     TILE_ENTRY(TT_Q4_0, 1, q4_0_q8_0, 2, 4),
+    TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 2, 4),     TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 2, 4),
+    TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2),     TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
+    TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2),     TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
+    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),           TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 2, 4),
+    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 2, 4),     TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 2, 2),
+    TILE_ENTRY(TT_Q3_K, 1, q3_K_q8_K, 2, 2),
 };
 
 const tt_tile_kernel *tt_tiles_avx2(int *count) {
@@ -654,9 +882,13 @@ void tt_install_avx2(tt_traits *t) {
     t[TT_Q4_0].vec_dot = tt_vec_dot_q4_0_q8_0_avx2;
     t[TT_Q5_0].vec_dot = tt_vec_dot_q5_0_q8_0_avx2;
     t[TT_IQ4_NL].vec_dot = tt_vec_dot_iq4_nl_q8_0_avx2;
+    t[TT_Q4_1].vec_dot = tt_vec_dot_q4_1_q8_1_avx2;
+    t[TT_Q5_1].vec_dot = tt_vec_dot_q5_1_q8_1_avx2;
     t[TT_Q4_K].vec_dot = tt_vec_dot_q4_K_q8_K_avx2;
     t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx2;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx2;
     t[TT_IQ4_XS].vec_dot = tt_vec_dot_iq4_xs_q8_K_avx2;
+    t[TT_Q2_K].vec_dot = tt_vec_dot_q2_K_q8_K_avx2;
+    t[TT_Q3_K].vec_dot = tt_vec_dot_q3_K_q8_K_avx2;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx2;
 }

@@ -16,11 +16,13 @@
  * output at the end. Integer results equal the scalar reference exactly.
  *
  * Tiles work as in quants_avx2.c (every tile output computed by exactly the
- * vec_dot sequence); with 32 zmm registers the shapes are 4x4 for 32-value
- * blocks and 4x2 for K-quants and F16.
+ * sequence of the tile set's 1 x 1 kernel); with 32 zmm registers the
+ * shapes are 4x4 for 32-value blocks and F16 (one accumulator per output)
+ * and 4x2 for K-quants.
  *
  * Rows not overwritten here keep their AVX2 kernel (tt_install_avx2 runs
- * first). Everything here runs only after cpu_has_avx512().
+ * first); tt_install_avx512 says which and why. Everything here runs only
+ * after cpu_has_avx512().
  */
 #include <immintrin.h>
 #include <math.h>
@@ -88,12 +90,6 @@ AI __m128i q8k_sums32(const block_q8_K *b) {
     return _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 
-/* [a x 16 | b x 16] as i16. */
-AI __m512i scale_pair(int a, int b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)),
-                              _mm256_set1_epi16((short)b), 1);
-}
-
 /* Q4_K (HB 0) / Q5_K (HB 1): the 64 unsigned weights of chunk J, in order. */
 AI __m512i k45_chunk(int hb, const void *blk, int j) {
     const uint8_t *qs = hb ? ((const block_q5_K *)blk)->qs : ((const block_q4_K *)blk)->qs;
@@ -119,26 +115,31 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
         _mm512_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const void *bw[TMAX];
-        uint32_t sm[TMAX][4];
         __m128i mins[TMAX];
+        __m512i scl[TMAX]; /* scales (i16 lanes 0..7), mins (8..15) */
         float dw[TMAX], dmw[TMAX];
         UNROLL for (int r = 0; r < NR; r++) {
             bw[r] = (const char *)w + (size_t)r * ws + (size_t)i * bsz;
             const block_q4_K *h = bw[r];
             dw[r] = h2f(h->d);
             dmw[r] = h2f(h->dmin);
-            kq_scales(h->scales, sm[r]);
-            mins[r] = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[r][3], (int)sm[r][2]));
+            uint32_t sm[4];
+            kq_scales(h->scales, sm);
+            const __m256i ms = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm));
+            mins[r] = _mm256_extracti128_si256(ms, 1);
+            scl[r] = _mm512_castsi256_si512(ms);
         }
         __m512i sumi[TMAX][TMAX];
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) sumi[r][c] =
             _mm512_setzero_si512();
         UNROLL for (int j = 0; j < QK_K / 64; j++) {
             __m512i q[TMAX], sc[TMAX];
+            /* i16 lanes 0..15 take scale 2j, lanes 16..31 scale 2j+1 */
+            const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * j)),
+                                                   _mm256_set1_epi16((short)(2 * j + 1)), 1);
             UNROLL for (int r = 0; r < NR; r++) {
                 q[r] = k45_chunk(hb, bw[r], j);
-                const uint8_t *s8 = (const uint8_t *)sm[r];
-                sc[r] = scale_pair(s8[2 * j], s8[2 * j + 1]);
+                sc[r] = _mm512_permutexvar_epi16(idx, scl[r]);
             }
             UNROLL for (int c = 0; c < NC; c++) {
                 const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
@@ -301,6 +302,32 @@ AI void k_f16(int n, const void *w, size_t ws, const void *x, size_t xs, float *
     k_half(0, n, w, ws, x, xs, y, ys, NR, NC);
 }
 
+/* F16 tiles: one accumulator per output, 16 values a step, scalar tail;
+ * 4 x 4 outputs use 16 of the 32 zmm registers. */
+AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+               const int NR, const int NC) {
+    __m512 acc[TMAX][TMAX];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
+        _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 wv[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) wv[r] =
+            load16h(0, (const uint16_t *)((const char *)w + (size_t)r * ws) + i);
+        UNROLL for (int c = 0; c < NC; c++) {
+            const __m512 xv = load16h(0, (const uint16_t *)((const char *)x + (size_t)c * xs) + i);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
+        float s = _mm512_reduce_add_ps(acc[r][c]);
+        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
+        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
+        for (int k = i; k < n; k++) s += h2f(pw[k]) * h2f(px[k]);
+        y[(size_t)c * ys + r] = s;
+    }
+}
+
 void tt_vec_dot_bf16_avx512(int n, float *s, const void *w, const void *x) {
     k_half(1, n, w, 0, x, 0, s, 0, 1, 1);
 }
@@ -346,19 +373,31 @@ void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x) {
 DEFINE_TILED(q4_K_q8_K, k_q4_K, 4, 2)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 2)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 2)
-DEFINE_TILED(f16, k_f16, 4, 2)
+DEFINE_TILED(f16t, k_f16t, 4, 4)
 
-#define ENTRY(NAME, SFX, NR, NC)                                                                \
-    {tt_vec_dot_##NAME##SFX, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,           \
-     tile_##NAME##_col1##SFX}
+void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x) {
+    k_f16(n, w, 0, x, 0, s, 0, 1, 1);
+}
 
+#define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                    \
+    {TYPE, #SFX + 1, PREF, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,            \
+     tile_##NAME##_col1##SFX, tt_vec_dot_##NAME##SFX}
+
+/* preferred = 1 where these tiles measured faster than the AVX2 ones on
+ * the development machine (bench/README.md). */
 static const tt_tile_kernel avx512_tiles[] = {
-    ENTRY(q8_0_q8_0, _avx512, 4, 4),       ENTRY(q4_0_q8_0, _avx512, 4, 4),
-    ENTRY(q5_0_q8_0, _avx512, 4, 4),       ENTRY(iq4_nl_q8_0, _avx512, 4, 4),
-    ENTRY(q8_0_q8_0, _avx512vnni, 4, 4),   ENTRY(q4_0_q8_0, _avx512vnni, 4, 4),
-    ENTRY(q5_0_q8_0, _avx512vnni, 4, 4),   ENTRY(iq4_nl_q8_0, _avx512vnni, 4, 4),
-    ENTRY(q4_K_q8_K, _avx512, 4, 2),       ENTRY(q5_K_q8_K, _avx512, 4, 2),
-    ENTRY(q6_K_q8_K, _avx512, 4, 2),       ENTRY(f16, _avx512, 4, 2),
+    ENTRY(TT_Q8_0, 1, q8_0_q8_0, _avx512, 4, 4),
+    ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512, 4, 4),
+    ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512, 4, 4),
+    ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512, 4, 4),
+    ENTRY(TT_Q8_0, 1, q8_0_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512vnni, 4, 4),
+    ENTRY(TT_Q4_K, 1, q4_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q5_K, 1, q5_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_F16, 0, f16t, _avx512, 4, 4), /* a little slower than AVX2's 3x4 */
 };
 
 const tt_tile_kernel *tt_tiles_avx512(int *count) {
@@ -437,19 +476,19 @@ void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n) {
 /* install                                                              */
 /* ------------------------------------------------------------------ */
 
+/* Which rows take the AVX-512 vec_dot is decided by measurement
+ * (bench/README.md): on the development machine (AMD Zen 4, which runs
+ * 512-bit operations as two 256-bit halves) the zmm kernels of the
+ * 32-value-block types and Q4_K lose to AVX2 for matrix-vector products,
+ * since the extra inserts and the wider final reduction cost more than the
+ * halved instruction count saves, so those rows keep their AVX2 vec_dot;
+ * their matrix-matrix tiles are the AVX-512 (VNNI) ones (tt_tile_lookup). */
 void tt_install_avx512(tt_traits *t) {
-    const int vnni = cpu_get()->avx512vnni;
     t[TT_F32].vec_dot = tt_vec_dot_f32_avx512;
     t[TT_F16].vec_dot = tt_vec_dot_f16_avx512;
     t[TT_F16].from_float = tt_from_float_f16_avx512;
     t[TT_BF16].vec_dot = tt_vec_dot_bf16_avx512;
-    t[TT_Q8_0].vec_dot = vnni ? tt_vec_dot_q8_0_q8_0_avx512vnni : tt_vec_dot_q8_0_q8_0_avx512;
     t[TT_Q8_0].from_float = tt_from_float_q8_0_avx512;
-    t[TT_Q4_0].vec_dot = vnni ? tt_vec_dot_q4_0_q8_0_avx512vnni : tt_vec_dot_q4_0_q8_0_avx512;
-    t[TT_Q5_0].vec_dot = vnni ? tt_vec_dot_q5_0_q8_0_avx512vnni : tt_vec_dot_q5_0_q8_0_avx512;
-    t[TT_IQ4_NL].vec_dot =
-        vnni ? tt_vec_dot_iq4_nl_q8_0_avx512vnni : tt_vec_dot_iq4_nl_q8_0_avx512;
-    t[TT_Q4_K].vec_dot = tt_vec_dot_q4_K_q8_K_avx512;
     t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx512;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx512;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx512;
