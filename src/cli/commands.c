@@ -35,6 +35,11 @@ const cli_command cli_commands[] = {
      "  delete SESSION                                         with its messages\n"
      "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
      cmd_sessions},
+    {"tokenize", "print the token ids of a text as a JSON array",
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+    {"detokenize", "print the text of token ids",
+     "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
+     cmd_detokenize},
     {"run", "generate text with a local GGUF model",
      "confab run -m MODEL.gguf --prompt-ids \"1 15043 ...\" [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
