@@ -56,6 +56,27 @@ static void run_json_greedy_matches_reference_ids(void **st) {
     free(out);
 }
 
+static void run_text_prompt_uses_the_model_tokenizer(void **st) {
+    (void)st;
+    char model[1024];
+    snprintf(model, sizeof model, "%s", td_path("models/stories260K.gguf"));
+    char *out = NULL;
+    /* llama.cpp tokenizes 'Lily and Tom' as [1, 317, 269, 274, 287] */
+    assert_int_equal(run_cmd(&out, "run -m %s -p 'Lily and Tom' -n 4 --temp 0 --json 2>/dev/null", model), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    if (!j) fail_msg("not JSON: %s", out);
+    static const int want[5] = {1, 317, 269, 274, 287};
+    json_t *p = json_object_get(j, "prompt_ids");
+    assert_int_equal(json_array_size(p), 5);
+    for (int i = 0; i < 5; i++) assert_int_equal(json_integer_value(json_array_get(p, (size_t)i)), want[i]);
+    assert_string_equal(json_string_value(json_object_get(j, "text")), " were playing");
+    json_decref(j);
+    free(out);
+    assert_int_equal(run_cmd(&out, "run -m %s -p 'x' --prompt-ids '1 2' 2>&1", model), 2);
+    assert_non_null(strstr(out, "not both"));
+    free(out);
+}
+
 static void run_logits_out_writes_one_row_per_position(void **st) {
     (void)st;
     char model[1024];
@@ -194,6 +215,7 @@ static void mkmodel_is_deterministic_and_copies_vocabulary(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(run_json_greedy_matches_reference_ids),
+        cmocka_unit_test(run_text_prompt_uses_the_model_tokenizer),
         cmocka_unit_test(run_logits_out_writes_one_row_per_position),
         cmocka_unit_test(run_same_seed_same_text_with_sampling),
         cmocka_unit_test(run_rejects_bad_flags_with_exit_2),

@@ -7,8 +7,11 @@
  * prompt position and one per generated token (the layout of the shared
  * reference logits), and a caller could stop between any two steps.
  *
- * Until the tokenizer lands the prompt is given as ids (--prompt-ids) and
- * the text shown is the vocabulary's pieces (cf_model_token_text).
+ * The prompt is text (-p, encoded by the model's own tokenizer with BOS as
+ * the vocabulary asks) or ids (--prompt-ids). Output text goes through the
+ * tokenizer's streaming detokenizer, so it is whole UTF-8 characters; a
+ * model without a usable vocabulary falls back to raw pieces
+ * (cf_model_token_text) and accepts only --prompt-ids.
  */
 #include <errno.h>
 #include <math.h>
@@ -22,6 +25,7 @@
 #include "cli/cli.h"
 #include "cli/engine_args.h"
 #include "confab/engine.h"
+#include "engine/tokenizer.h"
 
 /* Parses "1 15043 ..." (spaces, commas or tabs) into *IDS. Returns the
  * count, or -1 with a message in ERR. */
@@ -115,19 +119,45 @@ int cmd_run(int argc, char **argv) {
 #undef VAL
     }
     if (!model) return cli_usage_error("run", "-m MODEL.gguf is required");
-    if (prompt && !prompt_ids)
-        return cli_usage_error("run", "-p needs the tokenizer, which this build lacks; use --prompt-ids");
-    if (!prompt_ids) return cli_usage_error("run", "--prompt-ids \"ID ...\" is required");
+    if (prompt && prompt_ids) return cli_usage_error("run", "give either -p TEXT or --prompt-ids, not both");
+    if (!prompt && !prompt_ids) return cli_usage_error("run", "-p TEXT or --prompt-ids \"ID ...\" is required");
     int32_t *ids = NULL;
-    char perr[128];
-    int n_prompt = run_parse_ids(prompt_ids, &ids, perr, sizeof perr);
-    if (n_prompt < 0) return cli_usage_error("run", "%s", perr);
-    if (n_prompt == 0) {
-        free(ids);
-        return cli_usage_error("run", "--prompt-ids holds no token ids");
+    int n_prompt = 0;
+    if (prompt_ids) {
+        char perr[128];
+        n_prompt = run_parse_ids(prompt_ids, &ids, perr, sizeof perr);
+        if (n_prompt < 0) return cli_usage_error("run", "%s", perr);
+        if (n_prompt == 0) {
+            free(ids);
+            return cli_usage_error("run", "--prompt-ids holds no token ids");
+        }
     }
 
     cf_err err = {0};
+    /* The tokenizer reads the same file (its own read-only mapping). */
+    tok_tokenizer *tkz = tok_load(model, &err);
+    tok_stream *ts = NULL;
+    sb_t piece_sb = {0};
+    if (!tkz && prompt) {
+        fprintf(stderr, "confab: -p needs the model's tokenizer: %s\n", err.msg);
+        return 1;
+    }
+    if (prompt) {
+        tok_ids ti = {0};
+        if (tok_encode(tkz, prompt, strlen(prompt), true, false, &ti, &err) < 0 || ti.n == 0) {
+            fprintf(stderr, "confab: cannot tokenize the prompt: %s\n", ti.n ? err.msg : "no tokens");
+            tok_ids_free(&ti);
+            tok_free(tkz);
+            return 1;
+        }
+        ids = ti.v; /* tok_ids owns a plain malloc'd array */
+        n_prompt = (int)ti.n;
+    }
+    if (tkz && !(ts = tok_stream_new(tkz, 0))) {
+        free(ids);
+        tok_free(tkz);
+        return 1;
+    }
     cf_model_opts mo = cf_model_opts_default();
     mo.n_threads = (int)threads;
     mo.kv_type = kv_f32 ? CF_KV_F32 : CF_KV_F16;
@@ -190,12 +220,21 @@ int cmd_run(int argc, char **argv) {
         if (tok == info.eos_id && !ignore_eos) break;
         cf_samp_accept(smp, tok);
         gen[n_done] = tok;
-        int pl = cf_model_token_text(m, tok, piece, sizeof piece);
-        if (pl > 0) {
-            size_t len = (size_t)pl < sizeof piece ? (size_t)pl : sizeof piece - 1;
-            sb_appendn(&text, piece, len);
+        const char *pp = piece;
+        size_t len = 0;
+        if (ts) {
+            sb_clear(&piece_sb);
+            tok_stream_push(ts, tok, &piece_sb, NULL);
+            pp = sb_str(&piece_sb);
+            len = piece_sb.len;
+        } else {
+            int pl = cf_model_token_text(m, tok, piece, sizeof piece);
+            len = pl <= 0 ? 0 : (size_t)pl < sizeof piece ? (size_t)pl : sizeof piece - 1;
+        }
+        if (len > 0) {
+            sb_appendn(&text, pp, len);
             if (!json) {
-                fwrite(piece, 1, len, stdout);
+                fwrite(pp, 1, len, stdout);
                 fflush(stdout);
             }
         }
@@ -210,6 +249,12 @@ int cmd_run(int argc, char **argv) {
         if (lf) fwrite(cf_ctx_logits(ctx, -1), sizeof(float), V, lf);
     }
     double gen_ms = clock_mono_ms() - t1;
+    if (ts) {
+        sb_clear(&piece_sb);
+        tok_stream_flush(ts, &piece_sb);
+        sb_appendn(&text, sb_str(&piece_sb), piece_sb.len);
+        if (!json) fwrite(sb_str(&piece_sb), 1, piece_sb.len, stdout);
+    }
     if (json) {
         sb_t out = {0};
         sb_append(&out, "{\"prompt_ids\":");
@@ -237,6 +282,9 @@ done:
         rc = 1;
     }
     sb_free(&text);
+    sb_free(&piece_sb);
+    tok_stream_free(ts);
+    tok_free(tkz);
     free(gen);
     free(ids);
     cf_samp_free(smp);
