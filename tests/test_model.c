@@ -5,6 +5,7 @@
  * the errors bad models and bad calls get. */
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,37 @@ static void model_chunked_prompt_matches_one_batch(void **st) {
     free(a);
     free(b);
     free(c);
+    cf_model_free(m);
+}
+
+typedef struct {
+    cf_model *m;
+    float *rows;
+} ctx_thread_arg;
+
+static void *ctx_thread(void *arg) {
+    ctx_thread_arg *a = arg;
+    int32_t p[20];
+    for (int i = 0; i < 20; i++) p[i] = (int32_t)((i * 13 + 1) % 512);
+    a->rows = run_rows(a->m, p, 12, p + 12, 8, 512);
+    return NULL;
+}
+
+static void model_contexts_on_one_model_run_from_two_threads(void **st) {
+    (void)st;
+    cf_model *m = load(td_path("models/stories260K.gguf"), 2, 0);
+    ctx_thread_arg solo = {m, NULL}, a = {m, NULL}, b = {m, NULL};
+    ctx_thread(&solo);
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, ctx_thread, &a);
+    pthread_create(&tb, NULL, ctx_thread, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_memory_equal(solo.rows, a.rows, (size_t)20 * 512 * sizeof(float));
+    assert_memory_equal(solo.rows, b.rows, (size_t)20 * 512 * sizeof(float));
+    free(solo.rows);
+    free(a.rows);
+    free(b.rows);
     cf_model_free(m);
 }
 
@@ -670,6 +702,7 @@ int main(void) {
         cmocka_unit_test(model_greedy_matches_golden_llama2c_stories),
         cmocka_unit_test(model_logits_identical_for_1_2_3_threads),
         cmocka_unit_test(model_chunked_prompt_matches_one_batch),
+        cmocka_unit_test(model_contexts_on_one_model_run_from_two_threads),
         cmocka_unit_test(model_qwen_variants_run_consistently),
         cmocka_unit_test(model_matches_naive_reference_for_each_arch),
         cmocka_unit_test(model_load_reports_missing_file),

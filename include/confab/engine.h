@@ -24,8 +24,11 @@
  * cf_ctx_set_abort(). Errors follow base/err.h: int results (0 or a negative
  * CF_E* code) and a cf_err the caller provides (may be NULL).
  *
- * Threading: a cf_ctx (and its model's pool) is used by one thread at a time.
- * Results are bit-identical whatever the number of threads.
+ * Threading: one cf_ctx is used by one thread at a time; different contexts
+ * of one model may be used from different threads at once (their kernel
+ * jobs take turns on the model's worker pool). A cf_sampler and a cf_stop
+ * belong to one thread at a time. Results are bit-identical whatever the
+ * number of worker threads.
  */
 #ifndef CONFAB_ENGINE_H
 #define CONFAB_ENGINE_H

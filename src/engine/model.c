@@ -37,6 +37,7 @@
  * the same kernel, so results do not depend on the thread count. The small
  * element-wise steps run on the caller's thread.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,7 +577,27 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->att_x = malloc(nth * (size_t)n_ctx * sizeof(float));
     c->qh = malloc(nth * hd * sizeof(float));
     c->pos = malloc(B * sizeof(int32_t));
-    if (!c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
+    /* activation buffers: one per vec_dot_type any weight uses, sized for
+     * n_batch rows of the longest input row of that type */
+    int oom = 0;
+    for (int l = -1; l < hp->n_layer && !oom; l++) {
+        const model_layer *L = l >= 0 ? &m->layers[l] : NULL;
+        const model_w *ws[7] = {&m->output};
+        if (L) {
+            const model_w *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            memcpy(ws, lw, sizeof ws);
+        }
+        for (int i = 0; i < 7 && ws[i]; i++) {
+            const int vdt = tt_get(ws[i]->type)->vec_dot_type;
+            const size_t need = tt_row_size(vdt, ws[i]->ne0) * B;
+            if (need <= c->act_cap[vdt]) continue;
+            free(c->act[vdt]);
+            c->act[vdt] = malloc(need);
+            c->act_cap[vdt] = need;
+            if (!c->act[vdt]) oom = 1;
+        }
+    }
+    if (oom || !c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
         !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
@@ -731,12 +752,8 @@ static const void *model_act(cf_ctx *c, const model_w *w, const float *x, int T,
     const int n = (int)w->ne0;
     const size_t rs = tt_row_size(vdt, n);
     const size_t need = rs * (size_t)T;
-    if (c->act_cap[vdt] < need) {
-        free(c->act[vdt]);
-        c->act[vdt] = malloc(need);
-        if (!c->act[vdt]) abort(); /* scratch of a few MB: treated as fatal like sb */
-        c->act_cap[vdt] = need;
-    }
+    assert(c->act[vdt] && c->act_cap[vdt] >= need); /* sized by cf_ctx_new */
+    (void)need;
     char *dst = c->act[vdt];
     for (int t = 0; t < T; t++) tt_quantize_act(w->type, x + (size_t)t * (size_t)n, dst + (size_t)t * rs, n);
     *stride = rs;

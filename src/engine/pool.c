@@ -45,6 +45,7 @@ struct pool {
     _Atomic int n_sleeping;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_mutex_t run_mu;      /* one job at a time when several callers share the pool */
 };
 
 static inline void pool_pause(void) {
@@ -108,6 +109,7 @@ pool *pool_new(int n_threads, cf_err *err) {
     p->n = 1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->run_mu, NULL);
     p->w = calloc((size_t)n_threads, sizeof *p->w);
     if (!p->w) {
         pool_free(p);
@@ -137,6 +139,7 @@ void pool_free(pool *p) {
     for (int i = 1; i < p->n; i++) pthread_join(p->w[i - 1].th, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->run_mu);
     free(p->w);
     free(p);
 }
@@ -149,6 +152,7 @@ void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg) {
         for (int c = 0; c < n_chunks; c++) fn(arg, c, 0);
         return;
     }
+    pthread_mutex_lock(&p->run_mu);
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
     atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
@@ -166,6 +170,7 @@ void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg) {
         if (++spins < POOL_SPIN) pool_pause();
         else sched_yield();
     }
+    pthread_mutex_unlock(&p->run_mu);
 }
 
 void pool_split(int n, int ith, int nth, int align, int *lo, int *hi) {

@@ -14,7 +14,8 @@
  * machine: a worker the OS has not scheduled simply claims nothing, and the
  * others (the caller included) do its share instead of waiting for it.
  *
- * A pool is used by one caller thread at a time.
+ * Several threads may call pool_run on one pool: their jobs run one after
+ * the other (a mutex), each on all the pool's threads.
  */
 #ifndef CONFAB_ENGINE_POOL_H
 #define CONFAB_ENGINE_POOL_H
