@@ -72,6 +72,14 @@ static void run_text_prompt_uses_the_model_tokenizer(void **st) {
     assert_string_equal(json_string_value(json_object_get(j, "text")), " were playing");
     json_decref(j);
     free(out);
+    /* a stop string ends the text just before it */
+    assert_int_equal(run_cmd(&out, "run -m %s -p 'Once upon a time' -n 40 --temp 0 --stop 'Lily' --json 2>/dev/null", model), 0);
+    j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "text")), ", there was a little girl named ");
+    assert_true(json_array_size(json_object_get(j, "ids")) < 40);
+    json_decref(j);
+    free(out);
     assert_int_equal(run_cmd(&out, "run -m %s -p 'x' --prompt-ids '1 2' 2>&1", model), 2);
     assert_non_null(strstr(out, "not both"));
     free(out);

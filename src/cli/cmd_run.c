@@ -90,7 +90,8 @@ int cmd_run(int argc, char **argv) {
     long n_gen = 32, top_k = 0, threads = 0, n_ctx = 0;
     double temp = 0.8, top_p = 1.0, min_p = 0.0, rep = 1.0;
     unsigned long long seed = 0;
-    int json = 0, kv_f32 = 0, ignore_eos = 0;
+    int json = 0, kv_f32 = 0, ignore_eos = 0, n_stops = 0;
+    const char *stops[16];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
@@ -115,6 +116,11 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
+        else if (!strcmp(a, "--stop")) {
+            VAL();
+            if (n_stops == 16) return cli_usage_error("run", "at most 16 --stop strings");
+            stops[n_stops++] = v;
+        }
         else return cli_usage_error("run", "unknown option '%s'", a);
 #undef VAL
     }
@@ -164,6 +170,7 @@ int cmd_run(int argc, char **argv) {
     int rc = 1;
     cf_ctx *ctx = NULL;
     cf_sampler *smp = NULL;
+    cf_stop *stopper = cf_stop_new(stops, n_stops);
     FILE *lf = NULL;
     int32_t *gen = NULL;
     sb_t text = {0};
@@ -231,12 +238,20 @@ int cmd_run(int argc, char **argv) {
             int pl = cf_model_token_text(m, tok, piece, sizeof piece);
             len = pl <= 0 ? 0 : (size_t)pl < sizeof piece ? (size_t)pl : sizeof piece - 1;
         }
-        if (len > 0) {
-            sb_appendn(&text, pp, len);
+        const char *rel;
+        size_t rel_n;
+        int stopped = stopper ? cf_stop_feed(stopper, pp, len, &rel, &rel_n) : 0;
+        if (!stopper) rel = pp, rel_n = len;
+        if (rel_n > 0) {
+            sb_appendn(&text, rel, rel_n);
             if (!json) {
-                fwrite(pp, 1, len, stdout);
+                fwrite(rel, 1, rel_n, stdout);
                 fflush(stdout);
             }
+        }
+        if (stopped) {
+            n_done++;
+            break; /* a stop string ended the text */
         }
         if (cf_ctx_seq_len(ctx, 0) >= cf_ctx_n_ctx(ctx)) {
             n_done++;
@@ -249,11 +264,24 @@ int cmd_run(int argc, char **argv) {
         if (lf) fwrite(cf_ctx_logits(ctx, -1), sizeof(float), V, lf);
     }
     double gen_ms = clock_mono_ms() - t1;
-    if (ts) {
+    {
         sb_clear(&piece_sb);
-        tok_stream_flush(ts, &piece_sb);
-        sb_appendn(&text, sb_str(&piece_sb), piece_sb.len);
-        if (!json) fwrite(sb_str(&piece_sb), 1, piece_sb.len, stdout);
+        if (ts) tok_stream_flush(ts, &piece_sb);
+        const char *rel = sb_str(&piece_sb);
+        size_t rel_n = piece_sb.len;
+        sb_t tail = {0};
+        if (stopper) {
+            if (cf_stop_feed(stopper, rel, rel_n, &rel, &rel_n) == 0) {
+                sb_appendn(&tail, rel, rel_n);
+                cf_stop_flush(stopper, &rel, &rel_n);
+            }
+            sb_appendn(&tail, rel, rel_n);
+            rel = sb_str(&tail);
+            rel_n = tail.len;
+        }
+        sb_appendn(&text, rel, rel_n);
+        if (!json) fwrite(rel, 1, rel_n, stdout);
+        sb_free(&tail);
     }
     if (json) {
         sb_t out = {0};
@@ -288,6 +316,7 @@ done:
     free(gen);
     free(ids);
     cf_samp_free(smp);
+    cf_stop_free(stopper);
     cf_ctx_free(ctx);
     cf_model_free(m);
     return rc;

@@ -43,7 +43,7 @@ const cli_command cli_commands[] = {
     {"run", "generate text with a local GGUF model",
      "confab run -m MODEL.gguf (-p TEXT | --prompt-ids \"1 15043 ...\") [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-     "           [--ctx N] [--kv-f32] [--ignore-eos] [--json] [--logits-out FILE]",
+     "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]",
      cmd_run},
     {"bench", "measure prompt and generation speed (pp512 / tg128 like llama-bench)",
      "confab bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]", cmd_bench},
