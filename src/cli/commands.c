@@ -46,6 +46,24 @@ const cli_command cli_commands[] = {
      "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
      "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
      cmd_stats},
+    {"tokenize", "print the token ids of a text as a JSON array",
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+    {"detokenize", "print the text of token ids",
+     "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
+     cmd_detokenize},
+    {"run", "generate text with a local GGUF model",
+     "confab run -m MODEL.gguf (-p TEXT | --prompt-ids \"1 15043 ...\") [-n N] [--temp T] [--seed S]\n"
+     "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+     "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]",
+     cmd_run},
+    {"bench", "measure prompt and generation speed (pp512 / tg128 like llama-bench)",
+     "confab bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]", cmd_bench},
+    {"mkmodel", "write a random-weight GGUF model of a given architecture and shape",
+     "confab mkmodel --arch llama|qwen2|qwen3 --dim D --layers L --heads H [--kv-heads K]\n"
+     "               [--ffn F] [--head-dim HD] [--ctx N] [--vocab-from VOCAB.gguf | --vocab N]\n"
+     "               [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M] [--tied] [--seed S]\n"
+     "               [--rope-base B] [--rope-scaling linear:F|llama3:F] -o OUT.gguf",
+     cmd_mkmodel},
     {NULL, NULL, NULL, NULL},
 };
 
