@@ -20,6 +20,16 @@ const cli_command cli_commands[] = {
      "          ~/.config/confab/config.yaml), report errors and warnings\n"
      "  show    print the effective config as JSON (API keys masked)",
      cmd_config},
+    {"serve", "run the HTTP server (OpenAI-compatible API, WebSocket, web UI)",
+     "confab serve [--host H] [--port P] [--data DIR] [--config FILE] [-m MODEL]\n"
+     "             [--insecure-no-auth] [--shutdown-grace SECONDS]\n"
+     "  --host H            address to listen on (default 127.0.0.1; any other address needs\n"
+     "                      server.api_keys in the config, or --insecure-no-auth)\n"
+     "  --port P            port (default 8080; 0 picks a free one)\n"
+     "  --data DIR          data directory (default storage.data_dir, ./data)\n"
+     "  -m MODEL            default model: a GGUF path or a configured model name\n"
+     "  --shutdown-grace S  on SIGTERM/SIGINT, let streams finish for S seconds (default 10)",
+     cmd_serve},
     {"template", "render a chat template with a conversation (byte-exact prompt)",
      "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json|-\n"
      "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
@@ -64,6 +74,22 @@ const cli_command cli_commands[] = {
      "               [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M] [--tied] [--seed S]\n"
      "               [--rope-base B] [--rope-scaling linear:F|llama3:F] -o OUT.gguf",
      cmd_mkmodel},
+    {"models", "list local GGUF models, resolve a short name, remove one",
+     "confab models [list] [--json] | which NAME | rm NAME   [--models-dir DIR] [--config FILE]\n"
+     "  list    every *.gguf in the models directory: architecture, parameters, quantization,\n"
+     "          size, context length, chat template (corrupt files listed as INVALID)\n"
+     "  which   print the file a short name resolves to (-m NAME uses the same rules)\n"
+     "  rm      delete a model by short name (refuses ambiguous names)\n"
+     "The directory: --models-dir, $CONFAB_MODELS_DIR, or storage.data_dir/storage.models_dir\n"
+     "(./data/models by default)",
+     cmd_models},
+    {"pull", "download a GGUF model (Hugging Face or URL) into the models directory",
+     "confab pull hf:ORG/REPO/FILE.gguf | https://HOST/.../FILE.gguf [--sha256 HEX] [-o NAME]\n"
+     "            [--models-dir DIR] [--config FILE]\n"
+     "Resumes an interrupted download (FILE.gguf.part), checks the sha256 (--sha256, or the\n"
+     "digest the server publishes) and the GGUF header, then renames into place.\n"
+     "hf: uses $CONFAB_HF_ENDPOINT (default https://huggingface.co); $HF_TOKEN for gated repos",
+     cmd_pull},
     {NULL, NULL, NULL, NULL},
 };
 
