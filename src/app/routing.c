@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base/log.h"
+#include "app/models.h"
 #include "providers/local.h"
 
 struct app_routing {
@@ -26,30 +26,6 @@ struct app_routing {
     prov_local *local; /* NULL when no local model is configured */
 };
 
-static bool is_file(const char *p) {
-    struct stat st;
-    return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The GGUF file of local model M: its `model` as a path, or a file of that
- * name (with or without .gguf) in the models directory. Malloc'd, or NULL. */
-static char *local_path(const cfg_t *cfg, const cfg_model *m) {
-    const char *ref = m->model ? m->model : m->name;
-    if (is_file(ref)) return strdup(ref);
-    char *dir = cfg_data_path(cfg, cfg->storage.models_dir);
-    char buf[4096];
-    const char *fmts[] = {"%s/%s", "%s/%s.gguf"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(buf, sizeof buf, fmts[i], dir, ref);
-        if (is_file(buf)) {
-            free(dir);
-            return strdup(buf);
-        }
-    }
-    free(dir);
-    return NULL;
-}
-
 /* Loads the local models; a model that cannot be loaded is marked
  * unavailable with the reason (the server still starts). */
 static int load_local(app_routing *a, cf_err *err) {
@@ -61,11 +37,13 @@ static int load_local(app_routing *a, cf_err *err) {
         const cfg_model *m = &cfg->models[i];
         if (strcmp(m->backend, "local")) continue;
         if (!a->local && !(a->local = prov_local_new(&lo, err))) return -1;
-        char *path = local_path(cfg, m);
+        /* `model` is a path or a short name in the models directory. */
+        char *dir = models_dir(cfg, NULL);
         cf_err le = {0};
+        char *path = models_resolve(dir, m->model ? m->model : m->name, &le);
+        free(dir);
         char reason[600] = "";
-        if (!path) snprintf(reason, sizeof reason, "no GGUF file found for \"%s\" (a path, or a file in %s/%s)",
-                            m->model ? m->model : m->name, cfg->storage.data_dir, cfg->storage.models_dir);
+        if (!path) snprintf(reason, sizeof reason, "%s", le.msg);
         else if (prov_local_add(a->local, m->name, path, &le)) snprintf(reason, sizeof reason, "%s", le.msg);
         free(path);
         if (reason[0]) {
@@ -178,6 +156,14 @@ app_routing *app_routing_new(const cfg_t *cfg, prov_io *io, cf_err *err) {
     if (!a->router) {
         app_routing_free(a);
         return NULL;
+    }
+    if (a->local) {
+        prov_backend lb = prov_local_backend(a->local);
+        if (route_register_backend(a->router, "local", &lb)) {
+            cf_seterr(err, CF_EINVAL, "cannot register the local backend");
+            app_routing_free(a);
+            return NULL;
+        }
     }
     return a;
 }

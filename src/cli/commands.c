@@ -22,12 +22,14 @@ const cli_command cli_commands[] = {
      cmd_config},
     {"serve", "run the HTTP server (OpenAI-compatible API, WebSocket, web UI)",
      "confab serve [--host H] [--port P] [--data DIR] [--config FILE] [-m MODEL]\n"
-     "             [--insecure-no-auth] [--shutdown-grace SECONDS]\n"
+     "             [--insecure-no-auth] [--shutdown-grace SECONDS] [--no-pull]\n"
      "  --host H            address to listen on (default 127.0.0.1; any other address needs\n"
      "                      server.api_keys in the config, or --insecure-no-auth)\n"
      "  --port P            port (default 8080; 0 picks a free one)\n"
      "  --data DIR          data directory (default storage.data_dir, ./data)\n"
-     "  -m MODEL            default model: a GGUF path or a configured model name\n"
+     "  -m MODEL            default model: a configured name, a GGUF path, or a short name\n"
+     "                      of a file in the models directory (e.g. -m smollm2)\n"
+     "  --no-pull           with no model configured or present, do not download the default\n"
      "  --shutdown-grace S  on SIGTERM/SIGINT, let streams finish for S seconds (default 10)",
      cmd_serve},
     {"template", "render a chat template with a conversation (byte-exact prompt)",

@@ -9,8 +9,8 @@
 #include "providers/local.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +40,10 @@ typedef struct model {
     char *name, *path;
     cf_model *m;
     tok_tokenizer *tok;
-    char *tmpl;           /* Jinja source */
-    char *bos, *eos;      /* token texts for the template ("" when none) */
-    cf_ctx *ctx;          /* the one context of this model's worker */
-    int32_t *cached;      /* (n_cached,) tokens whose KV is in ctx, in order */
+    char *tmpl;      /* Jinja source */
+    char *bos, *eos; /* token texts for the template ("" when none) */
+    cf_ctx *ctx;     /* the one context of this model's worker */
+    int32_t *cached; /* (n_cached,) tokens whose KV is in ctx, in order */
     int n_cached, cap_cached;
     int n_vocab, n_ctx, eos_id, eot_id;
     _Atomic int last_prompt, last_reused; /* for prov_local_last_prompt */
@@ -66,7 +66,8 @@ static void send_delta(job *j, const char *t, size_t n) {
     j->cb(j->ud, &ev);
 }
 
-static void send_error(job *j, prov_errkind k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_error(job *j, prov_errkind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void send_error(job *j, prov_errkind k, const char *fmt, ...) {
     char msg[384];
     va_list ap;
@@ -80,7 +81,8 @@ static void send_error(job *j, prov_errkind k, const char *fmt, ...) {
 static void job_free(job *j) {
     if (!j) return;
     json_decref(j->messages);
-    for (size_t i = 0; i < j->n_stop; i++) free(j->stops[i]);
+    for (size_t i = 0; i < j->n_stop; i++)
+        free(j->stops[i]);
     free(j);
 }
 
@@ -91,7 +93,8 @@ static bool cancelled_cb(void *ud) { return prov_cancel_fired(ud); }
 static int remember(model *md, const int32_t *ids, int n) {
     if (md->n_cached + n > md->cap_cached) {
         int cap = md->cap_cached ? md->cap_cached : 256;
-        while (cap < md->n_cached + n) cap *= 2;
+        while (cap < md->n_cached + n)
+            cap *= 2;
         int32_t *c = realloc(md->cached, (size_t)cap * sizeof *c);
         if (!c) return -1;
         md->cached = c;
@@ -102,7 +105,8 @@ static int remember(model *md, const int32_t *ids, int n) {
     return 0;
 }
 
-static cf_sampler *make_sampler(const model *md, const job *j, bool has_t, double t, bool has_p, double p, cf_err *err) {
+static cf_sampler *make_sampler(const model *md, const job *j, bool has_t, double t, bool has_p,
+                                double p, cf_err *err) {
     cf_samp_params sp = cf_samp_params_default();
     /* llama.cpp's defaults where the request says nothing. */
     sp.temp = has_t ? (float)t : 0.8f;
@@ -111,7 +115,8 @@ static cf_sampler *make_sampler(const model *md, const job *j, bool has_t, doubl
     sp.min_p = 0.05f;
     if (j->req.has_presence_penalty) sp.presence_penalty = (float)j->req.presence_penalty;
     if (j->req.has_frequency_penalty) sp.freq_penalty = (float)j->req.frequency_penalty;
-    sp.seed = j->req.has_seed ? (uint64_t)j->req.seed : (uint64_t)clock_mono_ns() ^ (uint64_t)time(NULL);
+    sp.seed =
+        j->req.has_seed ? (uint64_t)j->req.seed : (uint64_t)clock_mono_ns() ^ (uint64_t)time(NULL);
     return cf_samp_new(&sp, md->n_vocab, err);
 }
 
@@ -135,24 +140,29 @@ static void run_job(model *md, job *j) {
     sb_free(&prompt);
     int n = (int)ids.n;
     if (n == 0 || n >= md->n_ctx) {
-        send_error(j, PROV_ERR_HTTP_4XX, "the prompt has %d tokens; the context holds %d", n, md->n_ctx);
+        send_error(j, PROV_ERR_HTTP_4XX, "the prompt has %d tokens; the context holds %d", n,
+                   md->n_ctx);
         tok_ids_free(&ids);
         return;
     }
     /* 2. Reuse the KV of the longest common prefix; decode the rest (at
      * least one token, for fresh logits). */
     int keep = 0;
-    while (keep < md->n_cached && keep < n && md->cached[keep] == ids.v[keep]) keep++;
+    while (keep < md->n_cached && keep < n && md->cached[keep] == ids.v[keep])
+        keep++;
     if (keep == n) keep = n - 1;
-    if (cf_ctx_seq_truncate(md->ctx, 0, keep, &err)) keep = 0, cf_ctx_seq_truncate(md->ctx, 0, 0, NULL);
+    if (cf_ctx_seq_truncate(md->ctx, 0, keep, &err))
+        keep = 0, cf_ctx_seq_truncate(md->ctx, 0, 0, NULL);
     md->n_cached = keep;
     cf_ctx_set_abort(md->ctx, cancelled_cb, j->cancel);
     int rc = cf_ctx_eval(md->ctx, ids.v + keep, n - keep, false, &err);
     if (rc < 0) {
         md->n_cached = 0;
         cf_ctx_seq_truncate(md->ctx, 0, 0, NULL);
-        if (rc == CF_ECANCEL || prov_cancel_fired(j->cancel)) send_error(j, PROV_ERR_CANCELLED, "cancelled");
-        else send_error(j, PROV_ERR_HTTP_5XX, "decoding the prompt: %s", err.msg);
+        if (rc == CF_ECANCEL || prov_cancel_fired(j->cancel))
+            send_error(j, PROV_ERR_CANCELLED, "cancelled");
+        else
+            send_error(j, PROV_ERR_HTTP_5XX, "decoding the prompt: %s", err.msg);
         tok_ids_free(&ids);
         return;
     }
@@ -171,7 +181,8 @@ static void run_job(model *md, job *j) {
         send_error(j, PROV_ERR_CONFIG, "sampler: %s", err.msg);
         goto out;
     }
-    for (int i = 0; i < n; i++) cf_samp_accept(smp, ids.v[i]);
+    for (int i = 0; i < n; i++)
+        cf_samp_accept(smp, ids.v[i]);
     int max = j->req.max_tokens > 0 ? j->req.max_tokens : md->n_ctx;
     int produced = 0;
     prov_finish finish = PROV_FINISH_LENGTH;
@@ -188,12 +199,15 @@ static void run_job(model *md, job *j) {
         if (j->req.live_params) {
             bool ht = has_t, hp = has_p;
             double t2 = temp, p2 = top_p;
-            if (j->req.live_params(j->req.live_ud, &ht, &t2, &hp, &p2) && (ht != has_t || hp != has_p || t2 != temp || p2 != top_p)) {
+            if (j->req.live_params(j->req.live_ud, &ht, &t2, &hp, &p2) &&
+                (ht != has_t || hp != has_p || t2 != temp || p2 != top_p)) {
                 has_t = ht, has_p = hp, temp = t2, top_p = p2;
                 cf_sampler *ns = make_sampler(md, j, has_t, temp, has_p, top_p, &err);
                 if (ns) {
-                    for (int i = 0; i < n; i++) cf_samp_accept(ns, ids.v[i]);
-                    for (int i = 0; i < produced; i++) cf_samp_accept(ns, gen[i]);
+                    for (int i = 0; i < n; i++)
+                        cf_samp_accept(ns, ids.v[i]);
+                    for (int i = 0; i < produced; i++)
+                        cf_samp_accept(ns, gen[i]);
                     cf_samp_free(smp);
                     smp = ns;
                 }
@@ -223,8 +237,10 @@ static void run_job(model *md, job *j) {
             cf_ctx_seq_truncate(md->ctx, 0, 0, NULL);
             sb_free(&piece);
             free(gen);
-            if (prov_cancel_fired(j->cancel)) send_error(j, PROV_ERR_CANCELLED, "cancelled");
-            else send_error(j, PROV_ERR_HTTP_5XX, "decoding: %s", err.msg);
+            if (prov_cancel_fired(j->cancel))
+                send_error(j, PROV_ERR_CANCELLED, "cancelled");
+            else
+                send_error(j, PROV_ERR_HTTP_5XX, "decoding: %s", err.msg);
             goto out;
         }
         remember(md, &t, 1);
@@ -244,7 +260,8 @@ static void run_job(model *md, job *j) {
     }
     sb_free(&piece);
     free(gen);
-    prov_event u = {.kind = PROV_EV_USAGE, .usage = {.prompt_tokens = n, .completion_tokens = produced}};
+    prov_event u = {.kind = PROV_EV_USAGE,
+                    .usage = {.prompt_tokens = n, .completion_tokens = produced}};
     j->cb(j->ud, &u);
     prov_event f = {.kind = PROV_EV_FINISH, .finish = finish};
     j->cb(j->ud, &f);
@@ -277,12 +294,11 @@ static model *find(prov_local *l, const char *name) {
     return NULL;
 }
 
-static int local_start(void *self, const prov_request *req, const prov_model_cfg *cfg, prov_cancel *cancel,
-                       prov_event_cb cb, void *ud, cf_err *err) {
+static int local_start(void *self, const prov_request *req, const prov_model_cfg *cfg,
+                       prov_cancel *cancel, prov_event_cb cb, void *ud, cf_err *err) {
     prov_local *l = self;
     model *md = find(l, cfg->name);
     if (!md) return cf_seterr(err, CF_ENOTFOUND, "local model %s is not loaded", cfg->name);
-    if (!cancel) return cf_seterr(err, CF_EINVAL, "local requests need a cancel handle");
     job *j = calloc(1, sizeof *j);
     if (!j) return cf_seterr(err, CF_ENOMEM, "out of memory");
     j->req = *req;
@@ -294,12 +310,15 @@ static int local_start(void *self, const prov_request *req, const prov_model_cfg
     j->messages = json_array();
     static const char *roles[] = {"system", "user", "assistant"};
     for (size_t i = 0; i < req->n_msgs; i++)
-        json_array_append_new(j->messages, json_pack("{s:s,s:s}", "role", roles[req->msgs[i].role], "content",
-                                                     req->msgs[i].content ? req->msgs[i].content : ""));
-    for (size_t i = 0; i < req->n_stop && i < PROV_MAX_STOP; i++) j->stops[j->n_stop++] = strdup(req->stop[i]);
+        json_array_append_new(j->messages,
+                              json_pack("{s:s,s:s}", "role", roles[req->msgs[i].role], "content",
+                                        req->msgs[i].content ? req->msgs[i].content : ""));
+    for (size_t i = 0; i < req->n_stop && i < PROV_MAX_STOP; i++)
+        j->stops[j->n_stop++] = strdup(req->stop[i]);
     if (queue_push(md->q, j, 0) != 0) {
         job_free(j);
-        return cf_seterr(err, CF_EBUSY, "local model %s is busy (%zu requests queued)", md->name, queue_len(md->q));
+        return cf_seterr(err, CF_EBUSY, "local model %s is busy (%zu requests queued)", md->name,
+                         queue_len(md->q));
     }
     return 0;
 }
@@ -397,7 +416,8 @@ int prov_local_add(prov_local *l, const char *name, const char *path, cf_err *er
         goto fail;
     }
     gguf_str ts;
-    if (gguf_get_str(f, "tokenizer.chat_template", &ts) && ts.n) md->tmpl = gguf_str_dup(ts);
+    if (gguf_get_str(f, "tokenizer.chat_template", &ts) && ts.n)
+        md->tmpl = gguf_str_dup(ts);
     else {
         const char *b = guess_template(md->tok);
         md->tmpl = strdup(tmpl_builtin(b));
