@@ -613,6 +613,19 @@ static void model_load_rejects_unknown_architecture_and_missing_tensor(void **st
     gguf_w_free(w);
     assert_null(cf_model_load(path, NULL, &e));
     assert_non_null(strstr(e.msg, "not a multiple of head_count_kv"));
+
+    /* mixture of experts (Mixtral-style) */
+    w = gguf_w_new();
+    gguf_w_set_str(w, "general.architecture", "llama");
+    gguf_w_set_u32(w, "llama.embedding_length", 64);
+    gguf_w_set_u32(w, "llama.block_count", 1);
+    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
+    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    gguf_w_set_u32(w, "llama.expert_count", 8);
+    assert_int_equal(gguf_w_write(w, path, &e), 0);
+    gguf_w_free(w);
+    assert_null(cf_model_load(path, NULL, &e));
+    assert_non_null(strstr(e.msg, "mixture-of-experts"));
     tu_rmtree(dir);
     free(dir);
 }
