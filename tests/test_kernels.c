@@ -561,6 +561,8 @@ static void table_installs_the_cpu_family(void **state) {
         assert_ptr_equal(tt_get(TT_IQ4_XS)->vec_dot, tt_vec_dot_iq4_xs_q8_K_avx2);
         assert_ptr_equal(tt_get(TT_Q4_K)->vec_dot, tt_vec_dot_q4_K_q8_K_avx2);
         assert_ptr_equal(tt_get(TT_Q8_K)->from_float, tt_from_float_q8_K_avx512);
+        /* Q4_K: tiles and vec_dot of one family, so batches match rows */
+        assert_ptr_equal(tt_tile_lookup(TT_Q4_K)->one, tt_vec_dot_q4_K_q8_K_avx2);
         assert_non_null(k);
         assert_string_equal(k->family, cpu_get()->avx512vnni ? "avx512vnni" : "avx512");
     } else if (cpu_has_avx2()) {

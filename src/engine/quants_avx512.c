@@ -394,8 +394,8 @@ static const tt_tile_kernel avx512_tiles[] = {
     ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512vnni, 4, 4),
     ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512vnni, 4, 4),
     ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512vnni, 4, 4),
-    ENTRY(TT_Q4_K, 1, q4_K_q8_K, _avx512, 4, 2),
-    ENTRY(TT_Q5_K, 1, q5_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q4_K, 0, q4_K_q8_K, _avx512, 4, 2), /* = AVX2's 2x2, which matches vec_dot */
+    ENTRY(TT_Q5_K, 0, q5_K_q8_K, _avx512, 4, 2), /* = AVX2's 2x2, which matches vec_dot */
     ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 2),
     ENTRY(TT_F16, 0, f16t, _avx512, 4, 4), /* a little slower than AVX2's 3x4 */
 };
@@ -479,7 +479,8 @@ void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n) {
 /* Which rows take the AVX-512 vec_dot is decided by measurement
  * (bench/README.md): on the development machine (AMD Zen 4, which runs
  * 512-bit operations as two 256-bit halves) the zmm kernels of the
- * 32-value-block types and Q4_K lose to AVX2 for matrix-vector products,
+ * 32-value-block types, Q4_K and Q5_K lose to (or tie with) AVX2 for
+ * matrix-vector products,
  * since the extra inserts and the wider final reduction cost more than the
  * halved instruction count saves, so those rows keep their AVX2 vec_dot;
  * their matrix-matrix tiles are the AVX-512 (VNNI) ones (tt_tile_lookup). */
@@ -489,7 +490,6 @@ void tt_install_avx512(tt_traits *t) {
     t[TT_F16].from_float = tt_from_float_f16_avx512;
     t[TT_BF16].vec_dot = tt_vec_dot_bf16_avx512;
     t[TT_Q8_0].from_float = tt_from_float_q8_0_avx512;
-    t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx512;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx512;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx512;
 }
