@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- deterministic random numbers ---- */
 
@@ -596,6 +597,28 @@ static void table_installs_the_cpu_family(void **state) {
     assert_null(tt_tile_lookup(TT_BF16));
 }
 
+/* The whole suite again in child processes with CONFAB_CPU=avx2 and
+ * =scalar: on an AVX-512 machine this runs tt_matmul with AVX2-only
+ * tables and tiles, and with the scalar table (per-pair loop, no tiles). */
+static void capped_cpu_families_pass_the_same_tests(void **state) {
+    (void)state;
+    char self[4096];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(len > 0);
+    self[len] = 0;
+    const char *caps[] = {"avx2", "scalar"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[4300], *out = NULL;
+        snprintf(cmd, sizeof cmd, "CONFAB_CPU=%s KT_CHILD=1 CMOCKA_MESSAGE_OUTPUT=STDOUT '%s' 2>&1",
+                 caps[i], self);
+        const int rc = tu_run(cmd, &out);
+        if (rc != 0) print_message("CONFAB_CPU=%s run failed (%d):\n%s\n", caps[i], rc, out);
+        assert_int_equal(rc, 0);
+        assert_non_null(strstr(out, "PASSED"));
+        free(out);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(avx2_vec_dot_kernels_match_scalar_reference),
@@ -608,6 +631,9 @@ int main(void) {
         cmocka_unit_test(activation_quantizers_match_scalar_bytes),
         cmocka_unit_test(f16_quantizer_keeps_specials),
         cmocka_unit_test(table_installs_the_cpu_family),
+        cmocka_unit_test(capped_cpu_families_pass_the_same_tests),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* a child run (see capped_cpu_...) skips the last test: no recursion */
+    const size_t n = sizeof tests / sizeof tests[0] - (getenv("KT_CHILD") ? 1 : 0);
+    return _cmocka_run_group_tests("test_kernels", tests, n, NULL, NULL);
 }
