@@ -32,10 +32,12 @@
  * for F16); with an F16 KV cache the query and the softmax weights are
  * rounded to F16 before their dot products, as ggml's F16 matmul does.
  *
- * Threads: matrix products split weight rows, attention splits
- * (token, head) pairs; every output element is computed by one thread with
- * the same kernel, so results do not depend on the thread count. The small
- * element-wise steps run on the caller's thread.
+ * Threads: matrix products are cut into chunks of 64 weight rows,
+ * attention into (token, KV head) units; pool threads claim chunks, and
+ * every output element is computed by one chunk with the same kernel, so
+ * results do not depend on the thread count. The small element-wise steps
+ * (norms, RoPE, residual adds, SwiGLU, activation conversion: a few % of
+ * the time) run on the caller's thread.
  */
 #include <assert.h>
 #include <math.h>
