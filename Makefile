@@ -9,7 +9,7 @@
 
 CC       ?= gcc
 .DEFAULT_GOAL := all
-PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash
+PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash libcrypto
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Isrc \
@@ -56,7 +56,19 @@ $(BUILD)/%.o: %.c
 # The version banner embeds the commit: rebuild it every time (it is tiny).
 $(BUILD)/src/cli/cmd_version.o: FORCE
 
-$(BUILD)/libconfab.a: $(LIB_OBJ)
+# The web UI is embedded: tools/embed.sh turns web/ into a C file of byte
+# arrays (with MIME types and ETags) that goes into libconfab.a. The folder
+# itself is a prerequisite so adding or removing a file regenerates it.
+WEB_GEN := $(BUILD)/gen/web_assets.c
+WEB_OBJ := $(BUILD)/gen/web_assets.o
+$(WEB_GEN): $(WEB_SRC) web tools/embed.sh
+	@mkdir -p $(dir $@)
+	bash tools/embed.sh web $@
+
+$(WEB_OBJ): $(WEB_GEN)
+	$(CC) $(CFLAGS_BASE) -c $< -o $@
+
+$(BUILD)/libconfab.a: $(LIB_OBJ) $(WEB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
@@ -81,10 +93,11 @@ test: $(BUILD)/confab $(TEST_BIN)
 
 bench: $(BUILD)/confab $(BENCH_BIN)
 
-# Until `confab serve` exists this starts what exists (the version banner).
+# Installs dependencies, builds, and serves on http://127.0.0.1:8080 with
+# the data in ./data (config: ./confab.yaml or ~/.config/confab/config.yaml).
 run: deps
 	$(MAKE) $(BUILD)/confab
-	$(BUILD)/confab version
+	$(BUILD)/confab serve --host 127.0.0.1 --port 8080 --data ./data
 
 deps:
 	bash tools/deps.sh

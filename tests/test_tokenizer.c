@@ -1,6 +1,7 @@
 /* Tests for src/engine/tokenizer: the llama.cpp test vectors of every vocab
  * file in the shared test data, SentencePiece and BPE details, special
  * tokens, the streaming detokenizer, hostile input, and the CLI. */
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -202,6 +203,57 @@ VOCAB_TEST(bpe_qwen35_vocab_matches_vectors, "ggml-vocab-qwen35.gguf")
 VOCAB_TEST(bpe_command_r_vocab_matches_vectors, "ggml-vocab-command-r.gguf")
 VOCAB_TEST(bpe_gemma4_vocab_matches_vectors, "ggml-vocab-gemma-4.gguf")
 VOCAB_TEST(bpe_llama_bpe_gguf_matches_vectors, "ggml-vocab-llama-bpe.gguf")
+
+/* Whatever vectors the test data holds: every X.inp whose vocabulary X is
+ * present must match (bert-bge excepted: WordPiece). Guards against a
+ * vocabulary added to the test data without a test above. */
+static void every_present_vocab_matches_its_vectors(void **st) {
+    (void)st;
+    const char *root = td_root();
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/vocab", root);
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        td_path("vocab");
+        return;
+    }
+    struct dirent *de;
+    int checked = 0;
+    while ((de = readdir(dp))) {
+        size_t l = strlen(de->d_name);
+        if (l < 5 || strcmp(de->d_name + l - 4, ".inp") != 0) continue;
+        char vocab[512];
+        snprintf(vocab, sizeof vocab, "%.*s", (int)(l - 4), de->d_name);
+        if (strstr(vocab, "bert-bge")) {
+            print_message("# %s: WordPiece, not supported; vectors not checked\n", vocab);
+            continue;
+        }
+        char rel[600];
+        snprintf(rel, sizeof rel, "vocab/%s", vocab);
+        if (!td_find(rel)) {
+            print_message("# %s absent: its vectors cannot be checked here%s\n", vocab,
+                          strstr(vocab, "llama-bpe") ? " (llama3.2-bpe JSON test covers them)"
+                                                     : "");
+            continue;
+        }
+        char vp[2200], ip[2200], op[2200];
+        snprintf(vp, sizeof vp, "%s/%s", dir, vocab);
+        snprintf(ip, sizeof ip, "%s/%s.inp", dir, vocab);
+        snprintf(op, sizeof op, "%s/%s.out", dir, vocab);
+        cf_err err = {0};
+        tok_tokenizer *t = tok_load(vp, &err);
+        if (!t) print_message("# %s: %s\n", vocab, err.msg);
+        assert_non_null(t);
+        int bad = check_vectors(t, ip, op);
+        if (bad) print_message("# %s: %d texts differ\n", vocab, bad);
+        assert_int_equal(bad, 0);
+        tok_free(t);
+        checked++;
+    }
+    closedir(dp);
+    print_message("# %d vocabularies checked against their vectors\n", checked);
+    assert_true(checked > 0);
+}
 
 /* bert-bge is WordPiece, which confab does not implement: loading it must
  * say so rather than tokenize wrongly. */
@@ -1074,6 +1126,7 @@ int main(void) {
         cmocka_unit_test(bpe_gemma4_vocab_matches_vectors),
         cmocka_unit_test(bpe_llama_bpe_gguf_matches_vectors),
         cmocka_unit_test(wordpiece_bert_vocab_is_refused_with_message),
+        cmocka_unit_test(every_present_vocab_matches_its_vectors),
         cmocka_unit_test(stories260k_matches_llamacpp_tokenize_reference),
         cmocka_unit_test(model_prompts_match_reference_tokens),
         cmocka_unit_test(spm_adds_bos_and_prefix_space_by_default),

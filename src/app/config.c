@@ -924,6 +924,13 @@ void cfg_free(cfg_t *c) {
     free(c);
 }
 
+char *cfg_data_path(const cfg_t *c, const char *rel) {
+    if (rel[0] == '/') return xstrdup(rel);
+    sb_t s = {0};
+    sb_printf(&s, "%s/%s", c->storage.data_dir, rel);
+    return sb_take(&s);
+}
+
 const cfg_model *cfg_find_model(const cfg_t *c, const char *name) {
     for (size_t i = 0; name && i < c->n_models; i++)
         if (!strcmp(c->models[i].name, name)) return &c->models[i];

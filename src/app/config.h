@@ -124,6 +124,10 @@ cfg_t *cfg_defaults(void);
 
 void cfg_free(cfg_t *c);
 
+/* REL resolved against storage.data_dir (REL itself when absolute), as a
+ * malloc'd string: e.g. cfg_data_path(c, c->storage.db). */
+char *cfg_data_path(const cfg_t *c, const char *rel);
+
 /* Model by name, or NULL. */
 const cfg_model *cfg_find_model(const cfg_t *c, const char *name);
 /* Prompt template by name, or NULL. */

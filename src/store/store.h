@@ -195,6 +195,29 @@ int store_msg_list(store *st, int64_t session_id, store_message **out, size_t *n
  * history of one branch of a conversation with alternatives. */
 int store_msg_thread(store *st, int64_t leaf_id, store_message **out, size_t *n, cf_err *err);
 
+/* ------------------------------------------------------------ usage */
+
+typedef enum {
+    STORE_USAGE_TOTAL = 0,
+    STORE_USAGE_BY_MODEL,
+    STORE_USAGE_BY_DAY,     /* key: YYYY-MM-DD (UTC) */
+    STORE_USAGE_BY_SESSION, /* key: "<id> <title>" */
+    STORE_USAGE_BY_VARIANT, /* A/B arms */
+} store_usage_by;
+
+typedef struct {
+    char *key;
+    int64_t replies, prompt_tokens, completion_tokens, cached, errors;
+    double cost; /* US dollars */
+} store_usage_row;
+
+/* Token and cost totals of assistant replies since SINCE_MS (0: all time),
+ * for OWNER's sessions (NULL: everyone's), grouped by BY. *OUT: malloc'd
+ * array of *N rows (free with store_usage_free). */
+int store_usage(store *st, store_usage_by by, int64_t since_ms, const char *owner, store_usage_row **out, size_t *n,
+                cf_err *err);
+void store_usage_free(store_usage_row *a, size_t n);
+
 /* ------------------------------------------------------------ streaming */
 
 typedef struct {
