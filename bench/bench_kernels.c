@@ -5,7 +5,7 @@
  *   mv 2048x2048 / mv 8192x2048  matrix-vector products (token generation):
  *       "hot" = the same matrix every call (it sits in L2/L3),
  *       "cold" = rotating through copies totalling > 256 MiB, so weights
- *       come from DRAM as they do for a real model;
+ *       come from DRAM as they do for a real model (mean over all calls);
  *   mm 2048x2048 x 64  matrix-matrix product with 64 activation rows
  *       (prompt processing), through tt_matmul_with (tiled where the
  *       kernel has tiles), and the plain per-pair loop for comparison.
@@ -19,6 +19,12 @@
  * wall time there mostly measures the scheduler.
  * Usage: build/bench/bench_kernels [TYPE...]   (e.g. q4_K q8_0; default all)
  */
+#include "base/cpu.h"
+#include "engine/blocks.h"
+#include "engine/quants.h"
+#include "engine/quants_simd.h"
+#include "engine/types.h"
+
 #include <emmintrin.h>
 #include <math.h>
 #include <stddef.h>
@@ -26,12 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "base/cpu.h"
-#include "engine/blocks.h"
-#include "engine/quants.h"
-#include "engine/quants_simd.h"
-#include "engine/types.h"
 
 #define COLD_BYTES (256u << 20)
 #define MIN_SECONDS 0.25
@@ -92,14 +92,32 @@ typedef struct {
 static const char *fam_name[4] = {"scalar", "avx2", "avx512", "avx512vnni"};
 
 static const bcase cases[] = {
-    {"q4_K", TT_Q4_K, {tt_vec_dot_q4_K_q8_K_ref, tt_vec_dot_q4_K_q8_K_avx2, tt_vec_dot_q4_K_q8_K_avx512, NULL}},
-    {"q6_K", TT_Q6_K, {tt_vec_dot_q6_K_q8_K_ref, tt_vec_dot_q6_K_q8_K_avx2, tt_vec_dot_q6_K_q8_K_avx512, NULL}},
-    {"q8_0", TT_Q8_0, {tt_vec_dot_q8_0_q8_0_ref, tt_vec_dot_q8_0_q8_0_avx2, tt_vec_dot_q8_0_q8_0_avx512, tt_vec_dot_q8_0_q8_0_avx512vnni}},
+    {"q4_K",
+     TT_Q4_K,
+     {tt_vec_dot_q4_K_q8_K_ref, tt_vec_dot_q4_K_q8_K_avx2, tt_vec_dot_q4_K_q8_K_avx512, NULL}},
+    {"q6_K",
+     TT_Q6_K,
+     {tt_vec_dot_q6_K_q8_K_ref, tt_vec_dot_q6_K_q8_K_avx2, tt_vec_dot_q6_K_q8_K_avx512, NULL}},
+    {"q8_0",
+     TT_Q8_0,
+     {tt_vec_dot_q8_0_q8_0_ref, tt_vec_dot_q8_0_q8_0_avx2, tt_vec_dot_q8_0_q8_0_avx512,
+      tt_vec_dot_q8_0_q8_0_avx512vnni}},
     {"f16", TT_F16, {tt_vec_dot_f16_ref, tt_vec_dot_f16_avx2, tt_vec_dot_f16_avx512, NULL}},
-    {"q4_0", TT_Q4_0, {tt_vec_dot_q4_0_q8_0_ref, tt_vec_dot_q4_0_q8_0_avx2, tt_vec_dot_q4_0_q8_0_avx512, tt_vec_dot_q4_0_q8_0_avx512vnni}},
-    {"q5_K", TT_Q5_K, {tt_vec_dot_q5_K_q8_K_ref, tt_vec_dot_q5_K_q8_K_avx2, tt_vec_dot_q5_K_q8_K_avx512, NULL}},
-    {"q5_0", TT_Q5_0, {tt_vec_dot_q5_0_q8_0_ref, tt_vec_dot_q5_0_q8_0_avx2, tt_vec_dot_q5_0_q8_0_avx512, tt_vec_dot_q5_0_q8_0_avx512vnni}},
-    {"iq4_nl", TT_IQ4_NL, {tt_vec_dot_iq4_nl_q8_0_ref, tt_vec_dot_iq4_nl_q8_0_avx2, tt_vec_dot_iq4_nl_q8_0_avx512, tt_vec_dot_iq4_nl_q8_0_avx512vnni}},
+    {"q4_0",
+     TT_Q4_0,
+     {tt_vec_dot_q4_0_q8_0_ref, tt_vec_dot_q4_0_q8_0_avx2, tt_vec_dot_q4_0_q8_0_avx512,
+      tt_vec_dot_q4_0_q8_0_avx512vnni}},
+    {"q5_K",
+     TT_Q5_K,
+     {tt_vec_dot_q5_K_q8_K_ref, tt_vec_dot_q5_K_q8_K_avx2, tt_vec_dot_q5_K_q8_K_avx512, NULL}},
+    {"q5_0",
+     TT_Q5_0,
+     {tt_vec_dot_q5_0_q8_0_ref, tt_vec_dot_q5_0_q8_0_avx2, tt_vec_dot_q5_0_q8_0_avx512,
+      tt_vec_dot_q5_0_q8_0_avx512vnni}},
+    {"iq4_nl",
+     TT_IQ4_NL,
+     {tt_vec_dot_iq4_nl_q8_0_ref, tt_vec_dot_iq4_nl_q8_0_avx2, tt_vec_dot_iq4_nl_q8_0_avx512,
+      tt_vec_dot_iq4_nl_q8_0_avx512vnni}},
     {"q4_1", TT_Q4_1, {tt_vec_dot_q4_1_q8_1_ref, tt_vec_dot_q4_1_q8_1_avx2, NULL, NULL}},
     {"q5_1", TT_Q5_1, {tt_vec_dot_q5_1_q8_1_ref, tt_vec_dot_q5_1_q8_1_avx2, NULL, NULL}},
     {"q2_K", TT_Q2_K, {tt_vec_dot_q2_K_q8_K_ref, tt_vec_dot_q2_K_q8_K_avx2, NULL, NULL}},
@@ -131,13 +149,15 @@ static void *make_weights(int type, int rows, int n) {
     if (!t->quantized) {
         float *f = malloc(sizeof(float) * (size_t)n);
         for (int r = 0; r < rows; r++) {
-            for (int i = 0; i < n; i++) f[i] = rndf();
+            for (int i = 0; i < n; i++)
+                f[i] = rndf();
             t->from_float(f, w + (size_t)r * rs, n);
         }
         free(f);
         return w;
     }
-    for (size_t i = 0; i < total; i++) w[i] = (char)rnd();
+    for (size_t i = 0; i < total; i++)
+        w[i] = (char)rnd();
     for (size_t b = 0; b < total / t->bytes; b++) {
         char *blk = w + b * t->bytes;
         if (type == TT_Q6_K) {
@@ -163,8 +183,10 @@ typedef struct {
     double best_s;
 } timing;
 
-/* Best seconds per call of a matrix-vector product over COPIES matrices
- * (rotating) with kernel VD. */
+/* Seconds per call of a matrix-vector product over COPIES matrices
+ * (rotating) with kernel VD: the best call when COPIES is 1 (hot, the
+ * matrix in cache), the mean over all calls otherwise (sustained, as a
+ * model streaming its weights sees it). */
 static double time_mv(tt_vec_dot_fn vd, char **mats, int copies, size_t rs, int rows, int n,
                       const void *x, float *y) {
     double best = 1e30, total = 0;
@@ -172,18 +194,19 @@ static double time_mv(tt_vec_dot_fn vd, char **mats, int copies, size_t rs, int 
     while (total < MIN_SECONDS || calls < 3) {
         const uint64_t t0 = cpu_ns();
         const char *w = mats[c];
-        for (int r = 0; r < rows; r++) vd(n, &y[r], w + (size_t)r * rs, x);
+        for (int r = 0; r < rows; r++)
+            vd(n, &y[r], w + (size_t)r * rs, x);
         const double s = (double)(cpu_ns() - t0) * 1e-9;
         if (s < best) best = s;
         total += s;
         calls++;
         c = (c + 1) % copies;
     }
-    return best;
+    return copies > 1 ? total / calls : best;
 }
 
-static double time_mm(const tt_tile_kernel *k, tt_vec_dot_fn vd, const char *w, size_t rs, int rows, int n,
-                      const char *x, size_t xs, int nx, float *y) {
+static double time_mm(const tt_tile_kernel *k, tt_vec_dot_fn vd, const char *w, size_t rs, int rows,
+                      int n, const char *x, size_t xs, int nx, float *y) {
     double best = 1e30, total = 0;
     int calls = 0;
     while (total < MIN_SECONDS || calls < 2) {
@@ -205,7 +228,8 @@ static void bench_case(const bcase *bc) {
     char *x = aligned_alloc(64, (xs * nx + 63) / 64 * 64);
     float *f = malloc(sizeof(float) * n);
     for (int j = 0; j < nx; j++) {
-        for (int i = 0; i < n; i++) f[i] = rndf();
+        for (int i = 0; i < n; i++)
+            f[i] = rndf();
         xt->from_float(f, x + (size_t)j * xs, n);
     }
     float *y = malloc(sizeof(float) * 8192 * nx);
@@ -230,27 +254,30 @@ static void bench_case(const bcase *bc) {
             const double bytes = (double)rs * rows, flops = 2.0 * rows * n;
             const double hot = time_mv(vd, mats[s], 1, rs, rows, n, x, y);
             const double cold = time_mv(vd, mats[s], copies[s], rs, rows, n, x, y);
-            printf("%-7s %-11s mv %4dx%d   hot %7.2f GB/s %7.2f GFLOP/s | cold %7.2f GB/s %7.2f GFLOP/s\n",
+            printf("%-7s %-11s mv %4dx%d   hot %7.2f GB/s %7.2f GFLOP/s | cold %7.2f GB/s %7.2f "
+                   "GFLOP/s\n",
                    bc->name, fam_name[fi], rows, n, bytes / hot / 1e9, flops / hot / 1e9,
                    bytes / cold / 1e9, flops / cold / 1e9);
         }
         const double flops = 2.0 * 2048 * n * nx;
         const double pairs = time_mm(NULL, vd, mats[0][0], rs, 2048, n, x, xs, nx, y);
-        printf("%-7s %-11s mm 2048x%dx%d per-pair        %7.2f GFLOP/s\n", bc->name,
-               fam_name[fi], n, nx, flops / pairs / 1e9);
+        printf("%-7s %-11s mm 2048x%dx%d per-pair        %7.2f GFLOP/s\n", bc->name, fam_name[fi],
+               n, nx, flops / pairs / 1e9);
         int cnt = 0;
-        const tt_tile_kernel *tk = fi == 0 ? NULL : fi == 1 ? tt_tiles_avx2(&cnt) : tt_tiles_avx512(&cnt);
+        const tt_tile_kernel *tk = fi == 0   ? NULL
+                                   : fi == 1 ? tt_tiles_avx2(&cnt)
+                                             : tt_tiles_avx512(&cnt);
         for (int e = 0; e < cnt; e++) {
             if (tk[e].type != bc->wtype || strcmp(tk[e].family, fam_name[fi])) continue;
             const double tiled = time_mm(&tk[e], NULL, mats[0][0], rs, 2048, n, x, xs, nx, y);
-            printf("%-7s %-11s mm 2048x%dx%d tiled %dx%d%s %7.2f GFLOP/s\n", bc->name,
-                   fam_name[fi], n, nx, tk[e].nr, tk[e].nc, tk[e].preferred ? "*" : " ",
-                   flops / tiled / 1e9);
+            printf("%-7s %-11s mm 2048x%dx%d tiled %dx%d%s %7.2f GFLOP/s\n", bc->name, fam_name[fi],
+                   n, nx, tk[e].nr, tk[e].nc, tk[e].preferred ? "*" : " ", flops / tiled / 1e9);
         }
         fflush(stdout);
     }
     for (int s = 0; s < 2; s++)
-        for (int c = 0; c < copies[s]; c++) free(mats[s][c]);
+        for (int c = 0; c < copies[s]; c++)
+            free(mats[s][c]);
     free(x);
     free(f);
     free(y);

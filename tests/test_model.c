@@ -83,15 +83,16 @@ static int argmax(const float *x, int n) {
  * short type (F16 KV cache, F16/BF16 activations for F16/BF16 weights, 8-bit
  * activation blocks for quantized weights) turns a summation-order
  * difference of ~1e-7 into an occasional one-step change of a rounded value
- * (a "flip"), which then moves the logits by up to ~0.01 (F16), ~0.1 (BF16,
+ * (a "flip"), which then moves the logits by up to ~0.02 (F16), ~0.13 (BF16,
  * 8 mantissa bits) or ~0.4 (8-bit blocks against a logit spread of ~5).
  * Evidence that these are flips and not a wrong formula: the short p1 cases
- * of BF16, Q8_0, Q4_0 and Q4_K_M models agree to ~1e-6 on every row, and in
- * the long cases the difference appears at one row and stays. */
+ * of Q8_0, Q5_1, Q4_0 and Q4_K_M models (and BF16 with the scalar kernels)
+ * agree to ~1e-6 on every row, and in the long cases the difference appears
+ * at one row and stays. */
 static double tolerance(const char *model, const char *cas) {
     if (strstr(model, "BF16")) return 0.15;
     if (strstr(model, "mix") || strstr(model, "Q4") || strstr(model, "Q8")) return 0.4;
-    if (strstr(model, "F16")) return 0.02;
+    if (strstr(model, "F16")) return 0.03;
     return strstr(cas, "kvf32") ? 1e-4 : 0.01;
 }
 
@@ -613,6 +614,19 @@ static void model_load_rejects_unknown_architecture_and_missing_tensor(void **st
     gguf_w_free(w);
     assert_null(cf_model_load(path, NULL, &e));
     assert_non_null(strstr(e.msg, "not a multiple of head_count_kv"));
+
+    /* mixture of experts (Mixtral-style) */
+    w = gguf_w_new();
+    gguf_w_set_str(w, "general.architecture", "llama");
+    gguf_w_set_u32(w, "llama.embedding_length", 64);
+    gguf_w_set_u32(w, "llama.block_count", 1);
+    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
+    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    gguf_w_set_u32(w, "llama.expert_count", 8);
+    assert_int_equal(gguf_w_write(w, path, &e), 0);
+    gguf_w_free(w);
+    assert_null(cf_model_load(path, NULL, &e));
+    assert_non_null(strstr(e.msg, "mixture-of-experts"));
     tu_rmtree(dir);
     free(dir);
 }

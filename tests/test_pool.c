@@ -1,5 +1,6 @@
 /* Tests for src/engine/pool: every thread index runs exactly once per job,
  * splits cover a range exactly once, jobs run back to back, bad sizes fail. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -44,22 +45,34 @@ static void pool_runs_every_chunk_exactly_once_per_job(void **st) {
     }
 }
 
-static void pool_split_covers_range_aligned(void **st) {
+typedef struct {
+    pool *p;
+    int cover[103];
+    pool_probe pr;
+} pool_caller;
+
+static void *pool_caller_main(void *arg) {
+    pool_caller *c = arg;
+    c->pr.n = 103;
+    c->pr.cover = c->cover;
+    for (int rep = 0; rep < 300; rep++) pool_run(c->p, 26, probe_fn, &c->pr);
+    return NULL;
+}
+
+static void pool_jobs_from_two_callers_do_not_mix(void **st) {
     (void)st;
-    for (int n = 0; n < 300; n += 7) {
-        for (int nth = 1; nth <= 5; nth++) {
-            int next = 0;
-            for (int i = 0; i < nth; i++) {
-                int lo, hi;
-                pool_split(n, i, nth, 16, &lo, &hi);
-                assert_int_equal(lo, next);
-                assert_true(hi >= lo);
-                if (hi < n) assert_int_equal(hi % 16, 0);
-                next = hi;
-            }
-            assert_int_equal(next, n);
-        }
+    pool *p = pool_new(3, NULL);
+    pool_caller a = {.p = p}, b = {.p = p};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, pool_caller_main, &a);
+    pthread_create(&tb, NULL, pool_caller_main, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    for (int i = 0; i < 103; i++) {
+        assert_int_equal(a.cover[i], 300);
+        assert_int_equal(b.cover[i], 300);
     }
+    pool_free(p);
 }
 
 static void pool_rejects_bad_thread_count(void **st) {
@@ -73,7 +86,7 @@ static void pool_rejects_bad_thread_count(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pool_runs_every_chunk_exactly_once_per_job),
-        cmocka_unit_test(pool_split_covers_range_aligned),
+        cmocka_unit_test(pool_jobs_from_two_callers_do_not_mix),
         cmocka_unit_test(pool_rejects_bad_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

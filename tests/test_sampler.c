@@ -45,6 +45,42 @@ static void samp_top_k_keeps_only_k_best(void **st) {
     cf_samp_free(s);
 }
 
+static void samp_top_k_selects_k_best_in_large_vocab_with_ties(void **st) {
+    (void)st;
+    enum { NV = 5000, K = 25 };
+    static float l[NV];
+    uint64_t x = 12345;
+    for (int i = 0; i < NV; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        l[i] = (float)((x >> 40) % 200) / 10.0f; /* many ties */
+    }
+    /* the K best by (logit desc, id asc), found the slow way */
+    int best[K];
+    char taken[NV] = {0};
+    for (int k = 0; k < K; k++) {
+        int b = -1;
+        for (int i = 0; i < NV; i++)
+            if (!taken[i] && (b < 0 || l[i] > l[b])) b = i;
+        taken[b] = 1;
+        best[k] = b;
+    }
+    cf_samp_params p = cf_samp_params_default();
+    p.temp = 50.0f;
+    p.top_k = K;
+    p.seed = 4;
+    cf_err e = {0};
+    cf_sampler *s = cf_samp_new(&p, NV, &e);
+    assert_non_null(s);
+    char seen[NV] = {0};
+    for (int i = 0; i < 4000; i++) {
+        int t = cf_samp_sample(s, l);
+        assert_true(taken[t]);
+        seen[t] = 1;
+    }
+    for (int k = 0; k < K; k++) assert_true(seen[best[k]]);
+    cf_samp_free(s);
+}
+
 static void samp_top_p_keeps_smallest_set_reaching_mass(void **st) {
     (void)st;
     /* probabilities at T=1: token 0 ~0.6652, 1 ~0.2447, 2 ~0.0900 (others ~0) */
@@ -293,6 +329,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(samp_greedy_picks_argmax_lowest_id_on_ties),
         cmocka_unit_test(samp_top_k_keeps_only_k_best),
+        cmocka_unit_test(samp_top_k_selects_k_best_in_large_vocab_with_ties),
         cmocka_unit_test(samp_top_p_keeps_smallest_set_reaching_mass),
         cmocka_unit_test(samp_min_p_drops_tokens_below_fraction_of_best),
         cmocka_unit_test(samp_temperature_sharpens_and_flattens),

@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "cli/engine_args.h"
 #include "confab/engine.h"
+#include "engine/types.h"
 
 static int bench_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -105,9 +106,11 @@ int cmd_bench(int argc, char **argv) {
     }
     cf_model_info info;
     cf_model_get_info(m, &info);
-    if (!json)
-        printf("model: %s (%s, %.2f GiB, %.2f B params), threads %d\n", model, info.arch,
-               (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, info.n_threads);
+    if (!json) {
+        /* the columns of llama-bench's table, so rows can be set side by side */
+        printf("| model | size | params | backend | threads | test | t/s (median of %ld) |\n", reps);
+        printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    }
     double *t = malloc((size_t)reps * sizeof *t);
     if (!t) {
         cf_model_free(m);
@@ -135,8 +138,11 @@ int cmd_bench(int argc, char **argv) {
         qsort(t, (size_t)reps, sizeof *t, bench_cmp);
         tests[k].med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
         if (!json)
-            printf("%s%ld: %.2f t/s (median of %ld, min %.2f, max %.2f)\n", tests[k].kind,
-                   tests[k].n, tests[k].med, reps, t[0], t[reps - 1]);
+            printf("| %s %s | %.2f MiB | %.2f %s | CPU (%s) | %d | %s%ld | %.2f (min %.2f, max %.2f) |\n",
+                   info.arch, info.name, (double)info.weight_bytes / (1u << 20),
+                   (double)info.n_params / (info.n_params >= 1000000000u ? 1e9 : 1e6),
+                   info.n_params >= 1000000000u ? "B" : "M", tt_kernel_family(), info.n_threads, tests[k].kind,
+                   tests[k].n, tests[k].med, t[0], t[reps - 1]);
     }
     if (rc == 0 && json) {
         printf("{");

@@ -23,12 +23,11 @@
  * loop, weight-row major so each weight row is reused for all activation
  * rows while in cache.
  */
+#include "base/cpu.h"
+#include "engine/quants_simd.h"
 #include "engine/types.h"
 
 #include <string.h>
-
-#include "base/cpu.h"
-#include "engine/quants_simd.h"
 
 /* Activation panel size, in bytes, that should stay in L2. */
 #define MM_PANEL_BYTES (256u * 1024u)

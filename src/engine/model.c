@@ -32,10 +32,12 @@
  * for F16); with an F16 KV cache the query and the softmax weights are
  * rounded to F16 before their dot products, as ggml's F16 matmul does.
  *
- * Threads: matrix products split weight rows, attention splits
- * (token, head) pairs; every output element is computed by one thread with
- * the same kernel, so results do not depend on the thread count. The small
- * element-wise steps run on the caller's thread.
+ * Threads: matrix products are cut into chunks of 64 weight rows,
+ * attention into (token, KV head) units; pool threads claim chunks, and
+ * every output element is computed by one chunk with the same kernel, so
+ * results do not depend on the thread count. The small element-wise steps
+ * (norms, RoPE, residual adds, SwiGLU, activation conversion: a few % of
+ * the time) run on the caller's thread.
  */
 #include <assert.h>
 #include <math.h>
@@ -168,6 +170,8 @@ static int model_hparams_load(cf_model *m, cf_err *err) {
     if (model_get_u32(f, ar, "attention.head_count_kv", &v, 0, err) == 0) hp->n_head_kv = (int)v;
     hp->n_ctx_train = 2048;
     if (model_get_u32(f, ar, "context_length", &v, 0, err) == 0) hp->n_ctx_train = (int)v;
+    if (model_get_u32(f, ar, "expert_count", &v, 0, err) == 0 && v > 0)
+        return cf_seterr(err, CF_EFORMAT, "mixture-of-experts models (%s.expert_count = %u) are not supported", ar, v);
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->n_ff <= 0 || hp->n_embd > (1 << 20) || hp->n_ff > (1 << 22) || hp->n_layer > 4096 ||
         hp->n_head > 4096 || hp->n_ctx_train <= 0)

@@ -172,13 +172,3 @@ void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg) {
     }
     pthread_mutex_unlock(&p->run_mu);
 }
-
-void pool_split(int n, int ith, int nth, int align, int *lo, int *hi) {
-    if (align < 1) align = 1;
-    int blocks = (n + align - 1) / align;
-    int per = blocks / nth, extra = blocks % nth;
-    int b0 = ith * per + (ith < extra ? ith : extra);
-    int b1 = b0 + per + (ith < extra ? 1 : 0);
-    *lo = b0 * align < n ? b0 * align : n;
-    *hi = b1 * align < n ? b1 * align : n;
-}

@@ -34,8 +34,5 @@ int pool_size(const pool *p);
 /* Runs FN once for each of N_CHUNKS chunks on the pool's threads and waits
  * for all of them. N_CHUNKS < 2^31. */
 void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg);
-/* Splits [0, N) into NTH nearly equal ranges aligned to ALIGN (>= 1) and
- * returns range ITH in *LO, *HI (possibly empty). */
-void pool_split(int n, int ith, int nth, int align, int *lo, int *hi);
 
 #endif

@@ -27,12 +27,12 @@
  * Everything here runs only after cpu_has_avx2() (the Makefile compiles
  * this file alone with -mavx2 -mfma -mf16c -mbmi2).
  */
+#include "engine/blocks.h"
+#include "engine/quants_simd.h"
+
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
-
-#include "engine/blocks.h"
-#include "engine/quants_simd.h"
 
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
@@ -76,7 +76,8 @@ AI __m256i bits32(const uint8_t *p) {
 #define TMAX 4 /* largest tile side used below */
 
 /* Pointer to block IB of row R of a strided matrix. */
-#define ROWB(base, stride, r, type, ib) ((const type *)((const char *)(base) + (size_t)(r) * (stride)) + (ib))
+#define ROWB(base, stride, r, type, ib)                                                            \
+    ((const type *)((const char *)(base) + (size_t)(r) * (stride)) + (ib))
 
 /* ------------------------------------------------------------------ */
 /* 32-value blocks x Q8_0: Q8_0, Q4_0, Q5_0, IQ4_NL                     */
@@ -260,10 +261,13 @@ AI void k45_chunk(int hb, const void *blk, int j, __m256i *lo, __m256i *hi) {
 
 /* Shuffles broadcasting i16 element T of a 128-bit lane to the whole lane. */
 static const uint8_t kq_shuf[8][32] = {
-#define KQ(t) {2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
-               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
-               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,             \
-               2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1}
+#define KQ(t)                                                                                      \
+    {                                                                                              \
+        2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,  \
+            2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t,         \
+            2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t, 2 * t + 1,     \
+            2 * t, 2 * t + 1, 2 * t, 2 * t + 1                                                     \
+    }
     KQ(0), KQ(1), KQ(2), KQ(3), KQ(4), KQ(5), KQ(6), KQ(7),
 #undef KQ
 };
@@ -298,9 +302,10 @@ AI void k_k45(int hb, int n, const void *w, size_t ws, const void *x, size_t xs,
             __m256i lo[TMAX], hi[TMAX], sl[TMAX], sh[TMAX];
             UNROLL for (int r = 0; r < NR; r++) {
                 k45_chunk(hb, bw[r], j, &lo[r], &hi[r]);
-                sl[r] = _mm256_shuffle_epi8(scl[r], _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j]));
-                sh[r] = _mm256_shuffle_epi8(scl[r],
-                                            _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j + 1]));
+                sl[r] = _mm256_shuffle_epi8(scl[r],
+                                            _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j]));
+                sh[r] = _mm256_shuffle_epi8(
+                    scl[r], _mm256_loadu_si256((const __m256i *)kq_shuf[2 * j + 1]));
             }
             UNROLL for (int c = 0; c < NC; c++) {
                 const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
@@ -407,9 +412,8 @@ AI void k_q6_K(int n, const void *w, size_t ws, const void *x, size_t xs, float 
         }
         UNROLL for (int c = 0; c < NC; c++) {
             const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
-            UNROLL for (int r = 0; r < NR; r++) acc[r][c] =
-                _mm256_fmadd_ps(_mm256_set1_ps(bx->d * h2f(bw[r]->d)),
-                                _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(
+                _mm256_set1_ps(bx->d * h2f(bw[r]->d)), _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
         }
     }
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
@@ -454,7 +458,7 @@ AI void k_k23(int q3, int n, const void *w, size_t ws, const void *x, size_t xs,
         _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const uint8_t *qs[TMAX];
-        __m128i scb[TMAX];  /* 16 scales as bytes */
+        __m128i scb[TMAX];   /* 16 scales as bytes */
         __m256i off16[TMAX]; /* per 16 values: Q2_K mins, Q3_K 4 * scale */
         __m256i hm[TMAX];
         float dw[TMAX], dmw[TMAX];
@@ -475,7 +479,8 @@ AI void k_k23(int q3, int n, const void *w, size_t ws, const void *x, size_t xs,
                 dmw[r] = h2f(b->dmin);
                 const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
                 scb[r] = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
-                off16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F)));
+                off16[r] =
+                    _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F)));
                 hm[r] = _mm256_setzero_si256();
             }
         }
@@ -569,9 +574,8 @@ AI void k_iq4_xs(int n, const void *w, size_t ws, const void *x, size_t xs, floa
         }
         UNROLL for (int c = 0; c < NC; c++) {
             const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
-            UNROLL for (int r = 0; r < NR; r++) acc[r][c] =
-                _mm256_fmadd_ps(_mm256_set1_ps(bx->d * h2f(bw[r]->d)),
-                                _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(
+                _mm256_set1_ps(bx->d * h2f(bw[r]->d)), _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
         }
     }
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
@@ -630,7 +634,8 @@ AI void k_half(int kind, int n, const void *w, size_t ws, const void *x, size_t 
         float s = hsum8(_mm256_add_ps(a0[r][c], a1[r][c]));
         const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
         const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++) s += h1(kind, pw[k]) * h1(kind, px[k]);
+        for (int k = i; k < n; k++)
+            s += h1(kind, pw[k]) * h1(kind, px[k]);
         y[(size_t)c * ys + r] = s;
     }
 }
@@ -663,7 +668,8 @@ AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float 
         float s = hsum8(acc[r][c]);
         const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
         const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++) s += h2f(pw[k]) * h2f(px[k]);
+        for (int k = i; k < n; k++)
+            s += h2f(pw[k]) * h2f(px[k]);
         y[(size_t)c * ys + r] = s;
     }
 }
@@ -684,7 +690,8 @@ void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x) {
     for (; i + 8 <= n; i += 8)
         acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
     float sum = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    for (; i < n; i++) sum += a[i] * b[i];
+    for (; i < n; i++)
+        sum += a[i] * b[i];
     *s = sum;
 }
 
@@ -692,25 +699,27 @@ void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x) {
 /* instances: vec_dot (1 x 1) and the tiles                             */
 /* ------------------------------------------------------------------ */
 
-#define DEFINE_TILED(NAME, KERN, NR, NC)                                                        \
-    void tt_vec_dot_##NAME##_avx2(int n, float *s, const void *w, const void *x) {            \
-        KERN(n, w, 0, x, 0, s, 0, 1, 1);                                                        \
-    }                                                                                           \
-    static void tile_##NAME##_full(int n, const void *w, size_t ws, const void *x, size_t xs,  \
-                                   float *y, size_t ys) {                                       \
-        KERN(n, w, ws, x, xs, y, ys, NR, NC);                                                   \
-    }                                                                                           \
-    static void tile_##NAME##_row1(int n, const void *w, size_t ws, const void *x, size_t xs,  \
-                                   float *y, size_t ys) {                                       \
-        KERN(n, w, ws, x, xs, y, ys, 1, NC);                                                    \
-    }                                                                                           \
-    static void tile_##NAME##_col1(int n, const void *w, size_t ws, const void *x, size_t xs,  \
-                                   float *y, size_t ys) {                                       \
-        KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                    \
+#define DEFINE_TILED(NAME, KERN, NR, NC)                                                           \
+    void tt_vec_dot_##NAME##_avx2(int n, float *s, const void *w, const void *x) {                 \
+        KERN(n, w, 0, x, 0, s, 0, 1, 1);                                                           \
+    }                                                                                              \
+    static void tile_##NAME##_full(int n, const void *w, size_t ws, const void *x, size_t xs,      \
+                                   float *y, size_t ys) {                                          \
+        KERN(n, w, ws, x, xs, y, ys, NR, NC);                                                      \
+    }                                                                                              \
+    static void tile_##NAME##_row1(int n, const void *w, size_t ws, const void *x, size_t xs,      \
+                                   float *y, size_t ys) {                                          \
+        KERN(n, w, ws, x, xs, y, ys, 1, NC);                                                       \
+    }                                                                                              \
+    static void tile_##NAME##_col1(int n, const void *w, size_t ws, const void *x, size_t xs,      \
+                                   float *y, size_t ys) {                                          \
+        KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                       \
     }
-#define TILE_ENTRY(TYPE, PREF, NAME, NR, NC)                                                    \
-    {TYPE, "avx2", PREF, NR, NC, tile_##NAME##_full, tile_##NAME##_row1, tile_##NAME##_col1,     \
-     tt_vec_dot_##NAME##_avx2}
+#define TILE_ENTRY(TYPE, PREF, NAME, NR, NC)                                                       \
+    {                                                                                              \
+        TYPE, "avx2", PREF, NR, NC, tile_##NAME##_full, tile_##NAME##_row1, tile_##NAME##_col1,    \
+            tt_vec_dot_##NAME##_avx2                                                               \
+    }
 
 DEFINE_TILED(q8_0_q8_0, k_q8_0, 2, 4)
 DEFINE_TILED(q4_0_q8_0, k_q4_0, 2, 4)
@@ -731,12 +740,12 @@ void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x) {
 }
 
 static const tt_tile_kernel avx2_tiles[] = {
-    TILE_ENTRY(TT_Q8_0, 1, q8_0_q8_0, 2, 4),     TILE_ENTRY(TT_Q4_0, 1, q4_0_q8_0, 2, 4),
-    TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 2, 4),     TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 2, 4),
-    TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2),     TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
-    TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2),     TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
-    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),           TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 2, 4),
-    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 2, 4),     TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 2, 2),
+    TILE_ENTRY(TT_Q8_0, 1, q8_0_q8_0, 2, 4), TILE_ENTRY(TT_Q4_0, 1, q4_0_q8_0, 2, 4),
+    TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 2, 4), TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 2, 4),
+    TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 2, 2), TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 2, 2),
+    TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 2, 2), TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 2, 2),
+    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),       TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 2, 4),
+    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 2, 4), TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 2, 2),
     TILE_ENTRY(TT_Q3_K, 1, q3_K_q8_K, 2, 2),
 };
 
@@ -788,7 +797,8 @@ void tt_from_float_q8_0_avx2(const float *src, void *dst, int64_t n) {
         y[i].d = cf_fp32_to_fp16(d);
         const __m256 vid = _mm256_set1_ps(id);
         __m256i q[4];
-        for (int k = 0; k < 4; k++) q[k] = round_away8(_mm256_mul_ps(v[k], vid));
+        for (int k = 0; k < 4; k++)
+            q[k] = round_away8(_mm256_mul_ps(v[k], vid));
         _mm256_storeu_si256((__m256i *)y[i].qs, pack32(q[0], q[1], q[2], q[3]));
     }
 }
@@ -843,7 +853,8 @@ void tt_from_float_f16_avx2(const float *src, void *dst, int64_t n) {
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) y[i] = cf_fp32_to_fp16(src[i]);
+    for (; i < n; i++)
+        y[i] = cf_fp32_to_fp16(src[i]);
 }
 
 void tt_from_float_bf16_avx2(const float *src, void *dst, int64_t n) {
@@ -864,7 +875,8 @@ void tt_from_float_bf16_avx2(const float *src, void *dst, int64_t n) {
         const __m256i p = _mm256_packus_epi32(h[0], h[1]);
         _mm256_storeu_si256((__m256i *)(y + i), _mm256_permute4x64_epi64(p, 0xD8));
     }
-    for (; i < n; i++) y[i] = cf_fp32_to_bf16(src[i]);
+    for (; i < n; i++)
+        y[i] = cf_fp32_to_bf16(src[i]);
 }
 
 /* ------------------------------------------------------------------ */

@@ -24,18 +24,19 @@
  * first); tt_install_avx512 says which and why. Everything here runs only
  * after cpu_has_avx512().
  */
-#include <immintrin.h>
-#include <math.h>
-#include <string.h>
-
 #include "base/cpu.h"
 #include "engine/blocks.h"
 #include "engine/quants_simd.h"
 
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
 #define TMAX 4
-#define ROWB(base, stride, r, type, ib) ((const type *)((const char *)(base) + (size_t)(r) * (stride)) + (ib))
+#define ROWB(base, stride, r, type, ib)                                                            \
+    ((const type *)((const char *)(base) + (size_t)(r) * (stride)) + (ib))
 
 enum { W_Q8_0, W_Q4_0, W_Q5_0, W_IQ4_NL };
 
@@ -235,9 +236,8 @@ AI void k_q6_K(int n, const void *w, size_t ws, const void *x, size_t xs, float 
         }
         UNROLL for (int c = 0; c < NC; c++) {
             const block_q8_K *bx = ROWB(x, xs, c, block_q8_K, i);
-            UNROLL for (int r = 0; r < NR; r++) acc[r][c] =
-                _mm512_fmadd_ps(_mm512_set1_ps(bx->d * h2f(bw[r]->d)),
-                                _mm512_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(
+                _mm512_set1_ps(bx->d * h2f(bw[r]->d)), _mm512_cvtepi32_ps(sumi[r][c]), acc[r][c]);
         }
     }
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
@@ -292,7 +292,8 @@ AI void k_half(int kind, int n, const void *w, size_t ws, const void *x, size_t 
         float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r][c], a1[r][c]));
         const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
         const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++) s += h1(kind, pw[k]) * h1(kind, px[k]);
+        for (int k = i; k < n; k++)
+            s += h1(kind, pw[k]) * h1(kind, px[k]);
         y[(size_t)c * ys + r] = s;
     }
 }
@@ -323,7 +324,8 @@ AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float 
         float s = _mm512_reduce_add_ps(acc[r][c]);
         const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
         const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++) s += h2f(pw[k]) * h2f(px[k]);
+        for (int k = i; k < n; k++)
+            s += h2f(pw[k]) * h2f(px[k]);
         y[(size_t)c * ys + r] = s;
     }
 }
@@ -343,9 +345,10 @@ void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x) {
                                      _mm512_loadu_ps(b + i + 16 * k), acc[k]);
     for (; i + 16 <= n; i += 16)
         acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc[0]);
-    float sum =
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-    for (; i < n; i++) sum += a[i] * b[i];
+    float sum = _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    for (; i < n; i++)
+        sum += a[i] * b[i];
     *s = sum;
 }
 
@@ -353,21 +356,21 @@ void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x) {
 /* instances and tables                                                 */
 /* ------------------------------------------------------------------ */
 
-#define DEFINE_TILED(NAME, KERN, NR, NC)                                                        \
-    void tt_vec_dot_##NAME##_avx512(int n, float *s, const void *w, const void *x) {          \
-        KERN(n, w, 0, x, 0, s, 0, 1, 1);                                                        \
-    }                                                                                           \
-    static void tile_##NAME##_full_avx512(int n, const void *w, size_t ws, const void *x,      \
-                                          size_t xs, float *y, size_t ys) {                     \
-        KERN(n, w, ws, x, xs, y, ys, NR, NC);                                                   \
-    }                                                                                           \
-    static void tile_##NAME##_row1_avx512(int n, const void *w, size_t ws, const void *x,      \
-                                          size_t xs, float *y, size_t ys) {                     \
-        KERN(n, w, ws, x, xs, y, ys, 1, NC);                                                    \
-    }                                                                                           \
-    static void tile_##NAME##_col1_avx512(int n, const void *w, size_t ws, const void *x,      \
-                                          size_t xs, float *y, size_t ys) {                     \
-        KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                    \
+#define DEFINE_TILED(NAME, KERN, NR, NC)                                                           \
+    void tt_vec_dot_##NAME##_avx512(int n, float *s, const void *w, const void *x) {               \
+        KERN(n, w, 0, x, 0, s, 0, 1, 1);                                                           \
+    }                                                                                              \
+    static void tile_##NAME##_full_avx512(int n, const void *w, size_t ws, const void *x,          \
+                                          size_t xs, float *y, size_t ys) {                        \
+        KERN(n, w, ws, x, xs, y, ys, NR, NC);                                                      \
+    }                                                                                              \
+    static void tile_##NAME##_row1_avx512(int n, const void *w, size_t ws, const void *x,          \
+                                          size_t xs, float *y, size_t ys) {                        \
+        KERN(n, w, ws, x, xs, y, ys, 1, NC);                                                       \
+    }                                                                                              \
+    static void tile_##NAME##_col1_avx512(int n, const void *w, size_t ws, const void *x,          \
+                                          size_t xs, float *y, size_t ys) {                        \
+        KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                       \
     }
 
 DEFINE_TILED(q4_K_q8_K, k_q4_K, 4, 2)
@@ -379,9 +382,11 @@ void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x) {
     k_f16(n, w, 0, x, 0, s, 0, 1, 1);
 }
 
-#define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                    \
-    {TYPE, #SFX + 1, PREF, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,            \
-     tile_##NAME##_col1##SFX, tt_vec_dot_##NAME##SFX}
+#define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                       \
+    {                                                                                              \
+        TYPE, #SFX + 1, PREF, NR, NC, tile_##NAME##_full##SFX, tile_##NAME##_row1##SFX,            \
+            tile_##NAME##_col1##SFX, tt_vec_dot_##NAME##SFX                                        \
+    }
 
 /* preferred = 1 where these tiles measured faster than the AVX2 ones on
  * the development machine (bench/README.md). */
@@ -394,8 +399,8 @@ static const tt_tile_kernel avx512_tiles[] = {
     ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512vnni, 4, 4),
     ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512vnni, 4, 4),
     ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512vnni, 4, 4),
-    ENTRY(TT_Q4_K, 1, q4_K_q8_K, _avx512, 4, 2),
-    ENTRY(TT_Q5_K, 1, q5_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q4_K, 0, q4_K_q8_K, _avx512, 4, 2), /* = AVX2's 2x2, which matches vec_dot */
+    ENTRY(TT_Q5_K, 0, q5_K_q8_K, _avx512, 4, 2), /* = AVX2's 2x2, which matches vec_dot */
     ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 2),
     ENTRY(TT_F16, 0, f16t, _avx512, 4, 4), /* a little slower than AVX2's 3x4 */
 };
@@ -423,12 +428,14 @@ void tt_from_float_q8_0_avx512(const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n / QK8_0; i++) {
         const float *p = src + i * QK8_0;
         const __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float amax =
+            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = cf_fp32_to_fp16(d);
         const __m512 vid = _mm512_set1_ps(id);
-        _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(round_away16(_mm512_mul_ps(v0, vid))));
+        _mm_storeu_si128((__m128i *)y[i].qs,
+                         _mm512_cvtepi32_epi8(round_away16(_mm512_mul_ps(v0, vid))));
         _mm_storeu_si128((__m128i *)(y[i].qs + 16),
                          _mm512_cvtepi32_epi8(round_away16(_mm512_mul_ps(v1, vid))));
     }
@@ -439,7 +446,8 @@ void tt_from_float_q8_K_avx512(const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float *p = src + i * QK_K;
         __m512 m = _mm512_setzero_ps();
-        for (int k = 0; k < QK_K / 16; k++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(p + 16 * k)));
+        for (int k = 0; k < QK_K / 16; k++)
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(p + 16 * k)));
         const float amax = _mm512_reduce_max_ps(m);
         if (amax == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
@@ -469,7 +477,8 @@ void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n) {
     for (; i + 16 <= n; i += 16)
         _mm256_storeu_si256((__m256i *)(y + i),
                             _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) y[i] = cf_fp32_to_fp16(src[i]);
+    for (; i < n; i++)
+        y[i] = cf_fp32_to_fp16(src[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -479,7 +488,8 @@ void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n) {
 /* Which rows take the AVX-512 vec_dot is decided by measurement
  * (bench/README.md): on the development machine (AMD Zen 4, which runs
  * 512-bit operations as two 256-bit halves) the zmm kernels of the
- * 32-value-block types and Q4_K lose to AVX2 for matrix-vector products,
+ * 32-value-block types, Q4_K and Q5_K lose to (or tie with) AVX2 for
+ * matrix-vector products,
  * since the extra inserts and the wider final reduction cost more than the
  * halved instruction count saves, so those rows keep their AVX2 vec_dot;
  * their matrix-matrix tiles are the AVX-512 (VNNI) ones (tt_tile_lookup). */
@@ -489,7 +499,6 @@ void tt_install_avx512(tt_traits *t) {
     t[TT_F16].from_float = tt_from_float_f16_avx512;
     t[TT_BF16].vec_dot = tt_vec_dot_bf16_avx512;
     t[TT_Q8_0].from_float = tt_from_float_q8_0_avx512;
-    t[TT_Q5_K].vec_dot = tt_vec_dot_q5_K_q8_K_avx512;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx512;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx512;
 }

@@ -28,10 +28,10 @@
 #ifndef CONFAB_ENGINE_QUANTS_SIMD_H
 #define CONFAB_ENGINE_QUANTS_SIMD_H
 
+#include "engine/types.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include "engine/types.h"
 
 /* Computes Y[c * Y_STRIDE + r] = dot(W row r, X row c) for r < nr, c < nc,
  * where (nr, nc) is the shape the function was made for (see
