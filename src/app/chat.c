@@ -180,6 +180,11 @@ static void on_provider_event(void *ud, const prov_event *ev) {
     if (t->w && !t->store_err.code) store_stream_append(t->w, ev->text, ev->len, &t->store_err);
 }
 
+static bool live_params(void *ud, bool *ht, double *t, bool *hp, double *p) {
+    turn *tn = ud;
+    return tn->sink && tn->sink->sampling && tn->sink->sampling(tn->sink->ud, ht, t, hp, p);
+}
+
 static prov_role role_of(const char *r) {
     if (!strcmp(r, "system")) return PROV_ROLE_SYSTEM;
     if (!strcmp(r, "assistant")) return PROV_ROLE_ASSISTANT;
@@ -581,7 +586,9 @@ int chat_turn(chat_service *cs, const chat_request *req, prov_cancel *cancel, co
                        .presence_penalty = req->presence_penalty,
                        .has_frequency_penalty = req->has_frequency_penalty,
                        .frequency_penalty = req->frequency_penalty,
-                       .max_tokens = req->max_tokens};
+                       .max_tokens = req->max_tokens,
+                       .live_params = live_params,
+                       .live_ud = &t};
     for (size_t i = 0; i < req->n_stop && i < PROV_MAX_STOP; i++)
         pr.stop[pr.n_stop++] = req->stop[i];
     route_result rr;

@@ -105,6 +105,10 @@ typedef struct {
     /* Optional: the granularity to use from now on (it may change while a
      * reply streams). Returns false to keep the current one. */
     bool (*granularity)(void *ud, chunk_mode *mode);
+    /* Optional: temperature / top_p changed while the reply streams (takes
+     * effect from the next token on backends that sample themselves, i.e.
+     * local models). Returns true and sets the has_* flags it fills. */
+    bool (*sampling)(void *ud, bool *has_temperature, double *temperature, bool *has_top_p, double *top_p);
     void *ud;
 } chat_sink;
 

@@ -931,6 +931,13 @@ char *cfg_data_path(const cfg_t *c, const char *rel) {
     return sb_take(&s);
 }
 
+cfg_model *cfg_add_model(cfg_t *c, const char *name, const char *backend, const char *model) {
+    cfg_model *m = add_model(c, name);
+    set_str(&m->backend, backend);
+    set_str(&m->model, model);
+    return m;
+}
+
 const cfg_model *cfg_find_model(const cfg_t *c, const char *name) {
     for (size_t i = 0; name && i < c->n_models; i++)
         if (!strcmp(c->models[i].name, name)) return &c->models[i];

@@ -128,6 +128,10 @@ void cfg_free(cfg_t *c);
  * malloc'd string: e.g. cfg_data_path(c, c->storage.db). */
 char *cfg_data_path(const cfg_t *c, const char *rel);
 
+/* Adds (or replaces the backend and upstream of) model NAME, e.g. for
+ * `confab serve -m FILE.gguf`. Returns the model (owned by C). */
+cfg_model *cfg_add_model(cfg_t *c, const char *name, const char *backend, const char *model);
+
 /* Model by name, or NULL. */
 const cfg_model *cfg_find_model(const cfg_t *c, const char *name);
 /* Prompt template by name, or NULL. */

@@ -79,8 +79,21 @@ static bool granularity(void *ud, chunk_mode *mode) {
     return p.granularity[0] && chunk_mode_parse(p.granularity, mode) == 0;
 }
 
+/* Temperature and top_p set on the generation while it runs: the values
+ * themselves (not a version), so it never competes with granularity()
+ * for the same change. */
+static bool sampling(void *ud, bool *ht, double *t, bool *hp, double *p) {
+    gen_chat_bridge *b = ud;
+    gen_params gp;
+    gen_get_params(b->g, &gp);
+    if (!gp.has_temperature && !gp.has_top_p) return false;
+    if (gp.has_temperature) *ht = true, *t = gp.temperature;
+    if (gp.has_top_p) *hp = true, *p = gp.top_p;
+    return true;
+}
+
 chat_sink gen_chat_bridge_sink(gen_chat_bridge *b) {
-    return (chat_sink){.emit = emit, .granularity = granularity, .ud = b};
+    return (chat_sink){.emit = emit, .granularity = granularity, .sampling = sampling, .ud = b};
 }
 
 void gen_chat_bridge_finish(gen_chat_bridge *b, int rc, const cf_err *err) {

@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+#include "app/models.h"
+#include "providers/local.h"
+
 struct app_routing {
     const cfg_t *cfg;
     prov_model_cfg *models; /* (n_models,) */
@@ -19,7 +23,40 @@ struct app_routing {
     route_ab_cfg *ab; /* (n_ab,) */
     size_t n_ab;
     route_router *router;
+    prov_local *local; /* NULL when no local model is configured */
 };
+
+/* Loads the local models; a model that cannot be loaded is marked
+ * unavailable with the reason (the server still starts). */
+static int load_local(app_routing *a, cf_err *err) {
+    const cfg_t *cfg = a->cfg;
+    prov_local_opts lo = {.n_threads = cfg->engine.threads, .n_ctx = cfg->engine.ctx,
+                          .kv_f32 = cfg->engine.kv_type && !strcmp(cfg->engine.kv_type, "f32"),
+                          .n_batch = cfg->engine.batch_size};
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        const cfg_model *m = &cfg->models[i];
+        if (strcmp(m->backend, "local")) continue;
+        if (!a->local && !(a->local = prov_local_new(&lo, err))) return -1;
+        /* `model` is a path or a short name in the models directory. */
+        char *dir = models_dir(cfg, NULL);
+        cf_err le = {0};
+        char *path = models_resolve(dir, m->model ? m->model : m->name, &le);
+        free(dir);
+        char reason[600] = "";
+        if (!path) snprintf(reason, sizeof reason, "%s", le.msg);
+        else if (prov_local_add(a->local, m->name, path, &le)) snprintf(reason, sizeof reason, "%s", le.msg);
+        free(path);
+        if (reason[0]) {
+            log_warn("routing", "model %s is unavailable: %s", m->name, reason);
+            a->reasons[i] = strdup(reason);
+            a->models[i].unavailable = a->reasons[i];
+            continue;
+        }
+        prov_local_counter(a->local, m->name, &a->models[i].count_tokens, &a->models[i].count_ud);
+        if (!a->models[i].context_window) a->models[i].context_window = prov_local_n_ctx(a->local, m->name);
+    }
+    return 0;
+}
 
 int app_model_to_prov(const cfg_model *m, prov_model_cfg *out, cf_err *err) {
     memset(out, 0, sizeof *out);
@@ -105,6 +142,10 @@ app_routing *app_routing_new(const cfg_t *cfg, prov_io *io, cf_err *err) {
         a->ab[i].n_variants = src->n_variants;
         a->n_ab++;
     }
+    if (load_local(a, err)) {
+        app_routing_free(a);
+        return NULL;
+    }
     route_cfg rc = route_cfg_default();
     rc.max_retries = cfg->router.max_retries;
     rc.backoff_initial_ms = cfg->router.backoff_initial_ms;
@@ -116,12 +157,21 @@ app_routing *app_routing_new(const cfg_t *cfg, prov_io *io, cf_err *err) {
         app_routing_free(a);
         return NULL;
     }
+    if (a->local) {
+        prov_backend lb = prov_local_backend(a->local);
+        if (route_register_backend(a->router, "local", &lb)) {
+            cf_seterr(err, CF_EINVAL, "cannot register the local backend");
+            app_routing_free(a);
+            return NULL;
+        }
+    }
     return a;
 }
 
 void app_routing_free(app_routing *a) {
     if (!a) return;
     route_free(a->router);
+    prov_local_free(a->local);
     for (size_t i = 0; a->reasons && i < a->n_models; i++)
         free(a->reasons[i]);
     free(a->reasons);
@@ -131,3 +181,5 @@ void app_routing_free(app_routing *a) {
 }
 
 route_router *app_routing_router(app_routing *a) { return a->router; }
+
+struct prov_local *app_routing_local(app_routing *a) { return a->local; }

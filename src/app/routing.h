@@ -25,6 +25,9 @@ void app_routing_free(app_routing *a);
 /* The router (owned by A). */
 route_router *app_routing_router(app_routing *a);
 
+/* The local backend (NULL when no local model is configured). */
+struct prov_local *app_routing_local(app_routing *a);
+
 /* Converts one configured model into the providers' struct. Strings are
  * borrowed from M. Returns CF_ERANGE when a list exceeds the providers'
  * fixed limits (fallbacks, headers). */

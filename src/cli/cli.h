@@ -44,6 +44,9 @@ int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 

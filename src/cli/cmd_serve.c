@@ -15,6 +15,8 @@
 
 #include "app/chat.h"
 #include "app/config.h"
+#include "app/models.h"
+#include "app/pull.h"
 #include "app/routing.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -68,7 +70,8 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
 int cmd_serve(int argc, char **argv) {
     const char *host = NULL, *data = NULL, *cfg_path = NULL, *model = NULL;
     long port = -1, grace_s = 10;
-    bool insecure = false;
+    bool insecure = false, no_pull = false;
+    char model_name[256];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **sval = NULL;
@@ -88,6 +91,9 @@ int cmd_serve(int argc, char **argv) {
             ival = &grace_s, lo = 0, hi = 3600;
         else if (!strcmp(a, "--insecure-no-auth")) {
             insecure = true;
+            continue;
+        } else if (!strcmp(a, "--no-pull")) {
+            no_pull = true;
             continue;
         } else
             return cli_usage_error("serve", "unknown option '%s'", a);
@@ -127,16 +133,55 @@ int cmd_serve(int argc, char **argv) {
         bool ab = false;
         for (size_t i = 0; i < cfg->n_ab; i++) ab |= !strcmp(cfg->ab[i].name, model);
         if (!ab) {
-            fprintf(stderr, "confab: -m %s: not a configured model (configured: ", model);
-            for (size_t i = 0; i < cfg->n_models; i++) fprintf(stderr, "%s%s", i ? ", " : "", cfg->models[i].name);
-            fprintf(stderr, "%s)\n", cfg->n_models ? "" : "none");
-            cfg_free(cfg);
-            return 2;
+            /* Not a configured name: a GGUF path or short name in the models
+             * directory becomes a local model of that name. */
+            char *dir = models_dir(cfg, NULL);
+            char *path = models_resolve(dir, model, &err);
+            free(dir);
+            if (!path) {
+                fprintf(stderr, "confab: -m %s: not a configured model, and %s\n", model, err.msg);
+                cfg_free(cfg);
+                return 2;
+            }
+            /* Named like the file, without directory or .gguf. */
+            const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+            size_t bl = strlen(base);
+            if (bl > 5 && !strcmp(base + bl - 5, ".gguf")) bl -= 5;
+            snprintf(model_name, sizeof model_name, "%.*s", (int)bl, base);
+            cfg_add_model(cfg, model_name, "local", path);
+            model = model_name;
+            free(path);
         }
     }
     if (model) {
         free(cfg->default_model);
         cfg->default_model = strdup(model);
+    }
+    if (prov_global_init(&err)) {
+        fprintf(stderr, "confab: %s\n", err.msg);
+        cfg_free(cfg);
+        return 1;
+    }
+    if (!cfg->n_models) {
+        /* First run: a model in the models directory, or the default one
+         * downloaded (unless --no-pull); without one, serve anyway. */
+        pull_printer pp;
+        pull_printer_init(&pp, stderr, 5);
+        char *path = NULL;
+        int st = models_ensure_default(cfg, !no_pull, pull_printer_cb, &pp, NULL, &path, &err);
+        if (st == MODELS_DEFAULT_FOUND || st == MODELS_DEFAULT_PULLED) {
+            const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf")
+                                                          ? strlen(base) - 5 : strlen(base)), base);
+            cfg_add_model(cfg, name, "local", path);
+            free(cfg->default_model);
+            cfg->default_model = strdup(name);
+            fprintf(stderr, "confab: using the local model %s (%s)\n", name, path);
+        } else if (st < 0) {
+            fprintf(stderr, "confab: %s\n", err.msg);
+        }
+        free(path);
     }
     srv_t *s = srv_new(&o, &err);
     if (!s) {
@@ -145,10 +190,6 @@ int cmd_serve(int argc, char **argv) {
     }
     if (mkdir_p(data) != 0) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
-        goto out;
-    }
-    if (prov_global_init(&err)) {
-        fprintf(stderr, "confab: %s\n", err.msg);
         goto out;
     }
     routing = app_routing_new(cfg, NULL, &err);

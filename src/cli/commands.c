@@ -22,12 +22,14 @@ const cli_command cli_commands[] = {
      cmd_config},
     {"serve", "run the HTTP server (OpenAI-compatible API, WebSocket, web UI)",
      "confab serve [--host H] [--port P] [--data DIR] [--config FILE] [-m MODEL]\n"
-     "             [--insecure-no-auth] [--shutdown-grace SECONDS]\n"
+     "             [--insecure-no-auth] [--shutdown-grace SECONDS] [--no-pull]\n"
      "  --host H            address to listen on (default 127.0.0.1; any other address needs\n"
      "                      server.api_keys in the config, or --insecure-no-auth)\n"
      "  --port P            port (default 8080; 0 picks a free one)\n"
      "  --data DIR          data directory (default storage.data_dir, ./data)\n"
-     "  -m MODEL            default model: a GGUF path or a configured model name\n"
+     "  -m MODEL            default model: a configured name, a GGUF path, or a short name\n"
+     "                      of a file in the models directory (e.g. -m smollm2)\n"
+     "  --no-pull           with no model configured or present, do not download the default\n"
      "  --shutdown-grace S  on SIGTERM/SIGINT, let streams finish for S seconds (default 10)",
      cmd_serve},
     {"template", "render a chat template with a conversation (byte-exact prompt)",
@@ -61,6 +63,19 @@ const cli_command cli_commands[] = {
     {"detokenize", "print the text of token ids",
      "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
      cmd_detokenize},
+    {"run", "generate text with a local GGUF model",
+     "confab run -m MODEL.gguf (-p TEXT | --prompt-ids \"1 15043 ...\") [-n N] [--temp T] [--seed S]\n"
+     "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+     "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]",
+     cmd_run},
+    {"bench", "measure prompt and generation speed (pp512 / tg128 like llama-bench)",
+     "confab bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]", cmd_bench},
+    {"mkmodel", "write a random-weight GGUF model of a given architecture and shape",
+     "confab mkmodel --arch llama|qwen2|qwen3 --dim D --layers L --heads H [--kv-heads K]\n"
+     "               [--ffn F] [--head-dim HD] [--ctx N] [--vocab-from VOCAB.gguf | --vocab N]\n"
+     "               [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M] [--tied] [--seed S]\n"
+     "               [--rope-base B] [--rope-scaling linear:F|llama3:F] -o OUT.gguf",
+     cmd_mkmodel},
     {"models", "list local GGUF models, resolve a short name, remove one",
      "confab models [list] [--json] | which NAME | rm NAME   [--models-dir DIR] [--config FILE]\n"
      "  list    every *.gguf in the models directory: architecture, parameters, quantization,\n"

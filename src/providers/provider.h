@@ -56,6 +56,12 @@ typedef struct {
     int max_tokens; /* 0 = provider default (Anthropic requires one: 4096 is used) */
     const char *stop[PROV_MAX_STOP];
     size_t n_stop;
+    /* Optional: sampling changes while the reply streams. Backends that
+     * sample themselves (local) call it before each token; it returns true
+     * and fills the fields it changes (has_* set) when something changed.
+     * Remote backends cannot change a request in flight and ignore it. */
+    bool (*live_params)(void *ud, bool *has_temperature, double *temperature, bool *has_top_p, double *top_p);
+    void *live_ud;
 } prov_request;
 
 /* ------------------------------------------------------------- events */

@@ -1,0 +1,58 @@
+/*
+ * local — the local inference engine as a provider backend ("local").
+ *
+ * Each local model (a GGUF file) is loaded once: weights mmapped by the
+ * engine, its tokenizer, and its chat template (the file's
+ * tokenizer.chat_template, or a built-in chosen from the architecture when
+ * the file has none). A model has one worker thread that takes requests from
+ * a queue, one at a time (continuous batching of concurrent requests is a
+ * later step), and one engine context whose KV cache it keeps between
+ * requests: a new prompt that starts with the tokens already in the cache
+ * (the next turn of the same conversation, or a shared system prompt)
+ * only decodes the new tokens.
+ *
+ * A turn: render the template with the messages, tokenize (special tokens
+ * parsed), reuse the cached prefix, decode the rest, then sample token by
+ * token — polling the cancel handle and the live sampling parameters before
+ * each one — detokenize with the streaming detokenizer (whole UTF-8
+ * characters), cut at stop strings, and stream deltas. Usage is exact (the
+ * tokens the engine decoded). The end of the context window ends the reply
+ * with finish reason "length".
+ */
+#ifndef CONFAB_PROVIDERS_LOCAL_H
+#define CONFAB_PROVIDERS_LOCAL_H
+
+#include "providers/provider.h"
+
+typedef struct prov_local prov_local;
+
+typedef struct {
+    int n_threads; /* kernel threads per model; 0 = cores */
+    int n_ctx;     /* context length; 0 = the model's own */
+    bool kv_f32;   /* F32 KV cache instead of F16 */
+    int n_batch;   /* prompt tokens per forward chunk; 0 = 512 */
+} prov_local_opts;
+
+prov_local *prov_local_new(const prov_local_opts *o, cf_err *err);
+/* Stops the workers (cancelling queued requests with an error) and frees. */
+void prov_local_free(prov_local *l);
+
+/* Loads the GGUF at PATH for the model named NAME. Returns 0 or an error
+ * naming the file and the problem. */
+int prov_local_add(prov_local *l, const char *name, const char *path, cf_err *err);
+
+/* The backend to register with the router as "local". */
+prov_backend prov_local_backend(prov_local *l);
+
+/* An exact token counter for model NAME (for prov_model_cfg.count_tokens):
+ * fills *FN and *UD and returns true when the model is loaded. */
+bool prov_local_counter(prov_local *l, const char *name, prov_count_fn *fn, void **ud);
+
+/* Prompt tokens of model NAME's last request and how many of them were
+ * reused from the KV cache rather than decoded. False when not loaded. */
+bool prov_local_last_prompt(prov_local *l, const char *name, int *prompt_tokens, int *reused);
+
+/* Context length of model NAME (0 when unknown). */
+int prov_local_n_ctx(prov_local *l, const char *name);
+
+#endif
