@@ -795,7 +795,7 @@ function updateStatus() {
     const tokens = g.usage ? g.usage.completion_tokens : g.tokens;
     const end = g.tEnd || performance.now();
     const secs = g.tFirst ? (end - g.tFirst) / 1000 : 0;
-    reply.textContent = 'Reply ' + fmtInt(tokens) + ' tokens' + (secs > 0.05 ? ' · ' + (tokens / secs).toFixed(1) + ' tok/s' : '') + (g.usage && g.usage.estimated ? ' (estimated)' : '');
+    reply.textContent = 'Reply ' + fmtInt(tokens) + ' tokens' + (secs > 0.005 && tokens > 1 ? ' · ' + (tokens / secs).toFixed(1) + ' tok/s' : '') + (g.usage && g.usage.estimated ? ' (estimated)' : '');
     cost.textContent = g.usage && g.usage.cost >= 0 ? 'Cost ' + fmtCost(g.usage.cost) : '';
     cached.hidden = !(g.done && g.done.cached);
     model.textContent = g.done && g.done.model ? 'Answered by ' + g.done.model + (g.done.provider ? ' (' + g.done.provider + ')' : '') + (g.fallback ? ' — fallback' : '') : (S.gen ? 'Streaming…' : '');

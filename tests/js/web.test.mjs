@@ -606,13 +606,30 @@ log_level: warn
     await check('a local model (stories260K) streams a reply in the UI', async () => {
       await page.click('#new-session');
       await page.selectOption('#model', 'stories');
+      await page.click('#settings-toggle');
+      await page.fill('#max-tokens', '48');
+      await page.$eval('#max-tokens', (i) => i.dispatchEvent(new Event('change', { bubbles: true })));
+      await page.click('#settings-toggle');
       await page.fill('#input', 'Once upon a time');
-      await page.press('#input', 'Enter');
+      const [resp] = await Promise.all([
+        page.waitForResponse((r) => /\/api\/sessions\/[^/]+\/messages$/.test(r.url()), { timeout: 5000 }),
+        page.press('#input', 'Enter'),
+      ]);
+      const { generation_id: gid } = await resp.json();
+      await idle();
       await page.waitForSelector('.msg.assistant:not(.live)', { timeout: 10000 });
       const reply = await page.textContent('.msg.assistant .body');
       assert(reply.trim().length > 0, 'a non-empty story: ' + JSON.stringify(reply));
       const badge = await page.textContent('.msg.assistant .badge.model');
       assert(/stories/.test(badge) && /local/.test(badge), 'answered locally: ' + badge);
+      // The engine is too fast to watch grow; its events show it streamed token by token.
+      const sse = await (await fetch(base + '/api/generations/' + gid + '/events', { signal: AbortSignal.timeout(5000) })).text();
+      const deltas = sse.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6))).filter((e) => e.type === 'delta');
+      assert(deltas.length >= 5, 'streamed in many deltas: ' + deltas.length);
+      console.log('# local stories260K: ' + deltas.length + ' deltas; status: ' + (await page.innerText('#status')).replace(/\s+/g, ' ').trim());
+      await page.screenshot({ path: path.join(SHOTS, 'desktop-local.png') });
+      await page.fill('#max-tokens', '');
+      await page.$eval('#max-tokens', (i) => i.dispatchEvent(new Event('change', { bubbles: true })));
       await page.selectOption('#model', 'fake-a');
     });
   }
