@@ -628,8 +628,7 @@ log_level: warn
       assert(deltas.length >= 5, 'streamed in many deltas: ' + deltas.length);
       console.log('# local stories260K: ' + deltas.length + ' deltas; status: ' + (await page.innerText('#status')).replace(/\s+/g, ' ').trim());
       await page.screenshot({ path: path.join(SHOTS, 'desktop-local.png') });
-      await page.fill('#max-tokens', '');
-      await page.$eval('#max-tokens', (i) => i.dispatchEvent(new Event('change', { bubbles: true })));
+      await page.$eval('#max-tokens', (i) => { i.value = ''; i.dispatchEvent(new Event('change', { bubbles: true })); });
       await page.selectOption('#model', 'fake-a');
     });
   }
