@@ -368,6 +368,9 @@ log_level: warn
       await page.waitForSelector('.msg.assistant', { timeout: 5000 });
       assert((await page.textContent('.msg.user .body')).includes('Hello there, say something'), 'imported user message');
       assert(data && typeof data === 'object', 'export is a JSON object');
+      // A file that is not an export: the server's reason is shown, nothing imported.
+      await page.setInputFiles('#import-file', { name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from('{"not":"an export"}') });
+      await until('the import error', async () => (await page.getAttribute('#toast', 'class')).includes('error') && /400/.test(await page.textContent('#toast')), 5000);
     });
 
     // 6. Hostile text stays text.
