@@ -8,7 +8,8 @@
 # the rest of the binary is baseline x86-64 and picks kernels at run time.
 
 CC       ?= gcc
-PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash
+.DEFAULT_GOAL := all
+PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash libcrypto
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Isrc \
@@ -43,16 +44,33 @@ TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test bench format lint clean check-deps
+.PHONY: all deps run test bench format lint clean FORCE
+
 all: $(BUILD)/confab
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS_BASE) $(if $(findstring _avx512,$<),$(CFLAGS_AVX512),$(if $(findstring _avx2,$<),$(CFLAGS_AVX2))) -MMD -MP -c $< -o $@
 
-$(BUILD)/libconfab.a: $(LIB_OBJ)
+# The version banner embeds the commit: rebuild it every time (it is tiny).
+$(BUILD)/src/cli/cmd_version.o: FORCE
+
+# The web UI is embedded: tools/embed.sh turns web/ into a C file of byte
+# arrays (with MIME types and ETags) that goes into libconfab.a. The folder
+# itself is a prerequisite so adding or removing a file regenerates it.
+WEB_GEN := $(BUILD)/gen/web_assets.c
+WEB_OBJ := $(BUILD)/gen/web_assets.o
+$(WEB_GEN): $(WEB_SRC) web tools/embed.sh
+	@mkdir -p $(dir $@)
+	bash tools/embed.sh web $@
+
+$(WEB_OBJ): $(WEB_GEN)
+	$(CC) $(CFLAGS_BASE) -c $< -o $@
+
+$(BUILD)/libconfab.a: $(LIB_OBJ) $(WEB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/confab: $(BUILD)/src/cli/main.o $(BUILD)/libconfab.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -63,7 +81,7 @@ $(TEST_UTIL_OBJ): tests/testutil.c tests/testutil.h
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS_BASE) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -MMD -MP -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libconfab.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libconfab.a
 	@mkdir -p $(dir $@)
@@ -75,10 +93,11 @@ test: $(BUILD)/confab $(TEST_BIN)
 
 bench: $(BUILD)/confab $(BENCH_BIN)
 
-# Until `confab serve` exists this starts what exists (the version banner).
+# Installs dependencies, builds, and serves on http://127.0.0.1:8080 with
+# the data in ./data (config: ./confab.yaml or ~/.config/confab/config.yaml).
 run: deps
 	$(MAKE) $(BUILD)/confab
-	$(BUILD)/confab version
+	$(BUILD)/confab serve --host 127.0.0.1 --port 8080 --data ./data
 
 deps:
 	bash tools/deps.sh
@@ -95,3 +114,4 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+FORCE:

@@ -1,11 +1,5 @@
 /* Tests for src/base: string builder, UTF-8, errors, logging levels, hashing,
  * clock and the bounded event queue. */
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "base/clock.h"
 #include "base/cpu.h"
 #include "base/err.h"
@@ -15,6 +9,12 @@
 #include "base/sb.h"
 #include "base/utf8.h"
 #include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ sb */
 
@@ -42,7 +42,8 @@ static void sb_grows_past_large_printf(void **st) {
     char big[1000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = 0;
-    for (int i = 0; i < 100; i++) sb_printf(&s, "%s|", big);
+    for (int i = 0; i < 100; i++)
+        sb_printf(&s, "%s|", big);
     assert_int_equal(s.len, 100 * 1000);
     assert_int_equal(s.data[999], '|');
     assert_int_equal(s.data[s.len - 1], '|');
@@ -83,7 +84,7 @@ static void utf8_accepts_valid_and_rejects_invalid(void **st) {
     assert_false(utf8_valid("\xED\xA0\x80", 3, &bad)); /* surrogate */
     assert_int_equal(bad, 0);
     assert_false(utf8_valid("\xF4\x90\x80\x80", 4, NULL)); /* > U+10FFFF */
-    assert_false(utf8_valid("x\xE4\xB8", 3, &bad));          /* truncated */
+    assert_false(utf8_valid("x\xE4\xB8", 3, &bad));        /* truncated */
     assert_int_equal(bad, 1);
     assert_false(utf8_valid("\x80", 1, NULL)); /* lone continuation */
 }
@@ -280,7 +281,8 @@ static void queue_delivers_every_item_across_threads(void **st) {
         seen[v] = 1;
         sum += v;
     }
-    for (int i = 0; i < NP; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NP; i++)
+        pthread_join(th[i], NULL);
     assert_int_equal(sum, (long)NP * PER * (NP * PER + 1) / 2);
     /* A blocked consumer is woken by close. */
     pthread_t t;

@@ -24,15 +24,27 @@ const char *td_find(const char *rel) {
 char *tu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return NULL;
+    }
     long n = ftell(f);
-    if (n < 0) { fclose(f); return NULL; }
+    if (n < 0) {
+        fclose(f);
+        return NULL;
+    }
     rewind(f);
     char *buf = malloc((size_t)n + 1);
-    if (!buf) { fclose(f); return NULL; }
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
     size_t got = fread(buf, 1, (size_t)n, f);
     fclose(f);
-    if (got != (size_t)n) { free(buf); return NULL; }
+    if (got != (size_t)n) {
+        free(buf);
+        return NULL;
+    }
     buf[n] = 0;
     if (len) *len = (size_t)n;
     return buf;
@@ -55,8 +67,10 @@ void tu_rmtree(const char *path) {
             char sub[4096];
             snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
             struct stat st;
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) tu_rmtree(sub);
-            else unlink(sub);
+            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                tu_rmtree(sub);
+            else
+                unlink(sub);
         }
         closedir(d);
     }
@@ -83,10 +97,16 @@ int tu_run(const char *cmd, char **out) {
     size_t r;
     while (buf && (r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
         n += r;
-        if (cap - n < 2) { cap *= 2; buf = realloc(buf, cap); }
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
     }
     int st = pclose(p);
     if (buf) buf[n] = 0;
-    if (out) *out = buf; else free(buf);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

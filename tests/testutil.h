@@ -8,11 +8,14 @@
 #ifndef CONFAB_TESTUTIL_H
 #define CONFAB_TESTUTIL_H
 
+/* cmocka needs these headers first, in this order. */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+// clang-format on
 
 /* Root of the shared test data: $CONFAB_TESTDATA or ../shared/testdata. */
 const char *td_root(void);
@@ -22,14 +25,14 @@ const char *td_root(void);
 const char *td_find(const char *rel);
 
 /* Like td_find but skips the current test (printing why) when absent. */
-#define td_path(rel)                                                         \
-    ({                                                                       \
-        const char *td__p = td_find(rel);                                    \
-        if (!td__p) {                                                        \
-            print_message("# SKIP: test data %s/%s absent\n", td_root(), rel); \
-            skip();                                                          \
-        }                                                                    \
-        td__p;                                                               \
+#define td_path(rel)                                                                               \
+    ({                                                                                             \
+        const char *td__p = td_find(rel);                                                          \
+        if (!td__p) {                                                                              \
+            print_message("# SKIP: test data %s/%s absent\n", td_root(), rel);                     \
+            skip();                                                                                \
+        }                                                                                          \
+        td__p;                                                                                     \
     })
 
 /* Reads a whole file into a malloc'd buffer (NUL-terminated); *len gets the

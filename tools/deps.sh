@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config git ca-certificates curl
       libsqlite3-dev libjansson-dev libfyaml-dev libcurl4-openssl-dev
-      libcivetweb-dev libpcre2-dev libedit-dev libcmocka-dev libxxhash-dev
+      libcivetweb-dev libssl-dev libpcre2-dev libedit-dev libcmocka-dev libxxhash-dev
       clang-format cppcheck)
 # Node.js (with npm) only when absent: some machines carry a newer build
 # that bundles npm, which Debian's separate npm package would conflict with.

@@ -24,17 +24,19 @@ void clock_iso8601(int64_t ms, char out[32]) {
     char buf[80];
     time_t secs = (time_t)(ms / 1000);
     int frac = (int)(ms % 1000);
-    if (frac < 0) { frac += 1000; secs -= 1; }
+    if (frac < 0) {
+        frac += 1000;
+        secs -= 1;
+    }
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
     memcpy(out, buf, 24);
     out[24] = 0;
 }
 
 void clock_sleep_ms(uint64_t ms) {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }

@@ -11,23 +11,23 @@
 
 enum {
     CF_OK = 0,
-    CF_EINVAL = -1,   /* bad argument or malformed input */
-    CF_EIO = -2,      /* file or socket failure */
-    CF_ENOMEM = -3,   /* allocation failed */
-    CF_ENOTFOUND = -4,/* the named thing does not exist */
-    CF_EFORMAT = -5,  /* a file or message is corrupt or unsupported */
-    CF_ERANGE = -6,   /* a value is out of bounds */
-    CF_EBUSY = -7,    /* resource busy or over capacity */
-    CF_ECANCEL = -8,  /* cancelled by the caller */
-    CF_ETIMEOUT = -9, /* deadline passed */
-    CF_EAUTH = -10,   /* authentication or permission failure */
+    CF_EINVAL = -1,     /* bad argument or malformed input */
+    CF_EIO = -2,        /* file or socket failure */
+    CF_ENOMEM = -3,     /* allocation failed */
+    CF_ENOTFOUND = -4,  /* the named thing does not exist */
+    CF_EFORMAT = -5,    /* a file or message is corrupt or unsupported */
+    CF_ERANGE = -6,     /* a value is out of bounds */
+    CF_EBUSY = -7,      /* resource busy or over capacity */
+    CF_ECANCEL = -8,    /* cancelled by the caller */
+    CF_ETIMEOUT = -9,   /* deadline passed */
+    CF_EAUTH = -10,     /* authentication or permission failure */
     CF_EUPSTREAM = -11, /* a remote provider failed */
-    CF_ECLOSED = -12, /* queue or stream closed */
+    CF_ECLOSED = -12,   /* queue or stream closed */
 };
 
 typedef struct {
-    int code;       /* one of CF_E*, 0 when no error */
-    char msg[512];  /* human-readable, NUL-terminated */
+    int code;      /* one of CF_E*, 0 when no error */
+    char msg[512]; /* human-readable, NUL-terminated */
 } cf_err;
 
 /* Records CODE and a printf-style message in ERR (if not NULL) and returns

@@ -19,7 +19,10 @@ hash_state *hash_new(uint64_t seed) {
     if (!h) return NULL;
     h->s64 = XXH3_createState();
     h->s128 = XXH3_createState();
-    if (!h->s64 || !h->s128) { hash_free(h); return NULL; }
+    if (!h->s64 || !h->s128) {
+        hash_free(h);
+        return NULL;
+    }
     XXH3_64bits_reset_withSeed(h->s64, seed);
     XXH3_128bits_reset_withSeed(h->s128, seed);
     return h;

@@ -22,9 +22,15 @@ const char *log_level_name(log_level lvl) {
 
 int log_parse_level(const char *name, log_level *out) {
     for (int i = 0; i <= LOG_OFF; i++) {
-        if (!strcasecmp(name, names[i])) { *out = (log_level)i; return 0; }
+        if (!strcasecmp(name, names[i])) {
+            *out = (log_level)i;
+            return 0;
+        }
     }
-    if (!strcasecmp(name, "warning")) { *out = LOG_WARN; return 0; }
+    if (!strcasecmp(name, "warning")) {
+        *out = LOG_WARN;
+        return 0;
+    }
     return -1;
 }
 
@@ -35,9 +41,10 @@ void log_msg(log_level lvl, const char *module, const char *fmt, ...) {
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(lvl), module ? module : "-");
+    int n = snprintf(line, sizeof line,
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, log_level_name(lvl), module ? module : "-");
     if (n < 0) return;
     va_list ap;
     va_start(ap, fmt);

@@ -18,7 +18,8 @@ log_level log_get_level(void);
 int log_parse_level(const char *name, log_level *out);
 const char *log_level_name(log_level lvl);
 
-void log_msg(log_level lvl, const char *module, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void log_msg(log_level lvl, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define log_debug(mod, ...) log_msg(LOG_DEBUG, mod, __VA_ARGS__)
 #define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)

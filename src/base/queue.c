@@ -5,13 +5,13 @@
  */
 #include "base/queue.h"
 
+#include "base/err.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
-
-#include "base/err.h"
 
 struct cf_queue {
     pthread_mutex_t mu;
@@ -26,7 +26,10 @@ cf_queue *queue_new(size_t capacity) {
     cf_queue *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     q->items = calloc(capacity, sizeof *q->items);
-    if (!q->items) { free(q); return NULL; }
+    if (!q->items) {
+        free(q);
+        return NULL;
+    }
     q->cap = capacity;
     pthread_mutex_init(&q->mu, NULL);
     pthread_condattr_t ca;
@@ -51,23 +54,33 @@ static void deadline_after(struct timespec *ts, int ms) {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 /* Waits on COND until PRED is false, closed, or timeout. Returns 0 when PRED
  * became false (caller proceeds), else an error. Called with mu held. */
-#define WAIT_WHILE(q, cond, pred, timeout_ms)                                  \
-    ({                                                                         \
-        int rc_ = 0;                                                           \
-        struct timespec dl_;                                                   \
-        if ((timeout_ms) > 0) deadline_after(&dl_, (timeout_ms));              \
-        while ((pred) && !(q)->closed) {                                       \
-            if ((timeout_ms) == 0) { rc_ = CF_ETIMEOUT; break; }               \
-            if ((timeout_ms) < 0) pthread_cond_wait(&(cond), &(q)->mu);        \
-            else if (pthread_cond_timedwait(&(cond), &(q)->mu, &dl_) == ETIMEDOUT \
-                     && (pred) && !(q)->closed) { rc_ = CF_ETIMEOUT; break; }  \
-        }                                                                      \
-        rc_;                                                                   \
+#define WAIT_WHILE(q, cond, pred, timeout_ms)                                                      \
+    ({                                                                                             \
+        int rc_ = 0;                                                                               \
+        struct timespec dl_;                                                                       \
+        if ((timeout_ms) > 0) deadline_after(&dl_, (timeout_ms));                                  \
+        while ((pred) && !(q)->closed) {                                                           \
+            if ((timeout_ms) == 0) {                                                               \
+                rc_ = CF_ETIMEOUT;                                                                 \
+                break;                                                                             \
+            }                                                                                      \
+            if ((timeout_ms) < 0)                                                                  \
+                pthread_cond_wait(&(cond), &(q)->mu);                                              \
+            else if (pthread_cond_timedwait(&(cond), &(q)->mu, &dl_) == ETIMEDOUT && (pred) &&     \
+                     !(q)->closed) {                                                               \
+                rc_ = CF_ETIMEOUT;                                                                 \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
+        rc_;                                                                                       \
     })
 
 int queue_push(cf_queue *q, void *item, int timeout_ms) {

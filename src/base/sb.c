@@ -15,7 +15,10 @@ void sb_reserve(sb_t *s, size_t extra) {
     if (need <= s->cap) return;
     size_t cap = s->cap ? s->cap : 64;
     while (cap < need) {
-        if (cap > SIZE_MAX / 2) { cap = need; break; }
+        if (cap > SIZE_MAX / 2) {
+            cap = need;
+            break;
+        }
         cap *= 2;
     }
     char *p = realloc(s->data, cap);
@@ -44,7 +47,10 @@ void sb_vprintf(sb_t *s, const char *fmt, va_list ap) {
     va_copy(ap2, ap);
     char tmp[256];
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    if (n < 0) { va_end(ap2); return; }
+    if (n < 0) {
+        va_end(ap2);
+        return;
+    }
     if ((size_t)n < sizeof tmp) {
         sb_appendn(s, tmp, (size_t)n);
     } else {

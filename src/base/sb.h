@@ -16,9 +16,9 @@
 #include <stddef.h>
 
 typedef struct {
-    char *data;  /* (cap,) NUL-terminated when non-NULL */
-    size_t len;  /* bytes used, terminator excluded */
-    size_t cap;  /* bytes allocated */
+    char *data; /* (cap,) NUL-terminated when non-NULL */
+    size_t len; /* bytes used, terminator excluded */
+    size_t cap; /* bytes allocated */
 } sb_t;
 
 /* Makes room for at least EXTRA more bytes plus the terminator. */

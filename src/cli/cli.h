@@ -35,8 +35,16 @@ int cli_main(int argc, char **argv);
 /* Commands (one function per row of the table). */
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
+int cmd_sessions(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 #endif

@@ -1,16 +1,16 @@
 /* cmd_version — `confab version`: build identity, CPU features, libraries. */
 #include <civetweb.h>
 #include <curl/curl.h>
-#include <libfyaml.h>
 #include <jansson.h>
+#include <libfyaml.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <xxhash.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include "base/cpu.h"
 #include "cli/cli.h"
+
+#include <pcre2.h>
 
 int cmd_version(int argc, char **argv) {
     (void)argv;

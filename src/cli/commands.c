@@ -14,9 +14,69 @@ const cli_command cli_commands[] = {
     {"help", "show help for confab or one command", "confab help [COMMAND]", cmd_help},
     {"version", "print version, build, CPU features and library versions", "confab version",
      cmd_version},
+    {"config", "check and show the configuration",
+     "confab config check|show [--config FILE]\n"
+     "  check   load the config (search order: --config, $CONFAB_CONFIG, ./confab.yaml,\n"
+     "          ~/.config/confab/config.yaml), report errors and warnings\n"
+     "  show    print the effective config as JSON (API keys masked)",
+     cmd_config},
+    {"serve", "run the HTTP server (OpenAI-compatible API, WebSocket, web UI)",
+     "confab serve [--host H] [--port P] [--data DIR] [--config FILE] [-m MODEL]\n"
+     "             [--insecure-no-auth] [--shutdown-grace SECONDS]\n"
+     "  --host H            address to listen on (default 127.0.0.1; any other address needs\n"
+     "                      server.api_keys in the config, or --insecure-no-auth)\n"
+     "  --port P            port (default 8080; 0 picks a free one)\n"
+     "  --data DIR          data directory (default storage.data_dir, ./data)\n"
+     "  -m MODEL            default model: a GGUF path or a configured model name\n"
+     "  --shutdown-grace S  on SIGTERM/SIGINT, let streams finish for S seconds (default 10)",
+     cmd_serve},
+    {"template", "render a chat template with a conversation (byte-exact prompt)",
+     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json|-\n"
+     "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
+     "                       [--var NAME=JSON]...\n"
+     "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
+     cmd_template},
     {"quantize", "convert a GGUF model's weights to a smaller type",
      "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
     {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
+    {"sessions", "list, show, search, export, import, rename, archive, delete conversations",
+     "confab sessions SUBCOMMAND [--db PATH] [--json] ...\n"
+     "  list   [--all] [--owner NAME] [--limit N] [--offset N]   newest first; --all adds archived\n"
+     "  show   SESSION                                         a session and its messages\n"
+     "  search QUERY [--session SESSION] [--since DATE] [--until DATE] [--limit N] [--offset N] [--raw]\n"
+     "  export SESSION|--all [--format json|markdown] [-o FILE]\n"
+     "  import FILE|-                                          JSON from export; re-import adds nothing\n"
+     "  rename SESSION TITLE\n"
+     "  archive SESSION [--undo]\n"
+     "  delete SESSION                                         with its messages\n"
+     "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
+     cmd_sessions},
+    {"stats", "tokens and cost of stored replies; A/B results",
+     "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
+     "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
+     "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
+     cmd_stats},
+    {"tokenize", "print the token ids of a text as a JSON array",
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+    {"detokenize", "print the text of token ids",
+     "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
+     cmd_detokenize},
+    {"models", "list local GGUF models, resolve a short name, remove one",
+     "confab models [list] [--json] | which NAME | rm NAME   [--models-dir DIR] [--config FILE]\n"
+     "  list    every *.gguf in the models directory: architecture, parameters, quantization,\n"
+     "          size, context length, chat template (corrupt files listed as INVALID)\n"
+     "  which   print the file a short name resolves to (-m NAME uses the same rules)\n"
+     "  rm      delete a model by short name (refuses ambiguous names)\n"
+     "The directory: --models-dir, $CONFAB_MODELS_DIR, or storage.data_dir/storage.models_dir\n"
+     "(./data/models by default)",
+     cmd_models},
+    {"pull", "download a GGUF model (Hugging Face or URL) into the models directory",
+     "confab pull hf:ORG/REPO/FILE.gguf | https://HOST/.../FILE.gguf [--sha256 HEX] [-o NAME]\n"
+     "            [--models-dir DIR] [--config FILE]\n"
+     "Resumes an interrupted download (FILE.gguf.part), checks the sha256 (--sha256, or the\n"
+     "digest the server publishes) and the GGUF header, then renames into place.\n"
+     "hf: uses $CONFAB_HF_ENDPOINT (default https://huggingface.co); $HF_TOKEN for gated repos",
+     cmd_pull},
     {NULL, NULL, NULL, NULL},
 };
 
