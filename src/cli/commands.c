@@ -64,7 +64,8 @@ const cli_command cli_commands[] = {
      "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
      cmd_detokenize},
     {"run", "generate text with a local GGUF model",
-     "confab run -m MODEL.gguf (-p TEXT | --prompt-ids \"1 15043 ...\") [-n N] [--temp T] [--seed S]\n"
+     "confab run -m MODEL.gguf (-p TEXT [--chat [--system TEXT]] | --prompt-ids \"1 15043 ...\")\n"
+     "           [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
      "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]",
      cmd_run},
