@@ -51,7 +51,8 @@ const cli_command cli_commands[] = {
      "  rename SESSION TITLE\n"
      "  archive SESSION [--undo]\n"
      "  delete SESSION                                         with its messages\n"
-     "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
+     "SESSION is an id or a uuid; --db defaults to the config's storage.data_dir/storage.db\n"
+     "(./data/confab.db); --config FILE names the config",
      cmd_sessions},
     {"stats", "tokens and cost of stored replies; A/B results",
      "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
