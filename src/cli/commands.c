@@ -51,7 +51,8 @@ const cli_command cli_commands[] = {
      "  rename SESSION TITLE\n"
      "  archive SESSION [--undo]\n"
      "  delete SESSION                                         with its messages\n"
-     "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
+     "SESSION is an id or a uuid; --db defaults to the config's storage.data_dir/storage.db\n"
+     "(./data/confab.db); --config FILE names the config",
      cmd_sessions},
     {"stats", "tokens and cost of stored replies; A/B results",
      "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
@@ -64,7 +65,8 @@ const cli_command cli_commands[] = {
      "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
      cmd_detokenize},
     {"run", "generate text with a local GGUF model",
-     "confab run -m MODEL.gguf (-p TEXT | --prompt-ids \"1 15043 ...\") [-n N] [--temp T] [--seed S]\n"
+     "confab run -m MODEL.gguf (-p TEXT [--chat [--system TEXT]] | --prompt-ids \"1 15043 ...\")\n"
+     "           [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
      "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]",
      cmd_run},

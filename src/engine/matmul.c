@@ -4,12 +4,13 @@
  * Token generation (NX = 1) is a matrix-vector product: one vec_dot per
  * weight row, each weight byte read once from memory; nothing to tile.
  *
- * Prompt processing (NX > 1) is a matrix-matrix product. When the type's
- * vec_dot kernel has tile variants (quants_simd.h) the output is cut into
- * tiles of NR weight rows x NC activation rows, and each tile decodes every
- * weight block once for NC activation rows while the NR x NC accumulators
- * stay in registers. Edges use the 1 x NC, NR x 1 and 1 x 1 (vec_dot)
- * shapes. Activation rows are walked in panels of about 256 KiB, so a panel
+ * Prompt processing (NX > 1) is a matrix-matrix product. When the type has
+ * tile kernels on this CPU (tt_tile_lookup, quants_simd.h) the output is
+ * cut into tiles of NR weight rows x NC activation rows (3x4 AVX2, 4x4
+ * AVX-512), and each tile decodes every weight block once for NC
+ * activation rows while the NR x NC integer sums stay in registers. Edges
+ * use the set's 1 x NC, NR x 1 and 1 x 1 shapes (callers splitting rows
+ * into multiples of NR avoid the slower 1 x NC edge). Activation rows are walked in panels of about 256 KiB, so a panel
  * stays in L2 while the weight rows stream past it; weights are re-read
  * once per panel, which costs little next to the arithmetic.
  *

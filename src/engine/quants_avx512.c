@@ -17,8 +17,8 @@
  *
  * Tiles work as in quants_avx2.c (every tile output computed by exactly the
  * sequence of the tile set's 1 x 1 kernel); with 32 zmm registers the
- * shapes are 4x4 for 32-value blocks and F16 (one accumulator per output)
- * and 4x2 for K-quants.
+ * shape is 4x4 (the K-quants' float accumulators are touched once per
+ * super-block, so the compiler keeps only the integer sums in registers).
  *
  * Rows not overwritten here keep their AVX2 kernel (tt_install_avx2 runs
  * first); tt_install_avx512 says which and why. Everything here runs only
@@ -373,9 +373,9 @@ void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x) {
         KERN(n, w, ws, x, xs, y, ys, NR, 1);                                                       \
     }
 
-DEFINE_TILED(q4_K_q8_K, k_q4_K, 4, 2)
-DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 2)
-DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 2)
+DEFINE_TILED(q4_K_q8_K, k_q4_K, 4, 4)
+DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 4)
+DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 4)
 DEFINE_TILED(f16t, k_f16t, 4, 4)
 
 void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x) {
@@ -399,9 +399,9 @@ static const tt_tile_kernel avx512_tiles[] = {
     ENTRY(TT_Q4_0, 1, q4_0_q8_0, _avx512vnni, 4, 4),
     ENTRY(TT_Q5_0, 1, q5_0_q8_0, _avx512vnni, 4, 4),
     ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, _avx512vnni, 4, 4),
-    ENTRY(TT_Q4_K, 0, q4_K_q8_K, _avx512, 4, 2), /* = AVX2's 2x2, which matches vec_dot */
-    ENTRY(TT_Q5_K, 0, q5_K_q8_K, _avx512, 4, 2), /* = AVX2's 2x2, which matches vec_dot */
-    ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 2),
+    ENTRY(TT_Q4_K, 0, q4_K_q8_K, _avx512, 4, 4), /* ties AVX2's 3x4, which matches vec_dot */
+    ENTRY(TT_Q5_K, 0, q5_K_q8_K, _avx512, 4, 4), /* ties AVX2's 3x4, which matches vec_dot */
+    ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 4),
     ENTRY(TT_F16, 0, f16t, _avx512, 4, 4), /* a little slower than AVX2's 3x4 */
 };
 

@@ -88,7 +88,9 @@ void tt_vec_dot_q6_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_iq4_xs_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q2_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q3_K_q8_K_avx2(int n, float *s, const void *w, const void *x);
-/* Activation quantizers: same bytes as the scalar tt_from_float_* */
+/* Activation quantizers: same bytes as the scalar tt_from_float_* for
+ * finite input (F16: NaN payloads may differ; Q8_0/Q8_K: a NaN in a block
+ * gives different, meaningless bytes than the scalar code, never a fault). */
 void tt_from_float_q8_0_avx2(const float *src, void *dst, int64_t n);
 void tt_from_float_q8_K_avx2(const float *src, void *dst, int64_t n);
 void tt_from_float_f16_avx2(const float *src, void *dst, int64_t n);
