@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,7 @@ typedef struct {
     gen *g;
     int rc;
     double waited_ms;
+    atomic_bool done;
 } waiter_arg;
 
 static void *long_waiter(void *p) {
@@ -74,6 +76,7 @@ static void *long_waiter(void *p) {
     double t0 = clock_mono_ms();
     a->rc = gen_wait(a->g, 0, 10000, evs, 4, &n);
     a->waited_ms = clock_mono_ms() - t0;
+    atomic_store(&a->done, true);
     return NULL;
 }
 
@@ -90,8 +93,12 @@ static void wait_times_out_when_nothing_arrives_and_wake_ends_it_early(void **st
     waiter_arg wa = {.g = g};
     pthread_t t;
     pthread_create(&t, NULL, long_waiter, &wa);
-    clock_sleep_ms(30);
-    gen_wake(g);
+    /* The waiter may not be waiting yet on a loaded machine: wake until it
+     * returns (a wake before its wait starts is not seen by that wait). */
+    while (!atomic_load(&wa.done)) {
+        gen_wake(g);
+        clock_sleep_ms(20);
+    }
     pthread_join(t, NULL);
     assert_int_equal(wa.rc, CF_ETIMEOUT);
     assert_true(wa.waited_ms < 5000);
