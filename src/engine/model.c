@@ -511,8 +511,10 @@ int cf_model_token_text(const cf_model *m, int32_t id, char *buf, size_t cap) {
 struct cf_ctx {
     cf_model *m;
     int n_ctx, n_batch;
-    kv_cache kv;
-    int len;          /* positions filled in sequence 0 */
+    int n_seq;        /* sequences (slots) the cache holds */
+    kv_cache kv;      /* n_seq * n_ctx cells: sequence s owns [s*n_ctx, (s+1)*n_ctx) */
+    int *len;         /* (n_seq,) positions filled per sequence */
+    int *blen;        /* (n_seq,) scratch: length of each sequence while checking a batch */
     /* scratch for one chunk of T <= n_batch tokens */
     float *x;         /* (n_batch, n_embd) residual stream */
     float *h;         /* (n_batch, n_embd) normed input of a block */
@@ -529,7 +531,8 @@ struct cf_ctx {
     size_t act_cap[TT_COUNT];
     float *logits;    /* (n_logits_cap, n_vocab) */
     int n_logits, n_logits_cap;
-    int32_t *pos;     /* (n_batch,) */
+    int32_t *pos;     /* (n_batch,) position of each token of the chunk */
+    int32_t *seq;     /* (n_batch,) its sequence */
     bool (*abort_fn)(void *);
     void *abort_user;
 };
@@ -546,9 +549,11 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     int n_ctx = o.n_ctx > 0 ? o.n_ctx : (m->opts.n_ctx > 0 ? m->opts.n_ctx : hp->n_ctx_train);
     int kvt = o.kv_type >= 0 ? o.kv_type : (int)m->opts.kv_type;
     int n_batch = o.n_batch > 0 ? o.n_batch : 512;
-    if (o.n_ctx < 0 || n_ctx > (1 << 24) || (kvt != CF_KV_F16 && kvt != CF_KV_F32) || n_batch > 8192) {
-        cf_seterr(err, CF_EINVAL, "bad context options (context %d, kv type %d, batch %d)", o.n_ctx,
-                  kvt, o.n_batch);
+    int n_seq = o.n_seq > 0 ? o.n_seq : 1;
+    if (o.n_ctx < 0 || n_ctx > (1 << 24) || (kvt != CF_KV_F16 && kvt != CF_KV_F32) ||
+        n_batch > 8192 || n_seq > 256 || (int64_t)n_seq * n_ctx > (1 << 26)) {
+        cf_seterr(err, CF_EINVAL, "bad context options (context %d, kv type %d, batch %d, %d sequences)",
+                  o.n_ctx, kvt, o.n_batch, n_seq);
         return NULL;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
@@ -560,10 +565,13 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->m = m;
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
+    c->n_seq = n_seq;
+    c->len = calloc((size_t)n_seq, sizeof *c->len);
+    c->blen = calloc((size_t)n_seq, sizeof *c->blen);
     const size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim,
                  QD = (size_t)hp->n_head * hd, KVD = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
     const size_t nth = (size_t)pool_size(m->pool);
-    if (kv_init(&c->kv, kvt == CF_KV_F16, hp->n_layer, n_ctx, (int)KVD, err) < 0) {
+    if (kv_init(&c->kv, kvt == CF_KV_F16, hp->n_layer, n_seq * n_ctx, (int)KVD, err) < 0) {
         cf_ctx_free(c);
         return NULL;
     }
@@ -581,6 +589,7 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->att_x = malloc(nth * (size_t)n_ctx * sizeof(float));
     c->qh = malloc(nth * hd * sizeof(float));
     c->pos = malloc(B * sizeof(int32_t));
+    c->seq = malloc(B * sizeof(int32_t));
     /* activation buffers: one per vec_dot_type any weight uses, sized for
      * n_batch rows of the longest input row of that type */
     int oom = 0;
@@ -602,7 +611,8 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
         }
     }
     if (oom || !c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
-        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos) {
+        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos ||
+        !c->seq || !c->len || !c->blen) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
         return NULL;
@@ -627,19 +637,42 @@ void cf_ctx_free(cf_ctx *c) {
     free(c->att_x);
     free(c->qh);
     free(c->pos);
+    free(c->seq);
+    free(c->len);
+    free(c->blen);
     free(c->logits);
     for (int i = 0; i < TT_COUNT; i++) free(c->act[i]);
     free(c);
 }
 
 int cf_ctx_n_ctx(const cf_ctx *c) { return c->n_ctx; }
-int cf_ctx_seq_len(const cf_ctx *c, int seq) { return seq == 0 ? c->len : 0; }
+int cf_ctx_n_seq(const cf_ctx *c) { return c->n_seq; }
+int cf_ctx_seq_len(const cf_ctx *c, int seq) {
+    return seq >= 0 && seq < c->n_seq ? c->len[seq] : 0;
+}
+
+static int model_bad_seq(const cf_ctx *c, int seq, cf_err *err) {
+    return cf_seterr(err, CF_EINVAL, "sequence %d does not exist (this context holds 0..%d)", seq,
+                     c->n_seq - 1);
+}
 
 int cf_ctx_seq_truncate(cf_ctx *c, int seq, int n, cf_err *err) {
-    if (seq != 0) return cf_seterr(err, CF_EINVAL, "sequence %d does not exist (one sequence: 0)", seq);
-    if (n < 0 || n > c->len)
-        return cf_seterr(err, CF_ERANGE, "cannot truncate sequence of %d positions to %d", c->len, n);
-    c->len = n;
+    if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
+    if (n < 0 || n > c->len[seq])
+        return cf_seterr(err, CF_ERANGE, "cannot truncate sequence of %d positions to %d",
+                         c->len[seq], n);
+    c->len[seq] = n;
+    return 0;
+}
+
+int cf_ctx_seq_copy(cf_ctx *c, int src, int dst, int n, cf_err *err) {
+    if (src < 0 || src >= c->n_seq) return model_bad_seq(c, src, err);
+    if (dst < 0 || dst >= c->n_seq) return model_bad_seq(c, dst, err);
+    if (n < 0 || n > c->len[src])
+        return cf_seterr(err, CF_ERANGE, "cannot copy %d positions of a sequence of %d", n,
+                         c->len[src]);
+    if (src != dst) kv_copy(&c->kv, src * c->n_ctx, dst * c->n_ctx, n);
+    c->len[dst] = n;
     return 0;
 }
 
@@ -792,7 +825,11 @@ typedef struct {
 
 /* Causal attention for one unit U = t * n_head_kv + g: the query heads of
  * token t that share KV head g (grouped-query attention). For each:
- *   a[t][h] = softmax(q[t][h] . K[0..pos_t] / sqrt(hd)) V[0..pos_t]
+ *   a[t][h] = softmax(q[t][h] . K_s[0..pos_t] / sqrt(hd)) V_s[0..pos_t]
+ * where K_s, V_s are the cells of token t's sequence s: the mask between
+ * sequences is the cell layout itself (a token never sees another
+ * sequence's cells), and a token's result depends only on its own
+ * sequence, never on what else is in the batch.
  * Both products are vec_dot calls of the cache's type: the query and the
  * softmax weights are converted to that type first (F16 rounding, as the
  * reference engine's F16 matmul does). */
@@ -811,9 +848,11 @@ static void model_att_unit(void *arg, int u, int ith) {
     char *q_x = (char *)(c->qh + (size_t)ith * (size_t)hd);
     const int t = u / nkv, g = u % nkv;
     const int n_pos = c->pos[t] + 1;
-    const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz;
+    const size_t cell0 = (size_t)c->seq[t] * (size_t)c->n_ctx; /* first cell of the sequence */
     const size_t k_stride = (size_t)kv->dim * esz;
-    const char *Vt = (const char *)kv->v[j->layer] + (size_t)g * (size_t)hd * (size_t)kv->n_ctx * esz;
+    const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz + cell0 * k_stride;
+    const char *Vt = (const char *)kv->v[j->layer] +
+                     ((size_t)g * (size_t)hd * (size_t)kv->n_ctx + cell0) * esz;
     const size_t v_stride = (size_t)kv->n_ctx * esz;
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float *q = c->q + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
@@ -841,16 +880,20 @@ static void model_att_unit(void *arg, int u, int ith) {
 
 static bool model_aborted(const cf_ctx *c) { return c->abort_fn && c->abort_fn(c->abort_user); }
 
-/* Runs T tokens (positions c->len ..) through every layer; appends logits
- * rows for tokens with want[t]. */
-static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_t *want, cf_err *err) {
+/* Runs T tokens (token t of sequence seq[t] at position pos[t], checked by
+ * cf_ctx_decode) through every layer; appends logits rows for tokens with
+ * want[t]. The tokens of different sequences share every matrix product
+ * (one tt_matmul with nx = T). */
+static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos,
+                               const int32_t *seq, int T, const int8_t *want, cf_err *err) {
     cf_model *m = c->m;
     const model_hparams *hp = &m->hp;
     const int E = hp->n_embd, hd = hp->head_dim, QD = hp->n_head * hd, KVD = hp->n_head_kv * hd,
               F = hp->n_ff;
     const tt_traits *et = tt_get(m->tok_embd.type);
     for (int t = 0; t < T; t++) {
-        c->pos[t] = c->len + t;
+        c->pos[t] = pos[t];
+        c->seq[t] = seq[t];
         et->to_float((const char *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
                      c->x + (size_t)t * (size_t)E, E);
     }
@@ -870,7 +913,7 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_
         model_rope(m, c->q, c->rope_cs, T, hp->n_head);
         model_rope(m, c->k, c->rope_cs, T, hp->n_head_kv);
         for (int t = 0; t < T; t++)
-            kv_store(&c->kv, l, c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
+            kv_store(&c->kv, l, c->seq[t] * c->n_ctx + c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
         model_att_job aj = {c, l, T};
         pool_run(m->pool, T * hp->n_head_kv, model_att_unit, &aj);
         model_matmul(c, c->a, T, &L->wo, c->o, NULL, NULL, NULL, NULL);
@@ -886,7 +929,8 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_
         model_matmul(c, c->g, T, &L->w_down, c->o, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * (size_t)E; i++) c->x[i] += c->o[i];
     }
-    c->len += T;
+    for (int t = 0; t < T; t++)
+        if (c->pos[t] + 1 > c->len[c->seq[t]]) c->len[c->seq[t]] = c->pos[t] + 1;
 
     /* logits for the tokens that want them: gather their rows, norm, project */
     int n_out = 0;
@@ -916,29 +960,43 @@ int cf_ctx_decode(cf_ctx *c, const cf_batch *b, cf_err *err) {
     c->n_logits = 0;
     if (!b || b->n_tokens <= 0 || !b->token)
         return cf_seterr(err, CF_EINVAL, "decode: empty batch");
+    /* Every sequence's tokens must continue it in order: check the whole
+     * batch before running any of it, so a bad batch changes nothing. */
+    memcpy(c->blen, c->len, (size_t)c->n_seq * sizeof *c->blen);
     for (int i = 0; i < b->n_tokens; i++) {
         if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
             return cf_seterr(err, CF_EINVAL, "decode: token id %d at %d out of range [0, %d)",
                              b->token[i], i, hp->n_vocab);
-        if (b->seq_id && b->seq_id[i] != 0)
-            return cf_seterr(err, CF_EINVAL, "decode: sequence id %d (this context holds sequence 0)",
-                             b->seq_id[i]);
-        if (b->pos && b->pos[i] != c->len + i)
+        const int s = b->seq_id ? b->seq_id[i] : 0;
+        if (s < 0 || s >= c->n_seq)
+            return cf_seterr(err, CF_EINVAL, "decode: sequence id %d at %d (this context holds 0..%d)",
+                             s, i, c->n_seq - 1);
+        if (b->pos && b->pos[i] != c->blen[s])
             return cf_seterr(err, CF_EINVAL, "decode: position %d at %d, expected %d (positions must continue the sequence)",
-                             b->pos[i], i, c->len + i);
+                             b->pos[i], i, c->blen[s]);
+        if (c->blen[s] >= c->n_ctx)
+            return cf_seterr(err, CF_ERANGE, "decode: context full (sequence %d: %d positions, %d more asked)",
+                             s, c->n_ctx, b->n_tokens - i);
+        c->blen[s]++;
     }
-    if (b->n_tokens > c->n_ctx - c->len)
-        return cf_seterr(err, CF_ERANGE, "decode: context full (%d of %d positions used, %d more asked)",
-                         c->len, c->n_ctx, b->n_tokens);
+    int32_t *pos = malloc((size_t)b->n_tokens * 2 * sizeof *pos);
+    if (!pos) return cf_seterr(err, CF_ENOMEM, "out of memory");
+    int32_t *seq = pos + b->n_tokens;
+    memcpy(c->blen, c->len, (size_t)c->n_seq * sizeof *c->blen);
+    for (int i = 0; i < b->n_tokens; i++) {
+        seq[i] = b->seq_id ? b->seq_id[i] : 0;
+        pos[i] = c->blen[seq[i]]++;
+    }
     int8_t want[8192];
-    for (int s = 0; s < b->n_tokens; s += c->n_batch) {
+    int rc = 0;
+    for (int s = 0; s < b->n_tokens && rc == 0; s += c->n_batch) {
         const int T = b->n_tokens - s < c->n_batch ? b->n_tokens - s : c->n_batch;
         for (int t = 0; t < T; t++)
             want[t] = b->logits ? (b->logits[s + t] != 0) : (s + t == b->n_tokens - 1);
-        int rc = model_forward_chunk(c, b->token + s, T, want, err);
-        if (rc < 0) return rc;
+        rc = model_forward_chunk(c, b->token + s, pos + s, seq + s, T, want, err);
     }
-    return 0;
+    free(pos);
+    return rc < 0 ? rc : 0;
 }
 
 int cf_ctx_eval(cf_ctx *c, const int32_t *tokens, int n, bool all_logits, cf_err *err) {
