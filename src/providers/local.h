@@ -30,8 +30,14 @@ typedef struct {
     int n_threads; /* kernel threads per model; 0 = cores */
     int n_ctx;     /* context length; 0 = the model's own */
     bool kv_f32;   /* F32 KV cache instead of F16 */
-    int n_batch;   /* prompt tokens per forward chunk; 0 = 512 */
+    int n_batch;   /* tokens per forward step (decodes + prompt chunks); 0 = 512 */
+    int n_seq;     /* sequences (KV slots) per model; 0 = PROV_LOCAL_DEFAULT_SEQ,
+                      or as many as kv_budget_mb holds (at most 64) */
+    int64_t kv_budget_mb; /* KV cache memory per model; 0 = no limit */
+    int queue_wait_ms;    /* how long a request waits for a free slot; 0 = 30 s */
 } prov_local_opts;
+
+#define PROV_LOCAL_DEFAULT_SEQ 4
 
 prov_local *prov_local_new(const prov_local_opts *o, cf_err *err);
 /* Stops the workers (cancelling queued requests with an error) and frees. */
@@ -51,6 +57,12 @@ bool prov_local_counter(prov_local *l, const char *name, prov_count_fn *fn, void
 /* Prompt tokens of model NAME's last request and how many of them were
  * reused from the KV cache rather than decoded. False when not loaded. */
 bool prov_local_last_prompt(prov_local *l, const char *name, int *prompt_tokens, int *reused);
+
+/* Sequences (KV slots) of model NAME, i.e. requests served at once (0 when
+ * unknown). */
+int prov_local_n_seq(prov_local *l, const char *name);
+/* The most requests of model NAME that have shared one forward step. */
+int prov_local_peak_running(prov_local *l, const char *name);
 
 /* Context length of model NAME (0 when unknown). */
 int prov_local_n_ctx(prov_local *l, const char *name);
