@@ -806,6 +806,88 @@ static void model_batched_sequences_match_each_run_alone(void **st) {
     free(dir);
 }
 
+/* A saved sequence restored into another context (another slot) gives the
+ * same next-token logits as the live one; a file of another model, a
+ * corrupt and a truncated file are refused with a clear error. */
+static void model_saved_state_restores_the_same_logits(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char path[512], other[512];
+    snprintf(path, sizeof path, "%s/seq.kv", dir);
+    cf_model *m = load(td_path("models/stories260K.gguf"), 2, 0);
+    cf_err e = {0};
+    cf_ctx_opts co = cf_ctx_opts_default();
+    co.n_ctx = 64;
+    co.n_seq = 2;
+    cf_ctx *c = cf_ctx_new(m, &co, &e);
+    const int32_t p[] = {1, 403, 407, 261, 378, 32, 260, 95, 402, 45, 31, 10, 88, 70};
+    const int32_t seq1[14] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    cf_batch b = {.n_tokens = 14, .token = p, .seq_id = seq1};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+    assert_int_equal(cf_ctx_seq_save(c, 1, p, 13, path, &e), CF_EINVAL);
+    assert_int_equal(cf_ctx_seq_save(c, 1, p, 14, path, &e), 0);
+    const int32_t next = 77;
+    b = (cf_batch){.n_tokens = 1, .token = &next, .seq_id = seq1};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+    float live[512];
+    memcpy(live, cf_ctx_logits(c, -1), sizeof live);
+
+    cf_ctx *c2 = cf_ctx_new(m, &co, &e);
+    int32_t *tok;
+    int nt;
+    assert_int_equal(cf_ctx_seq_load(c2, 0, path, &tok, &nt, &e), 0);
+    assert_int_equal(nt, 14);
+    assert_memory_equal(tok, p, sizeof p);
+    free(tok);
+    assert_int_equal(cf_ctx_seq_len(c2, 0), 14);
+    assert_int_equal(cf_ctx_eval(c2, &next, 1, false, &e), 0);
+    assert_memory_equal(cf_ctx_logits(c2, -1), live, sizeof live);
+
+    /* corrupt: one byte of a KV row flipped */
+    size_t len;
+    char *data = tu_read_file(path, &len);
+    data[len / 2] ^= 0x40;
+    snprintf(other, sizeof other, "%s/bad.kv", dir);
+    FILE *f = fopen(other, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, other, &tok, &nt, &e), CF_EFORMAT);
+    assert_non_null(strstr(e.msg, "corrupt"));
+    assert_null(tok);
+    assert_int_equal(cf_ctx_seq_len(c2, 0), 0);
+    /* truncated */
+    data[len / 2] ^= 0x40;
+    f = fopen(other, "wb");
+    fwrite(data, 1, len - 9, f);
+    fclose(f);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, other, &tok, &nt, &e), CF_EFORMAT);
+    assert_non_null(strstr(e.msg, "corrupt"));
+    free(data);
+    cf_ctx_free(c2);
+    /* an F32 context of the same model, then another model of the same shape */
+    co.kv_type = CF_KV_F32;
+    c2 = cf_ctx_new(m, &co, &e);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, path, &tok, &nt, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "F16"));
+    cf_ctx_free(c2);
+    snprintf(other, sizeof other, "%s/other.gguf", dir);
+    mkmodel_opts o = {.arch = "llama", .dim = 64, .layers = 5, .heads = 8, .kv_heads = 4,
+                      .ffn = 172, .vocab = 512, .type = "F32", .seed = 9};
+    if (mkmodel_write(&o, other, &e) < 0) fail_msg("mkmodel: %s", e.msg);
+    cf_model *m2 = load(other, 1, 0);
+    co.kv_type = -1;
+    c2 = cf_ctx_new(m2, &co, &e);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, path, &tok, &nt, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "different model"));
+    assert_int_equal(cf_ctx_seq_load(c2, 0, "/nonexistent/x.kv", &tok, &nt, &e), CF_ENOTFOUND);
+    cf_ctx_free(c2);
+    cf_model_free(m2);
+    cf_ctx_free(c);
+    cf_model_free(m);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static bool abort_now(void *u) {
     (void)u;
     return true;
@@ -866,6 +948,7 @@ int main(void) {
         cmocka_unit_test(model_decode_stops_when_abort_callback_says_so),
         cmocka_unit_test(model_info_and_token_text_from_vocab),
         cmocka_unit_test(model_batched_sequences_match_each_run_alone),
+        cmocka_unit_test(model_saved_state_restores_the_same_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

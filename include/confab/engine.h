@@ -135,6 +135,26 @@ int cf_ctx_seq_truncate(cf_ctx *c, int seq, int n, cf_err *err);
  * sequence, CF_ERANGE when N exceeds SRC's length. */
 int cf_ctx_seq_copy(cf_ctx *c, int src, int dst, int n, cf_err *err);
 
+/* Saves sequence SEQ's state to PATH: its N_TOKENS tokens (the caller's
+ * record of what the sequence holds; N_TOKENS must equal its length) and
+ * their KV rows, stamped with the model's identity (hyper-parameters and
+ * tensor names, types, shapes and data samples) and the KV element type,
+ * plus a checksum. Written atomically (PATH.tmp, then renamed). CF_EINVAL
+ * for a wrong length, CF_EIO when the file cannot be written. */
+int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens,
+                    const char *path, cf_err *err);
+/* Restores a state saved by cf_ctx_seq_save into sequence SEQ (any context
+ * of a model with the same identity and KV type, n_ctx large enough). The
+ * next decode then gives the same logits as it would have in the saved
+ * context. *TOKENS (malloc'd, caller frees) and *N_TOKENS get the saved
+ * tokens. Errors: CF_ENOTFOUND (no file), CF_EFORMAT (not a state file,
+ * other version, truncated or checksum mismatch: "corrupt"), CF_EINVAL
+ * ("saved by a different model", other KV type), CF_ERANGE (longer than
+ * n_ctx). On an error after the header checks the sequence is left
+ * empty. */
+int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int *n_tokens,
+                    cf_err *err);
+
 /* A batch of tokens to decode. Every array has n_tokens entries.
  * pos: position of each token, or NULL = continue each sequence.
  * seq_id: sequence of each token, or NULL = all sequence 0.

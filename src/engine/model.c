@@ -40,12 +40,14 @@
  * the time) run on the caller's thread.
  */
 #include <assert.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/cpu.h"
+#include "base/hash.h"
 #include "base/sb.h"
 #include "confab/engine.h"
 #include "engine/blocks.h"
@@ -124,6 +126,7 @@ struct cf_model {
     const int32_t *tok_types; /* (n_vocab,) or NULL */
     uint64_t vocab_n;
     uint64_t n_params, weight_bytes;
+    uint64_t ident;      /* identity for state files: see model_identity */
 };
 
 /* ------------------------------------------------------------ loading */
@@ -354,6 +357,29 @@ static void model_load_vocab(cf_model *m) {
     if (gguf_get_str(m->f, "tokenizer.ggml.model", &tm) && gguf_str_eq(tm, "gpt2")) m->vocab_gpt2 = 1;
 }
 
+/* A 64-bit identity of the weights, for state files: the hyper-parameters
+ * and, for every tensor, its name, type, shape and the first and last 64
+ * bytes of its data (so two files of one shape with different weights
+ * differ) — cheap at load, unlike hashing gigabytes. */
+static uint64_t model_identity(const cf_model *m) {
+    hash_state *h = hash_new(0x636f6e666162ull);
+    if (!h) return 0;
+    hash_update(h, m->arch, strlen(m->arch));
+    hash_update(h, &m->hp.n_vocab, sizeof m->hp - offsetof(model_hparams, n_vocab));
+    for (int64_t i = 0; i < gguf_n_tensors(m->f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->f, i);
+        hash_update(h, t->name.p, (size_t)t->name.n);
+        hash_update(h, &t->type, sizeof t->type);
+        hash_update(h, t->ne, sizeof t->ne);
+        const size_t k = t->nbytes < 64 ? (size_t)t->nbytes : 64;
+        hash_update(h, t->data, k);
+        hash_update(h, (const char *)t->data + t->nbytes - k, k);
+    }
+    uint64_t d = hash_digest(h);
+    hash_free(h);
+    return d;
+}
+
 cf_model *cf_model_load(const char *path, const cf_model_opts *opts, cf_err *err) {
     tt_init();
     cf_model *m = calloc(1, sizeof *m);
@@ -373,6 +399,7 @@ cf_model *cf_model_load(const char *path, const cf_model_opts *opts, cf_err *err
     if (model_hparams_load(m, err) < 0) goto fail;
     if (model_load_tensors(m, err) < 0) goto fail;
     model_load_vocab(m);
+    m->ident = model_identity(m);
     gguf_str nm;
     m->name = gguf_get_str(m->f, "general.name", &nm) ? gguf_str_dup(nm) : strdup("");
     m->pool = pool_new(m->opts.n_threads, err);
@@ -688,6 +715,150 @@ const float *cf_ctx_logits(const cf_ctx *c, int i) {
 }
 
 int cf_ctx_n_logits(const cf_ctx *c) { return c->n_logits; }
+
+/* ------------------------------------------------------------ state files */
+
+/* A sequence's state on disk (little-endian, as the machine writes it):
+ *   u32 magic "CFKV", u32 version 1, u64 model identity,
+ *   u32 kv element type (TT_F16 / TT_F32), u32 n_layer, u32 dim, u32 n,
+ *   i32 tokens[n],
+ *   per layer: K rows (n, dim), then V (dim, n) channel-major,
+ *   u64 xxh3 of everything before it.
+ * Written to PATH.tmp and renamed, so a crash never leaves half a file. */
+#define STATE_MAGIC 0x564b4643u /* "CFKV" */
+#define STATE_VERSION 1u
+
+typedef struct {
+    uint32_t magic, version;
+    uint64_t ident;
+    uint32_t kv_type, n_layer, dim, n;
+} state_hdr;
+
+static int state_write(FILE *f, hash_state *h, const void *p, size_t n) {
+    hash_update(h, p, n);
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens,
+                    const char *path, cf_err *err) {
+    if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
+    if (n_tokens != c->len[seq] || (n_tokens > 0 && !tokens))
+        return cf_seterr(err, CF_EINVAL, "save: %d tokens given, sequence %d holds %d", n_tokens,
+                         seq, c->len[seq]);
+    const kv_cache *kv = &c->kv;
+    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx,
+                 n = (size_t)n_tokens, cell0 = (size_t)seq * (size_t)c->n_ctx;
+    sb_t tmp = {0};
+    sb_printf(&tmp, "%s.tmp", path);
+    FILE *f = fopen(sb_str(&tmp), "wb");
+    if (!f) {
+        int rc = cf_seterr(err, CF_EIO, "save: cannot create %s", sb_str(&tmp));
+        sb_free(&tmp);
+        return rc;
+    }
+    hash_state *h = hash_new(0);
+    state_hdr hd = {STATE_MAGIC, STATE_VERSION, c->m->ident, (uint32_t)kv_type(kv),
+                    (uint32_t)kv->n_layer, (uint32_t)kv->dim, (uint32_t)n_tokens};
+    int bad = !h || state_write(f, h, &hd, sizeof hd) || state_write(f, h, tokens, n * 4);
+    for (int l = 0; l < kv->n_layer && !bad; l++) {
+        const char *k = (const char *)kv->k[l], *v = (const char *)kv->v[l];
+        bad = state_write(f, h, k + cell0 * dim * esz, n * dim * esz);
+        for (size_t d = 0; d < dim && !bad; d++)
+            bad = state_write(f, h, v + (d * nc + cell0) * esz, n * esz);
+    }
+    if (!bad) {
+        uint64_t sum = hash_digest(h);
+        bad = fwrite(&sum, 1, sizeof sum, f) != sizeof sum;
+    }
+    hash_free(h);
+    bad |= fclose(f) != 0;
+    if (!bad) bad = rename(sb_str(&tmp), path) != 0;
+    if (bad) remove(sb_str(&tmp));
+    sb_free(&tmp);
+    return bad ? cf_seterr(err, CF_EIO, "save: cannot write %s", path) : 0;
+}
+
+static int state_read(FILE *f, hash_state *h, void *p, size_t n) {
+    if (fread(p, 1, n, f) != n) return -1;
+    hash_update(h, p, n);
+    return 0;
+}
+
+int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int *n_tokens,
+                    cf_err *err) {
+    *tokens = NULL;
+    *n_tokens = 0;
+    if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
+    kv_cache *kv = &c->kv;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cf_seterr(err, CF_ENOTFOUND, "load state: cannot open %s", path);
+    hash_state *h = hash_new(0);
+    state_hdr hd;
+    int rc = 0;
+    int32_t *tok = NULL;
+    if (!h) {
+        rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (state_read(f, h, &hd, sizeof hd) || hd.magic != STATE_MAGIC) {
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s is not a confab KV state file", path);
+        goto out;
+    }
+    if (hd.version != STATE_VERSION) {
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s has version %u (this build reads %u)",
+                       path, hd.version, STATE_VERSION);
+        goto out;
+    }
+    if (hd.ident != c->m->ident || hd.n_layer != (uint32_t)kv->n_layer ||
+        hd.dim != (uint32_t)kv->dim) {
+        rc = cf_seterr(err, CF_EINVAL, "load state: %s was saved by a different model", path);
+        goto out;
+    }
+    if (hd.kv_type != (uint32_t)kv_type(kv)) {
+        rc = cf_seterr(err, CF_EINVAL, "load state: %s holds a %s KV cache, this context %s", path,
+                       hd.kv_type == TT_F16 ? "F16" : "F32", kv->f16 ? "F16" : "F32");
+        goto out;
+    }
+    if (hd.n > (uint32_t)c->n_ctx) {
+        rc = cf_seterr(err, CF_ERANGE, "load state: %s holds %u positions, the context %d", path,
+                       hd.n, c->n_ctx);
+        goto out;
+    }
+    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx,
+                 n = hd.n, cell0 = (size_t)seq * (size_t)c->n_ctx;
+    tok = malloc(n ? n * 4 : 1);
+    if (!tok) {
+        rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto out;
+    }
+    c->len[seq] = 0; /* the sequence is being overwritten: empty until it is whole */
+    int bad = state_read(f, h, tok, n * 4);
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = tok[i] < 0 || tok[i] >= c->m->hp.n_vocab;
+    for (int l = 0; l < kv->n_layer && !bad; l++) {
+        char *k = kv->k[l], *v = kv->v[l];
+        bad = state_read(f, h, k + cell0 * dim * esz, n * dim * esz);
+        for (size_t d = 0; d < dim && !bad; d++)
+            bad = state_read(f, h, v + (d * nc + cell0) * esz, n * esz);
+    }
+    uint64_t sum;
+    char extra;
+    if (bad || fread(&sum, 1, sizeof sum, f) != sizeof sum || sum != hash_digest(h) ||
+        fread(&extra, 1, 1, f) != 0) {
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s is corrupt (truncated or checksum mismatch)",
+                       path);
+        goto out;
+    }
+    c->len[seq] = (int)n;
+    *tokens = tok;
+    *n_tokens = (int)n;
+    tok = NULL;
+out:
+    free(tok);
+    hash_free(h);
+    fclose(f);
+    return rc;
+}
 
 /* ------------------------------------------------------------ blocks */
 
