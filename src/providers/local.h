@@ -4,12 +4,16 @@
  * Each local model (a GGUF file) is loaded once: weights mmapped by the
  * engine, its tokenizer, and its chat template (the file's
  * tokenizer.chat_template, or a built-in chosen from the architecture when
- * the file has none). A model has one worker thread that takes requests from
- * a queue, one at a time (continuous batching of concurrent requests is a
- * later step), and one engine context whose KV cache it keeps between
- * requests: a new prompt that starts with the tokens already in the cache
- * (the next turn of the same conversation, or a shared system prompt)
- * only decodes the new tokens.
+ * the file has none). A model has one worker thread and one engine context
+ * of n_seq sequences (KV slots). The worker batches concurrent requests
+ * continuously: every forward step carries one token of each generating
+ * request plus chunks of new prompts; requests join and leave between
+ * steps. A slot keeps its KV between requests, so a prompt that starts
+ * with tokens already cached (the next turn of the same conversation, or
+ * a system prompt shared with another slot, copied over) only decodes the
+ * new tokens; idle slots are reused least recently used first. When every
+ * slot is busy a request waits up to queue_wait_ms, then fails with
+ * PROV_ERR_UNAVAILABLE (503) and a retry delay.
  *
  * A turn: render the template with the messages, tokenize (special tokens
  * parsed), reuse the cached prefix, decode the rest, then sample token by
