@@ -501,6 +501,44 @@ static void kv_budget_sets_the_number_of_slots(void **st) {
     prov_local_free(l);
 }
 
+/* With a state directory the slots outlive the provider: after a restart
+ * the same conversation reuses its KV instead of decoding it again; a
+ * state file that does not fit the model is skipped. */
+static void kv_slots_are_restored_after_a_restart(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    multi x;
+    prov_local_opts o = {.n_threads = 1, .n_seq = 2, .state_dir = dir};
+    multi_init(&x, &o);
+    x.open = true;
+    multi_start(&x, 1);
+    multi_wait(&x, 1);
+    assert_int_equal(x.r[1].kind, PROV_ERR_NONE);
+    char *first = strdup(x.r[1].text.data);
+    int n, reused;
+    assert_true(prov_local_last_prompt(x.l, "s", &n, &reused));
+    assert_int_equal(reused, 0);
+    multi_free(&x); /* saves the slot */
+    /* a stray file of another shape in slot 1's place is skipped */
+    char bad[4200];
+    snprintf(bad, sizeof bad, "%s/s.1.kv", dir);
+    FILE *f = fopen(bad, "wb");
+    fputs("not a state file", f);
+    fclose(f);
+    multi_init(&x, &o);
+    x.open = true;
+    multi_start(&x, 1);
+    multi_wait(&x, 1);
+    assert_int_equal(x.r[1].kind, PROV_ERR_NONE);
+    assert_string_equal(x.r[1].text.data, first); /* same greedy text from restored KV */
+    assert_true(prov_local_last_prompt(x.l, "s", &n, &reused));
+    assert_int_equal(reused, n - 1);
+    multi_free(&x);
+    free(first);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     cf_err err = {0};
     if (prov_global_init(&err)) return 1;
@@ -517,6 +555,7 @@ int main(void) {
         cmocka_unit_test(request_waits_for_a_slot_then_fails_unavailable),
         cmocka_unit_test(kv_slots_are_evicted_least_recently_used),
         cmocka_unit_test(kv_budget_sets_the_number_of_slots),
+        cmocka_unit_test(kv_slots_are_restored_after_a_restart),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     prov_global_cleanup();

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "base/clock.h"
@@ -77,6 +78,7 @@ typedef struct model {
     int n_slots;
     uint64_t tick;   /* LRU clock */
     int n_vocab, n_ctx, eos_id, eot_id, n_batch, queue_wait_ms;
+    char *state_dir; /* where slots are saved at shutdown and restored at load, or NULL */
     _Atomic int last_prompt, last_reused; /* for prov_local_last_prompt */
     _Atomic int peak_running; /* most requests that shared one step */
     cf_queue *q;
@@ -217,6 +219,7 @@ static void active_end(model *md, active *a, bool drop_kv) {
     if (a->seq >= 0) {
         slot *s = &md->slots[a->seq];
         s->own = NULL;
+        s->used = ++md->tick;
         if (drop_kv) {
             s->n = 0;
             cf_ctx_seq_truncate(md->ctx, a->seq, 0, NULL);
@@ -625,11 +628,65 @@ static char *token_str(const tok_tokenizer *t, int32_t id) {
     return strndup(s.p ? s.p : "", s.n);
 }
 
+/* The state file of slot I: STATE_DIR/NAME.I.kv (NAME with '/' made '_'). */
+static void state_path(const model *md, int i, sb_t *out) {
+    sb_clear(out);
+    sb_printf(out, "%s/", md->state_dir);
+    for (const char *p = md->name; *p; p++)
+        sb_putc(out, *p == '/' ? '_' : *p);
+    sb_printf(out, ".%d.kv", i);
+}
+
+/* Restores the slots saved at the last shutdown (a conversation then goes
+ * on without decoding its history again). A file of another model or a
+ * corrupt one is logged, removed and skipped. */
+static void slots_restore(model *md) {
+    sb_t p = {0};
+    for (int i = 0; i < md->n_slots; i++) {
+        state_path(md, i, &p);
+        cf_err e = {0};
+        int32_t *toks;
+        int n;
+        int rc = cf_ctx_seq_load(md->ctx, i, sb_str(&p), &toks, &n, &e);
+        if (rc == CF_ENOTFOUND) continue;
+        if (rc < 0) {
+            log_warn("local", "%s: skipping saved KV state: %s", md->name, e.msg);
+            remove(sb_str(&p));
+            continue;
+        }
+        slot *s = &md->slots[i];
+        s->n = 0;
+        if (slot_push(s, toks, n) < 0) cf_ctx_seq_truncate(md->ctx, i, 0, NULL);
+        s->used = ++md->tick;
+        free(toks);
+        log_info("local", "%s: restored %d positions of KV into sequence %d", md->name, n, i);
+    }
+    sb_free(&p);
+}
+
+/* Saves every slot that holds something (after the worker stopped). */
+static void slots_save(model *md) {
+    sb_t p = {0};
+    for (int i = 0; i < md->n_slots; i++) {
+        state_path(md, i, &p);
+        const slot *s = &md->slots[i];
+        cf_err e = {0};
+        if (s->n == 0 || cf_ctx_seq_len(md->ctx, i) != s->n) {
+            remove(sb_str(&p));
+            continue;
+        }
+        if (cf_ctx_seq_save(md->ctx, i, s->toks, s->n, sb_str(&p), &e) < 0)
+            log_warn("local", "%s: %s", md->name, e.msg);
+    }
+    sb_free(&p);
+}
+
 static void model_free(model *md) {
     if (!md) return;
     if (md->started) {
         queue_close(md->q);
         pthread_join(md->th, NULL);
+        if (md->state_dir) slots_save(md);
     }
     if (md->q) {
         void *item;
@@ -649,6 +706,7 @@ static void model_free(model *md) {
     for (int i = 0; md->slots && i < md->n_slots; i++)
         free(md->slots[i].toks);
     free(md->slots);
+    free(md->state_dir);
     free(md->name);
     free(md->path);
     free(md);
@@ -721,6 +779,11 @@ int prov_local_add(prov_local *l, const char *name, const char *path, cf_err *er
     if (!md->slots) {
         cf_seterr(err, CF_ENOMEM, "out of memory");
         goto fail;
+    }
+    if (l->o.state_dir && l->o.state_dir[0]) {
+        md->state_dir = strdup(l->o.state_dir);
+        mkdir(md->state_dir, 0755); /* may exist; a failure shows at save */
+        slots_restore(md);
     }
     md->q = queue_new(64);
     if (!md->q || pthread_create(&md->th, NULL, worker, md)) {

@@ -13,7 +13,10 @@
  * a system prompt shared with another slot, copied over) only decodes the
  * new tokens; idle slots are reused least recently used first. When every
  * slot is busy a request waits up to queue_wait_ms, then fails with
- * PROV_ERR_UNAVAILABLE (503) and a retry delay.
+ * PROV_ERR_UNAVAILABLE (503) and a retry delay. With a state_dir the
+ * slots are saved at shutdown and restored at load (checked against the
+ * model's identity), so a conversation continues after a restart without
+ * decoding its history again.
  *
  * A turn: render the template with the messages, tokenize (special tokens
  * parsed), reuse the cached prefix, decode the rest, then sample token by
@@ -39,6 +42,10 @@ typedef struct {
                       or as many as kv_budget_mb holds (at most 64) */
     int64_t kv_budget_mb; /* KV cache memory per model; 0 = no limit */
     int queue_wait_ms;    /* how long a request waits for a free slot; 0 = 30 s */
+    const char *state_dir; /* NULL = off; else each model's slots are saved there
+                              at prov_local_free (cf_ctx_seq_save) and restored
+                              at prov_local_add, so conversations survive a
+                              restart; copied */
 } prov_local_opts;
 
 #define PROV_LOCAL_DEFAULT_SEQ 4
