@@ -539,6 +539,48 @@ static void kv_slots_are_restored_after_a_restart(void **st) {
     free(dir);
 }
 
+/* Two conversations with one system prompt: the second starts while the
+ * first holds its slot, copies the shared prefix from it instead of
+ * decoding it, and still gives the text it gives alone. */
+static void shared_system_prompt_is_copied_between_slots(void **st) {
+    (void)st;
+    static const char *sys = "You are a storyteller. Tell short happy stories about animals "
+                             "and children, with simple words.";
+    char *alone = NULL;
+    int n_alone = 0;
+    for (int round = 0; round < 2; round++) {
+        multi x;
+        prov_local_opts o = {.n_threads = 1, .n_seq = round ? 2 : 1};
+        multi_init(&x, &o);
+        prov_msg m0[2] = {{PROV_ROLE_SYSTEM, sys}, {PROV_ROLE_USER, prompts[0]}};
+        prov_msg m1[2] = {{PROV_ROLE_SYSTEM, sys}, {PROV_ROLE_USER, prompts[2]}};
+        x.q[0].msgs = m0, x.q[0].n_msgs = 2;
+        x.q[1].msgs = m1, x.q[1].n_msgs = 2;
+        int n, reused;
+        if (!round) {
+            x.open = true;
+            multi_start(&x, 1);
+            multi_wait(&x, 1);
+            alone = strdup(x.r[1].text.data);
+            assert_true(prov_local_last_prompt(x.l, "s", &n_alone, &reused));
+        } else {
+            multi_start_overlapping(&x, 1); /* 0 is running, held in its first delta */
+            multi_start(&x, 1);
+            /* 1 is admitted at the next step, while 0 still holds slot 0 */
+            multi_open(&x);
+            multi_wait(&x, 0);
+            multi_wait(&x, 1);
+            assert_int_equal(x.r[1].kind, PROV_ERR_NONE);
+            assert_string_equal(x.r[1].text.data, alone);
+            assert_true(prov_local_last_prompt(x.l, "s", &n, &reused));
+            assert_int_equal(n, n_alone);
+            assert_true(reused > 20); /* the system prompt, and more */
+        }
+        multi_free(&x);
+    }
+    free(alone);
+}
+
 int main(void) {
     cf_err err = {0};
     if (prov_global_init(&err)) return 1;
@@ -556,6 +598,7 @@ int main(void) {
         cmocka_unit_test(kv_slots_are_evicted_least_recently_used),
         cmocka_unit_test(kv_budget_sets_the_number_of_slots),
         cmocka_unit_test(kv_slots_are_restored_after_a_restart),
+        cmocka_unit_test(shared_system_prompt_is_copied_between_slots),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     prov_global_cleanup();
