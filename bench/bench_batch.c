@@ -61,7 +61,8 @@ static double run_streams(cf_ctx *c, int n, int gen, int n_vocab, double *cpu) {
     cf_err e = {0};
     int32_t tok[64], seq[64];
     int8_t want[64];
-    for (int s = 0; s < 8; s++) cf_ctx_seq_truncate(c, s, 0, NULL);
+    for (int s = 0; s < 8; s++)
+        cf_ctx_seq_truncate(c, s, 0, NULL);
     /* prompts: 8 tokens each, all sequences in one batch */
     int k = 0;
     for (int s = 0; s < n; s++)
@@ -143,7 +144,8 @@ int main(int argc, char **argv) {
     c = cf_ctx_new(m, &co, &e);
     if (!c) die("context", &e);
     int32_t *all = malloc(sizeof *all * (size_t)(history + turn_new));
-    for (int i = 0; i < history + turn_new; i++) all[i] = tok_at((uint64_t)i + 77, info.n_vocab);
+    for (int i = 0; i < history + turn_new; i++)
+        all[i] = tok_at((uint64_t)i + 77, info.n_vocab);
     double warm = 1e30, cold = 1e30;
     for (int r = 0; r < 2; r++) {
         /* cold: the whole prompt in an empty sequence */

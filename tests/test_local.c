@@ -312,12 +312,17 @@ static void multi_init(multi *x, const prov_local_opts *o) {
     pthread_mutex_init(&x->mu, NULL);
     pthread_cond_init(&x->cv, NULL);
     x->l = prov_local_new(o, &err);
-    if (prov_local_add(x->l, "s", td_path("models/stories260K.gguf"), &err)) fail_msg("%s", err.msg);
+    if (prov_local_add(x->l, "s", td_path("models/stories260K.gguf"), &err))
+        fail_msg("%s", err.msg);
     x->b = prov_local_backend(x->l);
     for (int i = 0; i < 4; i++) {
         x->m[i] = (prov_msg){PROV_ROLE_USER, prompts[i]};
-        x->q[i] = (prov_request){.msgs = &x->m[i], .n_msgs = 1, .stream = true,
-                                 .max_tokens = 40, .has_temperature = true, .temperature = 0};
+        x->q[i] = (prov_request){.msgs = &x->m[i],
+                                 .n_msgs = 1,
+                                 .stream = true,
+                                 .max_tokens = 40,
+                                 .has_temperature = true,
+                                 .temperature = 0};
         x->r[i] = (req_rec){.mu = &x->mu, .cv = &x->cv, .open = &x->open};
     }
 }
@@ -326,7 +331,8 @@ static void multi_start(multi *x, int i) {
     cf_err err = {0};
     prov_model_cfg mc = {.name = "s", .backend = "local"};
     if (!x->r[i].cancel) x->r[i].cancel = prov_cancel_new();
-    assert_int_equal(x->b.start(x->b.self, &x->q[i], &mc, x->r[i].cancel, req_cb, &x->r[i], &err), 0);
+    assert_int_equal(x->b.start(x->b.self, &x->q[i], &mc, x->r[i].cancel, req_cb, &x->r[i], &err),
+                     0);
 }
 
 static void multi_wait(multi *x, int i) {
@@ -352,7 +358,8 @@ static void multi_start_overlapping(multi *x, int n) {
     while (!x->r[0].in_gate)
         pthread_cond_wait(&x->cv, &x->mu);
     pthread_mutex_unlock(&x->mu);
-    for (int i = 1; i < n; i++) multi_start(x, i);
+    for (int i = 1; i < n; i++)
+        multi_start(x, i);
 }
 
 static void multi_free(multi *x) {
@@ -400,7 +407,8 @@ static void concurrent_requests_give_the_text_they_give_alone(void **st) {
         assert_true(prov_local_peak_running(x.l, "s") >= 2);
         multi_free(&x);
     }
-    for (int i = 0; i < 4; i++) free(alone[i]);
+    for (int i = 0; i < 4; i++)
+        free(alone[i]);
 }
 
 static void cancelling_one_request_leaves_the_others_intact(void **st) {
@@ -413,7 +421,8 @@ static void cancelling_one_request_leaves_the_others_intact(void **st) {
     x.r[2].cancel_at = 2;
     multi_start_overlapping(&x, 4);
     multi_open(&x);
-    for (int i = 0; i < 4; i++) multi_wait(&x, i);
+    for (int i = 0; i < 4; i++)
+        multi_wait(&x, i);
     assert_int_equal(x.r[2].kind, PROV_ERR_CANCELLED);
     assert_int_equal(x.r[2].deltas, 2); /* cancelled within one step */
     for (int i = 0; i < 4; i++) {
@@ -422,7 +431,8 @@ static void cancelling_one_request_leaves_the_others_intact(void **st) {
         assert_string_equal(x.r[i].text.data, alone[i]);
     }
     multi_free(&x);
-    for (int i = 0; i < 4; i++) free(alone[i]);
+    for (int i = 0; i < 4; i++)
+        free(alone[i]);
 }
 
 /* One slot: a second request waits for it, and one that waits too long

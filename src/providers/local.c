@@ -57,12 +57,12 @@ typedef struct active {
     cf_sampler *smp;
     tok_stream *ts;
     cf_stop *stop;
-    int32_t *gen;       /* (max,) generated tokens */
+    int32_t *gen; /* (max,) generated tokens */
     int produced, max;
     bool has_t, has_p;
     double temp, top_p;
-    int32_t next;       /* the token to feed next step (after the prompt) */
-    int logit;          /* its row in the step's logits, or -1 */
+    int32_t next; /* the token to feed next step (after the prompt) */
+    int logit;    /* its row in the step's logits, or -1 */
     sb_t piece;
     struct active *nx;
 } active;
@@ -76,11 +76,11 @@ typedef struct model {
     cf_ctx *ctx;     /* the context of this model's worker: n_slots sequences */
     slot *slots;     /* (n_slots,) */
     int n_slots;
-    uint64_t tick;   /* LRU clock */
+    uint64_t tick; /* LRU clock */
     int n_vocab, n_ctx, eos_id, eot_id, n_batch, queue_wait_ms;
     char *state_dir; /* where slots are saved at shutdown and restored at load, or NULL */
     _Atomic int last_prompt, last_reused; /* for prov_local_last_prompt */
-    _Atomic int peak_running; /* most requests that shared one step */
+    _Atomic int peak_running;             /* most requests that shared one step */
     cf_queue *q;
     pthread_t th;
     bool started;
@@ -191,8 +191,8 @@ static bool assign_slot(model *md, active *a) {
     a->fed = keep;
     md->last_prompt = n;
     md->last_reused = keep;
-    log_debug("local", "%s: prompt %d tokens in sequence %d, %d reused from the cache", md->name,
-              n, target, keep);
+    log_debug("local", "%s: prompt %d tokens in sequence %d, %d reused from the cache", md->name, n,
+              target, keep);
     return true;
 }
 

@@ -34,14 +34,14 @@
 typedef struct prov_local prov_local;
 
 typedef struct {
-    int n_threads; /* kernel threads per model; 0 = cores */
-    int n_ctx;     /* context length; 0 = the model's own */
-    bool kv_f32;   /* F32 KV cache instead of F16 */
-    int n_batch;   /* tokens per forward step (decodes + prompt chunks); 0 = 512 */
-    int n_seq;     /* sequences (KV slots) per model; 0 = PROV_LOCAL_DEFAULT_SEQ,
-                      or as many as kv_budget_mb holds (at most 64) */
-    int64_t kv_budget_mb; /* KV cache memory per model; 0 = no limit */
-    int queue_wait_ms;    /* how long a request waits for a free slot; 0 = 30 s */
+    int n_threads;         /* kernel threads per model; 0 = cores */
+    int n_ctx;             /* context length; 0 = the model's own */
+    bool kv_f32;           /* F32 KV cache instead of F16 */
+    int n_batch;           /* tokens per forward step (decodes + prompt chunks); 0 = 512 */
+    int n_seq;             /* sequences (KV slots) per model; 0 = PROV_LOCAL_DEFAULT_SEQ,
+                              or as many as kv_budget_mb holds (at most 64) */
+    int64_t kv_budget_mb;  /* KV cache memory per model; 0 = no limit */
+    int queue_wait_ms;     /* how long a request waits for a free slot; 0 = 30 s */
     const char *state_dir; /* NULL = off; else each model's slots are saved there
                               at prov_local_free (cf_ctx_seq_save) and restored
                               at prov_local_add, so conversations survive a
