@@ -665,6 +665,229 @@ static void model_decode_rejects_bad_tokens_and_full_context(void **st) {
     cf_model_free(m);
 }
 
+/* ------------------------------------------------------------ several sequences */
+
+#define MS_GEN 10
+
+/* Greedy continuation of PROMPT (NP tokens) alone in a one-sequence
+ * context: the MS_GEN tokens into OUT and the logits of the last step into
+ * LAST (n_vocab floats). */
+static void ms_alone(cf_model *m, const int32_t *prompt, int np, int32_t *out, float *last) {
+    cf_model_info info;
+    cf_model_get_info(m, &info);
+    cf_err e = {0};
+    cf_ctx_opts co = cf_ctx_opts_default();
+    co.n_ctx = 64;
+    cf_ctx *c = cf_ctx_new(m, &co, &e);
+    if (!c) fail_msg("ctx: %s", e.msg);
+    assert_int_equal(cf_ctx_eval(c, prompt, np, false, &e), 0);
+    for (int i = 0; i < MS_GEN; i++) {
+        const float *lg = cf_ctx_logits(c, -1);
+        int best = 0;
+        for (int v = 1; v < info.n_vocab; v++)
+            if (lg[v] > lg[best]) best = v;
+        out[i] = best;
+        if (i == MS_GEN - 1) memcpy(last, lg, sizeof(float) * (size_t)info.n_vocab);
+        assert_int_equal(cf_ctx_eval(c, &out[i], 1, false, &e), 0);
+    }
+    cf_ctx_free(c);
+}
+
+/* Four prompts of different lengths decoded together: the prompts in one
+ * batch with their tokens interleaved, then one token of every sequence
+ * per step. Each sequence's tokens and logits must be bit-identical to its
+ * run alone; sequence 3 starts as a copy of sequence 0's prefix. */
+static void ms_check(const char *path, int threads) {
+    cf_model *m = load(path, threads, 0);
+    cf_model_info info;
+    cf_model_get_info(m, &info);
+    const size_t V = (size_t)info.n_vocab;
+    static const int32_t p0[] = {1, 403, 407, 261, 378, 32, 260, 95, 402, 45, 31, 10};
+    static const int32_t p1[] = {1, 70, 88};
+    static const int32_t p2[] = {1, 35, 300, 301, 302, 40, 41};
+    const int32_t *P[3] = {p0, p1, p2};
+    const int NP[3] = {12, 3, 7};
+    int32_t want[4][MS_GEN], got[4][MS_GEN] = {{0}};
+    float *want_last = malloc(4 * V * sizeof(float));
+    for (int s = 0; s < 3; s++) ms_alone(m, P[s], NP[s], want[s], want_last + (size_t)s * V);
+    /* sequence 3: p0's first 5 tokens then 4 of its own */
+    int32_t p3[9] = {1, 403, 407, 261, 378, 50, 51, 52, 53};
+    ms_alone(m, p3, 9, want[3], want_last + 3 * V);
+
+    cf_err e = {0};
+    cf_ctx_opts co = cf_ctx_opts_default();
+    co.n_ctx = 64;
+    co.n_seq = 4;
+    co.n_batch = 16; /* the 26 prompt tokens take two chunks */
+    cf_ctx *c = cf_ctx_new(m, &co, &e);
+    if (!c) fail_msg("ctx: %s", e.msg);
+    assert_int_equal(cf_ctx_n_seq(c), 4);
+    /* prompts interleaved: token i of each sequence in turn */
+    int32_t tok[32], seq[32];
+    int8_t lg[32];
+    int n = 0, idx[3] = {0};
+    for (int round = 0; n < 22; round++)
+        for (int s = 0; s < 3; s++)
+            if (idx[s] < NP[s]) {
+                tok[n] = P[s][idx[s]++];
+                seq[n] = s;
+                lg[n] = idx[s] == NP[s];
+                n++;
+            }
+    cf_batch b = {.n_tokens = n, .token = tok, .seq_id = seq, .logits = lg};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+    assert_int_equal(cf_ctx_n_logits(c), 3);
+    /* logits come in batch order: which sequence finished first? */
+    int order[3], no = 0;
+    for (int i = 0; i < n; i++)
+        if (lg[i]) order[no++] = seq[i];
+    float *cur = malloc(4 * V * sizeof(float));
+    for (int i = 0; i < 3; i++)
+        memcpy(cur + (size_t)order[i] * V, cf_ctx_logits(c, i), V * sizeof(float));
+    /* sequence 3 shares sequence 0's first 5 positions */
+    assert_int_equal(cf_ctx_seq_copy(c, 0, 3, 5, &e), 0);
+    assert_int_equal(cf_ctx_seq_len(c, 3), 5);
+    assert_int_equal(cf_ctx_seq_copy(c, 0, 3, 13, &e), CF_ERANGE);
+    b = (cf_batch){.n_tokens = 4, .token = p3 + 5, .seq_id = (int32_t[]){3, 3, 3, 3}};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+    memcpy(cur + 3 * V, cf_ctx_logits(c, -1), V * sizeof(float));
+    for (int i = 0; i < MS_GEN; i++) {
+        int32_t t[4], sq[4] = {0, 1, 2, 3}, pos[4];
+        for (int s = 0; s < 4; s++) {
+            const float *l = cur + (size_t)s * V;
+            int best = 0;
+            for (size_t v = 1; v < V; v++)
+                if (l[v] > l[best]) best = (int)v;
+            got[s][i] = t[s] = best;
+            pos[s] = cf_ctx_seq_len(c, s);
+            if (i == MS_GEN - 1)
+                assert_memory_equal(l, want_last + (size_t)s * V, V * sizeof(float));
+        }
+        /* reversed order in the batch: order must not matter */
+        int32_t rt[4] = {t[3], t[2], t[1], t[0]}, rs[4] = {3, 2, 1, 0},
+                rp[4] = {pos[3], pos[2], pos[1], pos[0]};
+        int8_t all[4] = {1, 1, 1, 1};
+        b = (cf_batch){.n_tokens = 4, .token = rt, .pos = rp, .seq_id = rs, .logits = all};
+        assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+        for (int s = 0; s < 4; s++)
+            memcpy(cur + (size_t)(3 - s) * V, cf_ctx_logits(c, s), V * sizeof(float));
+        (void)sq;
+    }
+    for (int s = 0; s < 4; s++) assert_memory_equal(got[s], want[s], sizeof want[s]);
+    /* a position that does not continue its sequence is refused, and the
+     * batch leaves every sequence as it was */
+    int lens[4];
+    for (int s = 0; s < 4; s++) lens[s] = cf_ctx_seq_len(c, s);
+    int32_t bt[2] = {5, 6}, bs[2] = {1, 2}, bp[2] = {lens[1], lens[2] + 1};
+    b = (cf_batch){.n_tokens = 2, .token = bt, .pos = bp, .seq_id = bs};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "position"));
+    for (int s = 0; s < 4; s++) assert_int_equal(cf_ctx_seq_len(c, s), lens[s]);
+    free(cur);
+    free(want_last);
+    cf_ctx_free(c);
+    cf_model_free(m);
+}
+
+static void model_batched_sequences_match_each_run_alone(void **st) {
+    (void)st;
+    ms_check(td_path("models/stories260K.gguf"), 1);
+    ms_check(td_path("models/stories260K.gguf"), 3);
+    /* a quantized model, where the matrix products go through the tiles */
+    char *dir = tu_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/q4.gguf", dir);
+    mkmodel_opts o = {.arch = "llama", .dim = 256, .layers = 2, .heads = 4, .kv_heads = 2,
+                      .ffn = 512, .vocab = 512, .type = "Q4_K_M", .seed = 3};
+    cf_err e = {0};
+    if (mkmodel_write(&o, path, &e) < 0) fail_msg("mkmodel: %s", e.msg);
+    ms_check(path, 2);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* A saved sequence restored into another context (another slot) gives the
+ * same next-token logits as the live one; a file of another model, a
+ * corrupt and a truncated file are refused with a clear error. */
+static void model_saved_state_restores_the_same_logits(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char path[512], other[512];
+    snprintf(path, sizeof path, "%s/seq.kv", dir);
+    cf_model *m = load(td_path("models/stories260K.gguf"), 2, 0);
+    cf_err e = {0};
+    cf_ctx_opts co = cf_ctx_opts_default();
+    co.n_ctx = 64;
+    co.n_seq = 2;
+    cf_ctx *c = cf_ctx_new(m, &co, &e);
+    const int32_t p[] = {1, 403, 407, 261, 378, 32, 260, 95, 402, 45, 31, 10, 88, 70};
+    const int32_t seq1[14] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    cf_batch b = {.n_tokens = 14, .token = p, .seq_id = seq1};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+    assert_int_equal(cf_ctx_seq_save(c, 1, p, 13, path, &e), CF_EINVAL);
+    assert_int_equal(cf_ctx_seq_save(c, 1, p, 14, path, &e), 0);
+    const int32_t next = 77;
+    b = (cf_batch){.n_tokens = 1, .token = &next, .seq_id = seq1};
+    assert_int_equal(cf_ctx_decode(c, &b, &e), 0);
+    float live[512];
+    memcpy(live, cf_ctx_logits(c, -1), sizeof live);
+
+    cf_ctx *c2 = cf_ctx_new(m, &co, &e);
+    int32_t *tok;
+    int nt;
+    assert_int_equal(cf_ctx_seq_load(c2, 0, path, &tok, &nt, &e), 0);
+    assert_int_equal(nt, 14);
+    assert_memory_equal(tok, p, sizeof p);
+    free(tok);
+    assert_int_equal(cf_ctx_seq_len(c2, 0), 14);
+    assert_int_equal(cf_ctx_eval(c2, &next, 1, false, &e), 0);
+    assert_memory_equal(cf_ctx_logits(c2, -1), live, sizeof live);
+
+    /* corrupt: one byte of a KV row flipped */
+    size_t len;
+    char *data = tu_read_file(path, &len);
+    data[len / 2] ^= 0x40;
+    snprintf(other, sizeof other, "%s/bad.kv", dir);
+    FILE *f = fopen(other, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, other, &tok, &nt, &e), CF_EFORMAT);
+    assert_non_null(strstr(e.msg, "corrupt"));
+    assert_null(tok);
+    assert_int_equal(cf_ctx_seq_len(c2, 0), 0);
+    /* truncated */
+    data[len / 2] ^= 0x40;
+    f = fopen(other, "wb");
+    fwrite(data, 1, len - 9, f);
+    fclose(f);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, other, &tok, &nt, &e), CF_EFORMAT);
+    assert_non_null(strstr(e.msg, "corrupt"));
+    free(data);
+    cf_ctx_free(c2);
+    /* an F32 context of the same model, then another model of the same shape */
+    co.kv_type = CF_KV_F32;
+    c2 = cf_ctx_new(m, &co, &e);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, path, &tok, &nt, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "F16"));
+    cf_ctx_free(c2);
+    snprintf(other, sizeof other, "%s/other.gguf", dir);
+    mkmodel_opts o = {.arch = "llama", .dim = 64, .layers = 5, .heads = 8, .kv_heads = 4,
+                      .ffn = 172, .vocab = 512, .type = "F32", .seed = 9};
+    if (mkmodel_write(&o, other, &e) < 0) fail_msg("mkmodel: %s", e.msg);
+    cf_model *m2 = load(other, 1, 0);
+    co.kv_type = -1;
+    c2 = cf_ctx_new(m2, &co, &e);
+    assert_int_equal(cf_ctx_seq_load(c2, 0, path, &tok, &nt, &e), CF_EINVAL);
+    assert_non_null(strstr(e.msg, "different model"));
+    assert_int_equal(cf_ctx_seq_load(c2, 0, "/nonexistent/x.kv", &tok, &nt, &e), CF_ENOTFOUND);
+    cf_ctx_free(c2);
+    cf_model_free(m2);
+    cf_ctx_free(c);
+    cf_model_free(m);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static bool abort_now(void *u) {
     (void)u;
     return true;
@@ -724,6 +947,8 @@ int main(void) {
         cmocka_unit_test(model_decode_rejects_bad_tokens_and_full_context),
         cmocka_unit_test(model_decode_stops_when_abort_callback_says_so),
         cmocka_unit_test(model_info_and_token_text_from_vocab),
+        cmocka_unit_test(model_batched_sequences_match_each_run_alone),
+        cmocka_unit_test(model_saved_state_restores_the_same_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

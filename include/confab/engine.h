@@ -8,11 +8,11 @@
  *   cf_model    a GGUF model, mmapped read-only (weights are never copied),
  *               plus the worker pool that runs its kernels. Immutable after
  *               load; one model may back several contexts.
- *   cf_ctx      an evaluation context: a KV cache and scratch buffers. Today
- *               one context holds one sequence (seq id 0); cf_batch already
- *               carries per-token sequence ids and positions so that a later
- *               multi-sequence KV cache (continuous batching) fits behind
- *               the same calls.
+ *   cf_ctx      an evaluation context: a KV cache and scratch buffers. A
+ *               context holds n_seq sequences (slots, cf_ctx_opts.n_seq),
+ *               each with its own n_ctx positions; one cf_batch may mix
+ *               tokens of several sequences (continuous batching), which
+ *               then share every matrix product of the step.
  *   cf_sampler  turns a row of logits into a token id (greedy, temperature,
  *               top-k, top-p, min-p, penalties, logit bias, seeded PRNG).
  *   cf_stop     finds stop strings in a stream of text pieces, holding back
@@ -107,6 +107,8 @@ typedef struct {
     int n_ctx;          /* positions in the KV cache; 0 = the model's default */
     int kv_type;        /* cf_kv_type, or -1 = the model's default */
     int n_batch;        /* tokens per forward chunk; 0 = 512 */
+    int n_seq;          /* sequences (slots) the KV cache holds, each of n_ctx
+                           positions; 0 = 1. Memory: n_seq times one's. */
 } cf_ctx_opts;
 
 cf_ctx_opts cf_ctx_opts_default(void);
@@ -116,15 +118,42 @@ cf_ctx_opts cf_ctx_opts_default(void);
 cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err);
 void cf_ctx_free(cf_ctx *c);
 
-/* Number of positions the context holds and how many of them sequence SEQ
- * has filled. */
+/* Number of positions each sequence holds, the number of sequences, and
+ * how many positions sequence SEQ has filled (0 for an unknown SEQ). */
 int cf_ctx_n_ctx(const cf_ctx *c);
+int cf_ctx_n_seq(const cf_ctx *c);
 int cf_ctx_seq_len(const cf_ctx *c, int seq);
 
 /* Forgets positions [N, end) of sequence SEQ (N = 0 clears it), so a caller
  * can rewind and re-decode (e.g. reuse a shared prompt prefix).
  * CF_ERANGE when N is beyond the sequence length. */
 int cf_ctx_seq_truncate(cf_ctx *c, int seq, int n, cf_err *err);
+
+/* Makes sequence DST the first N positions of sequence SRC (their KV rows
+ * copied; DST's old content is dropped), so a shared prefix (a system
+ * prompt) is computed once. SRC == DST truncates. CF_EINVAL for an unknown
+ * sequence, CF_ERANGE when N exceeds SRC's length. */
+int cf_ctx_seq_copy(cf_ctx *c, int src, int dst, int n, cf_err *err);
+
+/* Saves sequence SEQ's state to PATH: its N_TOKENS tokens (the caller's
+ * record of what the sequence holds; N_TOKENS must equal its length) and
+ * their KV rows, stamped with the model's identity (hyper-parameters and
+ * tensor names, types, shapes and data samples) and the KV element type,
+ * plus a checksum. Written atomically (PATH.tmp, then renamed). CF_EINVAL
+ * for a wrong length, CF_EIO when the file cannot be written. */
+int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens,
+                    const char *path, cf_err *err);
+/* Restores a state saved by cf_ctx_seq_save into sequence SEQ (any context
+ * of a model with the same identity and KV type, n_ctx large enough). The
+ * next decode then gives the same logits as it would have in the saved
+ * context. *TOKENS (malloc'd, caller frees) and *N_TOKENS get the saved
+ * tokens. Errors: CF_ENOTFOUND (no file), CF_EFORMAT (not a state file,
+ * other version, truncated or checksum mismatch: "corrupt"), CF_EINVAL
+ * ("saved by a different model", other KV type), CF_ERANGE (longer than
+ * n_ctx). On an error after the header checks the sequence is left
+ * empty. */
+int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int *n_tokens,
+                    cf_err *err);
 
 /* A batch of tokens to decode. Every array has n_tokens entries.
  * pos: position of each token, or NULL = continue each sequence.
@@ -141,10 +170,16 @@ typedef struct {
 
 /* Runs the forward pass over the batch, extending the KV cache. Tokens go
  * through each layer together in chunks of n_batch (weights are read once
- * per chunk). Today: one sequence (seq 0), positions continuing its length.
- * Errors: CF_EINVAL (token id out of range, bad position or sequence id),
- * CF_ERANGE (context full), CF_ECANCEL (abort callback said stop; the
- * sequence then keeps the chunks that completed). */
+ * per chunk, whatever sequences the tokens belong to). The tokens of each
+ * sequence must continue it in batch order (position = its length so far);
+ * tokens of different sequences may interleave freely, and each attends
+ * only to its own sequence. A sequence's results (logits, KV) do not
+ * depend on what else is in the batch nor on the thread count: decoding N
+ * sequences together gives bit-identical results to decoding them alone.
+ * Errors (the batch is checked first; nothing runs on error): CF_EINVAL
+ * (token id out of range, bad position or sequence id), CF_ERANGE (a
+ * sequence would pass n_ctx); CF_ECANCEL (abort callback said stop; the
+ * sequences then keep the chunks that completed). */
 int cf_ctx_decode(cf_ctx *c, const cf_batch *b, cf_err *err);
 
 /* Convenience: decodes N tokens of sequence 0 after its current end; logits

@@ -65,3 +65,14 @@ void kv_store(kv_cache *kv, int layer, int pos, const float *k, const float *v) 
         for (int i = 0; i < kv->dim; i++) vt[(size_t)i * nc] = v[i];
     }
 }
+
+void kv_copy(kv_cache *kv, int src, int dst, int n) {
+    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx;
+    for (int l = 0; l < kv->n_layer; l++) {
+        char *k = kv->k[l], *v = kv->v[l];
+        memmove(k + (size_t)dst * dim * esz, k + (size_t)src * dim * esz, (size_t)n * dim * esz);
+        for (size_t d = 0; d < dim; d++)
+            memmove(v + (d * nc + (size_t)dst) * esz, v + (d * nc + (size_t)src) * esz,
+                    (size_t)n * esz);
+    }
+}

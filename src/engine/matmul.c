@@ -18,9 +18,9 @@
  * set's own 1 x 1 kernel, and with NX > 1 every output goes through that
  * set, so a Y element does not depend on tiling or on the row range a
  * thread was given. The tile family is chosen per type by measurement
- * (tt_tile_lookup) and may differ from the table's vec_dot family used for
- * NX = 1, so batched and single-row results agree up to float summation
- * order. Types without tiles (and the scalar family) use the per-pair
+ * (tt_tile_lookup) and is used for NX = 1 too, so a row's result does not
+ * depend on how many rows share the call (continuous batching relies on
+ * it). Types without tiles (and the scalar family) use the per-pair
  * loop, weight-row major so each weight row is reused for all activation
  * rows while in cache.
  */
@@ -108,9 +108,11 @@ void tt_matmul_with(const tt_tile_kernel *k, tt_vec_dot_fn vd, int n, const void
 
 void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
                size_t x_stride, int nx, float *y, size_t y_stride) {
-    /* NX > 1 always goes through the tiles (edges included), so outputs do
-     * not depend on the row range; NX = 1 is the table's vec_dot. */
-    const tt_tile_kernel *k = nx > 1 ? tt_tile_lookup(type) : NULL;
+    /* Every NX goes through the tiles when the type has them (NX = 1 uses
+     * the NR x 1 and 1 x 1 shapes), so an output depends neither on the row
+     * range nor on how many activation rows share the call: a sequence
+     * decoded in a batch of N gets the same bits as decoded alone. */
+    const tt_tile_kernel *k = tt_tile_lookup(type);
     tt_matmul_with(k, tt_get(type)->vec_dot, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
 }
 

@@ -40,12 +40,14 @@
  * the time) run on the caller's thread.
  */
 #include <assert.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/cpu.h"
+#include "base/hash.h"
 #include "base/sb.h"
 #include "confab/engine.h"
 #include "engine/blocks.h"
@@ -124,6 +126,7 @@ struct cf_model {
     const int32_t *tok_types; /* (n_vocab,) or NULL */
     uint64_t vocab_n;
     uint64_t n_params, weight_bytes;
+    uint64_t ident;      /* identity for state files: see model_identity */
 };
 
 /* ------------------------------------------------------------ loading */
@@ -354,6 +357,29 @@ static void model_load_vocab(cf_model *m) {
     if (gguf_get_str(m->f, "tokenizer.ggml.model", &tm) && gguf_str_eq(tm, "gpt2")) m->vocab_gpt2 = 1;
 }
 
+/* A 64-bit identity of the weights, for state files: the hyper-parameters
+ * and, for every tensor, its name, type, shape and the first and last 64
+ * bytes of its data (so two files of one shape with different weights
+ * differ) — cheap at load, unlike hashing gigabytes. */
+static uint64_t model_identity(const cf_model *m) {
+    hash_state *h = hash_new(0x636f6e666162ull);
+    if (!h) return 0;
+    hash_update(h, m->arch, strlen(m->arch));
+    hash_update(h, &m->hp.n_vocab, sizeof m->hp - offsetof(model_hparams, n_vocab));
+    for (int64_t i = 0; i < gguf_n_tensors(m->f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->f, i);
+        hash_update(h, t->name.p, (size_t)t->name.n);
+        hash_update(h, &t->type, sizeof t->type);
+        hash_update(h, t->ne, sizeof t->ne);
+        const size_t k = t->nbytes < 64 ? (size_t)t->nbytes : 64;
+        hash_update(h, t->data, k);
+        hash_update(h, (const char *)t->data + t->nbytes - k, k);
+    }
+    uint64_t d = hash_digest(h);
+    hash_free(h);
+    return d;
+}
+
 cf_model *cf_model_load(const char *path, const cf_model_opts *opts, cf_err *err) {
     tt_init();
     cf_model *m = calloc(1, sizeof *m);
@@ -373,6 +399,7 @@ cf_model *cf_model_load(const char *path, const cf_model_opts *opts, cf_err *err
     if (model_hparams_load(m, err) < 0) goto fail;
     if (model_load_tensors(m, err) < 0) goto fail;
     model_load_vocab(m);
+    m->ident = model_identity(m);
     gguf_str nm;
     m->name = gguf_get_str(m->f, "general.name", &nm) ? gguf_str_dup(nm) : strdup("");
     m->pool = pool_new(m->opts.n_threads, err);
@@ -511,8 +538,10 @@ int cf_model_token_text(const cf_model *m, int32_t id, char *buf, size_t cap) {
 struct cf_ctx {
     cf_model *m;
     int n_ctx, n_batch;
-    kv_cache kv;
-    int len;          /* positions filled in sequence 0 */
+    int n_seq;        /* sequences (slots) the cache holds */
+    kv_cache kv;      /* n_seq * n_ctx cells: sequence s owns [s*n_ctx, (s+1)*n_ctx) */
+    int *len;         /* (n_seq,) positions filled per sequence */
+    int *blen;        /* (n_seq,) scratch: length of each sequence while checking a batch */
     /* scratch for one chunk of T <= n_batch tokens */
     float *x;         /* (n_batch, n_embd) residual stream */
     float *h;         /* (n_batch, n_embd) normed input of a block */
@@ -529,7 +558,8 @@ struct cf_ctx {
     size_t act_cap[TT_COUNT];
     float *logits;    /* (n_logits_cap, n_vocab) */
     int n_logits, n_logits_cap;
-    int32_t *pos;     /* (n_batch,) */
+    int32_t *pos;     /* (n_batch,) position of each token of the chunk */
+    int32_t *seq;     /* (n_batch,) its sequence */
     bool (*abort_fn)(void *);
     void *abort_user;
 };
@@ -546,9 +576,11 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     int n_ctx = o.n_ctx > 0 ? o.n_ctx : (m->opts.n_ctx > 0 ? m->opts.n_ctx : hp->n_ctx_train);
     int kvt = o.kv_type >= 0 ? o.kv_type : (int)m->opts.kv_type;
     int n_batch = o.n_batch > 0 ? o.n_batch : 512;
-    if (o.n_ctx < 0 || n_ctx > (1 << 24) || (kvt != CF_KV_F16 && kvt != CF_KV_F32) || n_batch > 8192) {
-        cf_seterr(err, CF_EINVAL, "bad context options (context %d, kv type %d, batch %d)", o.n_ctx,
-                  kvt, o.n_batch);
+    int n_seq = o.n_seq > 0 ? o.n_seq : 1;
+    if (o.n_ctx < 0 || n_ctx > (1 << 24) || (kvt != CF_KV_F16 && kvt != CF_KV_F32) ||
+        n_batch > 8192 || n_seq > 256 || (int64_t)n_seq * n_ctx > (1 << 26)) {
+        cf_seterr(err, CF_EINVAL, "bad context options (context %d, kv type %d, batch %d, %d sequences)",
+                  o.n_ctx, kvt, o.n_batch, n_seq);
         return NULL;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
@@ -560,10 +592,13 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->m = m;
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
+    c->n_seq = n_seq;
+    c->len = calloc((size_t)n_seq, sizeof *c->len);
+    c->blen = calloc((size_t)n_seq, sizeof *c->blen);
     const size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim,
                  QD = (size_t)hp->n_head * hd, KVD = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
     const size_t nth = (size_t)pool_size(m->pool);
-    if (kv_init(&c->kv, kvt == CF_KV_F16, hp->n_layer, n_ctx, (int)KVD, err) < 0) {
+    if (kv_init(&c->kv, kvt == CF_KV_F16, hp->n_layer, n_seq * n_ctx, (int)KVD, err) < 0) {
         cf_ctx_free(c);
         return NULL;
     }
@@ -581,6 +616,7 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->att_x = malloc(nth * (size_t)n_ctx * sizeof(float));
     c->qh = malloc(nth * hd * sizeof(float));
     c->pos = malloc(B * sizeof(int32_t));
+    c->seq = malloc(B * sizeof(int32_t));
     /* activation buffers: one per vec_dot_type any weight uses, sized for
      * n_batch rows of the longest input row of that type */
     int oom = 0;
@@ -602,7 +638,8 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
         }
     }
     if (oom || !c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
-        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos) {
+        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos ||
+        !c->seq || !c->len || !c->blen) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
         return NULL;
@@ -627,19 +664,42 @@ void cf_ctx_free(cf_ctx *c) {
     free(c->att_x);
     free(c->qh);
     free(c->pos);
+    free(c->seq);
+    free(c->len);
+    free(c->blen);
     free(c->logits);
     for (int i = 0; i < TT_COUNT; i++) free(c->act[i]);
     free(c);
 }
 
 int cf_ctx_n_ctx(const cf_ctx *c) { return c->n_ctx; }
-int cf_ctx_seq_len(const cf_ctx *c, int seq) { return seq == 0 ? c->len : 0; }
+int cf_ctx_n_seq(const cf_ctx *c) { return c->n_seq; }
+int cf_ctx_seq_len(const cf_ctx *c, int seq) {
+    return seq >= 0 && seq < c->n_seq ? c->len[seq] : 0;
+}
+
+static int model_bad_seq(const cf_ctx *c, int seq, cf_err *err) {
+    return cf_seterr(err, CF_EINVAL, "sequence %d does not exist (this context holds 0..%d)", seq,
+                     c->n_seq - 1);
+}
 
 int cf_ctx_seq_truncate(cf_ctx *c, int seq, int n, cf_err *err) {
-    if (seq != 0) return cf_seterr(err, CF_EINVAL, "sequence %d does not exist (one sequence: 0)", seq);
-    if (n < 0 || n > c->len)
-        return cf_seterr(err, CF_ERANGE, "cannot truncate sequence of %d positions to %d", c->len, n);
-    c->len = n;
+    if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
+    if (n < 0 || n > c->len[seq])
+        return cf_seterr(err, CF_ERANGE, "cannot truncate sequence of %d positions to %d",
+                         c->len[seq], n);
+    c->len[seq] = n;
+    return 0;
+}
+
+int cf_ctx_seq_copy(cf_ctx *c, int src, int dst, int n, cf_err *err) {
+    if (src < 0 || src >= c->n_seq) return model_bad_seq(c, src, err);
+    if (dst < 0 || dst >= c->n_seq) return model_bad_seq(c, dst, err);
+    if (n < 0 || n > c->len[src])
+        return cf_seterr(err, CF_ERANGE, "cannot copy %d positions of a sequence of %d", n,
+                         c->len[src]);
+    if (src != dst) kv_copy(&c->kv, src * c->n_ctx, dst * c->n_ctx, n);
+    c->len[dst] = n;
     return 0;
 }
 
@@ -655,6 +715,150 @@ const float *cf_ctx_logits(const cf_ctx *c, int i) {
 }
 
 int cf_ctx_n_logits(const cf_ctx *c) { return c->n_logits; }
+
+/* ------------------------------------------------------------ state files */
+
+/* A sequence's state on disk (little-endian, as the machine writes it):
+ *   u32 magic "CFKV", u32 version 1, u64 model identity,
+ *   u32 kv element type (TT_F16 / TT_F32), u32 n_layer, u32 dim, u32 n,
+ *   i32 tokens[n],
+ *   per layer: K rows (n, dim), then V (dim, n) channel-major,
+ *   u64 xxh3 of everything before it.
+ * Written to PATH.tmp and renamed, so a crash never leaves half a file. */
+#define STATE_MAGIC 0x564b4643u /* "CFKV" */
+#define STATE_VERSION 1u
+
+typedef struct {
+    uint32_t magic, version;
+    uint64_t ident;
+    uint32_t kv_type, n_layer, dim, n;
+} state_hdr;
+
+static int state_write(FILE *f, hash_state *h, const void *p, size_t n) {
+    hash_update(h, p, n);
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens,
+                    const char *path, cf_err *err) {
+    if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
+    if (n_tokens != c->len[seq] || (n_tokens > 0 && !tokens))
+        return cf_seterr(err, CF_EINVAL, "save: %d tokens given, sequence %d holds %d", n_tokens,
+                         seq, c->len[seq]);
+    const kv_cache *kv = &c->kv;
+    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx,
+                 n = (size_t)n_tokens, cell0 = (size_t)seq * (size_t)c->n_ctx;
+    sb_t tmp = {0};
+    sb_printf(&tmp, "%s.tmp", path);
+    FILE *f = fopen(sb_str(&tmp), "wb");
+    if (!f) {
+        int rc = cf_seterr(err, CF_EIO, "save: cannot create %s", sb_str(&tmp));
+        sb_free(&tmp);
+        return rc;
+    }
+    hash_state *h = hash_new(0);
+    state_hdr hd = {STATE_MAGIC, STATE_VERSION, c->m->ident, (uint32_t)kv_type(kv),
+                    (uint32_t)kv->n_layer, (uint32_t)kv->dim, (uint32_t)n_tokens};
+    int bad = !h || state_write(f, h, &hd, sizeof hd) || state_write(f, h, tokens, n * 4);
+    for (int l = 0; l < kv->n_layer && !bad; l++) {
+        const char *k = (const char *)kv->k[l], *v = (const char *)kv->v[l];
+        bad = state_write(f, h, k + cell0 * dim * esz, n * dim * esz);
+        for (size_t d = 0; d < dim && !bad; d++)
+            bad = state_write(f, h, v + (d * nc + cell0) * esz, n * esz);
+    }
+    if (!bad) {
+        uint64_t sum = hash_digest(h);
+        bad = fwrite(&sum, 1, sizeof sum, f) != sizeof sum;
+    }
+    hash_free(h);
+    bad |= fclose(f) != 0;
+    if (!bad) bad = rename(sb_str(&tmp), path) != 0;
+    if (bad) remove(sb_str(&tmp));
+    sb_free(&tmp);
+    return bad ? cf_seterr(err, CF_EIO, "save: cannot write %s", path) : 0;
+}
+
+static int state_read(FILE *f, hash_state *h, void *p, size_t n) {
+    if (fread(p, 1, n, f) != n) return -1;
+    hash_update(h, p, n);
+    return 0;
+}
+
+int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int *n_tokens,
+                    cf_err *err) {
+    *tokens = NULL;
+    *n_tokens = 0;
+    if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
+    kv_cache *kv = &c->kv;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cf_seterr(err, CF_ENOTFOUND, "load state: cannot open %s", path);
+    hash_state *h = hash_new(0);
+    state_hdr hd;
+    int rc = 0;
+    int32_t *tok = NULL;
+    if (!h) {
+        rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (state_read(f, h, &hd, sizeof hd) || hd.magic != STATE_MAGIC) {
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s is not a confab KV state file", path);
+        goto out;
+    }
+    if (hd.version != STATE_VERSION) {
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s has version %u (this build reads %u)",
+                       path, hd.version, STATE_VERSION);
+        goto out;
+    }
+    if (hd.ident != c->m->ident || hd.n_layer != (uint32_t)kv->n_layer ||
+        hd.dim != (uint32_t)kv->dim) {
+        rc = cf_seterr(err, CF_EINVAL, "load state: %s was saved by a different model", path);
+        goto out;
+    }
+    if (hd.kv_type != (uint32_t)kv_type(kv)) {
+        rc = cf_seterr(err, CF_EINVAL, "load state: %s holds a %s KV cache, this context %s", path,
+                       hd.kv_type == TT_F16 ? "F16" : "F32", kv->f16 ? "F16" : "F32");
+        goto out;
+    }
+    if (hd.n > (uint32_t)c->n_ctx) {
+        rc = cf_seterr(err, CF_ERANGE, "load state: %s holds %u positions, the context %d", path,
+                       hd.n, c->n_ctx);
+        goto out;
+    }
+    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx,
+                 n = hd.n, cell0 = (size_t)seq * (size_t)c->n_ctx;
+    tok = malloc(n ? n * 4 : 1);
+    if (!tok) {
+        rc = cf_seterr(err, CF_ENOMEM, "out of memory");
+        goto out;
+    }
+    c->len[seq] = 0; /* the sequence is being overwritten: empty until it is whole */
+    int bad = state_read(f, h, tok, n * 4);
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = tok[i] < 0 || tok[i] >= c->m->hp.n_vocab;
+    for (int l = 0; l < kv->n_layer && !bad; l++) {
+        char *k = kv->k[l], *v = kv->v[l];
+        bad = state_read(f, h, k + cell0 * dim * esz, n * dim * esz);
+        for (size_t d = 0; d < dim && !bad; d++)
+            bad = state_read(f, h, v + (d * nc + cell0) * esz, n * esz);
+    }
+    uint64_t sum;
+    char extra;
+    if (bad || fread(&sum, 1, sizeof sum, f) != sizeof sum || sum != hash_digest(h) ||
+        fread(&extra, 1, 1, f) != 0) {
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s is corrupt (truncated or checksum mismatch)",
+                       path);
+        goto out;
+    }
+    c->len[seq] = (int)n;
+    *tokens = tok;
+    *n_tokens = (int)n;
+    tok = NULL;
+out:
+    free(tok);
+    hash_free(h);
+    fclose(f);
+    return rc;
+}
 
 /* ------------------------------------------------------------ blocks */
 
@@ -792,7 +996,11 @@ typedef struct {
 
 /* Causal attention for one unit U = t * n_head_kv + g: the query heads of
  * token t that share KV head g (grouped-query attention). For each:
- *   a[t][h] = softmax(q[t][h] . K[0..pos_t] / sqrt(hd)) V[0..pos_t]
+ *   a[t][h] = softmax(q[t][h] . K_s[0..pos_t] / sqrt(hd)) V_s[0..pos_t]
+ * where K_s, V_s are the cells of token t's sequence s: the mask between
+ * sequences is the cell layout itself (a token never sees another
+ * sequence's cells), and a token's result depends only on its own
+ * sequence, never on what else is in the batch.
  * Both products are vec_dot calls of the cache's type: the query and the
  * softmax weights are converted to that type first (F16 rounding, as the
  * reference engine's F16 matmul does). */
@@ -811,9 +1019,11 @@ static void model_att_unit(void *arg, int u, int ith) {
     char *q_x = (char *)(c->qh + (size_t)ith * (size_t)hd);
     const int t = u / nkv, g = u % nkv;
     const int n_pos = c->pos[t] + 1;
-    const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz;
+    const size_t cell0 = (size_t)c->seq[t] * (size_t)c->n_ctx; /* first cell of the sequence */
     const size_t k_stride = (size_t)kv->dim * esz;
-    const char *Vt = (const char *)kv->v[j->layer] + (size_t)g * (size_t)hd * (size_t)kv->n_ctx * esz;
+    const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz + cell0 * k_stride;
+    const char *Vt = (const char *)kv->v[j->layer] +
+                     ((size_t)g * (size_t)hd * (size_t)kv->n_ctx + cell0) * esz;
     const size_t v_stride = (size_t)kv->n_ctx * esz;
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float *q = c->q + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
@@ -841,16 +1051,20 @@ static void model_att_unit(void *arg, int u, int ith) {
 
 static bool model_aborted(const cf_ctx *c) { return c->abort_fn && c->abort_fn(c->abort_user); }
 
-/* Runs T tokens (positions c->len ..) through every layer; appends logits
- * rows for tokens with want[t]. */
-static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_t *want, cf_err *err) {
+/* Runs T tokens (token t of sequence seq[t] at position pos[t], checked by
+ * cf_ctx_decode) through every layer; appends logits rows for tokens with
+ * want[t]. The tokens of different sequences share every matrix product
+ * (one tt_matmul with nx = T). */
+static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos,
+                               const int32_t *seq, int T, const int8_t *want, cf_err *err) {
     cf_model *m = c->m;
     const model_hparams *hp = &m->hp;
     const int E = hp->n_embd, hd = hp->head_dim, QD = hp->n_head * hd, KVD = hp->n_head_kv * hd,
               F = hp->n_ff;
     const tt_traits *et = tt_get(m->tok_embd.type);
     for (int t = 0; t < T; t++) {
-        c->pos[t] = c->len + t;
+        c->pos[t] = pos[t];
+        c->seq[t] = seq[t];
         et->to_float((const char *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
                      c->x + (size_t)t * (size_t)E, E);
     }
@@ -870,7 +1084,7 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_
         model_rope(m, c->q, c->rope_cs, T, hp->n_head);
         model_rope(m, c->k, c->rope_cs, T, hp->n_head_kv);
         for (int t = 0; t < T; t++)
-            kv_store(&c->kv, l, c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
+            kv_store(&c->kv, l, c->seq[t] * c->n_ctx + c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
         model_att_job aj = {c, l, T};
         pool_run(m->pool, T * hp->n_head_kv, model_att_unit, &aj);
         model_matmul(c, c->a, T, &L->wo, c->o, NULL, NULL, NULL, NULL);
@@ -886,7 +1100,8 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, int T, const int8_
         model_matmul(c, c->g, T, &L->w_down, c->o, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * (size_t)E; i++) c->x[i] += c->o[i];
     }
-    c->len += T;
+    for (int t = 0; t < T; t++)
+        if (c->pos[t] + 1 > c->len[c->seq[t]]) c->len[c->seq[t]] = c->pos[t] + 1;
 
     /* logits for the tokens that want them: gather their rows, norm, project */
     int n_out = 0;
@@ -916,29 +1131,43 @@ int cf_ctx_decode(cf_ctx *c, const cf_batch *b, cf_err *err) {
     c->n_logits = 0;
     if (!b || b->n_tokens <= 0 || !b->token)
         return cf_seterr(err, CF_EINVAL, "decode: empty batch");
+    /* Every sequence's tokens must continue it in order: check the whole
+     * batch before running any of it, so a bad batch changes nothing. */
+    memcpy(c->blen, c->len, (size_t)c->n_seq * sizeof *c->blen);
     for (int i = 0; i < b->n_tokens; i++) {
         if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
             return cf_seterr(err, CF_EINVAL, "decode: token id %d at %d out of range [0, %d)",
                              b->token[i], i, hp->n_vocab);
-        if (b->seq_id && b->seq_id[i] != 0)
-            return cf_seterr(err, CF_EINVAL, "decode: sequence id %d (this context holds sequence 0)",
-                             b->seq_id[i]);
-        if (b->pos && b->pos[i] != c->len + i)
+        const int s = b->seq_id ? b->seq_id[i] : 0;
+        if (s < 0 || s >= c->n_seq)
+            return cf_seterr(err, CF_EINVAL, "decode: sequence id %d at %d (this context holds 0..%d)",
+                             s, i, c->n_seq - 1);
+        if (b->pos && b->pos[i] != c->blen[s])
             return cf_seterr(err, CF_EINVAL, "decode: position %d at %d, expected %d (positions must continue the sequence)",
-                             b->pos[i], i, c->len + i);
+                             b->pos[i], i, c->blen[s]);
+        if (c->blen[s] >= c->n_ctx)
+            return cf_seterr(err, CF_ERANGE, "decode: context full (sequence %d: %d positions, %d more asked)",
+                             s, c->n_ctx, b->n_tokens - i);
+        c->blen[s]++;
     }
-    if (b->n_tokens > c->n_ctx - c->len)
-        return cf_seterr(err, CF_ERANGE, "decode: context full (%d of %d positions used, %d more asked)",
-                         c->len, c->n_ctx, b->n_tokens);
+    int32_t *pos = malloc((size_t)b->n_tokens * 2 * sizeof *pos);
+    if (!pos) return cf_seterr(err, CF_ENOMEM, "out of memory");
+    int32_t *seq = pos + b->n_tokens;
+    memcpy(c->blen, c->len, (size_t)c->n_seq * sizeof *c->blen);
+    for (int i = 0; i < b->n_tokens; i++) {
+        seq[i] = b->seq_id ? b->seq_id[i] : 0;
+        pos[i] = c->blen[seq[i]]++;
+    }
     int8_t want[8192];
-    for (int s = 0; s < b->n_tokens; s += c->n_batch) {
+    int rc = 0;
+    for (int s = 0; s < b->n_tokens && rc == 0; s += c->n_batch) {
         const int T = b->n_tokens - s < c->n_batch ? b->n_tokens - s : c->n_batch;
         for (int t = 0; t < T; t++)
             want[t] = b->logits ? (b->logits[s + t] != 0) : (s + t == b->n_tokens - 1);
-        int rc = model_forward_chunk(c, b->token + s, T, want, err);
-        if (rc < 0) return rc;
+        rc = model_forward_chunk(c, b->token + s, pos + s, seq + s, T, want, err);
     }
-    return 0;
+    free(pos);
+    return rc < 0 ? rc : 0;
 }
 
 int cf_ctx_eval(cf_ctx *c, const int32_t *tokens, int n, bool all_logits, cf_err *err) {
