@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/fake_upstream.h"
 #include "app/chat.h"
 #include "app/routing.h"
 #include "base/clock.h"
 #include "base/sb.h"
-#include "../tests/fake_upstream.h"
 #include "providers/provider.h"
 #include "server/api.h"
 #include "server/server.h"
@@ -69,10 +69,13 @@ static void *stream_client(void *p) {
     client_res *r = p;
     sb_t out = {0};
     long st = post("/v1/chat/completions",
-                   "{\"model\":\"fake\",\"stream\":true,\"cache\":false,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+                   "{\"model\":\"fake\",\"stream\":true,\"cache\":false,\"messages\":[{\"role\":"
+                   "\"user\",\"content\":\"hi\"}]}",
                    &out);
-    if (st == 200 && strstr(sb_str(&out), "[DONE]")) r->ok++;
-    else r->errors++;
+    if (st == 200 && strstr(sb_str(&out), "[DONE]"))
+        r->ok++;
+    else
+        r->errors++;
     sb_free(&out);
     return NULL;
 }
@@ -81,14 +84,17 @@ int main(int argc, char **argv) {
     const char *model = argc > 1 ? argv[1] : "../shared/testdata/models/stories260K.gguf";
     cf_err err = {0};
     if (prov_global_init(&err)) return 1;
-    fu_response ok = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 20};
+    fu_response ok = {
+        .content_type = "text/event-stream", .body = FU_OPENAI_STREAM, .event_gap_ms = 20};
     fu_server *up = fu_start(&ok, 1);
     char url[128], yaml[4096];
     fu_url(up, "/v1", url);
-    snprintf(yaml, sizeof yaml,
-             "models:\n  fake:\n    backend: openai\n    model: x\n    base_url: %s\n    api_key: k\n"
-             "  stories:\n    backend: local\n    model: \"%s\"\nengine: {threads: 1}\nserver: {threads: 128}\n",
-             url, model);
+    snprintf(
+        yaml, sizeof yaml,
+        "models:\n  fake:\n    backend: openai\n    model: x\n    base_url: %s\n    api_key: k\n"
+        "  stories:\n    backend: local\n    model: \"%s\"\nengine: {threads: 1}\nserver: "
+        "{threads: 128}\n",
+        url, model);
     cfg_t *cfg = cfg_load_string(yaml, strlen(yaml), "bench.yaml", &err);
     char dir[] = "/tmp/confab-bench-api-XXXXXX";
     if (!cfg || !mkdtemp(dir)) {
@@ -99,7 +105,8 @@ int main(int argc, char **argv) {
     char db[256], cache[256];
     snprintf(db, sizeof db, "%s/c.db", dir);
     snprintf(cache, sizeof cache, "%s/cache.db", dir);
-    chat_service_opts co = {.cfg = cfg, .router = app_routing_router(routing), .db_path = db, .cache_path = cache};
+    chat_service_opts co = {
+        .cfg = cfg, .router = app_routing_router(routing), .db_path = db, .cache_path = cache};
     chat_service *cs = chat_service_new(&co, &err);
     srv_options so = {.host = "127.0.0.1", .port = 0, .threads = 128};
     srv_t *s = srv_new(&so, &err);
@@ -111,7 +118,8 @@ int main(int argc, char **argv) {
     g_port = srv_port(s);
 
     /* 1. Cached replies. */
-    const char *cached = "{\"model\":\"fake\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"cache me\"}]}";
+    const char *cached = "{\"model\":\"fake\",\"temperature\":0,\"messages\":[{\"role\":\"user\","
+                         "\"content\":\"cache me\"}]}";
     sb_t out = {0};
     post("/v1/chat/completions", cached, &out);
     enum { N = 300 };
@@ -123,15 +131,19 @@ int main(int argc, char **argv) {
         lat[i] = clock_mono_ms() - t0;
         if (st != 200) fprintf(stderr, "cached request %d: HTTP %ld\n", i, st);
     }
-    printf("cached reply over HTTP (non-streamed, %d requests): p50 %.3f ms, p99 %.3f ms\n", N, pct(lat, N, 0.5),
-           pct(lat, N, 0.99));
+    printf("cached reply over HTTP (non-streamed, %d requests): p50 %.3f ms, p99 %.3f ms\n", N,
+           pct(lat, N, 0.5), pct(lat, N, 0.99));
 
     /* 2. API overhead over the engine. */
     enum { M = 40 };
     double direct[M], via[M];
     for (int i = 0; i < M; i++) {
-        chat_request q = {.content = "Once upon a time", .model = "stories", .has_temperature = true,
-                          .temperature = 0, .max_tokens = 16, .no_cache = true};
+        chat_request q = {.content = "Once upon a time",
+                          .model = "stories",
+                          .has_temperature = true,
+                          .temperature = 0,
+                          .max_tokens = 16,
+                          .no_cache = true};
         double t0 = clock_mono_ms();
         chat_turn(cs, &q, NULL, NULL, NULL, NULL);
         direct[i] = clock_mono_ms() - t0;
@@ -144,7 +156,8 @@ int main(int argc, char **argv) {
         via[i] = clock_mono_ms() - t0;
     }
     double d50 = pct(direct, M, 0.5), v50 = pct(via, M, 0.5);
-    printf("stories260K 16 tokens: chat_turn p50 %.3f ms, via HTTP p50 %.3f ms: API overhead %.3f ms per request\n",
+    printf("stories260K 16 tokens: chat_turn p50 %.3f ms, via HTTP p50 %.3f ms: API overhead %.3f "
+           "ms per request\n",
            d50, v50, v50 - d50);
 
     /* 3. 64 concurrent streaming clients. */
@@ -153,15 +166,17 @@ int main(int argc, char **argv) {
     client_res res[C];
     memset(res, 0, sizeof res);
     double t0 = clock_mono_ms();
-    for (int i = 0; i < C; i++) pthread_create(&th[i], NULL, stream_client, &res[i]);
+    for (int i = 0; i < C; i++)
+        pthread_create(&th[i], NULL, stream_client, &res[i]);
     int okc = 0, errc = 0;
     for (int i = 0; i < C; i++) {
         pthread_join(th[i], NULL);
         okc += res[i].ok;
         errc += res[i].errors;
     }
-    printf("%d concurrent streaming clients (upstream 20 ms between events): %d complete, %d errors, %.0f ms wall\n", C,
-           okc, errc, clock_mono_ms() - t0);
+    printf("%d concurrent streaming clients (upstream 20 ms between events): %d complete, %d "
+           "errors, %.0f ms wall\n",
+           C, okc, errc, clock_mono_ms() - t0);
 
     sb_free(&out);
     srv_shutdown(s, 2000);
@@ -173,8 +188,7 @@ int main(int argc, char **argv) {
     fu_stop(up);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {
-    }
+    if (system(cmd)) {}
     prov_global_cleanup();
     return errc ? 1 : 0;
 }

@@ -59,7 +59,8 @@ int main(int argc, char **argv) {
             double gbs = (double)bytes / ((clock_mono_ms() - t0) * 1e6);
             if (gbs > best) best = gbs;
         }
-        printf("threads %d: %.2f GB/s read (checksum %llu)\n", t, best, (unsigned long long)(check & 0xff));
+        printf("threads %d: %.2f GB/s read (checksum %llu)\n", t, best,
+               (unsigned long long)(check & 0xff));
     }
     free(buf);
     return 0;

@@ -16,10 +16,12 @@ static void kv_stores_keys_by_position_and_values_transposed(void **st) {
     const float k[3] = {1, 2, 3}, v[3] = {4, 5, 6};
     kv_store(&kv, 1, 2, k, v);
     const float *K = kv.k[1], *V = kv.v[1];
-    assert_memory_equal(K + 2 * 3, k, sizeof k);     /* row 2 of (n_ctx, dim) */
-    for (int d = 0; d < 3; d++) assert_true(V[d * 5 + 2] == v[d]); /* column 2 of (dim, n_ctx) */
+    assert_memory_equal(K + 2 * 3, k, sizeof k); /* row 2 of (n_ctx, dim) */
+    for (int d = 0; d < 3; d++)
+        assert_true(V[d * 5 + 2] == v[d]); /* column 2 of (dim, n_ctx) */
     const float *K0 = kv.k[0];
-    for (int i = 0; i < 15; i++) assert_true(K0[i] == 0.0f); /* other layer untouched */
+    for (int i = 0; i < 15; i++)
+        assert_true(K0[i] == 0.0f); /* other layer untouched */
     kv_free(&kv);
 }
 

@@ -61,7 +61,8 @@ static float *run_rows(cf_model *m, const int32_t *prompt, int np, const int32_t
     float *rows = malloc((size_t)(np + ng) * V * sizeof(float));
     if (cf_ctx_eval(c, prompt, np, true, &e) < 0) fail_msg("eval: %s", e.msg);
     assert_int_equal(cf_ctx_n_logits(c), np);
-    for (int i = 0; i < np; i++) memcpy(rows + (size_t)i * V, cf_ctx_logits(c, i), V * sizeof(float));
+    for (int i = 0; i < np; i++)
+        memcpy(rows + (size_t)i * V, cf_ctx_logits(c, i), V * sizeof(float));
     for (int i = 0; i < ng; i++) {
         if (cf_ctx_eval(c, &gen[i], 1, false, &e) < 0) fail_msg("eval: %s", e.msg);
         memcpy(rows + (size_t)(np + i) * V, cf_ctx_logits(c, -1), V * sizeof(float));
@@ -144,9 +145,11 @@ static void model_logits_match_reference_on_every_case(void **st) {
             }
             int greedy_ok = 1;
             for (int i = 0; i < ng; i++)
-                greedy_ok &= argmax(got + (size_t)(np - 1 + i) * (size_t)info.n_vocab, info.n_vocab) == gen[i];
-            print_message("# %-28s %-9s max |diff| %.3g (tolerance %.3g)%s\n", de->d_name, ce->d_name,
-                          maxd, tolerance(de->d_name, ce->d_name), greedy_ok ? ", greedy ids equal" : "");
+                greedy_ok &= argmax(got + (size_t)(np - 1 + i) * (size_t)info.n_vocab,
+                                    info.n_vocab) == gen[i];
+            print_message("# %-28s %-9s max |diff| %.3g (tolerance %.3g)%s\n", de->d_name,
+                          ce->d_name, maxd, tolerance(de->d_name, ce->d_name),
+                          greedy_ok ? ", greedy ids equal" : "");
             if (maxd > tolerance(de->d_name, ce->d_name)) n_bad++;
             if (!strncmp(de->d_name, "stories260K", 11) && !greedy_ok) n_bad++;
             free(got);
@@ -171,7 +174,8 @@ static void golden_block(const char *golden, const char *hdr, const char **blk, 
     p += strlen(hdr);
     const char *end = strstr(p, "\n###");
     size_t n = end ? (size_t)(end - p) : strlen(p);
-    while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
+    while (n && (p[n - 1] == '\n' || p[n - 1] == ' '))
+        n--;
     *blk = p;
     *bl = n;
 }
@@ -199,7 +203,8 @@ static void greedy_text(cf_model *m, const int32_t ids[5], int n_gen, int stop_t
         sb_appendn(text, piece, (size_t)n);
         assert_int_equal(cf_ctx_eval(c, &t, 1, false, &e), 0);
     }
-    while (text->len && (text->data[text->len - 1] == '\n' || text->data[text->len - 1] == ' ')) text->len--;
+    while (text->len && (text->data[text->len - 1] == '\n' || text->data[text->len - 1] == ' '))
+        text->len--;
     cf_ctx_free(c);
 }
 
@@ -228,7 +233,8 @@ static void model_greedy_matches_golden_llamacpp_stories(void **st) {
         cf_model_get_info(m, &info);
         for (int pi = 0; pi < 2; pi++) {
             char hdr[256];
-            snprintf(hdr, sizeof hdr, "### model=%s.gguf prompt='%s'\n", models[mi], golden_prompts[pi].prompt);
+            snprintf(hdr, sizeof hdr, "### model=%s.gguf prompt='%s'\n", models[mi],
+                     golden_prompts[pi].prompt);
             const char *blk;
             size_t bl;
             golden_block(golden, hdr, &blk, &bl);
@@ -269,7 +275,8 @@ static void model_greedy_matches_golden_llama2c_stories(void **st) {
         size_t tl = text.len;
         if (tl && t[0] == ' ') t++, tl--;
         if (tl != bl || memcmp(t, blk, bl))
-            fail_msg("'%s':\n got: %.*s\nwant: %.*s", golden_prompts[pi].prompt, (int)tl, t, (int)bl, blk);
+            fail_msg("'%s':\n got: %.*s\nwant: %.*s", golden_prompts[pi].prompt, (int)tl, t,
+                     (int)bl, blk);
         sb_free(&text);
     }
     cf_model_free(m);
@@ -283,7 +290,8 @@ static void check_threads_identical(const char *path) {
     cf_model_info info;
     cf_model_get_info(m1, &info);
     int32_t prompt[24];
-    for (int i = 0; i < 24; i++) prompt[i] = (int32_t)((i * 37 + 1) % info.n_vocab);
+    for (int i = 0; i < 24; i++)
+        prompt[i] = (int32_t)((i * 37 + 1) % info.n_vocab);
     int32_t gen[4] = {5, 77, 299, 12};
     size_t bytes = (size_t)28 * (size_t)info.n_vocab * sizeof(float);
     float *a = run_rows(m1, prompt, 24, gen, 4, 512);
@@ -309,11 +317,12 @@ static void model_chunked_prompt_matches_one_batch(void **st) {
     (void)st;
     cf_model *m = load(td_path("models/stories260K.gguf"), 2, 1);
     int32_t prompt[40];
-    for (int i = 0; i < 40; i++) prompt[i] = (int32_t)((i * 91 + 3) % 512);
+    for (int i = 0; i < 40; i++)
+        prompt[i] = (int32_t)((i * 91 + 3) % 512);
     cf_model_info info;
     cf_model_get_info(m, &info);
     float *a = run_rows(m, prompt, 40, NULL, 0, 512);
-    float *b = run_rows(m, prompt, 40, NULL, 0, 7); /* chunks of 7 */
+    float *b = run_rows(m, prompt, 40, NULL, 0, 7);         /* chunks of 7 */
     float *c = run_rows(m, prompt, 1, prompt + 1, 39, 512); /* token by token */
     double d1 = 0, d2 = 0;
     for (size_t i = 0; i < (size_t)40 * (size_t)info.n_vocab; i++) {
@@ -337,7 +346,8 @@ typedef struct {
 static void *ctx_thread(void *arg) {
     ctx_thread_arg *a = arg;
     int32_t p[20];
-    for (int i = 0; i < 20; i++) p[i] = (int32_t)((i * 13 + 1) % 512);
+    for (int i = 0; i < 20; i++)
+        p[i] = (int32_t)((i * 13 + 1) % 512);
     a->rows = run_rows(a->m, p, 12, p + 12, 8, 512);
     return NULL;
 }
@@ -370,8 +380,15 @@ static void model_qwen_variants_run_consistently(void **st) {
     for (int ai = 0; ai < 3; ai++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s.gguf", dir, archs[ai]);
-        mkmodel_opts o = {.arch = archs[ai], .dim = 64, .layers = 2, .heads = 4, .kv_heads = 2,
-                          .ffn = 128, .vocab = 300, .type = "F32", .seed = 7};
+        mkmodel_opts o = {.arch = archs[ai],
+                          .dim = 64,
+                          .layers = 2,
+                          .heads = 4,
+                          .kv_heads = 2,
+                          .ffn = 128,
+                          .vocab = 300,
+                          .type = "F32",
+                          .seed = 7};
         if (ai == 1) o.head_dim = 32; /* qwen3 style: head_dim * heads != dim */
         cf_err e = {0};
         if (mkmodel_write(&o, path, &e) < 0) fail_msg("mkmodel: %s", e.msg);
@@ -416,21 +433,26 @@ static const float *nv_t(const gguf_file *f, const char *fmt, int l) {
 static void nv_mv(double *y, const float *w, const double *x, int rows, int n) {
     for (int r = 0; r < rows; r++) {
         double s = 0;
-        for (int i = 0; i < n; i++) s += (double)w[(size_t)r * (size_t)n + (size_t)i] * x[i];
+        for (int i = 0; i < n; i++)
+            s += (double)w[(size_t)r * (size_t)n + (size_t)i] * x[i];
         y[r] = s;
     }
 }
 
 static void nv_rms(double *x, const float *w, int n, double eps) {
     double ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
     double sc = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) x[i] = x[i] * sc * w[i];
+    for (int i = 0; i < n; i++)
+        x[i] = x[i] * sc * w[i];
 }
 
-static void nv_rope(double *v, int hd, int pos, double base, int neox, const float *ff, double fscale) {
+static void nv_rope(double *v, int hd, int pos, double base, int neox, const float *ff,
+                    double fscale) {
     for (int i = 0; i < hd / 2; i++) {
-        double th = fscale * pos * pow(base, -2.0 * i / hd) / (ff ? ff[i] : 1.0), c = cos(th), s = sin(th);
+        double th = fscale * pos * pow(base, -2.0 * i / hd) / (ff ? ff[i] : 1.0), c = cos(th),
+               s = sin(th);
         int i0 = neox ? i : 2 * i, i1 = neox ? i + hd / 2 : 2 * i + 1;
         double a = v[i0], b = v[i1];
         v[i0] = a * c - b * s;
@@ -472,9 +494,11 @@ static void naive_logits(const char *path, const int32_t *tok, int n, float *out
     double *x = calloc(E, sizeof *x), *h = calloc(E, sizeof *h), *q = calloc(H * hd, sizeof *q),
            *o = calloc(H * hd, sizeof *o), *y = calloc(E, sizeof *y), *g = calloc(F, sizeof *g),
            *u = calloc(F, sizeof *u), *att = calloc((size_t)n, sizeof *att);
-    double *K = calloc((size_t)L * n * KV * hd, sizeof *K), *Vc = calloc((size_t)L * n * KV * hd, sizeof *Vc);
+    double *K = calloc((size_t)L * n * KV * hd, sizeof *K),
+           *Vc = calloc((size_t)L * n * KV * hd, sizeof *Vc);
     for (int p = 0; p < n; p++) {
-        for (uint32_t i = 0; i < E; i++) x[i] = ((const float *)emb->data)[(size_t)tok[p] * E + i];
+        for (uint32_t i = 0; i < E; i++)
+            x[i] = ((const float *)emb->data)[(size_t)tok[p] * E + i];
         for (uint32_t l = 0; l < L; l++) {
             memcpy(h, x, E * sizeof *h);
             nv_rms(h, nv_t(f, "blk.%d.attn_norm.weight", (int)l), (int)E, eps);
@@ -482,11 +506,15 @@ static void naive_logits(const char *path, const int32_t *tok, int n, float *out
             nv_mv(q, nv_t(f, "blk.%d.attn_q.weight", (int)l), h, (int)(H * hd), (int)E);
             nv_mv(k, nv_t(f, "blk.%d.attn_k.weight", (int)l), h, (int)(KV * hd), (int)E);
             nv_mv(v, nv_t(f, "blk.%d.attn_v.weight", (int)l), h, (int)(KV * hd), (int)E);
-            const float *bq = nv_t(f, "blk.%d.attn_q.bias", (int)l), *bk = nv_t(f, "blk.%d.attn_k.bias", (int)l),
+            const float *bq = nv_t(f, "blk.%d.attn_q.bias", (int)l),
+                        *bk = nv_t(f, "blk.%d.attn_k.bias", (int)l),
                         *bv = nv_t(f, "blk.%d.attn_v.bias", (int)l);
-            for (uint32_t i = 0; bq && i < H * hd; i++) q[i] += bq[i];
-            for (uint32_t i = 0; bk && i < KV * hd; i++) k[i] += bk[i], v[i] += bv[i];
-            const float *qn = nv_t(f, "blk.%d.attn_q_norm.weight", (int)l), *kn = nv_t(f, "blk.%d.attn_k_norm.weight", (int)l);
+            for (uint32_t i = 0; bq && i < H * hd; i++)
+                q[i] += bq[i];
+            for (uint32_t i = 0; bk && i < KV * hd; i++)
+                k[i] += bk[i], v[i] += bv[i];
+            const float *qn = nv_t(f, "blk.%d.attn_q_norm.weight", (int)l),
+                        *kn = nv_t(f, "blk.%d.attn_k_norm.weight", (int)l);
             for (uint32_t hh = 0; hh < H; hh++) {
                 if (qn) nv_rms(q + hh * hd, qn, (int)hd, eps);
                 nv_rope(q + hh * hd, (int)hd, p, base, neox, ff, fscale);
@@ -501,26 +529,32 @@ static void naive_logits(const char *path, const int32_t *tok, int n, float *out
                 for (int s2 = 0; s2 <= p; s2++) {
                     const double *ks = K + ((size_t)l * n + s2) * KV * hd + kh * hd;
                     double d = 0;
-                    for (uint32_t i = 0; i < hd; i++) d += q[hh * hd + i] * ks[i];
+                    for (uint32_t i = 0; i < hd; i++)
+                        d += q[hh * hd + i] * ks[i];
                     att[s2] = d / sqrt((double)hd);
                     if (att[s2] > mx) mx = att[s2];
                 }
-                for (int s2 = 0; s2 <= p; s2++) sum += att[s2] = exp(att[s2] - mx);
+                for (int s2 = 0; s2 <= p; s2++)
+                    sum += att[s2] = exp(att[s2] - mx);
                 for (uint32_t i = 0; i < hd; i++) {
                     double acc = 0;
-                    for (int s2 = 0; s2 <= p; s2++) acc += att[s2] / sum * Vc[((size_t)l * n + s2) * KV * hd + kh * hd + i];
+                    for (int s2 = 0; s2 <= p; s2++)
+                        acc += att[s2] / sum * Vc[((size_t)l * n + s2) * KV * hd + kh * hd + i];
                     o[hh * hd + i] = acc;
                 }
             }
             nv_mv(y, nv_t(f, "blk.%d.attn_output.weight", (int)l), o, (int)E, (int)(H * hd));
-            for (uint32_t i = 0; i < E; i++) x[i] += y[i];
+            for (uint32_t i = 0; i < E; i++)
+                x[i] += y[i];
             memcpy(h, x, E * sizeof *h);
             nv_rms(h, nv_t(f, "blk.%d.ffn_norm.weight", (int)l), (int)E, eps);
             nv_mv(g, nv_t(f, "blk.%d.ffn_gate.weight", (int)l), h, (int)F, (int)E);
             nv_mv(u, nv_t(f, "blk.%d.ffn_up.weight", (int)l), h, (int)F, (int)E);
-            for (uint32_t i = 0; i < F; i++) g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+            for (uint32_t i = 0; i < F; i++)
+                g[i] = g[i] / (1 + exp(-g[i])) * u[i];
             nv_mv(y, nv_t(f, "blk.%d.ffn_down.weight", (int)l), g, (int)E, (int)F);
-            for (uint32_t i = 0; i < E; i++) x[i] += y[i];
+            for (uint32_t i = 0; i < E; i++)
+                x[i] += y[i];
         }
     }
     nv_rms(x, nv_t(f, "output_norm.weight", 0), (int)E, eps);
@@ -528,7 +562,8 @@ static void naive_logits(const char *path, const int32_t *tok, int n, float *out
     if (!ow) ow = emb->data;
     double *lg = calloc((size_t)V, sizeof *lg);
     nv_mv(lg, ow, x, V, (int)E);
-    for (int i = 0; i < V; i++) out[i] = (float)lg[i];
+    for (int i = 0; i < V; i++)
+        out[i] = (float)lg[i];
     free(lg);
     free(x), free(h), free(q), free(o), free(y), free(g), free(u), free(att), free(K), free(Vc);
     gguf_close(f);
@@ -542,22 +577,33 @@ static void model_matches_naive_reference_for_each_arch(void **st) {
     for (int ai = 0; ai < 5; ai++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s%d.gguf", dir, archs[ai], ai);
-        mkmodel_opts o = {.arch = archs[ai], .dim = 64, .layers = 2, .heads = 4, .kv_heads = 2,
-                          .ffn = 96, .vocab = 200, .type = "F32", .seed = 11, .tied = ai == 2,
+        mkmodel_opts o = {.arch = archs[ai],
+                          .dim = 64,
+                          .layers = 2,
+                          .heads = 4,
+                          .kv_heads = 2,
+                          .ffn = 96,
+                          .vocab = 200,
+                          .type = "F32",
+                          .seed = 11,
+                          .tied = ai == 2,
                           .rope_scaling = scaling[ai]};
         if (ai == 2) o.head_dim = 32;
         cf_err e = {0};
         if (mkmodel_write(&o, path, &e) < 0) fail_msg("mkmodel: %s", e.msg);
         enum { N = 48 };
         int32_t p[N];
-        for (int i = 0; i < N; i++) p[i] = (int32_t)((i * 71 + 1) % 200);
+        for (int i = 0; i < N; i++)
+            p[i] = (int32_t)((i * 71 + 1) % 200);
         float want[200];
         naive_logits(path, p, N, want);
         cf_model *m = load(path, 2, 1);
         float *got = run_rows(m, p, N, NULL, 0, 512);
         double maxd = 0;
-        for (int i = 0; i < 200; i++) maxd = fmax(maxd, fabs(got[(N - 1) * 200 + i] - want[i]));
-        print_message("# %s %s: max |engine - naive| = %.3g\n", archs[ai], scaling[ai] ? scaling[ai] : "", maxd);
+        for (int i = 0; i < 200; i++)
+            maxd = fmax(maxd, fabs(got[(N - 1) * 200 + i] - want[i]));
+        print_message("# %s %s: max |engine - naive| = %.3g\n", archs[ai],
+                      scaling[ai] ? scaling[ai] : "", maxd);
         assert_true(maxd < 1e-4); /* a wrong RoPE variant or scaling moves them by > 1e-2 */
         free(got);
         cf_model_free(m);
@@ -709,7 +755,8 @@ static void ms_check(const char *path, int threads) {
     const int NP[3] = {12, 3, 7};
     int32_t want[4][MS_GEN], got[4][MS_GEN] = {{0}};
     float *want_last = malloc(4 * V * sizeof(float));
-    for (int s = 0; s < 3; s++) ms_alone(m, P[s], NP[s], want[s], want_last + (size_t)s * V);
+    for (int s = 0; s < 3; s++)
+        ms_alone(m, P[s], NP[s], want[s], want_last + (size_t)s * V);
     /* sequence 3: p0's first 5 tokens then 4 of its own */
     int32_t p3[9] = {1, 403, 407, 261, 378, 50, 51, 52, 53};
     ms_alone(m, p3, 9, want[3], want_last + 3 * V);
@@ -773,16 +820,19 @@ static void ms_check(const char *path, int threads) {
             memcpy(cur + (size_t)(3 - s) * V, cf_ctx_logits(c, s), V * sizeof(float));
         (void)sq;
     }
-    for (int s = 0; s < 4; s++) assert_memory_equal(got[s], want[s], sizeof want[s]);
+    for (int s = 0; s < 4; s++)
+        assert_memory_equal(got[s], want[s], sizeof want[s]);
     /* a position that does not continue its sequence is refused, and the
      * batch leaves every sequence as it was */
     int lens[4];
-    for (int s = 0; s < 4; s++) lens[s] = cf_ctx_seq_len(c, s);
+    for (int s = 0; s < 4; s++)
+        lens[s] = cf_ctx_seq_len(c, s);
     int32_t bt[2] = {5, 6}, bs[2] = {1, 2}, bp[2] = {lens[1], lens[2] + 1};
     b = (cf_batch){.n_tokens = 2, .token = bt, .pos = bp, .seq_id = bs};
     assert_int_equal(cf_ctx_decode(c, &b, &e), CF_EINVAL);
     assert_non_null(strstr(e.msg, "position"));
-    for (int s = 0; s < 4; s++) assert_int_equal(cf_ctx_seq_len(c, s), lens[s]);
+    for (int s = 0; s < 4; s++)
+        assert_int_equal(cf_ctx_seq_len(c, s), lens[s]);
     free(cur);
     free(want_last);
     cf_ctx_free(c);
@@ -797,8 +847,15 @@ static void model_batched_sequences_match_each_run_alone(void **st) {
     char *dir = tu_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/q4.gguf", dir);
-    mkmodel_opts o = {.arch = "llama", .dim = 256, .layers = 2, .heads = 4, .kv_heads = 2,
-                      .ffn = 512, .vocab = 512, .type = "Q4_K_M", .seed = 3};
+    mkmodel_opts o = {.arch = "llama",
+                      .dim = 256,
+                      .layers = 2,
+                      .heads = 4,
+                      .kv_heads = 2,
+                      .ffn = 512,
+                      .vocab = 512,
+                      .type = "Q4_K_M",
+                      .seed = 3};
     cf_err e = {0};
     if (mkmodel_write(&o, path, &e) < 0) fail_msg("mkmodel: %s", e.msg);
     ms_check(path, 2);
@@ -871,8 +928,15 @@ static void model_saved_state_restores_the_same_logits(void **st) {
     assert_non_null(strstr(e.msg, "F16"));
     cf_ctx_free(c2);
     snprintf(other, sizeof other, "%s/other.gguf", dir);
-    mkmodel_opts o = {.arch = "llama", .dim = 64, .layers = 5, .heads = 8, .kv_heads = 4,
-                      .ffn = 172, .vocab = 512, .type = "F32", .seed = 9};
+    mkmodel_opts o = {.arch = "llama",
+                      .dim = 64,
+                      .layers = 5,
+                      .heads = 8,
+                      .kv_heads = 4,
+                      .ffn = 172,
+                      .vocab = 512,
+                      .type = "F32",
+                      .seed = 9};
     if (mkmodel_write(&o, other, &e) < 0) fail_msg("mkmodel: %s", e.msg);
     cf_model *m2 = load(other, 1, 0);
     co.kv_type = -1;
@@ -925,7 +989,7 @@ static void model_info_and_token_text_from_vocab(void **st) {
     char buf[32];
     assert_int_equal(cf_model_token_text(m, 403, buf, sizeof buf), 5);
     assert_string_equal(buf, " Once");
-    assert_int_equal(cf_model_token_text(m, 1, buf, sizeof buf), 0); /* <s> is a control token */
+    assert_int_equal(cf_model_token_text(m, 1, buf, sizeof buf), 0);  /* <s> is a control token */
     assert_int_equal(cf_model_token_text(m, 13, buf, sizeof buf), 1); /* <0x0A> */
     assert_string_equal(buf, "\n");
     assert_int_equal(cf_model_token_text(m, 512, buf, sizeof buf), -1);

@@ -19,7 +19,8 @@ static void probe_fn(void *arg, int chunk, int ith) {
     pool_probe *p = arg;
     atomic_fetch_add(&p->hits[ith], 1);
     atomic_fetch_add(&p->calls, 1);
-    for (int i = chunk * 4; i < chunk * 4 + 4 && i < p->n; i++) p->cover[i]++;
+    for (int i = chunk * 4; i < chunk * 4 + 4 && i < p->n; i++)
+        p->cover[i]++;
 }
 
 static void pool_runs_every_chunk_exactly_once_per_job(void **st) {
@@ -30,8 +31,10 @@ static void pool_runs_every_chunk_exactly_once_per_job(void **st) {
         assert_int_equal(pool_size(p), nth);
         int cover[103] = {0};
         pool_probe pr = {.n = 103, .cover = cover};
-        for (int rep = 0; rep < 500; rep++) pool_run(p, 26, probe_fn, &pr); /* 26 chunks of 4 */
-        for (int i = 0; i < 103; i++) assert_int_equal(cover[i], 500);
+        for (int rep = 0; rep < 500; rep++)
+            pool_run(p, 26, probe_fn, &pr); /* 26 chunks of 4 */
+        for (int i = 0; i < 103; i++)
+            assert_int_equal(cover[i], 500);
         assert_int_equal(atomic_load(&pr.calls), 500 * 26);
         int sum = 0;
         for (int i = 0; i < 8; i++) {
@@ -55,7 +58,8 @@ static void *pool_caller_main(void *arg) {
     pool_caller *c = arg;
     c->pr.n = 103;
     c->pr.cover = c->cover;
-    for (int rep = 0; rep < 300; rep++) pool_run(c->p, 26, probe_fn, &c->pr);
+    for (int rep = 0; rep < 300; rep++)
+        pool_run(c->p, 26, probe_fn, &c->pr);
     return NULL;
 }
 

@@ -28,7 +28,8 @@ static void samp_greedy_picks_argmax_lowest_id_on_ties(void **st) {
 /* Counts draws over many samples. */
 static void draw_hist(cf_sampler *s, const float *l, int n, int hist[8]) {
     memset(hist, 0, 8 * sizeof(int));
-    for (int i = 0; i < n; i++) hist[cf_samp_sample(s, l)]++;
+    for (int i = 0; i < n; i++)
+        hist[cf_samp_sample(s, l)]++;
 }
 
 static void samp_top_k_keeps_only_k_best(void **st) {
@@ -77,7 +78,8 @@ static void samp_top_k_selects_k_best_in_large_vocab_with_ties(void **st) {
         assert_true(taken[t]);
         seen[t] = 1;
     }
-    for (int k = 0; k < K; k++) assert_true(seen[best[k]]);
+    for (int k = 0; k < K; k++)
+        assert_true(seen[best[k]]);
     cf_samp_free(s);
 }
 
@@ -152,7 +154,8 @@ static void samp_same_seed_same_sequence_other_seed_differs(void **st) {
     assert_true(same);
     assert_true(diff > 0);
     cf_samp_reset(a); /* reset replays the same draws */
-    for (int i = 0; i < 64; i++) assert_int_equal(cf_samp_sample(a, l), first[i]);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(cf_samp_sample(a, l), first[i]);
     cf_samp_free(a);
     cf_samp_free(b);
     cf_samp_free(c);
@@ -224,7 +227,8 @@ static void samp_logit_bias_bans_and_boosts(void **st) {
     p.temp = 100.0f;
     p.seed = 2;
     s = mk(p);
-    for (int i = 0; i < 500; i++) assert_int_not_equal(cf_samp_sample(s, L8), 1);
+    for (int i = 0; i < 500; i++)
+        assert_int_not_equal(cf_samp_sample(s, L8), 1);
     cf_samp_free(s);
 }
 
@@ -252,8 +256,11 @@ static void samp_rejects_bad_parameters(void **st) {
 
 /* ---- stop strings ---- */
 
-
-typedef struct { char buf[256]; size_t n; int stopped; } stop_out;
+typedef struct {
+    char buf[256];
+    size_t n;
+    int stopped;
+} stop_out;
 
 static void stop_feed_str(cf_stop *s, const char *t, stop_out *o) {
     const char *p;

@@ -426,7 +426,8 @@ static void stream_finish_records_who_answered_after_fallback(void **state) {
     assert_non_null(w);
     int64_t id = store_stream_id(w);
     assert_int_equal(store_stream_append(w, "hi", 2, NULL), 0);
-    store_stream_end end = {.status = STORE_COMPLETE, .model = "backup", .provider = "openai", .variant = "b"};
+    store_stream_end end = {
+        .status = STORE_COMPLETE, .model = "backup", .provider = "openai", .variant = "b"};
     assert_int_equal(store_stream_finish(w, &end, NULL), 0);
     store_message m;
     assert_int_equal(store_msg_get(f->st, id, &m, NULL), 0);

@@ -2,9 +2,9 @@
  * dequantization against the reference engine's bytes, dot products against
  * the dequantized math, activation rounding, and the weight quantizers'
  * error against the reference engine's quantizations. */
+#include "base/cpu.h"
 #include "engine/blocks.h"
 #include "engine/quants.h"
-#include "base/cpu.h"
 #include "engine/types.h"
 #include "testutil.h"
 
@@ -89,8 +89,10 @@ static void table_describes_block_layouts(void **st) {
 static void simd_kernels_are_installed_on_capable_cpus(void **st) {
     (void)st;
     tt_init();
-    if (cpu_has_avx2() && !getenv("CONFAB_CPU")) assert_string_not_equal(tt_kernel_family(), "scalar");
-    else if (!cpu_has_avx2()) assert_string_equal(tt_kernel_family(), "scalar");
+    if (cpu_has_avx2() && !getenv("CONFAB_CPU"))
+        assert_string_not_equal(tt_kernel_family(), "scalar");
+    else if (!cpu_has_avx2())
+        assert_string_equal(tt_kernel_family(), "scalar");
 }
 
 static void table_looks_types_up_by_name(void **st) {

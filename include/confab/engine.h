@@ -67,11 +67,11 @@ cf_model *cf_model_load(const char *path, const cf_model_opts *opts, cf_err *err
 void cf_model_free(cf_model *m);
 
 typedef struct {
-    const char *arch;      /* "llama", "qwen2", "qwen3"; owned by the model */
-    const char *name;      /* general.name or ""; owned by the model */
+    const char *arch; /* "llama", "qwen2", "qwen3"; owned by the model */
+    const char *name; /* general.name or ""; owned by the model */
     int n_vocab;
-    int n_ctx_train;       /* context length the model was trained with */
-    int n_ctx;             /* default context of new contexts (option or train) */
+    int n_ctx_train; /* context length the model was trained with */
+    int n_ctx;       /* default context of new contexts (option or train) */
     int n_embd;
     int n_layer;
     int n_head;
@@ -80,7 +80,7 @@ typedef struct {
     int n_ff;
     float rope_freq_base;
     float rms_eps;
-    int bos_id, eos_id;    /* -1 when the file names none */
+    int bos_id, eos_id; /* -1 when the file names none */
     int n_threads;
     uint64_t n_params;     /* number of weights */
     uint64_t weight_bytes; /* bytes of tensor data */
@@ -104,11 +104,11 @@ int cf_model_token_text(const cf_model *m, int32_t id, char *buf, size_t cap);
 /* ---------------------------------------------------------------- context */
 
 typedef struct {
-    int n_ctx;          /* positions in the KV cache; 0 = the model's default */
-    int kv_type;        /* cf_kv_type, or -1 = the model's default */
-    int n_batch;        /* tokens per forward chunk; 0 = 512 */
-    int n_seq;          /* sequences (slots) the KV cache holds, each of n_ctx
-                           positions; 0 = 1. Memory: n_seq times one's. */
+    int n_ctx;   /* positions in the KV cache; 0 = the model's default */
+    int kv_type; /* cf_kv_type, or -1 = the model's default */
+    int n_batch; /* tokens per forward chunk; 0 = 512 */
+    int n_seq;   /* sequences (slots) the KV cache holds, each of n_ctx
+                    positions; 0 = 1. Memory: n_seq times one's. */
 } cf_ctx_opts;
 
 cf_ctx_opts cf_ctx_opts_default(void);
@@ -141,8 +141,8 @@ int cf_ctx_seq_copy(cf_ctx *c, int src, int dst, int n, cf_err *err);
  * tensor names, types, shapes and data samples) and the KV element type,
  * plus a checksum. Written atomically (PATH.tmp, then renamed). CF_EINVAL
  * for a wrong length, CF_EIO when the file cannot be written. */
-int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens,
-                    const char *path, cf_err *err);
+int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens, const char *path,
+                    cf_err *err);
 /* Restores a state saved by cf_ctx_seq_save into sequence SEQ (any context
  * of a model with the same identity and KV type, n_ctx large enough). The
  * next decode then gives the same logits as it would have in the saved
@@ -204,16 +204,16 @@ typedef struct {
 } cf_logit_bias;
 
 typedef struct {
-    float temp;             /* <= 0: greedy (argmax, lowest id wins ties) */
-    int top_k;              /* keep the K most likely; <= 0 = off */
-    float top_p;            /* keep the smallest set with mass >= P; >= 1 = off */
-    float min_p;            /* drop tokens below MIN_P * p(best); <= 0 = off */
-    float repeat_penalty;   /* divide positive / multiply negative logits of
-                               recent tokens; 1 = off */
-    int repeat_last_n;      /* how many recent tokens the penalties see (64) */
-    float freq_penalty;     /* minus count * this; 0 = off */
-    float presence_penalty; /* minus this once present; 0 = off */
-    uint64_t seed;          /* same seed and inputs, same output */
+    float temp;                /* <= 0: greedy (argmax, lowest id wins ties) */
+    int top_k;                 /* keep the K most likely; <= 0 = off */
+    float top_p;               /* keep the smallest set with mass >= P; >= 1 = off */
+    float min_p;               /* drop tokens below MIN_P * p(best); <= 0 = off */
+    float repeat_penalty;      /* divide positive / multiply negative logits of
+                                  recent tokens; 1 = off */
+    int repeat_last_n;         /* how many recent tokens the penalties see (64) */
+    float freq_penalty;        /* minus count * this; 0 = off */
+    float presence_penalty;    /* minus this once present; 0 = off */
+    uint64_t seed;             /* same seed and inputs, same output */
     const cf_logit_bias *bias; /* copied at cf_samp_new */
     int n_bias;
 } cf_samp_params;

@@ -126,8 +126,12 @@ chat_handles *chat_acquire(chat_service *cs, cf_err *err) { return handles_get(c
 void chat_release(chat_service *cs, chat_handles *h) {
     if (h) handles_put(cs, h);
 }
-struct store *chat_handles_store(chat_handles *h) { return h->st; }
-struct cache *chat_handles_cache(chat_handles *h) { return h->ca; }
+struct store *chat_handles_store(chat_handles *h) {
+    return h->st;
+}
+struct cache *chat_handles_cache(chat_handles *h) {
+    return h->ca;
+}
 const cfg_t *chat_cfg(const chat_service *cs) { return cs->cfg; }
 
 const char *chat_default_model(const chat_service *cs) {

@@ -108,7 +108,8 @@ typedef struct {
     /* Optional: temperature / top_p changed while the reply streams (takes
      * effect from the next token on backends that sample themselves, i.e.
      * local models). Returns true and sets the has_* flags it fills. */
-    bool (*sampling)(void *ud, bool *has_temperature, double *temperature, bool *has_top_p, double *top_p);
+    bool (*sampling)(void *ud, bool *has_temperature, double *temperature, bool *has_top_p,
+                     double *top_p);
     void *ud;
 } chat_sink;
 

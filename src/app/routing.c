@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/log.h"
 #include "app/models.h"
+#include "base/log.h"
 #include "providers/local.h"
 
 struct app_routing {
@@ -30,7 +30,8 @@ struct app_routing {
  * unavailable with the reason (the server still starts). */
 static int load_local(app_routing *a, cf_err *err) {
     const cfg_t *cfg = a->cfg;
-    prov_local_opts lo = {.n_threads = cfg->engine.threads, .n_ctx = cfg->engine.ctx,
+    prov_local_opts lo = {.n_threads = cfg->engine.threads,
+                          .n_ctx = cfg->engine.ctx,
                           .kv_f32 = cfg->engine.kv_type && !strcmp(cfg->engine.kv_type, "f32"),
                           .n_batch = cfg->engine.batch_size,
                           .kv_budget_mb = cfg->engine.kv_budget_mb};
@@ -44,8 +45,10 @@ static int load_local(app_routing *a, cf_err *err) {
         char *path = models_resolve(dir, m->model ? m->model : m->name, &le);
         free(dir);
         char reason[600] = "";
-        if (!path) snprintf(reason, sizeof reason, "%s", le.msg);
-        else if (prov_local_add(a->local, m->name, path, &le)) snprintf(reason, sizeof reason, "%s", le.msg);
+        if (!path)
+            snprintf(reason, sizeof reason, "%s", le.msg);
+        else if (prov_local_add(a->local, m->name, path, &le))
+            snprintf(reason, sizeof reason, "%s", le.msg);
         free(path);
         if (reason[0]) {
             log_warn("routing", "model %s is unavailable: %s", m->name, reason);
@@ -54,7 +57,8 @@ static int load_local(app_routing *a, cf_err *err) {
             continue;
         }
         prov_local_counter(a->local, m->name, &a->models[i].count_tokens, &a->models[i].count_ud);
-        if (!a->models[i].context_window) a->models[i].context_window = prov_local_n_ctx(a->local, m->name);
+        if (!a->models[i].context_window)
+            a->models[i].context_window = prov_local_n_ctx(a->local, m->name);
     }
     return 0;
 }
@@ -183,4 +187,6 @@ void app_routing_free(app_routing *a) {
 
 route_router *app_routing_router(app_routing *a) { return a->router; }
 
-struct prov_local *app_routing_local(app_routing *a) { return a->local; }
+struct prov_local *app_routing_local(app_routing *a) {
+    return a->local;
+}

@@ -79,23 +79,30 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error("bench", "%s needs a value", a);
             return cli_usage_error("bench", "unknown option '%s'", a);
         }
-        if (!strcmp(a, "-m")) model = argv[++i];
+        if (!strcmp(a, "-m"))
+            model = argv[++i];
         else if (!strcmp(a, "-p")) {
             v = argv[++i];
-            if (ea_long(v, 0, 1 << 16, &pp)) return cli_usage_error("bench", "-p wants a count >= 0, got '%s'", v);
+            if (ea_long(v, 0, 1 << 16, &pp))
+                return cli_usage_error("bench", "-p wants a count >= 0, got '%s'", v);
         } else if (!strcmp(a, "-n")) {
             v = argv[++i];
-            if (ea_long(v, 0, 1 << 16, &tg)) return cli_usage_error("bench", "-n wants a count >= 0, got '%s'", v);
+            if (ea_long(v, 0, 1 << 16, &tg))
+                return cli_usage_error("bench", "-n wants a count >= 0, got '%s'", v);
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             v = argv[++i];
-            if (ea_long(v, 1, 1024, &threads)) return cli_usage_error("bench", "-t wants a count in [1, 1024], got '%s'", v);
+            if (ea_long(v, 1, 1024, &threads))
+                return cli_usage_error("bench", "-t wants a count in [1, 1024], got '%s'", v);
         } else if (!strcmp(a, "-r")) {
             v = argv[++i];
-            if (ea_long(v, 1, 1000, &reps)) return cli_usage_error("bench", "-r wants a count in [1, 1000], got '%s'", v);
-        } else return cli_usage_error("bench", "unknown option '%s'", a);
+            if (ea_long(v, 1, 1000, &reps))
+                return cli_usage_error("bench", "-r wants a count in [1, 1000], got '%s'", v);
+        } else
+            return cli_usage_error("bench", "unknown option '%s'", a);
     }
     if (!model) return cli_usage_error("bench", "-m MODEL.gguf is required");
-    if (pp == 0 && tg == 0) return cli_usage_error("bench", "nothing to measure: -p and -n are both 0");
+    if (pp == 0 && tg == 0)
+        return cli_usage_error("bench", "nothing to measure: -p and -n are both 0");
     cf_err err = {0};
     cf_model_opts mo = cf_model_opts_default();
     mo.n_threads = (int)threads;
@@ -108,7 +115,8 @@ int cmd_bench(int argc, char **argv) {
     cf_model_get_info(m, &info);
     if (!json) {
         /* the columns of llama-bench's table, so rows can be set side by side */
-        printf("| model | size | params | backend | threads | test | t/s (median of %ld) |\n", reps);
+        printf("| model | size | params | backend | threads | test | t/s (median of %ld) |\n",
+               reps);
         printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
     }
     double *t = malloc((size_t)reps * sizeof *t);
@@ -116,7 +124,11 @@ int cmd_bench(int argc, char **argv) {
         cf_model_free(m);
         return 1;
     }
-    struct { const char *kind; long n; double med; } tests[2] = {{"pp", pp, 0}, {"tg", tg, 0}};
+    struct {
+        const char *kind;
+        long n;
+        double med;
+    } tests[2] = {{"pp", pp, 0}, {"tg", tg, 0}};
     int rc = 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
         if (tests[k].n == 0) continue;
@@ -138,11 +150,12 @@ int cmd_bench(int argc, char **argv) {
         qsort(t, (size_t)reps, sizeof *t, bench_cmp);
         tests[k].med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
         if (!json)
-            printf("| %s %s | %.2f MiB | %.2f %s | CPU (%s) | %d | %s%ld | %.2f (min %.2f, max %.2f) |\n",
+            printf("| %s %s | %.2f MiB | %.2f %s | CPU (%s) | %d | %s%ld | %.2f (min %.2f, max "
+                   "%.2f) |\n",
                    info.arch, info.name, (double)info.weight_bytes / (1u << 20),
                    (double)info.n_params / (info.n_params >= 1000000000u ? 1e9 : 1e6),
-                   info.n_params >= 1000000000u ? "B" : "M", tt_kernel_family(), info.n_threads, tests[k].kind,
-                   tests[k].n, tests[k].med, t[0], t[reps - 1]);
+                   info.n_params >= 1000000000u ? "B" : "M", tt_kernel_family(), info.n_threads,
+                   tests[k].kind, tests[k].n, tests[k].med, t[0], t[reps - 1]);
     }
     if (rc == 0 && json) {
         printf("{");

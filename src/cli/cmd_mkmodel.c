@@ -46,25 +46,35 @@ int cmd_mkmodel(int argc, char **argv) {
             done = 1;
         }
         if (done) continue;
-        if (!strcmp(a, "--arch")) o.arch = v;
-        else if (!strcmp(a, "--type")) o.type = v;
-        else if (!strcmp(a, "--vocab-from")) o.vocab_from = v;
-        else if (!strcmp(a, "-o")) out = v;
-        else if (!strcmp(a, "--rope-scaling")) o.rope_scaling = v;
+        if (!strcmp(a, "--arch"))
+            o.arch = v;
+        else if (!strcmp(a, "--type"))
+            o.type = v;
+        else if (!strcmp(a, "--vocab-from"))
+            o.vocab_from = v;
+        else if (!strcmp(a, "-o"))
+            out = v;
+        else if (!strcmp(a, "--rope-scaling"))
+            o.rope_scaling = v;
         else if (!strcmp(a, "--seed")) {
             long long s;
-            if (ea_ll(v, &s) || s < 0) return cli_usage_error("mkmodel", "--seed wants an integer >= 0, got '%s'", v);
+            if (ea_ll(v, &s) || s < 0)
+                return cli_usage_error("mkmodel", "--seed wants an integer >= 0, got '%s'", v);
             o.seed = (uint64_t)s;
         } else if (!strcmp(a, "--rope-base")) {
             double d;
-            if (ea_double(v, 1, 1e12, &d)) return cli_usage_error("mkmodel", "--rope-base wants a number >= 1, got '%s'", v);
+            if (ea_double(v, 1, 1e12, &d))
+                return cli_usage_error("mkmodel", "--rope-base wants a number >= 1, got '%s'", v);
             o.rope_base = (float)d;
-        } else return cli_usage_error("mkmodel", "unknown option '%s'", a);
+        } else
+            return cli_usage_error("mkmodel", "unknown option '%s'", a);
     }
     if (!out) return cli_usage_error("mkmodel", "-o OUT.gguf is required");
-    if (!o.dim || !o.layers || !o.heads) return cli_usage_error("mkmodel", "--dim, --layers and --heads are required");
+    if (!o.dim || !o.layers || !o.heads)
+        return cli_usage_error("mkmodel", "--dim, --layers and --heads are required");
     if (!o.ffn) o.ffn = 4 * o.dim;
-    if (!o.vocab_from && !o.vocab) return cli_usage_error("mkmodel", "--vocab-from FILE or --vocab N is required");
+    if (!o.vocab_from && !o.vocab)
+        return cli_usage_error("mkmodel", "--vocab-from FILE or --vocab N is required");
     cf_err err = {0};
     if (mkmodel_write(&o, out, &err) < 0) {
         fprintf(stderr, "confab: %s\n", err.msg);

@@ -131,7 +131,8 @@ int cmd_serve(int argc, char **argv) {
     char *db_path = NULL, *cache_path = NULL;
     if (model && !cfg_find_model(cfg, model)) {
         bool ab = false;
-        for (size_t i = 0; i < cfg->n_ab; i++) ab |= !strcmp(cfg->ab[i].name, model);
+        for (size_t i = 0; i < cfg->n_ab; i++)
+            ab |= !strcmp(cfg->ab[i].name, model);
         if (!ab) {
             /* Not a configured name: a GGUF path or short name in the models
              * directory becomes a local model of that name. */
@@ -172,8 +173,11 @@ int cmd_serve(int argc, char **argv) {
         if (st == MODELS_DEFAULT_FOUND || st == MODELS_DEFAULT_PULLED) {
             const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
             char name[256];
-            snprintf(name, sizeof name, "%.*s", (int)(strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf")
-                                                          ? strlen(base) - 5 : strlen(base)), base);
+            snprintf(name, sizeof name, "%.*s",
+                     (int)(strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf")
+                               ? strlen(base) - 5
+                               : strlen(base)),
+                     base);
             cfg_add_model(cfg, name, "local", path);
             free(cfg->default_model);
             cfg->default_model = strdup(name);
@@ -201,7 +205,9 @@ int cmd_serve(int argc, char **argv) {
      * storage.data_dir). */
     db_path = in_dir(data, cfg->storage.db);
     cache_path = in_dir(data, cfg->cache.path);
-    chat_service_opts co = {.cfg = cfg, .router = app_routing_router(routing), .db_path = db_path,
+    chat_service_opts co = {.cfg = cfg,
+                            .router = app_routing_router(routing),
+                            .db_path = db_path,
                             .cache_path = cfg->cache.enabled ? cache_path : NULL};
     cs = chat_service_new(&co, &err);
     if (!cs) {
@@ -214,7 +220,8 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     if (!cfg->n_models)
-        fprintf(stderr, "confab: no models configured: the UI and API are up, but chats will fail until a model "
+        fprintf(stderr, "confab: no models configured: the UI and API are up, but chats will fail "
+                        "until a model "
                         "is added to the config (see confab.example.yaml)\n");
 
     sigset_t set;

@@ -11,9 +11,9 @@
  * Commands that only read or change existing data refuse to create a
  * database; `import` creates it (and its directory) when missing.
  */
+#include "app/config.h"
 #include "base/clock.h"
 #include "base/sb.h"
-#include "app/config.h"
 #include "cli/cli.h"
 #include "store/store.h"
 
@@ -24,7 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
 
 typedef struct {
     const char *db, *owner, *session, *since, *until, *format, *output, *config;

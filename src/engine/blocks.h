@@ -26,22 +26,77 @@ typedef uint16_t cf_bf16; /* bfloat16 bits */
 #define QK_K 256
 #define K_SCALE_SIZE 12
 
-typedef struct { cf_fp16 d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
-typedef struct { cf_fp16 d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
-typedef struct { cf_fp16 d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
-typedef struct { cf_fp16 d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
-typedef struct { cf_fp16 d; int8_t qs[QK8_0]; } block_q8_0;
-typedef struct { cf_fp16 d, s; int8_t qs[QK8_1]; } block_q8_1; /* s = d * sum(qs) */
+typedef struct {
+    cf_fp16 d;
+    uint8_t qs[QK4_0 / 2];
+} block_q4_0;
+typedef struct {
+    cf_fp16 d, m;
+    uint8_t qs[QK4_1 / 2];
+} block_q4_1;
+typedef struct {
+    cf_fp16 d;
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+} block_q5_0;
+typedef struct {
+    cf_fp16 d, m;
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
+} block_q5_1;
+typedef struct {
+    cf_fp16 d;
+    int8_t qs[QK8_0];
+} block_q8_0;
+typedef struct {
+    cf_fp16 d, s;
+    int8_t qs[QK8_1];
+} block_q8_1; /* s = d * sum(qs) */
 
-typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; cf_fp16 d, dmin; } block_q2_K;
-typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; cf_fp16 d; } block_q3_K;
-typedef struct { cf_fp16 d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
-typedef struct { cf_fp16 d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
-typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; cf_fp16 d; } block_q6_K;
-typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+typedef struct {
+    uint8_t scales[QK_K / 16];
+    uint8_t qs[QK_K / 4];
+    cf_fp16 d, dmin;
+} block_q2_K;
+typedef struct {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12];
+    cf_fp16 d;
+} block_q3_K;
+typedef struct {
+    cf_fp16 d, dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+} block_q4_K;
+typedef struct {
+    cf_fp16 d, dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_K;
+typedef struct {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    cf_fp16 d;
+} block_q6_K;
+typedef struct {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+} block_q8_K;
 
-typedef struct { cf_fp16 d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
-typedef struct { cf_fp16 d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+typedef struct {
+    cf_fp16 d;
+    uint8_t qs[QK4_NL / 2];
+} block_iq4_nl;
+typedef struct {
+    cf_fp16 d;
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+} block_iq4_xs;
 
 _Static_assert(sizeof(block_q4_0) == 18, "block_q4_0 layout");
 _Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 layout");

@@ -62,7 +62,8 @@ struct tok_tokenizer;
  * gemma, phi3; else llama2 for SentencePiece vocabularies and chatml for
  * BPE). Returns malloc'd Jinja source; *BUILTIN (may be NULL) gets the
  * built-in's name, or NULL when the file had its own. */
-char *tmpl_for_model(const struct gguf_file *f, const struct tok_tokenizer *t, const char **builtin);
+char *tmpl_for_model(const struct gguf_file *f, const struct tok_tokenizer *t,
+                     const char **builtin);
 
 /* Names of the built-in templates, NULL-terminated; static storage. */
 const char *const *tmpl_builtin_names(void);

@@ -62,7 +62,8 @@ void kv_store(kv_cache *kv, int layer, int pos, const float *k, const float *v) 
     } else {
         float *vt = (float *)kv->v[layer] + pos;
         memcpy((float *)kv->k[layer] + off, k, (size_t)kv->dim * sizeof(float));
-        for (int i = 0; i < kv->dim; i++) vt[(size_t)i * nc] = v[i];
+        for (int i = 0; i < kv->dim; i++)
+            vt[(size_t)i * nc] = v[i];
     }
 }
 

@@ -19,12 +19,12 @@
 #include "base/err.h"
 
 typedef struct {
-    int f16;      /* 1: elements are cf_fp16, 0: float */
+    int f16; /* 1: elements are cf_fp16, 0: float */
     int n_layer;
-    int n_ctx;    /* cells */
-    int dim;      /* n_head_kv * head_dim */
-    void **k;     /* (n_layer,) each (n_ctx, dim) */
-    void **v;     /* (n_layer,) each (dim, n_ctx), transposed */
+    int n_ctx; /* cells */
+    int dim;   /* n_head_kv * head_dim */
+    void **k;  /* (n_layer,) each (n_ctx, dim) */
+    void **v;  /* (n_layer,) each (dim, n_ctx), transposed */
 } kv_cache;
 
 /* Allocates the cache (zeroed). CF_ENOMEM / CF_EINVAL with ERR. */

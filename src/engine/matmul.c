@@ -10,9 +10,9 @@
  * AVX-512), and each tile decodes every weight block once for NC
  * activation rows while the NR x NC integer sums stay in registers. Edges
  * use the set's 1 x NC, NR x 1 and 1 x 1 shapes (callers splitting rows
- * into multiples of NR avoid the slower 1 x NC edge). Activation rows are walked in panels of about 256 KiB, so a panel
- * stays in L2 while the weight rows stream past it; weights are re-read
- * once per panel, which costs little next to the arithmetic.
+ * into multiples of NR avoid the slower 1 x NC edge). Activation rows are walked in panels of about
+ * 256 KiB, so a panel stays in L2 while the weight rows stream past it; weights are re-read once
+ * per panel, which costs little next to the arithmetic.
  *
  * Every tile output is computed by the same operation sequence as the tile
  * set's own 1 x 1 kernel, and with NX > 1 every output goes through that

@@ -78,7 +78,8 @@ static void mk_copy_vocab(gguf_writer *w, const gguf_file *src) {
             if (et == GGUF_TYPE_STRING) {
                 gguf_str *ss = malloc((size_t)(n ? n : 1) * sizeof *ss);
                 if (!ss) break;
-                for (uint64_t j = 0; j < n; j++) ss[j] = gguf_arr_str(src, key, j);
+                for (uint64_t j = 0; j < n; j++)
+                    ss[j] = gguf_arr_str(src, key, j);
                 gguf_w_set_arr_str(w, key, ss, n);
                 free(ss);
             } else if (et != GGUF_TYPE_ARRAY) {
@@ -91,7 +92,8 @@ static void mk_copy_vocab(gguf_writer *w, const gguf_file *src) {
         case GGUF_TYPE_INT32:
         case GGUF_TYPE_INT64: {
             int64_t v;
-            if (gguf_get_i64(src, key, &v) && v >= INT32_MIN && v <= INT32_MAX) gguf_w_set_i32(w, key, (int32_t)v);
+            if (gguf_get_i64(src, key, &v) && v >= INT32_MIN && v <= INT32_MAX)
+                gguf_w_set_i32(w, key, (int32_t)v);
             break;
         }
         default: {
@@ -105,7 +107,9 @@ static void mk_copy_vocab(gguf_writer *w, const gguf_file *src) {
 }
 
 /* Layers whose attn_v / ffn_down get more bits in the _M mixes. */
-static int mk_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+static int mk_more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
 
 /* Falls back from K-quants when rows are not multiples of 256. */
 static int mk_fit_type(int type, int64_t ne0) {
@@ -132,9 +136,12 @@ static int mk_add(gguf_writer *w, const char *name, int type, int64_t ne0, int64
         return cf_seterr(err, CF_ENOMEM, "out of memory for tensor %s", name);
     }
     for (int64_t j = 0; j < ne1; j++) {
-        for (int64_t i = 0; i < ne0; i++) row[i] = offset + scale * mk_unif(&r);
-        if (type == TT_F32) memcpy(data + (size_t)j * rb, row, rb);
-        else tr->from_float(row, data + (size_t)j * rb, ne0);
+        for (int64_t i = 0; i < ne0; i++)
+            row[i] = offset + scale * mk_unif(&r);
+        if (type == TT_F32)
+            memcpy(data + (size_t)j * rb, row, rb);
+        else
+            tr->from_float(row, data + (size_t)j * rb, ne0);
     }
     int64_t ne[2] = {ne0, ne1};
     int rc = gguf_w_add_tensor(w, name, type, ne1 > 1 ? 2 : 1, ne, data, nbytes, err);
@@ -148,7 +155,8 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
     const int is_llama = !strcmp(o->arch, "llama"), is_q2 = !strcmp(o->arch, "qwen2"),
               is_q3 = !strcmp(o->arch, "qwen3");
     if (!is_llama && !is_q2 && !is_q3)
-        return cf_seterr(err, CF_EINVAL, "unknown architecture '%s' (llama, qwen2, qwen3)", o->arch);
+        return cf_seterr(err, CF_EINVAL, "unknown architecture '%s' (llama, qwen2, qwen3)",
+                         o->arch);
     const int kvh = o->kv_heads > 0 ? o->kv_heads : o->heads;
     if (o->dim <= 0 || o->layers <= 0 || o->heads <= 0 || o->ffn <= 0 || o->heads % kvh ||
         o->dim > 65536 || o->ffn > 262144 || o->layers > 1024)
@@ -158,7 +166,8 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
                          o->dim, o->layers, o->heads, kvh, o->ffn);
     const int hd = o->head_dim > 0 ? o->head_dim : o->dim / o->heads;
     if (hd <= 0 || hd % 2 || (o->head_dim == 0 && o->dim % o->heads))
-        return cf_seterr(err, CF_EINVAL, "bad head dimension %d (dim %d / heads %d)", hd, o->dim, o->heads);
+        return cf_seterr(err, CF_EINVAL, "bad head dimension %d (dim %d / heads %d)", hd, o->dim,
+                         o->heads);
     int mix = 0, type;
     const char *tn = o->type ? o->type : "F32";
     if (!strcasecmp(tn, "Q4_K_M")) {
@@ -170,7 +179,10 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
     } else {
         type = tt_from_name(tn);
         if (type < 0 || (type != TT_F32 && !tt_get(type)->from_float))
-            return cf_seterr(err, CF_EINVAL, "unsupported type '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M)", tn);
+            return cf_seterr(err, CF_EINVAL,
+                             "unsupported type '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, "
+                             "Q4_K_M, Q5_K_M)",
+                             tn);
     }
     int n_vocab = o->vocab;
     gguf_file *vf = NULL;
@@ -179,8 +191,8 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
         if (!vf) return cf_errctx(err, "reading vocabulary");
         gguf_vtype et;
         uint64_t n;
-        if (!gguf_get_arr(vf, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_TYPE_STRING || n == 0 ||
-            n > (1u << 24)) {
+        if (!gguf_get_arr(vf, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_TYPE_STRING ||
+            n == 0 || n > (1u << 24)) {
             gguf_close(vf);
             return cf_seterr(err, CF_EFORMAT, "%s has no tokenizer.ggml.tokens", o->vocab_from);
         }
@@ -198,8 +210,8 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
 #define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, ar), key)
     gguf_w_set_str(w, "general.architecture", ar);
     char name[96];
-    snprintf(name, sizeof name, "random-%s-d%d-l%d-h%d-kv%d-%s-seed%llu", ar, o->dim, o->layers, o->heads,
-             kvh, tn, (unsigned long long)o->seed);
+    snprintf(name, sizeof name, "random-%s-d%d-l%d-h%d-kv%d-%s-seed%llu", ar, o->dim, o->layers,
+             o->heads, kvh, tn, (unsigned long long)o->seed);
     gguf_w_set_str(w, "general.name", name);
     gguf_w_set_u32(w, KEY("context_length"), (uint32_t)(o->ctx > 0 ? o->ctx : 2048));
     gguf_w_set_u32(w, KEY("embedding_length"), (uint32_t)o->dim);
@@ -213,7 +225,8 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
         gguf_w_set_u32(w, KEY("attention.value_length"), (uint32_t)hd);
     }
     gguf_w_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), is_llama ? 1e-5f : 1e-6f);
-    gguf_w_set_f32(w, KEY("rope.freq_base"), o->rope_base > 0 ? o->rope_base : (is_llama ? 10000.0f : 1000000.0f));
+    gguf_w_set_f32(w, KEY("rope.freq_base"),
+                   o->rope_base > 0 ? o->rope_base : (is_llama ? 10000.0f : 1000000.0f));
     gguf_w_set_u32(w, "general.file_type", 0);
     float llama3 = 0;
     if (o->rope_scaling) {
@@ -222,7 +235,8 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
         if (colon) factor = strtof(colon + 1, NULL);
         if (!colon || !(factor >= 1.0f)) {
             gguf_w_free(w);
-            return cf_seterr(err, CF_EINVAL, "bad rope scaling '%s' (linear:F or llama3:F, F >= 1)", o->rope_scaling);
+            return cf_seterr(err, CF_EINVAL, "bad rope scaling '%s' (linear:F or llama3:F, F >= 1)",
+                             o->rope_scaling);
         }
         if (!strncmp(o->rope_scaling, "linear:", 7)) {
             gguf_w_set_str(w, KEY("rope.scaling.type"), "linear");
@@ -231,33 +245,39 @@ int mkmodel_write(const mkmodel_opts *o, const char *path, cf_err *err) {
             llama3 = factor;
         } else {
             gguf_w_free(w);
-            return cf_seterr(err, CF_EINVAL, "bad rope scaling '%s' (linear:F or llama3:F, F >= 1)", o->rope_scaling);
+            return cf_seterr(err, CF_EINVAL, "bad rope scaling '%s' (linear:F or llama3:F, F >= 1)",
+                             o->rope_scaling);
         }
     }
 #undef KEY
-    const int64_t E = o->dim, F = o->ffn, QD = (int64_t)o->heads * hd, KVD = (int64_t)kvh * hd, V = n_vocab;
+    const int64_t E = o->dim, F = o->ffn, QD = (int64_t)o->heads * hd, KVD = (int64_t)kvh * hd,
+                  V = n_vocab;
     const uint64_t sd = o->seed;
     const int hi_type = mix ? TT_Q6_K : type;
     int rc = 0;
-#define ADD(n, t, a, b, sc, off) \
+#define ADD(n, t, a, b, sc, off)                                                                   \
     if ((rc = mk_add(w, n, t, a, b, sc, off, sd, err)) < 0) goto out
     ADD("token_embd.weight", (o->tied ? hi_type : type), E, V, 1.0f, 0.0f);
     ADD("output_norm.weight", TT_F32, E, 1, 0.1f, 1.0f);
     if (!o->tied) ADD("output.weight", hi_type, E, V, sqrtf(3.0f / (float)E), 0.0f);
     if (llama3 > 0) { /* Llama 3.1 frequency factors: low 1, high 4, original context 8192 */
         float ff[512];
-        const double base = o->rope_base > 0 ? o->rope_base : 10000.0, lo_wl = 8192.0, hi_wl = 8192.0 / 4;
+        const double base = o->rope_base > 0 ? o->rope_base : 10000.0, lo_wl = 8192.0,
+                     hi_wl = 8192.0 / 4;
         for (int i = 0; i < hd / 2 && i < 512; i++) {
             const double wl = 2 * M_PI / pow(base, -2.0 * i / hd);
-            if (wl < hi_wl) ff[i] = 1.0f;
-            else if (wl > lo_wl) ff[i] = llama3;
+            if (wl < hi_wl)
+                ff[i] = 1.0f;
+            else if (wl > lo_wl)
+                ff[i] = llama3;
             else {
                 const double smooth = (8192.0 / wl - 1.0) / (4.0 - 1.0);
                 ff[i] = (float)(1.0 / ((1 - smooth) / llama3 + smooth));
             }
         }
         int64_t ne[1] = {hd / 2};
-        if ((rc = gguf_w_add_tensor(w, "rope_freqs.weight", TT_F32, 1, ne, ff, (uint64_t)(hd / 2) * 4, err)) < 0)
+        if ((rc = gguf_w_add_tensor(w, "rope_freqs.weight", TT_F32, 1, ne, ff,
+                                    (uint64_t)(hd / 2) * 4, err)) < 0)
             goto out;
     }
     for (int l = 0; l < o->layers; l++) {

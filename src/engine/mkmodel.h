@@ -11,15 +11,15 @@
 #include "base/err.h"
 
 typedef struct {
-    const char *arch;       /* "llama", "qwen2", "qwen3" */
+    const char *arch; /* "llama", "qwen2", "qwen3" */
     int dim, layers, heads, kv_heads, ffn;
     int head_dim;           /* 0 = dim / heads */
     int ctx;                /* context_length; 0 = 2048 */
     int vocab;              /* used when vocab_from is NULL */
     const char *vocab_from; /* GGUF whose tokenizer.* keys are copied (and n_vocab) */
-    const char *type;       /* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M" */
-    int tied;               /* no output.weight: the embedding is reused */
-    float rope_base;        /* 0 = 10000 (llama) / 1000000 (qwen) */
+    const char *type; /* "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M" */
+    int tied;         /* no output.weight: the embedding is reused */
+    float rope_base;  /* 0 = 10000 (llama) / 1000000 (qwen) */
     const char *rope_scaling; /* NULL, "linear:FACTOR" (rope.scaling.* keys) or
                                  "llama3:FACTOR" (a rope_freqs tensor, as Llama 3.1+
                                  converters write, original context 8192) */

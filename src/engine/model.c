@@ -40,8 +40,8 @@
  * the time) run on the caller's thread.
  */
 #include <assert.h>
-#include <stddef.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +63,8 @@ typedef enum { ROPE_NORM = 0, ROPE_NEOX = 2 } model_rope_kind;
 typedef struct {
     const char *name;
     model_rope_kind rope; /* llama: adjacent pairs (Q/K stored permuted); qwen: NeoX halves */
-    int need_qkv_bias; /* qwen2 */
-    int need_qk_norm;  /* qwen3 */
+    int need_qkv_bias;    /* qwen2 */
+    int need_qk_norm;     /* qwen3 */
 } model_arch;
 
 static const model_arch model_archs[] = {
@@ -81,9 +81,9 @@ typedef struct {
     int n_layer;
     int n_head;
     int n_head_kv;
-    int head_dim;      /* key/value length per head */
+    int head_dim; /* key/value length per head */
     int n_ff;
-    int n_rot;         /* dimensions RoPE rotates (<= head_dim) */
+    int n_rot; /* dimensions RoPE rotates (<= head_dim) */
     float rms_eps;
     float rope_base;
     float rope_freq_scale; /* 1 / linear scaling factor */
@@ -99,14 +99,14 @@ typedef struct {
 } model_w;
 
 typedef struct {
-    float *attn_norm;     /* (n_embd,) */
-    model_w wq, wk, wv;   /* (n_embd) -> (n_head*hd), (n_kv*hd), (n_kv*hd) */
-    float *bq, *bk, *bv;  /* biases or NULL */
+    float *attn_norm;       /* (n_embd,) */
+    model_w wq, wk, wv;     /* (n_embd) -> (n_head*hd), (n_kv*hd), (n_kv*hd) */
+    float *bq, *bk, *bv;    /* biases or NULL */
     float *q_norm, *k_norm; /* (hd,) or NULL */
-    model_w wo;           /* (n_head*hd) -> (n_embd) */
-    float *ffn_norm;      /* (n_embd,) */
-    model_w w_gate, w_up; /* (n_embd) -> (n_ff) */
-    model_w w_down;       /* (n_ff) -> (n_embd) */
+    model_w wo;             /* (n_head*hd) -> (n_embd) */
+    float *ffn_norm;        /* (n_embd,) */
+    model_w w_gate, w_up;   /* (n_embd) -> (n_ff) */
+    model_w w_down;         /* (n_ff) -> (n_embd) */
 } model_layer;
 
 struct cf_model {
@@ -122,11 +122,11 @@ struct cf_model {
     char arch[32];
     char *name;
     int bos_id, eos_id;
-    int vocab_gpt2;      /* byte-level BPE vocabulary (Ġ for space) */
+    int vocab_gpt2;           /* byte-level BPE vocabulary (Ġ for space) */
     const int32_t *tok_types; /* (n_vocab,) or NULL */
     uint64_t vocab_n;
     uint64_t n_params, weight_bytes;
-    uint64_t ident;      /* identity for state files: see model_identity */
+    uint64_t ident; /* identity for state files: see model_identity */
 };
 
 /* ------------------------------------------------------------ loading */
@@ -174,7 +174,9 @@ static int model_hparams_load(cf_model *m, cf_err *err) {
     hp->n_ctx_train = 2048;
     if (model_get_u32(f, ar, "context_length", &v, 0, err) == 0) hp->n_ctx_train = (int)v;
     if (model_get_u32(f, ar, "expert_count", &v, 0, err) == 0 && v > 0)
-        return cf_seterr(err, CF_EFORMAT, "mixture-of-experts models (%s.expert_count = %u) are not supported", ar, v);
+        return cf_seterr(err, CF_EFORMAT,
+                         "mixture-of-experts models (%s.expert_count = %u) are not supported", ar,
+                         v);
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->n_ff <= 0 || hp->n_embd > (1 << 20) || hp->n_ff > (1 << 22) || hp->n_layer > 4096 ||
         hp->n_head > 4096 || hp->n_ctx_train <= 0)
@@ -189,10 +191,10 @@ static int model_hparams_load(cf_model *m, cf_err *err) {
     hp->head_dim = hp->n_embd / hp->n_head;
     if (model_get_u32(f, ar, "attention.key_length", &v, 0, err) == 0) hp->head_dim = (int)v;
     uint32_t vl;
-    if (model_get_u32(f, ar, "attention.value_length", &vl, 0, err) == 0 &&
-        (int)vl != hp->head_dim)
-        return cf_seterr(err, CF_EFORMAT, "value_length %u differs from key_length %d (unsupported)",
-                         vl, hp->head_dim);
+    if (model_get_u32(f, ar, "attention.value_length", &vl, 0, err) == 0 && (int)vl != hp->head_dim)
+        return cf_seterr(err, CF_EFORMAT,
+                         "value_length %u differs from key_length %d (unsupported)", vl,
+                         hp->head_dim);
     if (hp->head_dim <= 0 || hp->head_dim % 2 || hp->head_dim > 1024)
         return cf_seterr(err, CF_EFORMAT, "bad head dimension %d", hp->head_dim);
     hp->n_rot = hp->head_dim;
@@ -219,7 +221,8 @@ static int model_hparams_load(cf_model *m, cf_err *err) {
         }
     } else {
         float fs;
-        if (model_get_f32(f, ar, "rope.scale_linear", &fs) == 0 && fs > 0) hp->rope_freq_scale = 1.0f / fs;
+        if (model_get_f32(f, ar, "rope.scale_linear", &fs) == 0 && fs > 0)
+            hp->rope_freq_scale = 1.0f / fs;
     }
     return 0;
 }
@@ -271,7 +274,8 @@ static int model_vec_get(cf_model *m, const char *name, int64_t n, int optional,
     int rc = model_w_get(m, name, n, 1, 0, optional, &w, err);
     if (rc) return rc < 0 ? rc : 0;
     const tt_traits *tr = tt_get(w.type);
-    if (n % tr->blck) return cf_seterr(err, CF_EFORMAT, "tensor %s: bad length %lld", name, (long long)n);
+    if (n % tr->blck)
+        return cf_seterr(err, CF_EFORMAT, "tensor %s: bad length %lld", name, (long long)n);
     *out = malloc((size_t)n * sizeof(float));
     if (!*out) return cf_seterr(err, CF_ENOMEM, "out of memory");
     tr->to_float(w.data, *out, n);
@@ -305,17 +309,18 @@ static int model_load_tensors(cf_model *m, cf_err *err) {
         m->output = m->tok_embd;
         const tt_traits *tr = tt_get(m->output.type);
         if (!tr->vec_dot || E % tt_get(tr->vec_dot_type)->blck)
-            return cf_seterr(err, CF_EFORMAT, "tied output: no matrix kernel for type %s", tr->name);
+            return cf_seterr(err, CF_EFORMAT, "tied output: no matrix kernel for type %s",
+                             tr->name);
     }
     if ((rc = model_vec_get(m, "rope_freqs.weight", hp->n_rot / 2, 1, &m->rope_ff, err))) return rc;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return cf_seterr(err, CF_ENOMEM, "out of memory");
     char nm[96];
-#define W(field, suffix, n0, n1)                                                              \
-    snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l);                                   \
+#define W(field, suffix, n0, n1)                                                                   \
+    snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l);                                        \
     if ((rc = model_w_get(m, nm, n0, n1, 1, 0, &L->field, err))) return rc
-#define VEC(field, suffix, kind, n, opt)                                                      \
-    snprintf(nm, sizeof nm, "blk.%d." suffix "." kind, l);                                    \
+#define VEC(field, suffix, kind, n, opt)                                                           \
+    snprintf(nm, sizeof nm, "blk.%d." suffix "." kind, l);                                         \
     if ((rc = model_vec_get(m, nm, n, opt, &L->field, err))) return rc
     for (int l = 0; l < hp->n_layer; l++) {
         model_layer *L = &m->layers[l];
@@ -346,15 +351,18 @@ static void model_load_vocab(cf_model *m) {
     uint64_t n;
     m->bos_id = m->eos_id = -1;
     uint32_t v;
-    if (gguf_get_u32(m->f, "tokenizer.ggml.bos_token_id", &v) && v < (uint32_t)m->hp.n_vocab) m->bos_id = (int)v;
-    if (gguf_get_u32(m->f, "tokenizer.ggml.eos_token_id", &v) && v < (uint32_t)m->hp.n_vocab) m->eos_id = (int)v;
+    if (gguf_get_u32(m->f, "tokenizer.ggml.bos_token_id", &v) && v < (uint32_t)m->hp.n_vocab)
+        m->bos_id = (int)v;
+    if (gguf_get_u32(m->f, "tokenizer.ggml.eos_token_id", &v) && v < (uint32_t)m->hp.n_vocab)
+        m->eos_id = (int)v;
     if (gguf_get_arr(m->f, "tokenizer.ggml.tokens", &et, &n) && et == GGUF_TYPE_STRING)
         m->vocab_n = n;
     if (gguf_get_arr(m->f, "tokenizer.ggml.token_type", &et, &n) && et == GGUF_TYPE_INT32 &&
         n == m->vocab_n)
         m->tok_types = gguf_arr_data(m->f, "tokenizer.ggml.token_type");
     gguf_str tm;
-    if (gguf_get_str(m->f, "tokenizer.ggml.model", &tm) && gguf_str_eq(tm, "gpt2")) m->vocab_gpt2 = 1;
+    if (gguf_get_str(m->f, "tokenizer.ggml.model", &tm) && gguf_str_eq(tm, "gpt2"))
+        m->vocab_gpt2 = 1;
 }
 
 /* A 64-bit identity of the weights, for state files: the hyper-parameters
@@ -475,7 +483,8 @@ static int model_hexval(char c) {
 
 /* Inverse of GPT-2's bytes_to_unicode(): code point -> byte, or -1. */
 static int model_gpt2_byte(uint32_t cp) {
-    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) return (int)cp;
+    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255))
+        return (int)cp;
     if (cp < 256 || cp >= 256 + 68) return -1;
     int k = (int)cp - 256, seen = 0;
     for (int b = 0; b < 256; b++) {
@@ -501,7 +510,8 @@ int cf_model_token_text(const cf_model *m, int32_t id, char *buf, size_t cap) {
             unsigned c = (unsigned char)s[i];
             uint32_t cp;
             int l = 1;
-            if (c < 0x80) cp = c;
+            if (c < 0x80)
+                cp = c;
             else if ((c & 0xE0) == 0xC0 && i + 1 < n) {
                 cp = ((c & 0x1F) << 6) | ((unsigned char)s[i + 1] & 0x3F);
                 l = 2;
@@ -509,8 +519,10 @@ int cf_model_token_text(const cf_model *m, int32_t id, char *buf, size_t cap) {
                 cp = 0xFFFFFFFF;
             }
             int b = model_gpt2_byte(cp);
-            if (b >= 0) sb_putc(&out, (char)b);
-            else sb_appendn(&out, s + i, (size_t)l);
+            if (b >= 0)
+                sb_putc(&out, (char)b);
+            else
+                sb_appendn(&out, s + i, (size_t)l);
             i += (size_t)l;
         }
     } else {
@@ -538,28 +550,28 @@ int cf_model_token_text(const cf_model *m, int32_t id, char *buf, size_t cap) {
 struct cf_ctx {
     cf_model *m;
     int n_ctx, n_batch;
-    int n_seq;        /* sequences (slots) the cache holds */
-    kv_cache kv;      /* n_seq * n_ctx cells: sequence s owns [s*n_ctx, (s+1)*n_ctx) */
-    int *len;         /* (n_seq,) positions filled per sequence */
-    int *blen;        /* (n_seq,) scratch: length of each sequence while checking a batch */
+    int n_seq;   /* sequences (slots) the cache holds */
+    kv_cache kv; /* n_seq * n_ctx cells: sequence s owns [s*n_ctx, (s+1)*n_ctx) */
+    int *len;    /* (n_seq,) positions filled per sequence */
+    int *blen;   /* (n_seq,) scratch: length of each sequence while checking a batch */
     /* scratch for one chunk of T <= n_batch tokens */
-    float *x;         /* (n_batch, n_embd) residual stream */
-    float *h;         /* (n_batch, n_embd) normed input of a block */
-    float *q;         /* (n_batch, n_head*hd) */
-    float *k, *v;     /* (n_batch, n_kv*hd) */
-    float *a;         /* (n_batch, n_head*hd) attention output */
-    float *g, *u;     /* (n_batch, n_ff) gate and up */
-    float *o;         /* (n_batch, n_embd) block output */
-    float *rope_cs;   /* (n_batch, n_rot) cos, sin interleaved */
-    float *att;       /* (n_threads, n_ctx) attention weights per thread */
-    float *att_x;     /* (n_threads, n_ctx) the weights in the cache's type */
-    float *qh;        /* (n_threads, hd) a query head in the cache's type */
+    float *x;            /* (n_batch, n_embd) residual stream */
+    float *h;            /* (n_batch, n_embd) normed input of a block */
+    float *q;            /* (n_batch, n_head*hd) */
+    float *k, *v;        /* (n_batch, n_kv*hd) */
+    float *a;            /* (n_batch, n_head*hd) attention output */
+    float *g, *u;        /* (n_batch, n_ff) gate and up */
+    float *o;            /* (n_batch, n_embd) block output */
+    float *rope_cs;      /* (n_batch, n_rot) cos, sin interleaved */
+    float *att;          /* (n_threads, n_ctx) attention weights per thread */
+    float *att_x;        /* (n_threads, n_ctx) the weights in the cache's type */
+    float *qh;           /* (n_threads, hd) a query head in the cache's type */
     void *act[TT_COUNT]; /* quantized activations per vec_dot_type, (n_batch, max_row) */
     size_t act_cap[TT_COUNT];
-    float *logits;    /* (n_logits_cap, n_vocab) */
+    float *logits; /* (n_logits_cap, n_vocab) */
     int n_logits, n_logits_cap;
-    int32_t *pos;     /* (n_batch,) position of each token of the chunk */
-    int32_t *seq;     /* (n_batch,) its sequence */
+    int32_t *pos; /* (n_batch,) position of each token of the chunk */
+    int32_t *seq; /* (n_batch,) its sequence */
     bool (*abort_fn)(void *);
     void *abort_user;
 };
@@ -579,8 +591,9 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     int n_seq = o.n_seq > 0 ? o.n_seq : 1;
     if (o.n_ctx < 0 || n_ctx > (1 << 24) || (kvt != CF_KV_F16 && kvt != CF_KV_F32) ||
         n_batch > 8192 || n_seq > 256 || (int64_t)n_seq * n_ctx > (1 << 26)) {
-        cf_seterr(err, CF_EINVAL, "bad context options (context %d, kv type %d, batch %d, %d sequences)",
-                  o.n_ctx, kvt, o.n_batch, n_seq);
+        cf_seterr(err, CF_EINVAL,
+                  "bad context options (context %d, kv type %d, batch %d, %d sequences)", o.n_ctx,
+                  kvt, o.n_batch, n_seq);
         return NULL;
     }
     if (n_batch > n_ctx) n_batch = n_ctx;
@@ -596,7 +609,8 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->len = calloc((size_t)n_seq, sizeof *c->len);
     c->blen = calloc((size_t)n_seq, sizeof *c->blen);
     const size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim,
-                 QD = (size_t)hp->n_head * hd, KVD = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
+                 QD = (size_t)hp->n_head * hd, KVD = (size_t)hp->n_head_kv * hd,
+                 F = (size_t)hp->n_ff;
     const size_t nth = (size_t)pool_size(m->pool);
     if (kv_init(&c->kv, kvt == CF_KV_F16, hp->n_layer, n_seq * n_ctx, (int)KVD, err) < 0) {
         cf_ctx_free(c);
@@ -624,7 +638,8 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
         const model_layer *L = l >= 0 ? &m->layers[l] : NULL;
         const model_w *ws[7] = {&m->output};
         if (L) {
-            const model_w *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            const model_w *lw[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                    &L->w_gate, &L->w_up, &L->w_down};
             memcpy(ws, lw, sizeof ws);
         }
         for (int i = 0; i < 7 && ws[i]; i++) {
@@ -638,8 +653,8 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
         }
     }
     if (oom || !c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
-        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos ||
-        !c->seq || !c->len || !c->blen) {
+        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos || !c->seq || !c->len ||
+        !c->blen) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
         return NULL;
@@ -668,7 +683,8 @@ void cf_ctx_free(cf_ctx *c) {
     free(c->len);
     free(c->blen);
     free(c->logits);
-    for (int i = 0; i < TT_COUNT; i++) free(c->act[i]);
+    for (int i = 0; i < TT_COUNT; i++)
+        free(c->act[i]);
     free(c);
 }
 
@@ -739,8 +755,8 @@ static int state_write(FILE *f, hash_state *h, const void *p, size_t n) {
     return fwrite(p, 1, n, f) == n ? 0 : -1;
 }
 
-int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens,
-                    const char *path, cf_err *err) {
+int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_tokens, const char *path,
+                    cf_err *err) {
     if (seq < 0 || seq >= c->n_seq) return model_bad_seq(c, seq, err);
     if (n_tokens != c->len[seq] || (n_tokens > 0 && !tokens))
         return cf_seterr(err, CF_EINVAL, "save: %d tokens given, sequence %d holds %d", n_tokens,
@@ -757,8 +773,9 @@ int cf_ctx_seq_save(const cf_ctx *c, int seq, const int32_t *tokens, int n_token
         return rc;
     }
     hash_state *h = hash_new(0);
-    state_hdr hd = {STATE_MAGIC, STATE_VERSION, c->m->ident, (uint32_t)kv_type(kv),
-                    (uint32_t)kv->n_layer, (uint32_t)kv->dim, (uint32_t)n_tokens};
+    state_hdr hd = {STATE_MAGIC,           STATE_VERSION,         c->m->ident,
+                    (uint32_t)kv_type(kv), (uint32_t)kv->n_layer, (uint32_t)kv->dim,
+                    (uint32_t)n_tokens};
     int bad = !h || state_write(f, h, &hd, sizeof hd) || state_write(f, h, tokens, n * 4);
     for (int l = 0; l < kv->n_layer && !bad; l++) {
         const char *k = (const char *)kv->k[l], *v = (const char *)kv->v[l];
@@ -805,8 +822,8 @@ int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int 
         goto out;
     }
     if (hd.version != STATE_VERSION) {
-        rc = cf_seterr(err, CF_EFORMAT, "load state: %s has version %u (this build reads %u)",
-                       path, hd.version, STATE_VERSION);
+        rc = cf_seterr(err, CF_EFORMAT, "load state: %s has version %u (this build reads %u)", path,
+                       hd.version, STATE_VERSION);
         goto out;
     }
     if (hd.ident != c->m->ident || hd.n_layer != (uint32_t)kv->n_layer ||
@@ -824,8 +841,8 @@ int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int 
                        hd.n, c->n_ctx);
         goto out;
     }
-    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx,
-                 n = hd.n, cell0 = (size_t)seq * (size_t)c->n_ctx;
+    const size_t esz = kv->f16 ? 2 : 4, dim = (size_t)kv->dim, nc = (size_t)kv->n_ctx, n = hd.n,
+                 cell0 = (size_t)seq * (size_t)c->n_ctx;
     tok = malloc(n ? n * 4 : 1);
     if (!tok) {
         rc = cf_seterr(err, CF_ENOMEM, "out of memory");
@@ -845,8 +862,8 @@ int cf_ctx_seq_load(cf_ctx *c, int seq, const char *path, int32_t **tokens, int 
     char extra;
     if (bad || fread(&sum, 1, sizeof sum, f) != sizeof sum || sum != hash_digest(h) ||
         fread(&extra, 1, 1, f) != 0) {
-        rc = cf_seterr(err, CF_EFORMAT, "load state: %s is corrupt (truncated or checksum mismatch)",
-                       path);
+        rc = cf_seterr(err, CF_EFORMAT,
+                       "load state: %s is corrupt (truncated or checksum mismatch)", path);
         goto out;
     }
     c->len[seq] = (int)n;
@@ -868,9 +885,11 @@ static void model_rmsnorm(float *out, const float *x, const float *w, int T, int
         const float *xr = x + (size_t)t * (size_t)n;
         float *o = out + (size_t)t * (size_t)n;
         double sum = 0;
-        for (int i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        for (int i = 0; i < n; i++)
+            sum += (double)(xr[i] * xr[i]);
         const float scale = 1.0f / sqrtf((float)(sum / n) + eps);
-        for (int i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+        for (int i = 0; i < n; i++)
+            o[i] = xr[i] * scale * w[i];
     }
 }
 
@@ -917,16 +936,17 @@ static void model_rope(const cf_model *m, float *x, const float *cs, int T, int 
 static void model_add_bias(float *x, const float *b, int T, int n) {
     if (!b) return;
     for (int t = 0; t < T; t++)
-        for (int i = 0; i < n; i++) x[(size_t)t * (size_t)n + (size_t)i] += b[i];
+        for (int i = 0; i < n; i++)
+            x[(size_t)t * (size_t)n + (size_t)i] += b[i];
 }
 
 /* ---- matrix products on the pool ---- */
 
 typedef struct {
     const model_w *w;
-    const void *x;   /* (T, row of vec_dot_type) */
+    const void *x; /* (T, row of vec_dot_type) */
     size_t x_stride;
-    float *y;        /* (T, w->ne1) */
+    float *y; /* (T, w->ne1) */
 } model_mm_out;
 
 typedef struct {
@@ -945,7 +965,8 @@ static void model_mm_chunk(void *arg, int chunk, int ith) {
     (void)ith;
     model_mm_job *j = arg;
     int o = 0;
-    while (chunk >= j->first[o + 1]) o++;
+    while (chunk >= j->first[o + 1])
+        o++;
     const model_mm_out *mo = &j->out[o];
     const int r0 = (chunk - j->first[o]) * MODEL_ROW_CHUNK;
     const int r1 = r0 + MODEL_ROW_CHUNK < (int)mo->w->ne1 ? r0 + MODEL_ROW_CHUNK : (int)mo->w->ne1;
@@ -963,7 +984,8 @@ static const void *model_act(cf_ctx *c, const model_w *w, const float *x, int T,
     assert(c->act[vdt] && c->act_cap[vdt] >= need); /* sized by cf_ctx_new */
     (void)need;
     char *dst = c->act[vdt];
-    for (int t = 0; t < T; t++) tt_quantize_act(w->type, x + (size_t)t * (size_t)n, dst + (size_t)t * rs, n);
+    for (int t = 0; t < T; t++)
+        tt_quantize_act(w->type, x + (size_t)t * (size_t)n, dst + (size_t)t * rs, n);
     *stride = rs;
     return dst;
 }
@@ -981,7 +1003,8 @@ static void model_matmul(cf_ctx *c, const float *x, int T, const model_w *w0, fl
         const void *xa = prepared[vdt] ? c->act[vdt] : model_act(c, ws[i], x, T, &stride);
         prepared[vdt] = 1;
         j.out[j.n_out] = (model_mm_out){ws[i], xa, stride, ys[i]};
-        j.first[j.n_out + 1] = j.first[j.n_out] + (int)((ws[i]->ne1 + MODEL_ROW_CHUNK - 1) / MODEL_ROW_CHUNK);
+        j.first[j.n_out + 1] =
+            j.first[j.n_out] + (int)((ws[i]->ne1 + MODEL_ROW_CHUNK - 1) / MODEL_ROW_CHUNK);
         j.n_out++;
     }
     pool_run(c->m->pool, j.first[j.n_out], model_mm_chunk, &j);
@@ -1022,8 +1045,8 @@ static void model_att_unit(void *arg, int u, int ith) {
     const size_t cell0 = (size_t)c->seq[t] * (size_t)c->n_ctx; /* first cell of the sequence */
     const size_t k_stride = (size_t)kv->dim * esz;
     const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz + cell0 * k_stride;
-    const char *Vt = (const char *)kv->v[j->layer] +
-                     ((size_t)g * (size_t)hd * (size_t)kv->n_ctx + cell0) * esz;
+    const char *Vt =
+        (const char *)kv->v[j->layer] + ((size_t)g * (size_t)hd * (size_t)kv->n_ctx + cell0) * esz;
     const size_t v_stride = (size_t)kv->n_ctx * esz;
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float *q = c->q + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
@@ -1040,10 +1063,12 @@ static void model_att_unit(void *arg, int u, int ith) {
             sum += att[p];
         }
         const float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n_pos; p++) att[p] *= inv;
+        for (int p = 0; p < n_pos; p++)
+            att[p] *= inv;
         tr->from_float(att, att_x, n_pos);
         float *out = c->a + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
-        for (int d = 0; d < hd; d++) tr->vec_dot(n_pos, &out[d], Vt + (size_t)d * v_stride, att_x);
+        for (int d = 0; d < hd; d++)
+            tr->vec_dot(n_pos, &out[d], Vt + (size_t)d * v_stride, att_x);
     }
 }
 
@@ -1084,11 +1109,13 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos
         model_rope(m, c->q, c->rope_cs, T, hp->n_head);
         model_rope(m, c->k, c->rope_cs, T, hp->n_head_kv);
         for (int t = 0; t < T; t++)
-            kv_store(&c->kv, l, c->seq[t] * c->n_ctx + c->pos[t], c->k + (size_t)t * (size_t)KVD, c->v + (size_t)t * (size_t)KVD);
+            kv_store(&c->kv, l, c->seq[t] * c->n_ctx + c->pos[t], c->k + (size_t)t * (size_t)KVD,
+                     c->v + (size_t)t * (size_t)KVD);
         model_att_job aj = {c, l, T};
         pool_run(m->pool, T * hp->n_head_kv, model_att_unit, &aj);
         model_matmul(c, c->a, T, &L->wo, c->o, NULL, NULL, NULL, NULL);
-        for (size_t i = 0; i < (size_t)T * (size_t)E; i++) c->x[i] += c->o[i];
+        for (size_t i = 0; i < (size_t)T * (size_t)E; i++)
+            c->x[i] += c->o[i];
 
         /* feed-forward block (SwiGLU) */
         model_rmsnorm(c->h, c->x, L->ffn_norm, T, E, hp->rms_eps);
@@ -1098,7 +1125,8 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos
             c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
         }
         model_matmul(c, c->g, T, &L->w_down, c->o, NULL, NULL, NULL, NULL);
-        for (size_t i = 0; i < (size_t)T * (size_t)E; i++) c->x[i] += c->o[i];
+        for (size_t i = 0; i < (size_t)T * (size_t)E; i++)
+            c->x[i] += c->o[i];
     }
     for (int t = 0; t < T; t++)
         if (c->pos[t] + 1 > c->len[c->seq[t]]) c->len[c->seq[t]] = c->pos[t] + 1;
@@ -1107,7 +1135,8 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos
     int n_out = 0;
     for (int t = 0; t < T; t++) {
         if (!want[t]) continue;
-        memcpy(c->h + (size_t)n_out * (size_t)E, c->x + (size_t)t * (size_t)E, (size_t)E * sizeof(float));
+        memcpy(c->h + (size_t)n_out * (size_t)E, c->x + (size_t)t * (size_t)E,
+               (size_t)E * sizeof(float));
         n_out++;
     }
     if (n_out == 0) return 0;
@@ -1140,14 +1169,18 @@ int cf_ctx_decode(cf_ctx *c, const cf_batch *b, cf_err *err) {
                              b->token[i], i, hp->n_vocab);
         const int s = b->seq_id ? b->seq_id[i] : 0;
         if (s < 0 || s >= c->n_seq)
-            return cf_seterr(err, CF_EINVAL, "decode: sequence id %d at %d (this context holds 0..%d)",
-                             s, i, c->n_seq - 1);
+            return cf_seterr(err, CF_EINVAL,
+                             "decode: sequence id %d at %d (this context holds 0..%d)", s, i,
+                             c->n_seq - 1);
         if (b->pos && b->pos[i] != c->blen[s])
-            return cf_seterr(err, CF_EINVAL, "decode: position %d at %d, expected %d (positions must continue the sequence)",
-                             b->pos[i], i, c->blen[s]);
+            return cf_seterr(
+                err, CF_EINVAL,
+                "decode: position %d at %d, expected %d (positions must continue the sequence)",
+                b->pos[i], i, c->blen[s]);
         if (c->blen[s] >= c->n_ctx)
-            return cf_seterr(err, CF_ERANGE, "decode: context full (sequence %d: %d positions, %d more asked)",
-                             s, c->n_ctx, b->n_tokens - i);
+            return cf_seterr(err, CF_ERANGE,
+                             "decode: context full (sequence %d: %d positions, %d more asked)", s,
+                             c->n_ctx, b->n_tokens - i);
         c->blen[s]++;
     }
     int32_t *pos = malloc((size_t)b->n_tokens * 2 * sizeof *pos);

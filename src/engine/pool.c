@@ -34,18 +34,18 @@ typedef struct {
 } pool_worker;
 
 struct pool {
-    int n;                       /* threads including the caller */
-    pool_worker *w;              /* (n - 1,) */
+    int n;          /* threads including the caller */
+    pool_worker *w; /* (n - 1,) */
     _Atomic(pool_fn) fn;
     _Atomic(void *) arg;
     _Atomic int n_chunks;
-    _Atomic uint64_t state;      /* (generation << 32) | next chunk */
-    _Atomic int done;            /* chunks finished in the current job */
+    _Atomic uint64_t state; /* (generation << 32) | next chunk */
+    _Atomic int done;       /* chunks finished in the current job */
     _Atomic int stop;
     _Atomic int n_sleeping;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_mutex_t run_mu;      /* one job at a time when several callers share the pool */
+    pthread_mutex_t run_mu; /* one job at a time when several callers share the pool */
 };
 
 static inline void pool_pause(void) {
@@ -136,7 +136,8 @@ void pool_free(pool *p) {
     atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->w[i - 1].th, NULL);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->w[i - 1].th, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->run_mu);
@@ -149,7 +150,8 @@ int pool_size(const pool *p) { return p->n; }
 void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg) {
     if (n_chunks <= 0) return;
     if (p->n == 1 || n_chunks == 1) {
-        for (int c = 0; c < n_chunks; c++) fn(arg, c, 0);
+        for (int c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
         return;
     }
     pthread_mutex_lock(&p->run_mu);
@@ -167,8 +169,10 @@ void pool_run(pool *p, int n_chunks, pool_fn fn, void *arg) {
     pool_work(p, gen, 0);
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks) {
-        if (++spins < POOL_SPIN) pool_pause();
-        else sched_yield();
+        if (++spins < POOL_SPIN)
+            pool_pause();
+        else
+            sched_yield();
     }
     pthread_mutex_unlock(&p->run_mu);
 }

@@ -13,8 +13,8 @@
  * instability. Cost matters with 128k-token vocabularies: top-k selects the
  * k best with a quickselect and sorts only those; top-p / min-p first drop
  * tokens 40 nats below the best (weights < 4e-18, which cannot change the
- * outcome); plain temperature sampling does not sort at all. Temperature is applied after the truncations, as llama.cpp
- * does, so top-p and min-p compare temperature-1 probabilities and the
+ * outcome); plain temperature sampling does not sort at all. Temperature is applied after the
+ * truncations, as llama.cpp does, so top-p and min-p compare temperature-1 probabilities and the
  * temperature only reshapes the survivors.
  *
  * Randomness: xoshiro256** seeded through splitmix64 from the user's seed.
@@ -71,11 +71,11 @@ typedef struct {
 struct cf_sampler {
     cf_samp_params p;
     int n_vocab;
-    cf_logit_bias *bias;  /* (n_bias,) */
-    samp_cand *cand;      /* (n_vocab,) scratch */
-    int32_t *hist;        /* (repeat_last_n,) ring of accepted tokens */
+    cf_logit_bias *bias; /* (n_bias,) */
+    samp_cand *cand;     /* (n_vocab,) scratch */
+    int32_t *hist;       /* (repeat_last_n,) ring of accepted tokens */
     int n_hist, hist_at;
-    int32_t *count;       /* (n_vocab,) scratch counts for penalties */
+    int32_t *count; /* (n_vocab,) scratch counts for penalties */
     uint64_t rng[4];
 };
 
@@ -93,7 +93,8 @@ cf_samp_params cf_samp_params_default(void) {
 
 static void samp_seed(cf_sampler *s) {
     uint64_t x = s->p.seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = samp_splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        s->rng[i] = samp_splitmix64(&x);
 }
 
 cf_sampler *cf_samp_new(const cf_samp_params *p, int n_vocab, cf_err *err) {
@@ -178,14 +179,28 @@ static void samp_select(samp_cand *c, int n, int k) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
-        if (samp_cmp(&c[mid], &c[lo]) < 0) { samp_cand t = c[mid]; c[mid] = c[lo]; c[lo] = t; }
-        if (samp_cmp(&c[hi], &c[lo]) < 0) { samp_cand t = c[hi]; c[hi] = c[lo]; c[lo] = t; }
-        if (samp_cmp(&c[hi], &c[mid]) < 0) { samp_cand t = c[hi]; c[hi] = c[mid]; c[mid] = t; }
+        if (samp_cmp(&c[mid], &c[lo]) < 0) {
+            samp_cand t = c[mid];
+            c[mid] = c[lo];
+            c[lo] = t;
+        }
+        if (samp_cmp(&c[hi], &c[lo]) < 0) {
+            samp_cand t = c[hi];
+            c[hi] = c[lo];
+            c[lo] = t;
+        }
+        if (samp_cmp(&c[hi], &c[mid]) < 0) {
+            samp_cand t = c[hi];
+            c[hi] = c[mid];
+            c[mid] = t;
+        }
         const samp_cand pivot = c[mid];
         int i = lo, j = hi;
         while (i <= j) {
-            while (samp_cmp(&c[i], &pivot) < 0) i++;
-            while (samp_cmp(&c[j], &pivot) > 0) j--;
+            while (samp_cmp(&c[i], &pivot) < 0)
+                i++;
+            while (samp_cmp(&c[j], &pivot) > 0)
+                j--;
             if (i <= j) {
                 samp_cand t = c[i];
                 c[i] = c[j];
@@ -194,9 +209,12 @@ static void samp_select(samp_cand *c, int n, int k) {
                 j--;
             }
         }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
     }
 }
 
@@ -210,7 +228,8 @@ static void samp_softmax(samp_cand *c, int n) {
         c[i].p = expf(c[i].logit - max);
         sum += c[i].p;
     }
-    for (int i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
+    for (int i = 0; i < n; i++)
+        c[i].p = (float)(c[i].p / sum);
 }
 
 static void samp_penalize(cf_sampler *s) {
@@ -225,8 +244,10 @@ static void samp_penalize(cf_sampler *s) {
         int32_t t = s->hist[i];
         if (t < 0 || t >= s->n_vocab || s->count[t] == 0) continue;
         float *l = &s->cand[t].logit; /* cand is still indexed by id here */
-        if (*l > 0) *l /= p->repeat_penalty;
-        else *l *= p->repeat_penalty;
+        if (*l > 0)
+            *l /= p->repeat_penalty;
+        else
+            *l *= p->repeat_penalty;
         *l -= (float)s->count[t] * p->freq_penalty + p->presence_penalty;
         s->count[t] = 0; /* apply once per distinct token */
     }
@@ -236,8 +257,10 @@ int32_t cf_samp_sample(cf_sampler *s, const float *logits) {
     const cf_samp_params *p = &s->p;
     const int nv = s->n_vocab;
     samp_cand *c = s->cand;
-    for (int i = 0; i < nv; i++) c[i] = (samp_cand){i, logits[i], 0.0f};
-    for (int i = 0; i < p->n_bias; i++) c[p->bias[i].token].logit += p->bias[i].bias;
+    for (int i = 0; i < nv; i++)
+        c[i] = (samp_cand){i, logits[i], 0.0f};
+    for (int i = 0; i < p->n_bias; i++)
+        c[p->bias[i].token].logit += p->bias[i].bias;
     samp_penalize(s);
 
     if (p->temp <= 0.0f) {
@@ -268,7 +291,8 @@ int32_t cf_samp_sample(cf_sampler *s, const float *logits) {
          * Sort only the best k, growing k until the prefix fits in it:
          * real distributions reach the mass within a few hundred tokens. */
         double total = 0;
-        for (int i = 0; i < n; i++) total += expf(c[i].logit - max);
+        for (int i = 0; i < n; i++)
+            total += expf(c[i].logit - max);
         const double want = (double)p->top_p * total;
         for (int k = n < 64 ? n : 64;; k = k * 4 < n ? k * 4 : n) {
             if (k < n) samp_select(c, n, k);
@@ -297,7 +321,8 @@ int32_t cf_samp_sample(cf_sampler *s, const float *logits) {
     /* Order of the draw: sorted when a truncation sorted, else by id; both
      * are fixed by the inputs, so the seed decides the rest. */
 
-    for (int i = 0; i < n; i++) c[i].logit /= p->temp;
+    for (int i = 0; i < n; i++)
+        c[i].logit /= p->temp;
     samp_softmax(c, n);
     double r = samp_uniform(s->rng), cum = 0;
     for (int i = 0; i < n; i++) {
@@ -310,11 +335,11 @@ int32_t cf_samp_sample(cf_sampler *s, const float *logits) {
 /* ------------------------------------------------------------ stop strings */
 
 struct cf_stop {
-    char **stops;   /* (n,) NUL-terminated copies */
-    size_t *lens;   /* (n,) */
+    char **stops; /* (n,) NUL-terminated copies */
+    size_t *lens; /* (n,) */
     int n;
-    sb_t pending;   /* held-back text */
-    sb_t out;       /* returned to the caller */
+    sb_t pending; /* held-back text */
+    sb_t out;     /* returned to the caller */
     int done;
 };
 
@@ -342,7 +367,8 @@ cf_stop *cf_stop_new(const char *const *stops, int n) {
 
 void cf_stop_free(cf_stop *s) {
     if (!s) return;
-    for (int i = 0; i < s->n; i++) free(s->stops[i]);
+    for (int i = 0; i < s->n; i++)
+        free(s->stops[i]);
     free(s->stops);
     free(s->lens);
     sb_free(&s->pending);

@@ -39,7 +39,6 @@ static tt_traits tt_table[TT_COUNT];
 static const char *tt_family = "scalar";
 static pthread_once_t tt_once = PTHREAD_ONCE_INIT;
 
-
 /* Layout-only rows for GGML types without kernels here: id, name, blck, bytes. */
 static const struct {
     int id;

@@ -43,14 +43,14 @@ typedef void (*tt_from_float_fn)(const float *src, void *dst, int64_t n);
 typedef void (*tt_vec_dot_fn)(int n, float *s, const void *w, const void *x);
 
 typedef struct {
-    const char *name;        /* "Q4_K" */
-    int blck;                /* values per block (1 for F32/F16/BF16) */
-    size_t bytes;            /* bytes per block */
-    int quantized;           /* 1 for block-quantized types */
-    tt_to_float_fn to_float; /* NULL when unsupported */
+    const char *name;            /* "Q4_K" */
+    int blck;                    /* values per block (1 for F32/F16/BF16) */
+    size_t bytes;                /* bytes per block */
+    int quantized;               /* 1 for block-quantized types */
+    tt_to_float_fn to_float;     /* NULL when unsupported */
     tt_from_float_fn from_float; /* quantizer; NULL when unsupported */
-    tt_type vec_dot_type;    /* type the activations are converted to */
-    tt_vec_dot_fn vec_dot;   /* NULL when unsupported */
+    tt_type vec_dot_type;        /* type the activations are converted to */
+    tt_vec_dot_fn vec_dot;       /* NULL when unsupported */
 } tt_traits;
 
 /* Chooses kernels for this CPU. Idempotent and thread-safe; tt_get() calls it. */

@@ -60,7 +60,8 @@ typedef struct {
      * sample themselves (local) call it before each token; it returns true
      * and fills the fields it changes (has_* set) when something changed.
      * Remote backends cannot change a request in flight and ignore it. */
-    bool (*live_params)(void *ud, bool *has_temperature, double *temperature, bool *has_top_p, double *top_p);
+    bool (*live_params)(void *ud, bool *has_temperature, double *temperature, bool *has_top_p,
+                        double *top_p);
     void *live_ud;
 } prov_request;
 

@@ -272,8 +272,10 @@ static json_t *message_json(const store_message *m) {
 /* A session reference from a JSON id (integer) or uuid (string) into OUT;
  * "" for anything else (which session_of then reports as not found). */
 static const char *json_session_ref(const json_t *v, char out[64]) {
-    if (json_is_integer(v)) snprintf(out, 64, "%lld", (long long)json_integer_value(v));
-    else snprintf(out, 64, "%s", json_is_string(v) ? json_string_value(v) : "");
+    if (json_is_integer(v))
+        snprintf(out, 64, "%lld", (long long)json_integer_value(v));
+    else
+        snprintf(out, 64, "%s", json_is_string(v) ? json_string_value(v) : "");
     return out;
 }
 
@@ -533,7 +535,8 @@ static int h_session_create(srv_req *r, void *ctx) {
                         .owner = (char *)r->owner};
     int64_t id;
     cf_err err = {0};
-    int rc = store_session_create(st, &in, &id, &err) ? srv_reply_cf_err(r, &err) : reply_session(r, st, id, 201);
+    int rc = store_session_create(st, &in, &id, &err) ? srv_reply_cf_err(r, &err)
+                                                      : reply_session(r, st, id, 201);
     chat_release(api->cs, h);
     json_decref(b);
     return rc;
@@ -1097,7 +1100,8 @@ static int h_vote(srv_req *r, void *ctx) {
     }
     WITH_STORE(r, h, st);
     char ref[64];
-    int64_t sid = session_of(r, st, json_session_ref(json_object_get(b, "session_id"), ref), r->owner);
+    int64_t sid =
+        session_of(r, st, json_session_ref(json_object_get(b, "session_id"), ref), r->owner);
     int rc = 0;
     if (sid) {
         store_vote v = {.session_id = sid,

@@ -214,8 +214,8 @@ typedef struct {
 /* Token and cost totals of assistant replies since SINCE_MS (0: all time),
  * for OWNER's sessions (NULL: everyone's), grouped by BY. *OUT: malloc'd
  * array of *N rows (free with store_usage_free). */
-int store_usage(store *st, store_usage_by by, int64_t since_ms, const char *owner, store_usage_row **out, size_t *n,
-                cf_err *err);
+int store_usage(store *st, store_usage_by by, int64_t since_ms, const char *owner,
+                store_usage_row **out, size_t *n, cf_err *err);
 void store_usage_free(store_usage_row *a, size_t n);
 
 /* ------------------------------------------------------------ streaming */
