@@ -497,7 +497,15 @@ static int repl_read(repl *r, sb_t *msg, bool *is_cmd) {
         }
         repl_history_add(r, line);
         if (block) {
-            if (!strcmp(line, "\"\"\"")) return 1;
+            if (!strcmp(line, "\"\"\"")) {
+                if (msg->len) sb_truncate(msg, msg->len - 1); /* the last line's '\n' */
+                if (!msg->len) {
+                    r->prompt = ">>> ";
+                    block = false;
+                    continue;
+                }
+                return 1;
+            }
             sb_append(msg, line);
             sb_putc(msg, '\n');
             continue;
