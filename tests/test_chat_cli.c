@@ -73,7 +73,8 @@ static term *term_spawn(const fx *f, const char *const *extra) {
     if (t->pid == 0) {
         const char *argv[16] = {"confab", "chat", "--config", f->cfg, "--data", f->data};
         int n = 6;
-        for (int i = 0; extra && extra[i]; i++) argv[n++] = extra[i];
+        for (int i = 0; extra && extra[i]; i++)
+            argv[n++] = extra[i];
         argv[n] = NULL;
         if (chdir(f->dir) != 0) _exit(127);
         setenv("TERM", "xterm", 1);
@@ -454,7 +455,8 @@ static void one_shot_run_is_pipe_friendly(void **state) {
     fx *f = fx_new();
     char cmd[16000];
     char *out = NULL;
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run stories 'Once upon a time' --config c.yaml --data data -n 40",
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' run stories 'Once upon a time' --config c.yaml --data data -n 40",
              f->dir, tu_confab_bin());
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_true(strlen(out) > 10);
@@ -463,14 +465,16 @@ static void one_shot_run_is_pipe_friendly(void **state) {
     free(out);
     /* PROMPT - reads stdin; the turn is stored as a conversation. */
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && printf 'Lily went to the park\\n' | '%s' run stories - --config c.yaml --data data -n 20",
+             "cd '%s' && printf 'Lily went to the park\\n' | '%s' run stories - --config c.yaml "
+             "--data data -n 20",
              f->dir, tu_confab_bin());
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_true(strlen(out) > 1);
     assert_null(strchr(out, '\x1b'));
     free(out);
     /* --no-save: answered, not stored. */
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run stories 'A bird' --no-save --config c.yaml --data data -n 10",
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' run stories 'A bird' --no-save --config c.yaml --data data -n 10",
              f->dir, tu_confab_bin());
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_true(strlen(out) > 1);
@@ -484,25 +488,28 @@ static void one_shot_run_is_pipe_friendly(void **state) {
     assert_int_equal(store_session_list(st, &lo, &v, &ns, &err), 0);
     assert_int_equal(ns, 2);
     bool found = false;
-    for (size_t i = 0; i < ns; i++) found |= !strcmp(v[i].title, "Lily went to the park");
+    for (size_t i = 0; i < ns; i++)
+        found |= !strcmp(v[i].title, "Lily went to the park");
     assert_true(found);
     store_sessions_free(v, ns);
     store_close(st);
     /* A GGUF path works as a model too. */
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run '%s' 'Once' --no-save --config c.yaml --data data -n 5",
-             f->dir, tu_confab_bin(), td_path("models/stories260K.gguf"));
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' run '%s' 'Once' --no-save --config c.yaml --data data -n 5", f->dir,
+             tu_confab_bin(), td_path("models/stories260K.gguf"));
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_true(strlen(out) > 1);
     free(out);
     /* An unknown model: a clear message and exit code 2. */
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run nosuch 'hi' --config c.yaml --data data 2>&1", f->dir,
-             tu_confab_bin());
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run nosuch 'hi' --config c.yaml --data data 2>&1",
+             f->dir, tu_confab_bin());
     assert_int_equal(tu_run(cmd, &out), 2);
     assert_non_null(strstr(out, "unknown model 'nosuch'"));
     assert_non_null(strstr(out, "configured: stories, noise"));
     free(out);
     /* A missing prompt is a usage error. */
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run stories --config c.yaml 2>&1", f->dir, tu_confab_bin());
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run stories --config c.yaml 2>&1", f->dir,
+             tu_confab_bin());
     assert_int_equal(tu_run(cmd, &out), 2);
     assert_non_null(strstr(out, "give MODEL and PROMPT"));
     free(out);

@@ -56,8 +56,10 @@ static void env_model_name(const char *path, char *out, size_t n) {
 
 char *chat_env_model_names(const cfg_t *cfg) {
     sb_t sb = {0};
-    for (size_t i = 0; i < cfg->n_models; i++) sb_printf(&sb, "%s%s", i ? ", " : "", cfg->models[i].name);
-    for (size_t i = 0; i < cfg->n_ab; i++) sb_printf(&sb, ", %s", cfg->ab[i].name);
+    for (size_t i = 0; i < cfg->n_models; i++)
+        sb_printf(&sb, "%s%s", i ? ", " : "", cfg->models[i].name);
+    for (size_t i = 0; i < cfg->n_ab; i++)
+        sb_printf(&sb, ", %s", cfg->ab[i].name);
     char *s = strdup(sb_str(&sb));
     sb_free(&sb);
     return s;
@@ -78,7 +80,8 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
         return 1;
     }
     cfg_t *cfg = e->cfg;
-    for (size_t i = 0; i < cfg->n_warnings; i++) fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
+    for (size_t i = 0; i < cfg->n_warnings; i++)
+        fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
     if (o->model && !env_is_configured(cfg, o->model)) {
         /* Not a configured name: a GGUF path or short name becomes a local
          * model named like the file. */
@@ -87,7 +90,8 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
         free(dir);
         if (!path) {
             char *names = chat_env_model_names(cfg);
-            fprintf(stderr, "confab: %s: unknown model '%s': not a configured model%s%s%s, and %s\n",
+            fprintf(stderr,
+                    "confab: %s: unknown model '%s': not a configured model%s%s%s, and %s\n",
                     o->cmd, o->model, *names ? " (configured: " : "", names, *names ? ")" : "",
                     err.msg);
             free(names);
@@ -121,10 +125,11 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
         }
         free(path);
         if (!cfg->n_models) {
-            fprintf(stderr,
-                    "confab: %s: no model configured or found in the models directory; add one to the "
-                    "config, give -m PATH.gguf, or run `confab pull %s`\n",
-                    o->cmd, MODELS_DEFAULT_SOURCE);
+            fprintf(
+                stderr,
+                "confab: %s: no model configured or found in the models directory; add one to the "
+                "config, give -m PATH.gguf, or run `confab pull %s`\n",
+                o->cmd, MODELS_DEFAULT_SOURCE);
             return 1;
         }
     }
@@ -134,7 +139,8 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
     }
     e->prov_inited = true;
     const char *data = o->data_dir;
-    if (!data) data = cfg->storage.data_dir && *cfg->storage.data_dir ? cfg->storage.data_dir : "./data";
+    if (!data)
+        data = cfg->storage.data_dir && *cfg->storage.data_dir ? cfg->storage.data_dir : "./data";
     e->data_dir = strdup(data);
     if (env_mkdir_p(data) != 0) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
@@ -147,7 +153,9 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
     }
     e->db_path = env_in_dir(data, cfg->storage.db);
     e->cache_path = env_in_dir(data, cfg->cache.path);
-    chat_service_opts co = {.cfg = cfg, .router = app_routing_router(e->routing), .db_path = e->db_path,
+    chat_service_opts co = {.cfg = cfg,
+                            .router = app_routing_router(e->routing),
+                            .db_path = e->db_path,
                             .cache_path = cfg->cache.enabled ? e->cache_path : NULL};
     e->cs = chat_service_new(&co, &err);
     if (!e->cs) {

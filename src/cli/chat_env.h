@@ -17,13 +17,13 @@
 #include "app/routing.h"
 
 typedef struct {
-    cfg_t *cfg;            /* owned */
-    app_routing *routing;  /* owned */
-    chat_service *cs;      /* owned */
-    char *data_dir;        /* owned; created when missing */
+    cfg_t *cfg;           /* owned */
+    app_routing *routing; /* owned */
+    chat_service *cs;     /* owned */
+    char *data_dir;       /* owned; created when missing */
     char *db_path, *cache_path;
-    char model[256];       /* the model MODEL resolved to ("" when none was given) */
-    bool prov_inited;      /* prov_global_init ran */
+    char model[256];  /* the model MODEL resolved to ("" when none was given) */
+    bool prov_inited; /* prov_global_init ran */
 } chat_env;
 
 typedef struct {

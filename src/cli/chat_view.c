@@ -43,8 +43,8 @@ typedef struct {
     double t0, t_first, last_draw;
     int64_t n_deltas;
     size_t bytes;
-    bool region;    /* the scroll region is set */
-    bool at_bol;    /* the last character printed ended a line */
+    bool region; /* the scroll region is set */
+    bool at_bol; /* the last character printed ended a line */
     bool any_text;
     bool write_failed;
     char error[384];
@@ -67,8 +67,10 @@ static void view_draw_status(view *v) {
     char rate[32] = "";
     if (gen_s > 0.05) snprintf(rate, sizeof rate, " · %.1f tok/s", (double)n / gen_s);
     /* Save the cursor, draw on the last row, restore. */
-    fprintf(v->o->out, "\x1b" "7\x1b[%d;1H\x1b[2K" DIM "%s%s%s%" PRId64 " tok%s · %.1f s · Ctrl-C stops" RESET
-            "\x1b" "8",
+    fprintf(v->o->out,
+            "\x1b"
+            "7\x1b[%d;1H\x1b[2K" DIM "%s%s%s%" PRId64 " tok%s · %.1f s · Ctrl-C stops" RESET "\x1b"
+            "8",
             v->o->rows, v->model ? v->model : "", v->model ? " · " : "", approx ? "~" : "", n, rate,
             (now - v->t0) / 1000.0);
     v->last_draw = now;
@@ -78,14 +80,22 @@ static void view_region_begin(view *v) {
     FILE *f = v->o->out;
     /* Make sure a row is free below the cursor, then keep the last row out
      * of the scrolling text. DECSTBM homes the cursor: save and restore. */
-    fprintf(f, "\n\x1b[A\x1b" "7\x1b[1;%dr\x1b" "8", v->o->rows - 1);
+    fprintf(f,
+            "\n\x1b[A\x1b"
+            "7\x1b[1;%dr\x1b"
+            "8",
+            v->o->rows - 1);
     v->region = true;
     view_draw_status(v);
 }
 
 static void view_region_end(view *v) {
     if (!v->region) return;
-    fprintf(v->o->out, "\x1b" "7\x1b[%d;1H\x1b[2K\x1b[r\x1b" "8", v->o->rows);
+    fprintf(v->o->out,
+            "\x1b"
+            "7\x1b[%d;1H\x1b[2K\x1b[r\x1b"
+            "8",
+            v->o->rows);
     v->region = false;
 }
 
@@ -113,19 +123,20 @@ static void view_emit(void *ud, const chat_event *ev) {
     case CHAT_EV_INFO:
         if (v->o->tty) {
             if (!v->at_bol) fputc('\n', f);
-            fprintf(f, YELLOW "[%s] %s" RESET "\n", ev->kind ? ev->kind : "info", ev->message ? ev->message : "");
+            fprintf(f, YELLOW "[%s] %s" RESET "\n", ev->kind ? ev->kind : "info",
+                    ev->message ? ev->message : "");
             v->at_bol = true;
             fflush(f);
         } else {
-            fprintf(stderr, "confab: %s: %s\n", ev->kind ? ev->kind : "info", ev->message ? ev->message : "");
+            fprintf(stderr, "confab: %s: %s\n", ev->kind ? ev->kind : "info",
+                    ev->message ? ev->message : "");
         }
         break;
     case CHAT_EV_ERROR:
         snprintf(v->error, sizeof v->error, "%s", ev->message ? ev->message : "error");
         break;
     case CHAT_EV_USAGE:
-    case CHAT_EV_DONE:
-        break;
+    case CHAT_EV_DONE: break;
     }
 }
 
@@ -159,15 +170,18 @@ static void drain_sigint(const sigset_t *set) {
 /* The summary line after a reply on a terminal. */
 static void view_summary(view *v, const chat_result *res, bool cancelled) {
     FILE *f = v->o->out;
-    double secs = res->latency_ms > 0 ? (double)res->latency_ms / 1000.0 : (clock_mono_ms() - v->t0) / 1000.0;
+    double secs =
+        res->latency_ms > 0 ? (double)res->latency_ms / 1000.0 : (clock_mono_ms() - v->t0) / 1000.0;
     double gen_s = v->t_first > 0 ? (clock_mono_ms() - v->t_first) / 1000.0 : 0;
     int64_t n = res->usage.completion_tokens;
     fprintf(f, DIM "[%s", res->model[0] ? res->model : "?");
     if (n > 0 || !cancelled) fprintf(f, " · %" PRId64 " tokens", n);
     if (gen_s > 0.001 && n > 0) fprintf(f, " · %.1f tok/s", (double)n / gen_s);
     fprintf(f, " · %.2f s", secs);
-    if (res->cost > 0) fprintf(f, " · $%.6f", res->cost);
-    else if (res->cost == 0) fprintf(f, " · $0");
+    if (res->cost > 0)
+        fprintf(f, " · $%.6f", res->cost);
+    else if (res->cost == 0)
+        fprintf(f, " · $0");
     if (res->cached) fprintf(f, " · cached");
     if (cancelled) fprintf(f, " · cancelled");
     fprintf(f, "]" RESET "\n");
@@ -175,7 +189,10 @@ static void view_summary(view *v, const chat_result *res, bool cancelled) {
 
 int chat_view_turn(chat_service *cs, const chat_request *req, const chat_view_opts *o,
                    chat_result *res, bool *cancelled) {
-    view v = {.o = o, .mode = req->granularity, .at_bol = true, .model = o->label ? o->label : req->model};
+    view v = {.o = o,
+              .mode = req->granularity,
+              .at_bol = true,
+              .model = o->label ? o->label : req->model};
     v.t0 = clock_mono_ms();
     *cancelled = false;
     memset(res, 0, sizeof *res);
@@ -214,8 +231,10 @@ int chat_view_turn(chat_service *cs, const chat_request *req, const chat_view_op
     if (v.any_text && !v.at_bol) fputc('\n', f);
     const char *msg = v.error[0] ? v.error : res->error[0] ? res->error : w.err.msg;
     if (w.rc != 0 && !*cancelled) {
-        if (o->tty) fprintf(f, RED "error: %s" RESET "\n", msg[0] ? msg : "the turn failed");
-        else fprintf(stderr, "confab: %s\n", msg[0] ? msg : "the turn failed");
+        if (o->tty)
+            fprintf(f, RED "error: %s" RESET "\n", msg[0] ? msg : "the turn failed");
+        else
+            fprintf(stderr, "confab: %s\n", msg[0] ? msg : "the turn failed");
     } else if (o->tty && !o->quiet) {
         view_summary(&v, res, *cancelled);
     } else if (o->tty && *cancelled) {

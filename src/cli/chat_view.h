@@ -26,10 +26,10 @@
 void chat_view_block_sigint(void);
 
 typedef struct {
-    FILE *out;  /* where the reply goes */
-    bool tty;   /* colours and the live status line */
-    int rows;   /* terminal rows; < 3 disables the live status line */
-    bool quiet; /* no summary line (one-shot use) */
+    FILE *out;         /* where the reply goes */
+    bool tty;          /* colours and the live status line */
+    int rows;          /* terminal rows; < 3 disables the live status line */
+    bool quiet;        /* no summary line (one-shot use) */
     const char *label; /* model name for the status line; NULL: the request's */
 } chat_view_opts;
 

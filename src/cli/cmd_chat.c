@@ -93,9 +93,13 @@ static void repl_turn(repl *r, chat_request *req) {
     req->has_temperature = r->has_temp;
     req->temperature = r->temp;
     req->granularity = r->mode;
-    if (r->session_id > 0) req->session_id = r->session_id;
-    else req->new_session = true;
-    chat_view_opts vo = {.out = stdout, .tty = r->tty, .rows = r->tty ? term_rows() : 0,
+    if (r->session_id > 0)
+        req->session_id = r->session_id;
+    else
+        req->new_session = true;
+    chat_view_opts vo = {.out = stdout,
+                         .tty = r->tty,
+                         .rows = r->tty ? term_rows() : 0,
                          .label = r->model ? r->model : chat_default_model(r->env.cs)};
     chat_result res;
     bool cancelled;
@@ -113,14 +117,18 @@ static int split_words(const char *line, char *buf, size_t bufn, char **words, i
     size_t o = 0;
     const char *p = line;
     while (*p && n < max) {
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
         if (!*p) break;
         words[n++] = buf + o;
         bool q = false;
         while (*p && (q || (*p != ' ' && *p != '\t')) && o + 1 < bufn) {
-            if (*p == '"') q = !q, p++;
-            else if (q && *p == '\\' && (p[1] == '"' || p[1] == '\\')) buf[o++] = p[1], p += 2;
-            else buf[o++] = *p++;
+            if (*p == '"')
+                q = !q, p++;
+            else if (q && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
+                buf[o++] = p[1], p += 2;
+            else
+                buf[o++] = *p++;
         }
         buf[o++] = '\0';
         if (o >= bufn) break;
@@ -178,8 +186,9 @@ static void cmd_sessions_list(repl *r) {
             char when[32];
             clock_iso8601(v[i].updated_at, when);
             when[16] = '\0';
-            printf("%s %4" PRId64 "  %-40.40s  %3" PRId64 " msgs  %s  %s\n", v[i].id == r->session_id ? "*" : " ",
-                   v[i].id, v[i].title[0] ? v[i].title : "(untitled)", v[i].message_count, when,
+            printf("%s %4" PRId64 "  %-40.40s  %3" PRId64 " msgs  %s  %s\n",
+                   v[i].id == r->session_id ? "*" : " ", v[i].id,
+                   v[i].title[0] ? v[i].title : "(untitled)", v[i].message_count, when,
                    v[i].model ? v[i].model : "");
         }
     }
@@ -203,12 +212,17 @@ static void cmd_load(repl *r, int argc, char **argv) {
         repl_err(r, "cannot load '%s': %s", argv[1], err.msg);
     } else {
         r->session_id = id;
-        printf("loaded conversation %" PRId64 ": %s (%zu messages)\n", id, s.title[0] ? s.title : "(untitled)", n);
+        printf("loaded conversation %" PRId64 ": %s (%zu messages)\n", id,
+               s.title[0] ? s.title : "(untitled)", n);
         size_t from = n > 6 ? n - 6 : 0;
-        if (from) printf("%s... %zu earlier messages%s\n", r->tty ? DIM : "", from, r->tty ? RESET : "");
+        if (from)
+            printf("%s... %zu earlier messages%s\n", r->tty ? DIM : "", from, r->tty ? RESET : "");
         for (size_t i = from; i < n; i++) {
-            printf("%s%s:%s %s%s\n", r->tty ? BOLD : "", m[i].role, r->tty ? RESET : "", m[i].content,
-                   m[i].status == STORE_CANCELLED ? " [cancelled]" : m[i].status == STORE_ERROR ? " [error]" : "");
+            printf("%s%s:%s %s%s\n", r->tty ? BOLD : "", m[i].role, r->tty ? RESET : "",
+                   m[i].content,
+                   m[i].status == STORE_CANCELLED ? " [cancelled]"
+                   : m[i].status == STORE_ERROR   ? " [error]"
+                                                  : "");
         }
     }
     store_messages_free(m, n);
@@ -233,8 +247,9 @@ static void cmd_search(repl *r, const char *query) {
         printf("no matches for '%s'\n", query);
     } else {
         for (size_t i = 0; i < n; i++)
-            printf("%4" PRId64 "  %-30.30s  %-9s %s\n", v[i].session_id, v[i].session_title ? v[i].session_title : "",
-                   v[i].role ? v[i].role : "title", v[i].snippet ? v[i].snippet : "");
+            printf("%4" PRId64 "  %-30.30s  %-9s %s\n", v[i].session_id,
+                   v[i].session_title ? v[i].session_title : "", v[i].role ? v[i].role : "title",
+                   v[i].snippet ? v[i].snippet : "");
         printf("(/load ID continues one)\n");
     }
     store_hits_free(v, n);
@@ -243,8 +258,10 @@ static void cmd_search(repl *r, const char *query) {
 }
 
 static void cmd_export(repl *r, int argc, char **argv) {
-    if (argc != 2) return repl_err(r, "usage: /export FILE   (FILE.md writes Markdown, anything else JSON)");
-    if (r->session_id <= 0) return repl_err(r, "nothing to export yet: send a message or /load a conversation");
+    if (argc != 2)
+        return repl_err(r, "usage: /export FILE   (FILE.md writes Markdown, anything else JSON)");
+    if (r->session_id <= 0)
+        return repl_err(r, "nothing to export yet: send a message or /load a conversation");
     size_t l = strlen(argv[1]);
     bool md = l > 3 && !strcmp(argv[1] + l - 3, ".md");
     FILE *f = fopen(argv[1], "w");
@@ -256,27 +273,35 @@ static void cmd_export(repl *r, int argc, char **argv) {
         return;
     }
     cf_err err = {0};
-    int rc = md ? store_export_markdown(st, r->session_id, f, &err) : store_export_json(st, r->session_id, f, &err);
+    int rc = md ? store_export_markdown(st, r->session_id, f, &err)
+                : store_export_json(st, r->session_id, f, &err);
     chat_release(r->env.cs, h);
-    if (fclose(f) != 0 && !rc) rc = CF_EIO, snprintf(err.msg, sizeof err.msg, "%s", strerror(errno));
-    if (rc) repl_err(r, "export to %s: %s", argv[1], err.msg);
-    else printf("exported conversation %" PRId64 " to %s (%s)\n", r->session_id, argv[1], md ? "Markdown" : "JSON");
+    if (fclose(f) != 0 && !rc)
+        rc = CF_EIO, snprintf(err.msg, sizeof err.msg, "%s", strerror(errno));
+    if (rc)
+        repl_err(r, "export to %s: %s", argv[1], err.msg);
+    else
+        printf("exported conversation %" PRId64 " to %s (%s)\n", r->session_id, argv[1],
+               md ? "Markdown" : "JSON");
     fflush(stdout);
 }
 
 static void cmd_template_send(repl *r, int argc, char **argv) {
     const cfg_t *cfg = r->env.cfg;
     if (argc < 2) {
-        if (!cfg->n_prompts) return repl_err(r, "usage: /template NAME key=value ...  (the config has no prompts:)");
+        if (!cfg->n_prompts)
+            return repl_err(r, "usage: /template NAME key=value ...  (the config has no prompts:)");
         sb_t sb = {0};
-        for (size_t i = 0; i < cfg->n_prompts; i++) sb_printf(&sb, "%s%s", i ? ", " : "", cfg->prompts[i].name);
+        for (size_t i = 0; i < cfg->n_prompts; i++)
+            sb_printf(&sb, "%s%s", i ? ", " : "", cfg->prompts[i].name);
         repl_err(r, "usage: /template NAME key=value ...  (templates: %s)", sb_str(&sb));
         sb_free(&sb);
         return;
     }
     const cfg_prompt *p = cfg_find_prompt(cfg, argv[1]);
-    if (!p) return repl_err(r, "no template '%s' in the config (see prompts: in %s)", argv[1],
-                            cfg->source ? cfg->source : "the config");
+    if (!p)
+        return repl_err(r, "no template '%s' in the config (see prompts: in %s)", argv[1],
+                        cfg->source ? cfg->source : "the config");
     const char *keys[32], *vals[32];
     size_t n = 0;
     for (int i = 2; i < argc; i++) {
@@ -291,7 +316,9 @@ static void cmd_template_send(repl *r, int argc, char **argv) {
     if (!filled) return repl_err(r, "template %s: %s", argv[1], err.msg);
     printf("%s%s%s\n", r->tty ? DIM : "", filled, r->tty ? RESET : "");
     free(filled);
-    chat_request req = {.template_name = argv[1], .template_keys = keys, .template_values = vals,
+    chat_request req = {.template_name = argv[1],
+                        .template_keys = keys,
+                        .template_values = vals,
                         .n_template_vars = n};
     repl_turn(r, &req);
 }
@@ -307,7 +334,8 @@ static void cmd_model(repl *r, int argc, char **argv) {
     char *names = chat_env_model_names(r->env.cfg);
     if (argc == 1) {
         const char *cur = r->model ? r->model : chat_default_model(r->env.cs);
-        printf("model: %s%s   (configured: %s)\n", cur ? cur : "(none)", r->model ? "" : " (default)", names);
+        printf("model: %s%s   (configured: %s)\n", cur ? cur : "(none)",
+               r->model ? "" : " (default)", names);
     } else if (argc != 2) {
         repl_err(r, "usage: /model NAME   (configured: %s)", names);
     } else if (!model_known(r->env.cfg, argv[1])) {
@@ -323,8 +351,10 @@ static void cmd_model(repl *r, int argc, char **argv) {
 
 static void cmd_temp(repl *r, int argc, char **argv) {
     if (argc == 1) {
-        if (r->has_temp) printf("temperature: %g\n", r->temp);
-        else printf("temperature: the model's default\n");
+        if (r->has_temp)
+            printf("temperature: %g\n", r->temp);
+        else
+            printf("temperature: the model's default\n");
     } else if (argc == 2 && !strcmp(argv[1], "default")) {
         r->has_temp = false;
         printf("temperature: the model's default\n");
@@ -357,8 +387,9 @@ static void cmd_system(repl *r, const char *text) {
 
 static void cmd_tokens(repl *r) {
     if (r->last.model[0])
-        printf("last reply: %" PRId64 " prompt + %" PRId64 " completion tokens%s, %s\n", r->last.usage.prompt_tokens,
-               r->last.usage.completion_tokens, r->last.usage.estimated ? " (estimated)" : "", r->last.model);
+        printf("last reply: %" PRId64 " prompt + %" PRId64 " completion tokens%s, %s\n",
+               r->last.usage.prompt_tokens, r->last.usage.completion_tokens,
+               r->last.usage.estimated ? " (estimated)" : "", r->last.model);
     if (r->session_id <= 0) {
         printf("no conversation yet\n");
         fflush(stdout);
@@ -403,31 +434,46 @@ static bool repl_command(repl *r, const char *line) {
     const char *c = argv[0];
     /* The rest of the line after the command word, for free text. */
     const char *rest = line + 1;
-    while (*rest && *rest != ' ' && *rest != '\t') rest++;
-    while (*rest == ' ' || *rest == '\t') rest++;
+    while (*rest && *rest != ' ' && *rest != '\t')
+        rest++;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
     if (!strcmp(c, "/quit") || !strcmp(c, "/exit")) return false;
-    if (!strcmp(c, "/help") || !strcmp(c, "/?")) cmd_help_text(r);
+    if (!strcmp(c, "/help") || !strcmp(c, "/?"))
+        cmd_help_text(r);
     else if (!strcmp(c, "/new")) {
-        if (argc != 1) repl_err(r, "usage: /new");
+        if (argc != 1)
+            repl_err(r, "usage: /new");
         else {
             r->session_id = 0;
             printf("new conversation (saved with your first message)\n");
             fflush(stdout);
         }
     } else if (!strcmp(c, "/sessions")) {
-        if (argc != 1) repl_err(r, "usage: /sessions");
-        else cmd_sessions_list(r);
-    } else if (!strcmp(c, "/load")) cmd_load(r, argc, argv);
-    else if (!strcmp(c, "/search")) cmd_search(r, rest);
-    else if (!strcmp(c, "/export")) cmd_export(r, argc, argv);
-    else if (!strcmp(c, "/template")) cmd_template_send(r, argc, argv);
-    else if (!strcmp(c, "/model")) cmd_model(r, argc, argv);
-    else if (!strcmp(c, "/temp")) cmd_temp(r, argc, argv);
-    else if (!strcmp(c, "/system")) cmd_system(r, rest);
-    else if (!strcmp(c, "/tokens")) cmd_tokens(r);
+        if (argc != 1)
+            repl_err(r, "usage: /sessions");
+        else
+            cmd_sessions_list(r);
+    } else if (!strcmp(c, "/load"))
+        cmd_load(r, argc, argv);
+    else if (!strcmp(c, "/search"))
+        cmd_search(r, rest);
+    else if (!strcmp(c, "/export"))
+        cmd_export(r, argc, argv);
+    else if (!strcmp(c, "/template"))
+        cmd_template_send(r, argc, argv);
+    else if (!strcmp(c, "/model"))
+        cmd_model(r, argc, argv);
+    else if (!strcmp(c, "/temp"))
+        cmd_temp(r, argc, argv);
+    else if (!strcmp(c, "/system"))
+        cmd_system(r, rest);
+    else if (!strcmp(c, "/tokens"))
+        cmd_tokens(r);
     else if (!strcmp(c, "/stream")) {
         chunk_mode m;
-        if (argc == 1) printf("stream: %s\n", chunk_mode_name(r->mode)), fflush(stdout);
+        if (argc == 1)
+            printf("stream: %s\n", chunk_mode_name(r->mode)), fflush(stdout);
         else if (argc != 2 || chunk_mode_parse(argv[1], &m) != 0)
             repl_err(r, "usage: /stream token|word|sentence");
         else {
@@ -435,7 +481,8 @@ static bool repl_command(repl *r, const char *line) {
             printf("stream: %s\n", chunk_mode_name(m));
             fflush(stdout);
         }
-    } else repl_err(r, "unknown command '%s' (/help lists them)", c);
+    } else
+        repl_err(r, "unknown command '%s' (/help lists them)", c);
     return true;
 }
 
@@ -477,9 +524,11 @@ static int repl_read(repl *r, sb_t *msg, bool *is_cmd) {
         const char *got = el_gets(r->el, &n);
         if (!got || n <= 0) {
             if (!got && n < 0 && errno == EINTR) continue;
-            if (msg->len && !block) return 1;
-            if (block || cont) {
-                if (msg->len) return 1;
+            /* End of input inside a block or a continued line: send what
+             * was typed. */
+            if (msg->len) {
+                if (sb_str(msg)[msg->len - 1] == '\n') sb_truncate(msg, msg->len - 1);
+                return 1;
             }
             return 0;
         }
@@ -487,7 +536,8 @@ static int repl_read(repl *r, sb_t *msg, bool *is_cmd) {
         size_t l = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 1;
         memcpy(line, got, l);
         line[l] = '\0';
-        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) line[--l] = '\0';
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r'))
+            line[--l] = '\0';
         if (r->discard) {
             r->discard = false;
             sb_clear(msg);
@@ -551,18 +601,24 @@ int cmd_chat(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **sval = NULL;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) sval = &model;
-        else if (!strcmp(a, "--session")) sval = &session;
-        else if (!strcmp(a, "--config")) sval = &cfg_path;
-        else if (!strcmp(a, "--data")) sval = &data;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            sval = &model;
+        else if (!strcmp(a, "--session"))
+            sval = &session;
+        else if (!strcmp(a, "--config"))
+            sval = &cfg_path;
+        else if (!strcmp(a, "--data"))
+            sval = &data;
         else if (!strcmp(a, "--new")) {
             new_session = true;
             continue;
-        } else return cli_usage_error("chat", "unknown option '%s'", a);
+        } else
+            return cli_usage_error("chat", "unknown option '%s'", a);
         if (i + 1 >= argc) return cli_usage_error("chat", "%s needs a value", a);
         *sval = argv[++i];
     }
-    if (session && new_session) return cli_usage_error("chat", "give --session ID or --new, not both");
+    if (session && new_session)
+        return cli_usage_error("chat", "give --session ID or --new, not both");
 
     /* Before any thread exists: SIGINT is taken only by chat_view. */
     chat_view_block_sigint();
@@ -616,8 +672,10 @@ int cmd_chat(int argc, char **argv) {
 
     const char *cur = r.model ? r.model : chat_default_model(r.env.cs);
     if (r.tty)
-        printf(BOLD "confab chat" RESET DIM " · %s · %s · /help for commands, Ctrl-D to quit" RESET "\n",
-               cur ? cur : "no model", r.session_id ? "continuing a conversation" : "new conversation");
+        printf(BOLD "confab chat" RESET DIM " · %s · %s · /help for commands, Ctrl-D to quit" RESET
+                    "\n",
+               cur ? cur : "no model",
+               r.session_id ? "continuing a conversation" : "new conversation");
     else
         printf("confab chat · %s · /help for commands\n", cur ? cur : "no model");
     fflush(stdout);
@@ -650,7 +708,8 @@ int cmd_chat(int argc, char **argv) {
 static int read_all(FILE *f, sb_t *out) {
     char buf[8192];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_appendn(out, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_appendn(out, buf, n);
     return ferror(f) ? -1 : 0;
 }
 
@@ -665,25 +724,34 @@ int cmd_run_chat(int argc, char **argv) {
         const char *a = argv[i];
         const char **sval = NULL;
         if (a[0] != '-' || !strcmp(a, "-")) {
-            if (!model) model = a;
-            else if (!prompt) prompt = a;
-            else return cli_usage_error("run", "unexpected argument '%s' (quote the prompt)", a);
+            if (!model)
+                model = a;
+            else if (!prompt)
+                prompt = a;
+            else
+                return cli_usage_error("run", "unexpected argument '%s' (quote the prompt)", a);
             continue;
         }
-        if (!strcmp(a, "--config")) sval = &cfg_path;
-        else if (!strcmp(a, "--data")) sval = &data;
-        else if (!strcmp(a, "--system")) sval = &system;
-        else if (!strcmp(a, "--stream")) sval = &stream;
+        if (!strcmp(a, "--config"))
+            sval = &cfg_path;
+        else if (!strcmp(a, "--data"))
+            sval = &data;
+        else if (!strcmp(a, "--system"))
+            sval = &system;
+        else if (!strcmp(a, "--stream"))
+            sval = &stream;
         else if (!strcmp(a, "--no-save")) {
             no_save = true;
             continue;
-        } else if (strcmp(a, "--temp") && strcmp(a, "--seed") && strcmp(a, "-n") && strcmp(a, "--max-tokens"))
+        } else if (strcmp(a, "--temp") && strcmp(a, "--seed") && strcmp(a, "-n") &&
+                   strcmp(a, "--max-tokens"))
             return cli_usage_error("run", "unknown option '%s' for `confab run MODEL PROMPT`", a);
         if (i + 1 >= argc) return cli_usage_error("run", "%s needs a value", a);
         const char *v = argv[++i];
         char *end;
         errno = 0;
-        if (sval) *sval = v;
+        if (sval)
+            *sval = v;
         else if (!strcmp(a, "--temp")) {
             temp = strtod(v, &end), has_temp = true;
             if (errno || end == v || *end || !(temp >= 0 && temp <= 2))
@@ -698,7 +766,8 @@ int cmd_run_chat(int argc, char **argv) {
                 return cli_usage_error("run", "%s wants a count >= 1, got '%s'", a, v);
         }
     }
-    if (!model || !prompt) return cli_usage_error("run", "give MODEL and PROMPT (PROMPT - reads stdin)");
+    if (!model || !prompt)
+        return cli_usage_error("run", "give MODEL and PROMPT (PROMPT - reads stdin)");
     chunk_mode mode = CHUNK_TOKEN;
     if (stream && chunk_mode_parse(stream, &mode) != 0)
         return cli_usage_error("run", "--stream wants token, word or sentence, got '%s'", stream);
@@ -733,8 +802,13 @@ int cmd_run_chat(int argc, char **argv) {
     size_t nm = 0;
     if (system && no_save) msgs[nm++] = (chat_msg){"system", system};
     msgs[nm++] = (chat_msg){"user", prompt};
-    chat_request req = {.model = env.model, .granularity = mode, .has_temperature = has_temp,
-                        .temperature = temp, .has_seed = has_seed, .seed = seed, .max_tokens = (int)max_tokens};
+    chat_request req = {.model = env.model,
+                        .granularity = mode,
+                        .has_temperature = has_temp,
+                        .temperature = temp,
+                        .has_seed = has_seed,
+                        .seed = seed,
+                        .max_tokens = (int)max_tokens};
     if (no_save) {
         req.messages = msgs, req.n_messages = nm;
     } else {
@@ -748,7 +822,8 @@ int cmd_run_chat(int argc, char **argv) {
     if (tty && st == 0 && !cancelled && res.usage.completion_tokens > 0) {
         double gen_s = (double)(res.latency_ms - res.ttft_ms) / 1000.0;
         fprintf(stderr, DIM "[%s · %" PRId64 " tokens", res.model, res.usage.completion_tokens);
-        if (gen_s > 0.001) fprintf(stderr, " · %.1f tok/s", (double)res.usage.completion_tokens / gen_s);
+        if (gen_s > 0.001)
+            fprintf(stderr, " · %.1f tok/s", (double)res.usage.completion_tokens / gen_s);
         if (res.cost > 0) fprintf(stderr, " · $%.6f", res.cost);
         fprintf(stderr, "]" RESET "\n");
     }
