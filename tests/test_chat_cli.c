@@ -163,7 +163,9 @@ static int term_wait(term *t, int ms) {
         struct pollfd p = {.fd = t->fd, .events = POLLIN};
         if (poll(&p, 1, 0) <= 0) break;
     }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (rc != 0) print_message("# confab exited with %d; its terminal:\n%s\n", rc, t->buf);
+    return rc;
 }
 
 static void term_free(term *t) {

@@ -666,7 +666,9 @@ int cmd_chat(int argc, char **argv) {
     el_set(r.el, EL_PROMPT, repl_prompt_fn);
     /* Ctrl-C at the prompt is a key (ISIG off while editing), not a signal. */
     el_set(r.el, EL_SETTY, "-d", "-isig", NULL);
-    el_set(r.el, EL_ADDFN, "confab-discard", "discard the line", repl_key_discard);
+    /* The wide form keeps our (static) strings; the narrow one copies them
+     * and never frees the copies. */
+    el_wset(r.el, EL_ADDFN, L"confab-discard", L"discard the line", repl_key_discard);
     el_set(r.el, EL_BIND, "^C", "confab-discard", NULL);
     el_source(r.el, NULL); /* ~/.editrc, as every libedit program */
 
