@@ -205,7 +205,7 @@ static void message_gets_a_streamed_reply_that_is_stored(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
     term_expect(t, ">>> ", SLOW);
-    term_send(t, "Once upon a time\r");
+    term_send(t, "Once upon a time, Zoë said «hi»\r");
     /* The live status line, then the summary with exact usage. */
     term_expect(t, "Ctrl-C stops", SLOW);
     term_expect(t, "[stories · ", SLOW);
@@ -218,7 +218,7 @@ static void message_gets_a_streamed_reply_that_is_stored(void **state) {
     store_message *m = only_session(f, 1, &s, &n);
     assert_int_equal(n, 2);
     assert_string_equal(m[0].role, "user");
-    assert_string_equal(m[0].content, "Once upon a time");
+    assert_string_equal(m[0].content, "Once upon a time, Zoë said «hi»");
     assert_string_equal(m[1].role, "assistant");
     assert_int_equal(m[1].status, STORE_COMPLETE);
     assert_true(strlen(m[1].content) > 0);

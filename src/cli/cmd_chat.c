@@ -64,6 +64,7 @@ typedef struct {
     char *system; /* NULL: the session's */
     chunk_mode mode;
     chat_result last; /* the last turn (status < 0 or no turn: model[0] == 0) */
+    sb_t line;        /* the line being read */
 } repl;
 
 static int term_rows(void) {
@@ -532,10 +533,11 @@ static int repl_read(repl *r, sb_t *msg, bool *is_cmd) {
             }
             return 0;
         }
-        char line[8192];
-        size_t l = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 1;
-        memcpy(line, got, l);
-        line[l] = '\0';
+        /* A line of any length (pasted text must not be cut). */
+        sb_clear(&r->line);
+        sb_append(&r->line, got); /* N counts characters in some libedits */
+        char *line = r->line.data;
+        size_t l = r->line.len;
         while (l && (line[l - 1] == '\n' || line[l - 1] == '\r'))
             line[--l] = '\0';
         if (r->discard) {
@@ -695,6 +697,7 @@ int cmd_chat(int argc, char **argv) {
     if (r.tty) printf("\n");
     fflush(stdout);
     sb_free(&msg);
+    sb_free(&r.line);
     history(r.hist, &ev, H_SAVE, r.hist_path);
     history_end(r.hist);
     el_end(r.el);
