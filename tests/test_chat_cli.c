@@ -14,10 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "store/store.h"
+
+#define SLOW 20000 /* ms: generous for sanitizer builds */
 
 /* ------------------------------------------------------------ fixture */
 
@@ -40,6 +43,7 @@ static fx *fx_new(void) {
     snprintf(yaml, sizeof yaml,
              "models:\n"
              "  stories:\n    backend: local\n    model: \"%s\"\n"
+             "    price: {input: 100, output: 200}\n"
              "  noise:\n    backend: local\n    model: \"%s\"\n"
              "engine: {threads: 1}\n"
              "cache: {enabled: false}\n"
@@ -66,6 +70,8 @@ typedef struct {
 } term;
 
 static term *term_spawn(const fx *f, const char *const *extra) {
+    char *bin = realpath(tu_confab_bin(), NULL);
+    assert_non_null(bin);
     term *t = calloc(1, sizeof *t);
     struct winsize ws = {.ws_row = 24, .ws_col = 100};
     t->pid = forkpty(&t->fd, NULL, NULL, &ws);
@@ -78,9 +84,10 @@ static term *term_spawn(const fx *f, const char *const *extra) {
         argv[n] = NULL;
         if (chdir(f->dir) != 0) _exit(127);
         setenv("TERM", "xterm", 1);
-        execv(tu_confab_bin(), (char *const *)argv);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
+    free(bin);
     t->cap = 1 << 16;
     t->buf = malloc(t->cap);
     t->buf[0] = '\0';
@@ -139,6 +146,20 @@ static void term_expect(term *t, const char *needle, int ms) {
              t->buf + (t->len - t->mark > 3000 ? t->len - 3000 : t->mark));
 }
 
+/* Waits for the prompt PROMPT, then until the line editor has the terminal
+ * (ICANON off: on Linux the master reports the pty's modes). Control keys
+ * sent before that would meet the terminal's cooked mode instead. */
+static void term_prompt(term *t, const char *prompt) {
+    term_expect(t, prompt, SLOW);
+    double end = clock_mono_ms() + SLOW;
+    struct termios tio;
+    while (clock_mono_ms() < end) {
+        if (tcgetattr(t->fd, &tio) == 0 && !(tio.c_lflag & ICANON)) return;
+        term_read(t, 5);
+    }
+    fail_msg("the line editor never took the terminal after '%s'", prompt);
+}
+
 static void term_send(term *t, const char *keys) {
     size_t n = strlen(keys);
     assert_int_equal(write(t->fd, keys, n), (ssize_t)n);
@@ -153,6 +174,7 @@ static int term_wait(term *t, int ms) {
         pid_t r = waitpid(t->pid, &st, WNOHANG);
         if (r == t->pid) break;
         if (clock_mono_ms() > end) {
+            print_message("# confab did not exit; its terminal:\n%s\n", t->buf);
             kill(t->pid, SIGKILL);
             waitpid(t->pid, &st, 0);
             return -1;
@@ -197,20 +219,19 @@ static store_message *only_session(const fx *f, size_t n_sessions, store_session
     return m;
 }
 
-#define SLOW 20000 /* ms: generous for sanitizer builds */
-
 /* ------------------------------------------------------------ tests */
 
 static void message_gets_a_streamed_reply_that_is_stored(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "Once upon a time, Zoë said «hi»\r");
     /* The live status line, then the summary with exact usage. */
     term_expect(t, "Ctrl-C stops", SLOW);
     term_expect(t, "[stories · ", SLOW);
     term_expect(t, " tokens", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_expect(t, " · $", SLOW); /* priced in the config: the cost is shown */
+    term_prompt(t, ">>> ");
     term_send(t, "/quit\r");
     assert_int_equal(term_wait(t, SLOW), 0);
     store_session s = {0};
@@ -224,8 +245,11 @@ static void message_gets_a_streamed_reply_that_is_stored(void **state) {
     assert_true(strlen(m[1].content) > 0);
     assert_true(m[1].completion_tokens > 0);
     assert_string_equal(m[1].model, "stories");
-    /* What was streamed is what was stored (first 20 bytes on screen). */
-    char head[21];
+    assert_true(m[1].cost > 0);
+    assert_non_null(strstr(t->buf, " · output $")); /* the live cost in the status line */
+    /* What was streamed is what was stored (its first bytes on screen; the
+     * status line may be drawn between any two later tokens). */
+    char head[7];
     snprintf(head, sizeof head, "%s", m[1].content);
     if (!strchr(head, '\n')) assert_non_null(strstr(t->buf, head));
     store_messages_free(m, n);
@@ -237,7 +261,7 @@ static void message_gets_a_streamed_reply_that_is_stored(void **state) {
 static void slash_commands_work_and_bad_arguments_are_errors(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "/help\r");
     term_expect(t, "/template NAME key=value", SLOW);
     term_expect(t, "Ctrl-C stops a reply", SLOW);
@@ -270,7 +294,7 @@ static void slash_commands_work_and_bad_arguments_are_errors(void **state) {
     term_send(t, "/template tale animal=dragon\r");
     term_expect(t, "Tell a story about dragon.", SLOW);
     term_expect(t, "[stories · ", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "/sessions\r");
     term_expect(t, "*    1  Tell a story about dragon.", SLOW);
     term_send(t, "/search dragon\r");
@@ -321,7 +345,7 @@ static void slash_commands_work_and_bad_arguments_are_errors(void **state) {
 static void ctrl_c_stops_the_reply_and_keeps_it_as_cancelled(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     /* Random weights: no end-of-text in sight, the reply runs to the
      * context length (2048 tokens, seconds) unless stopped. */
     term_send(t, "/model noise\r");
@@ -331,11 +355,11 @@ static void ctrl_c_stops_the_reply_and_keeps_it_as_cancelled(void **state) {
     term_expect(t, " tok/s", SLOW); /* some tokens have streamed */
     term_send(t, "\x03");
     term_expect(t, "cancelled]", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     /* Still running: the program answers a command. */
     term_send(t, "/tokens\r");
     term_expect(t, "conversation 1: 1 replies", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "\x04"); /* Ctrl-D */
     assert_int_equal(term_wait(t, SLOW), 0);
     store_session s = {0};
@@ -356,15 +380,15 @@ static void ctrl_c_stops_the_reply_and_keeps_it_as_cancelled(void **state) {
 static void ctrl_c_at_the_prompt_discards_the_line_and_ctrl_d_exits(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "this is never sent");
     term_expect(t, "never sent", SLOW);
     term_send(t, "\x03");
     term_expect(t, "^C", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "/sessions\r");
     term_expect(t, "no conversations yet", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "\x04");
     assert_int_equal(term_wait(t, SLOW), 0);
     /* Nothing was sent, so nothing was stored. */
@@ -384,21 +408,21 @@ static void ctrl_c_at_the_prompt_discards_the_line_and_ctrl_d_exits(void **state
 static void multi_line_input_is_one_message(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "\"\"\"\r");
-    term_expect(t, "... ", SLOW);
+    term_prompt(t, "... ");
     term_send(t, "line one\r");
-    term_expect(t, "... ", SLOW);
+    term_prompt(t, "... ");
     term_send(t, "/not a command\r");
-    term_expect(t, "... ", SLOW);
+    term_prompt(t, "... ");
     term_send(t, "\"\"\"\r");
     term_expect(t, "[stories · ", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "first \\\r");
-    term_expect(t, "... ", SLOW);
+    term_prompt(t, "... ");
     term_send(t, "second\r");
     term_expect(t, "[stories · ", SLOW);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "/quit\r");
     assert_int_equal(term_wait(t, SLOW), 0);
     store_session s = {0};
@@ -423,7 +447,7 @@ static void multi_line_input_is_one_message(void **state) {
 static void session_flag_continues_a_conversation(void **state) {
     fx *f = fx_new();
     term *t = term_spawn(f, NULL);
-    term_expect(t, ">>> ", SLOW);
+    term_prompt(t, ">>> ");
     term_send(t, "The cat\r");
     term_expect(t, "[stories · ", SLOW);
     term_send(t, "/quit\r");

@@ -64,15 +64,18 @@ static void view_draw_status(view *v) {
     bool approx;
     int64_t n = view_tokens(v, &approx);
     double gen_s = v->t_first > 0 ? (now - v->t_first) / 1000.0 : 0;
-    char rate[32] = "";
+    char rate[32] = "", cost[48] = "";
     if (gen_s > 0.05) snprintf(rate, sizeof rate, " · %.1f tok/s", (double)n / gen_s);
+    if (v->o->price.set && v->o->price.output > 0)
+        snprintf(cost, sizeof cost, " · output $%.5f", (double)n * v->o->price.output / 1e6);
     /* Save the cursor, draw on the last row, restore. */
     fprintf(v->o->out,
             "\x1b"
-            "7\x1b[%d;1H\x1b[2K" DIM "%s%s%s%" PRId64 " tok%s · %.1f s · Ctrl-C stops" RESET "\x1b"
+            "7\x1b[%d;1H\x1b[2K" DIM "%s%s%s%" PRId64 " tok%s%s · %.1f s · Ctrl-C stops" RESET
+            "\x1b"
             "8",
             v->o->rows, v->model ? v->model : "", v->model ? " · " : "", approx ? "~" : "", n, rate,
-            (now - v->t0) / 1000.0);
+            cost, (now - v->t0) / 1000.0);
     v->last_draw = now;
 }
 
@@ -111,7 +114,7 @@ static void view_emit(void *ud, const chat_event *ev) {
     FILE *f = v->o->out;
     switch (ev->type) {
     case CHAT_EV_DELTA:
-        if (!v->n_deltas) v->t_first = clock_mono_ms();
+        if (!v->n_deltas) v->t_first = v->last_draw = clock_mono_ms();
         v->n_deltas++;
         v->bytes += ev->len;
         view_text(v, ev->text, ev->len);

@@ -10,7 +10,8 @@
  *
  * On a terminal (TTY) the reply streams with a live status line on the last
  * row (a scroll region keeps the text above it): model, tokens so far,
- * tokens/s, elapsed time; when the reply ends a dim summary line adds the
+ * tokens/s, elapsed time, the cost of the output so far when the price is
+ * known; when the reply ends a dim summary line adds the
  * exact usage and cost where known. Without TTY nothing but the reply text
  * goes to OUT (errors and notices go to stderr).
  */
@@ -21,6 +22,7 @@
 #include <stdio.h>
 
 #include "app/chat.h"
+#include "providers/provider.h"
 
 /* Blocks SIGINT in the calling thread (threads created later inherit it). */
 void chat_view_block_sigint(void);
@@ -31,6 +33,7 @@ typedef struct {
     int rows;          /* terminal rows; < 3 disables the live status line */
     bool quiet;        /* no summary line (one-shot use) */
     const char *label; /* model name for the status line; NULL: the request's */
+    prov_price price;  /* the model's price (set = false: unknown), for the live cost */
 } chat_view_opts;
 
 /* Runs REQ through CS on a worker thread, printing the reply; returns when

@@ -32,6 +32,7 @@
 #include "cli/chat_env.h"
 #include "cli/chat_view.h"
 #include "cli/cli.h"
+#include "providers/pricing.h"
 #include "store/store.h"
 
 #define BOLD "\x1b[1m"
@@ -102,6 +103,10 @@ static void repl_turn(repl *r, chat_request *req) {
                          .tty = r->tty,
                          .rows = r->tty ? term_rows() : 0,
                          .label = r->model ? r->model : chat_default_model(r->env.cs)};
+    const cfg_model *cm = vo.label ? cfg_find_model(r->env.cfg, vo.label) : NULL;
+    prov_model_cfg pm;
+    cf_err perr = {0};
+    if (cm && app_model_to_prov(cm, &pm, &perr) == 0) vo.price = prov_price_for(&pm);
     chat_result res;
     bool cancelled;
     int rc = chat_view_turn(r->env.cs, req, &vo, &res, &cancelled);
