@@ -85,6 +85,34 @@ static void run_text_prompt_uses_the_model_tokenizer(void **st) {
     free(out);
 }
 
+/* --chat wraps -p in the model's chat template (stories260K has none, so
+ * the built-in llama2 one): the prompt ids equal the tokenization of the
+ * rendered text, with BOS once. */
+static void run_chat_applies_the_chat_template(void **st) {
+    (void)st;
+    const char *model = td_path("models/stories260K.gguf");
+    char mpath[1024];
+    snprintf(mpath, sizeof mpath, "%s", model);
+    char *out = NULL;
+    assert_int_equal(run_cmd(&out, "run -m %s -p \"Hi there\" --chat -n 2 --temp 0 --json 2>/dev/null", mpath), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    json_t *pids = json_object_get(j, "prompt_ids");
+    free(out);
+    /* The same text through `confab tokenize`, BOS included once. */
+    assert_int_equal(run_cmd(&out, "tokenize -m %s \"[INST] Hi there [/INST]\"", mpath), 0);
+    json_t *want = json_loads(out, 0, NULL);
+    assert_non_null(want);
+    assert_true(json_equal(pids, want));
+    assert_int_equal(json_integer_value(json_array_get(pids, 0)), 1);
+    assert_int_not_equal(json_integer_value(json_array_get(pids, 1)), 1);
+    json_decref(want);
+    json_decref(j);
+    free(out);
+    assert_int_equal(run_cmd(&out, "run -m %s --chat -n 2 2>&1", mpath), 2);
+    free(out);
+}
+
 static void run_logits_out_writes_one_row_per_position(void **st) {
     (void)st;
     char model[1024];
@@ -224,6 +252,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(run_json_greedy_matches_reference_ids),
         cmocka_unit_test(run_text_prompt_uses_the_model_tokenizer),
+        cmocka_unit_test(run_chat_applies_the_chat_template),
         cmocka_unit_test(run_logits_out_writes_one_row_per_position),
         cmocka_unit_test(run_same_seed_same_text_with_sampling),
         cmocka_unit_test(run_rejects_bad_flags_with_exit_2),

@@ -313,6 +313,31 @@ static void cli_reports_errors_and_usage(void **st) {
     free(dir);
 }
 
+static void sessions_cli_finds_the_database_through_the_config(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char cfgp[4200], exp[4200], cmd[9000];
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(exp, sizeof exp, "%s/e.json", dir);
+    char yaml[4300];
+    int n = snprintf(yaml, sizeof yaml, "storage: {data_dir: %s/d, db: my.db}\n", dir);
+    tu_write_file(cfgp, yaml, (size_t)n);
+    const char *doc = "{\"format\":\"confab-export\",\"version\":1,\"sessions\":[]}";
+    tu_write_file(exp, doc, strlen(doc));
+    snprintf(cmd, sizeof cmd, "%s sessions import %s --config %s 2>&1", tu_confab_bin(), exp, cfgp);
+    char *out = NULL;
+    assert_int_equal(tu_run(cmd, &out), 0);
+    free(out);
+    char db[4300];
+    snprintf(db, sizeof db, "%s/d/my.db", dir);
+    assert_int_equal(access(db, F_OK), 0); /* created where the config says */
+    snprintf(cmd, sizeof cmd, "%s sessions list --json --config %s", tu_confab_bin(), cfgp);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seed_example_loads_as_written),
@@ -329,6 +354,7 @@ int main(void) {
         cmocka_unit_test(search_order_is_explicit_env_cwd_home),
         cmocka_unit_test(show_masks_api_keys),
         cmocka_unit_test(cli_reports_errors_and_usage),
+        cmocka_unit_test(sessions_cli_finds_the_database_through_the_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

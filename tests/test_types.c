@@ -4,6 +4,7 @@
  * error against the reference engine's quantizations. */
 #include "engine/blocks.h"
 #include "engine/quants.h"
+#include "base/cpu.h"
 #include "engine/types.h"
 #include "testutil.h"
 
@@ -81,6 +82,15 @@ static void table_describes_block_layouts(void **st) {
     /* Types confab cannot compute with still have their layout. */
     assert_int_equal(tt_get(16)->bytes, 66); /* IQ2_XXS */
     assert_null(tt_get(16)->to_float);
+}
+
+/* A program that uses only the type table (not tt_matmul) must still get
+ * the SIMD kernels: the install hooks are linked in by tt_init itself. */
+static void simd_kernels_are_installed_on_capable_cpus(void **st) {
+    (void)st;
+    tt_init();
+    if (cpu_has_avx2() && !getenv("CONFAB_CPU")) assert_string_not_equal(tt_kernel_family(), "scalar");
+    else if (!cpu_has_avx2()) assert_string_equal(tt_kernel_family(), "scalar");
 }
 
 static void table_looks_types_up_by_name(void **st) {
@@ -326,6 +336,7 @@ static void quantizers_handle_zero_and_constant_rows(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(table_describes_block_layouts),
+        cmocka_unit_test(simd_kernels_are_installed_on_capable_cpus),
         cmocka_unit_test(table_looks_types_up_by_name),
         cmocka_unit_test(table_pairs_weights_with_activation_types),
         cmocka_unit_test(dequantizes_reference_bytes_bit_exact),

@@ -341,7 +341,7 @@ static int replay(turn *t, handles *hd, const cache_entry *e, int64_t parent, co
 
 int chat_turn(chat_service *cs, const chat_request *req, prov_cancel *cancel, const chat_sink *sink,
               chat_result *out, cf_err *err) {
-    chat_result local_res;
+    chat_result local_res = {0};
     chat_result *res = out ? out : &local_res;
     memset(res, 0, sizeof *res);
     res->cost = -1;

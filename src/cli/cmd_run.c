@@ -29,7 +29,11 @@
 #include "cli/cli.h"
 #include "cli/engine_args.h"
 #include "confab/engine.h"
+#include "engine/chat_template.h"
+#include "engine/gguf.h"
 #include "engine/tokenizer.h"
+
+#include <jansson.h>
 
 /* Parses "1 15043 ..." (spaces, commas or tabs) into *IDS. Returns the
  * count, or -1 with a message in ERR. */
@@ -93,7 +97,7 @@ static void run_json_ids(sb_t *out, const int32_t *ids, int n) {
  * of one): `confab run MODEL PROMPT [options]`. Every option of either form
  * takes a value except the flags listed here. */
 static bool run_is_chat_form(int argc, char **argv) {
-    static const char *const flags[] = {"--kv-f32", "--json", "--ignore-eos", "--no-save", NULL};
+    static const char *const flags[] = {"--kv-f32", "--json", "--ignore-eos", "--chat", "--no-save", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || !strcmp(a, "-")) return true;
@@ -107,6 +111,8 @@ static bool run_is_chat_form(int argc, char **argv) {
 int cmd_run(int argc, char **argv) {
     if (run_is_chat_form(argc, argv)) return cmd_run_chat(argc, argv);
     const char *model = NULL, *prompt_ids = NULL, *prompt = NULL, *logits_out = NULL;
+    const char *system_prompt = NULL;
+    bool chat = false;
     long n_gen = 32, top_k = 0, threads = 0, n_ctx = 0;
     double temp = 0.8, top_p = 1.0, min_p = 0.0, rep = 1.0;
     unsigned long long seed = 0;
@@ -123,6 +129,8 @@ int cmd_run(int argc, char **argv) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model = v; }
         else if (!strcmp(a, "--prompt-ids")) { VAL(); prompt_ids = v; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { VAL(); prompt = v; }
+        else if (!strcmp(a, "--chat")) { chat = true; }
+        else if (!strcmp(a, "--system")) { VAL(); system_prompt = v; }
         else if (!strcmp(a, "-n")) { VAL(); if (ea_long(v, 0, 1 << 24, &n_gen)) return cli_usage_error("run", "-n wants a count >= 0, got '%s'", v); }
         else if (!strcmp(a, "--temp")) { VAL(); if (ea_double(v, 0, 1000, &temp)) return cli_usage_error("run", "--temp wants a number >= 0, got '%s'", v); }
         else if (!strcmp(a, "--top-k")) { VAL(); if (ea_long(v, 0, 1 << 24, &top_k)) return cli_usage_error("run", "--top-k wants a count >= 0, got '%s'", v); }
@@ -168,9 +176,43 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "confab: -p needs the model's tokenizer: %s\n", err.msg);
         return 1;
     }
+    sb_t rendered = {0};
+    bool add_special = true, parse_special = false;
+    if (chat && !prompt) {
+        tok_free(tkz);
+        return cli_usage_error("run", "--chat needs -p TEXT (the user's message)");
+    }
+    if (chat) {
+        /* The model's chat template around one user message (and an
+         * optional system prompt); its special tokens are parsed, and BOS
+         * is added only when the template did not write it. */
+        gguf_file *gf = gguf_open(model, &err);
+        char *src = gf ? tmpl_for_model(gf, tkz, NULL) : NULL;
+        json_t *msgs = json_array();
+        if (system_prompt) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system_prompt));
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
+        tok_str bos = tok_text(tkz, tok_bos(tkz)), eos = tok_text(tkz, tok_eos(tkz));
+        char *bs = tok_bos(tkz) >= 0 ? strndup(bos.p, bos.n) : strdup("");
+        char *es = tok_eos(tkz) >= 0 ? strndup(eos.p, eos.n) : strdup("");
+        int trc = src ? tmpl_render(src, msgs, true, bs, es, NULL, &rendered, &err) : -1;
+        add_special = !(*bs && !strncmp(sb_str(&rendered), bs, strlen(bs)));
+        free(bs);
+        free(es);
+        free(src);
+        json_decref(msgs);
+        gguf_close(gf);
+        if (trc) {
+            fprintf(stderr, "confab: --chat: %s\n", err.msg);
+            sb_free(&rendered);
+            tok_free(tkz);
+            return 1;
+        }
+        prompt = sb_str(&rendered);
+        parse_special = true;
+    }
     if (prompt) {
         tok_ids ti = {0};
-        if (tok_encode(tkz, prompt, strlen(prompt), true, false, &ti, &err) < 0 || ti.n == 0) {
+        if (tok_encode(tkz, prompt, strlen(prompt), add_special, parse_special, &ti, &err) < 0 || ti.n == 0) {
             fprintf(stderr, "confab: cannot tokenize the prompt: %s\n", ti.n ? err.msg : "no tokens");
             tok_ids_free(&ti);
             tok_free(tkz);
@@ -179,6 +221,8 @@ int cmd_run(int argc, char **argv) {
         ids = ti.v; /* tok_ids owns a plain malloc'd array */
         n_prompt = (int)ti.n;
     }
+    sb_free(&rendered);
+    prompt = NULL;
     if (tkz && !(ts = tok_stream_new(tkz, 0))) {
         free(ids);
         tok_free(tkz);

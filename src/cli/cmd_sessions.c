@@ -2,7 +2,8 @@
  * cmd_sessions — `confab sessions list|show|search|export|import|rename|
  * archive|delete`: the conversation store from the command line.
  *
- * Every subcommand takes --db PATH (default ./data/confab.db until the
+ * Every subcommand takes --db PATH (default: storage.data_dir/storage.db of
+ * the config, --config FILE or the usual search order; formerly
  * config supplies the data directory) and --json, which prints one JSON value
  * on stdout for scripts instead of text for people. Options are parsed into
  * one struct, then checked against the subcommand's list of allowed options,
@@ -12,6 +13,7 @@
  */
 #include "base/clock.h"
 #include "base/sb.h"
+#include "app/config.h"
 #include "cli/cli.h"
 #include "store/store.h"
 
@@ -23,10 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_DB "./data/confab.db"
 
 typedef struct {
-    const char *db, *owner, *session, *since, *until, *format, *output;
+    const char *db, *owner, *session, *since, *until, *format, *output, *config;
     bool json, all, raw, undo;
     int limit, offset;
     const char *pos[4];
@@ -47,7 +48,8 @@ enum {
     O_RAW = 512,
     O_FORMAT = 1024,
     O_OUTPUT = 2048,
-    O_UNDO = 4096
+    O_UNDO = 4096,
+    O_CONFIG = 8192
 };
 
 static const struct {
@@ -59,7 +61,7 @@ static const struct {
     {"--owner", O_OWNER, true},     {"--limit", O_LIMIT, true},   {"--offset", O_OFFSET, true},
     {"--session", O_SESSION, true}, {"--since", O_SINCE, true},   {"--until", O_UNTIL, true},
     {"--raw", O_RAW, false},        {"--format", O_FORMAT, true}, {"-o", O_OUTPUT, true},
-    {"--output", O_OUTPUT, true},   {"--undo", O_UNDO, false},
+    {"--output", O_OUTPUT, true},   {"--undo", O_UNDO, false},    {"--config", O_CONFIG, true},
 };
 
 static int parse_count(const char *name, const char *v, int *out) {
@@ -75,7 +77,6 @@ static int parse_count(const char *name, const char *v, int *out) {
 
 static int parse_opts(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
-    o->db = DEFAULT_DB;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] == '-' && a[1]) {
@@ -117,6 +118,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
             case O_FORMAT: o->format = val; break;
             case O_OUTPUT: o->output = val; break;
             case O_UNDO: o->undo = true; break;
+            case O_CONFIG: o->config = val; break;
             }
         } else {
             if (o->npos == 4) return cli_usage_error("sessions", "too many arguments ('%s')", a);
@@ -128,7 +130,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
 
 static int check_allowed(const char *sub, const opts *o, unsigned allowed, int min_pos,
                          int max_pos) {
-    unsigned extra = o->seen & ~(allowed | O_DB | O_JSON);
+    unsigned extra = o->seen & ~(allowed | O_DB | O_JSON | O_CONFIG);
     for (size_t k = 0; extra && k < sizeof option_table / sizeof option_table[0]; k++)
         if (extra & option_table[k].bit)
             return cli_usage_error("sessions", "'sessions %s' does not take %s", sub,
@@ -474,12 +476,35 @@ static int do_change(const char *sub, const opts *o) {
     return rc;
 }
 
+static int run_sub(const char *sub, opts *o_);
+
 int cmd_sessions(int argc, char **argv) {
     if (argc < 2) return cli_usage_error("sessions", "missing subcommand");
-    const char *sub = argv[1];
     opts o;
     int r = parse_opts(argc, argv, &o);
     if (r) return r;
+    /* Without --db, the database the server uses: storage.data_dir /
+     * storage.db of the config (--config, or the usual search order). */
+    char *db = NULL;
+    if (!(o.seen & O_DB)) {
+        cf_err err = {0};
+        cfg_t *cfg = cfg_load(o.config, &err);
+        if (!cfg) {
+            fprintf(stderr, "confab: config: %s\n", err.msg);
+            return 1;
+        }
+        db = cfg_data_path(cfg, cfg->storage.db);
+        cfg_free(cfg);
+        o.db = db;
+    }
+    r = run_sub(argv[1], &o);
+    free(db);
+    return r;
+}
+
+static int run_sub(const char *sub, opts *o_) {
+    opts o = *o_;
+    int r;
     if (!strcmp(sub, "list")) {
         if ((r = check_allowed(sub, &o, O_ALL | O_OWNER | O_LIMIT | O_OFFSET, 0, 0))) return r;
         return do_list(&o);

@@ -9,6 +9,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "base/cpu.h"
 #include "cli/cli.h"
+#include "engine/types.h"
 
 #include <pcre2.h>
 
@@ -21,7 +22,7 @@ int cmd_version(int argc, char **argv) {
     pcre2_config(PCRE2_CONFIG_JIT, &jit);
     printf("confab %s (commit %s, built %s)\n", CONFAB_VERSION, CONFAB_GIT_COMMIT, __DATE__);
     printf("cpu: %s (%d cores)\n", cpu_describe(), cpu_count());
-    printf("kernels: %s\n", cpu_has_avx512() ? "avx512" : cpu_has_avx2() ? "avx2" : "scalar");
+    printf("kernels: %s\n", tt_kernel_family());
     printf("libraries:\n");
     printf("  sqlite   %s\n", sqlite3_libversion());
     printf("  jansson  %s\n", jansson_version_str());

@@ -51,7 +51,8 @@ const cli_command cli_commands[] = {
      "  rename SESSION TITLE\n"
      "  archive SESSION [--undo]\n"
      "  delete SESSION                                         with its messages\n"
-     "SESSION is an id or a uuid; --db defaults to ./data/confab.db",
+     "SESSION is an id or a uuid; --db defaults to the config's storage.data_dir/storage.db\n"
+     "(./data/confab.db); --config FILE names the config",
      cmd_sessions},
     {"stats", "tokens and cost of stored replies; A/B results",
      "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
@@ -81,11 +82,12 @@ const cli_command cli_commands[] = {
      "  PROMPT - reads stdin. The reply goes to stdout (no colours or status when it is not a\n"
      "  terminal); it is saved as a conversation unless --no-save. Exit 1 on error, 2 on a\n"
      "  usage error or unknown model, 130 when Ctrl-C stopped it.\n"
-     "confab run -m MODEL.gguf (-p TEXT | --prompt-ids \"1 15043 ...\") [-n N] [--temp T] [--seed S]\n"
+     "confab run -m MODEL.gguf (-p TEXT [--chat [--system TEXT]] | --prompt-ids \"1 15043 ...\")\n"
+     "           [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
      "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]\n"
-     "  the engine directly (no chat template, no store). The first form is used whenever a\n"
-     "  bare argument (not an option or an option's value) is present.",
+     "  the engine directly (no store; --chat applies the model's chat template). The first\n"
+     "  form is used whenever a bare argument (not an option or an option's value) is present.",
      cmd_run},
     {"bench", "measure prompt and generation speed (pp512 / tg128 like llama-bench)",
      "confab bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]", cmd_bench},

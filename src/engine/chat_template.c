@@ -14,6 +14,8 @@
  * user turn, since a fallback must accept any ordinary conversation.
  */
 #include "engine/chat_template.h"
+#include "engine/gguf.h"
+#include "engine/tokenizer.h"
 
 #include "engine/jinja.h"
 
@@ -160,3 +162,25 @@ const char *tmpl_builtin(const char *name) {
 }
 
 const char *const *tmpl_builtin_names(void) { return builtin_names; }
+
+/* ---------------------------------------------------------- a model's template */
+
+char *tmpl_for_model(const struct gguf_file *f, const struct tok_tokenizer *t,
+                     const char **builtin) {
+    gguf_str ts;
+    if (builtin) *builtin = NULL;
+    if (f && gguf_get_str(f, "tokenizer.chat_template", &ts) && ts.n) return gguf_str_dup(ts);
+    const char *name;
+    if (tok_find(t, "<|im_start|>", 12) >= 0)
+        name = "chatml";
+    else if (tok_find(t, "<|start_header_id|>", 19) >= 0)
+        name = "llama3";
+    else if (tok_find(t, "<start_of_turn>", 15) >= 0)
+        name = "gemma";
+    else if (tok_find(t, "<|user|>", 8) >= 0)
+        name = "phi3";
+    else
+        name = tok_get_kind(t) == TOK_SPM ? "llama2" : "chatml";
+    if (builtin) *builtin = name;
+    return strdup(tmpl_builtin(name));
+}

@@ -55,6 +55,15 @@ int tmpl_render_ex(const char *template_src, const tmpl_input *in, sb_t *out, cf
  * "mistral", "gemma", "phi3"); static storage. NULL for an unknown name. */
 const char *tmpl_builtin(const char *name);
 
+struct gguf_file;
+struct tok_tokenizer;
+/* The chat template of a model: its GGUF's tokenizer.chat_template, or when
+ * it has none a built-in chosen from its special tokens (chatml, llama3,
+ * gemma, phi3; else llama2 for SentencePiece vocabularies and chatml for
+ * BPE). Returns malloc'd Jinja source; *BUILTIN (may be NULL) gets the
+ * built-in's name, or NULL when the file had its own. */
+char *tmpl_for_model(const struct gguf_file *f, const struct tok_tokenizer *t, const char **builtin);
+
 /* Names of the built-in templates, NULL-terminated; static storage. */
 const char *const *tmpl_builtin_names(void);
 

@@ -199,7 +199,8 @@ static int quant_fill(void *ctx, void *out, uint64_t nbytes, cf_err *err) {
     int nt = j->n_threads;
     if (rows * t->ne[0] < (1 << 16)) nt = 1; /* not worth a thread */
     if (nt > rows) nt = rows > 0 ? (int)rows : 1;
-    quant_part parts[QUANT_MAX_THREADS];
+    if (nt < 1) nt = 1;
+    quant_part parts[QUANT_MAX_THREADS] = {{0}};
     pthread_t tid[QUANT_MAX_THREADS];
     int started[QUANT_MAX_THREADS] = {0};
     for (int i = 0; i < nt; i++) {

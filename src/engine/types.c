@@ -14,9 +14,10 @@
  *
  * Kernel selection: tt_init() fills the table once (pthread_once) with the
  * scalar kernels, then lets the SIMD families overwrite rows through the two
- * hooks tt_install_avx2() / tt_install_avx512(). The hooks are weak empty
- * functions here; quants_avx2.c / quants_avx512.c supply strong definitions
- * that replace them at link time. Trade-off: a function pointer call per
+ * hooks tt_install_avx2() / tt_install_avx512(), defined in quants_avx2.c /
+ * quants_avx512.c (declared in quants_simd.h). Calling them directly (not
+ * through weak symbols) makes the linker always pull the SIMD kernels out of
+ * the static library, whatever else a program uses. Trade-off: a function pointer call per
  * row dot product, which is negligible next to a 256+ value dot product, in
  * exchange for one place deciding which kernel runs.
  *
@@ -28,6 +29,7 @@
 #include "base/cpu.h"
 #include "engine/blocks.h"
 #include "engine/quants.h"
+#include "engine/quants_simd.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -37,9 +39,6 @@ static tt_traits tt_table[TT_COUNT];
 static const char *tt_family = "scalar";
 static pthread_once_t tt_once = PTHREAD_ONCE_INIT;
 
-/* Weak empty hooks; the SIMD files' strong definitions replace them. */
-__attribute__((weak)) void tt_install_avx2(tt_traits *table) { (void)table; }
-__attribute__((weak)) void tt_install_avx512(tt_traits *table) { (void)table; }
 
 /* Layout-only rows for GGML types without kernels here: id, name, blck, bytes. */
 static const struct {

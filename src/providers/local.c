@@ -359,16 +359,6 @@ int prov_local_n_ctx(prov_local *l, const char *name) {
 
 /* ------------------------------------------------------------ loading */
 
-/* The built-in template for a model without one, guessed from its
- * special tokens. */
-static const char *guess_template(const tok_tokenizer *t) {
-    if (tok_find(t, "<|im_start|>", 12) >= 0) return "chatml";
-    if (tok_find(t, "<|start_header_id|>", 19) >= 0) return "llama3";
-    if (tok_find(t, "<start_of_turn>", 15) >= 0) return "gemma";
-    if (tok_find(t, "<|user|>", 8) >= 0) return "phi3";
-    return tok_get_kind(t) == TOK_SPM ? "llama2" : "chatml";
-}
-
 static char *token_str(const tok_tokenizer *t, int32_t id) {
     if (id < 0) return strdup("");
     tok_str s = tok_text(t, id);
@@ -415,14 +405,9 @@ int prov_local_add(prov_local *l, const char *name, const char *path, cf_err *er
         gguf_close(f);
         goto fail;
     }
-    gguf_str ts;
-    if (gguf_get_str(f, "tokenizer.chat_template", &ts) && ts.n)
-        md->tmpl = gguf_str_dup(ts);
-    else {
-        const char *b = guess_template(md->tok);
-        md->tmpl = strdup(tmpl_builtin(b));
-        log_info("local", "%s has no chat template; using the built-in %s", path, b);
-    }
+    const char *builtin;
+    md->tmpl = tmpl_for_model(f, md->tok, &builtin);
+    if (builtin) log_info("local", "%s has no chat template; using the built-in %s", path, builtin);
     gguf_close(f);
     md->bos = token_str(md->tok, tok_bos(md->tok));
     md->eos = token_str(md->tok, tok_eos(md->tok));

@@ -269,6 +269,30 @@ static json_t *message_json(const store_message *m) {
     return j;
 }
 
+/* A session reference from a JSON id (integer) or uuid (string) into OUT;
+ * "" for anything else (which session_of then reports as not found). */
+static const char *json_session_ref(const json_t *v, char out[64]) {
+    if (json_is_integer(v)) snprintf(out, 64, "%lld", (long long)json_integer_value(v));
+    else snprintf(out, 64, "%s", json_is_string(v) ? json_string_value(v) : "");
+    return out;
+}
+
+/* Answers STATUS with session ID as JSON (or the error reading it). */
+static int reply_session(srv_req *r, store *st, int64_t id, int status) {
+    store_session s = {0};
+    cf_err err = {0};
+    int rc;
+    if (store_session_get(st, id, &s, &err)) {
+        rc = srv_reply_cf_err(r, &err);
+    } else {
+        json_t *j = session_json(&s);
+        rc = srv_reply_json(r, status, j);
+        json_decref(j);
+    }
+    store_session_clear(&s);
+    return rc;
+}
+
 #define WITH_STORE(r, h, st)                                                                       \
     cf_err herr_ = {0};                                                                            \
     chat_handles *h = chat_acquire(api->cs, &herr_);                                               \
@@ -400,15 +424,12 @@ static int h_chat_completions(srv_req *r, void *ctx) {
     char sid_key[32] = "";
     if ((v = json_object_get(b, "session_id")) && !json_is_null(v)) {
         char ref[64];
-        if (json_is_integer(v))
-            snprintf(ref, sizeof ref, "%lld", (long long)json_integer_value(v));
-        else if (json_is_string(v))
-            snprintf(ref, sizeof ref, "%s", json_string_value(v));
-        else {
+        if (!json_is_integer(v) && !json_is_string(v)) {
             rc = srv_reply_error(r, 400, "invalid_request_error", "invalid_type", "session_id",
                                  "session_id must be an integer or a uuid string");
             goto bad;
         }
+        json_session_ref(v, ref);
         chat_handles *h = chat_acquire(api->cs, NULL);
         int64_t sid = h ? session_of(r, chat_handles_store(h), ref, r->owner) : 0;
         chat_release(api->cs, h);
@@ -511,17 +532,8 @@ static int h_session_create(srv_req *r, void *ctx) {
                             (char *)json_string_value(json_object_get(b, "system_prompt")),
                         .owner = (char *)r->owner};
     int64_t id;
-    store_session out = {0};
     cf_err err = {0};
-    int rc;
-    if (store_session_create(st, &in, &id, &err) || store_session_get(st, id, &out, &err)) {
-        rc = srv_reply_cf_err(r, &err);
-    } else {
-        json_t *j = session_json(&out);
-        rc = srv_reply_json(r, 201, j);
-        json_decref(j);
-    }
-    store_session_clear(&out);
+    int rc = store_session_create(st, &in, &id, &err) ? srv_reply_cf_err(r, &err) : reply_session(r, st, id, 201);
     chat_release(api->cs, h);
     json_decref(b);
     return rc;
@@ -599,15 +611,7 @@ static int h_session_patch(srv_req *r, void *ctx) {
             e = store_session_update(st, id, &in, &err);
         }
         store_session_clear(&s);
-        if (!e) e = store_session_get(st, id, &s, &err);
-        if (e) {
-            rc = srv_reply_cf_err(r, &err);
-        } else {
-            json_t *j = session_json(&s);
-            rc = srv_reply_json(r, 200, j);
-            json_decref(j);
-        }
-        store_session_clear(&s);
+        rc = e ? srv_reply_cf_err(r, &err) : reply_session(r, st, id, 200);
     }
     chat_release(api->cs, h);
     json_decref(b);
@@ -1014,11 +1018,7 @@ static int h_compare(srv_req *r, void *ctx) {
     cf_err err = {0};
     if (jsid && !json_is_null(jsid)) {
         char ref[64];
-        if (json_is_integer(jsid))
-            snprintf(ref, sizeof ref, "%lld", (long long)json_integer_value(jsid));
-        else
-            snprintf(ref, sizeof ref, "%s", json_string_value(jsid) ? json_string_value(jsid) : "");
-        sid = session_of(r, st, ref, r->owner);
+        sid = session_of(r, st, json_session_ref(jsid, ref), r->owner);
         if (!sid) {
             chat_release(api->cs, h);
             json_decref(b);
@@ -1097,12 +1097,7 @@ static int h_vote(srv_req *r, void *ctx) {
     }
     WITH_STORE(r, h, st);
     char ref[64];
-    json_t *js = json_object_get(b, "session_id");
-    if (json_is_integer(js))
-        snprintf(ref, sizeof ref, "%lld", (long long)json_integer_value(js));
-    else
-        snprintf(ref, sizeof ref, "%s", json_string_value(js) ? json_string_value(js) : "");
-    int64_t sid = session_of(r, st, ref, r->owner);
+    int64_t sid = session_of(r, st, json_session_ref(json_object_get(b, "session_id"), ref), r->owner);
     int rc = 0;
     if (sid) {
         store_vote v = {.session_id = sid,
