@@ -14,7 +14,7 @@ OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Isrc \
                -fno-strict-aliasing -pthread $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lm -pthread
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lm -lutil -pthread
 
 ifeq ($(WERROR),1)
 CFLAGS_BASE += -Werror

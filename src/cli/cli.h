@@ -45,6 +45,8 @@ int cmd_gguf(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_run_chat(int argc, char **argv); /* `confab run MODEL PROMPT` (cmd_chat.c) */
+int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_models(int argc, char **argv);

@@ -12,6 +12,10 @@
  * tokenizer's streaming detokenizer, so it is whole UTF-8 characters; a
  * model without a usable vocabulary falls back to raw pieces
  * (cf_model_token_text) and accepts only --prompt-ids.
+ *
+ * `confab run MODEL PROMPT` (a bare word among the arguments, i.e. one that
+ * is not an option's value) is the other form: a one-shot through the chat
+ * service, in cmd_chat.c. The dispatch is run_is_chat_form below.
  */
 #include <errno.h>
 #include <math.h>
@@ -89,7 +93,23 @@ static void run_json_ids(sb_t *out, const int32_t *ids, int n) {
     sb_putc(out, ']');
 }
 
+/* True when the arguments hold a bare word (not an option, not the value
+ * of one): `confab run MODEL PROMPT [options]`. Every option of either form
+ * takes a value except the flags listed here. */
+static bool run_is_chat_form(int argc, char **argv) {
+    static const char *const flags[] = {"--kv-f32", "--json", "--ignore-eos", "--chat", "--no-save", NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !strcmp(a, "-")) return true;
+        bool flag = false;
+        for (int k = 0; flags[k]; k++) flag |= !strcmp(a, flags[k]);
+        if (!flag) i++; /* skip the option's value */
+    }
+    return false;
+}
+
 int cmd_run(int argc, char **argv) {
+    if (run_is_chat_form(argc, argv)) return cmd_run_chat(argc, argv);
     const char *model = NULL, *prompt_ids = NULL, *prompt = NULL, *logits_out = NULL;
     const char *system_prompt = NULL;
     bool chat = false;

@@ -64,11 +64,30 @@ const cli_command cli_commands[] = {
     {"detokenize", "print the text of token ids",
      "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
      cmd_detokenize},
-    {"run", "generate text with a local GGUF model",
+    {"chat", "chat in the terminal (same sessions, models and cache as serve)",
+     "confab chat [-m MODEL] [--session ID | --new] [--config FILE] [--data DIR]\n"
+     "  -m MODEL      a configured model, a GGUF path, or a short name in the models directory\n"
+     "  --session ID  continue a conversation (id or uuid, e.g. from /sessions or the web UI)\n"
+     "  --new         start a new conversation (the default)\n"
+     "  --data DIR    data directory (default storage.data_dir, ./data); history: DIR/chat_history\n"
+     "Commands: /help /new /sessions /load ID /search QUERY /export FILE /template NAME k=v ...\n"
+     "          /model NAME /temp X /system TEXT /tokens /stream token|word|sentence /quit\n"
+     "Input: a line ending in \\ continues; \"\"\" on its own line opens and closes a block.\n"
+     "Ctrl-C stops a reply (kept as cancelled) or clears the line; Ctrl-D or /quit exits.",
+     cmd_chat},
+    {"run", "one-shot chat with a model, or generate with a GGUF model (engine level)",
+     "confab run MODEL PROMPT [--system TEXT] [--temp T] [--seed S] [-n N] [--stream MODE]\n"
+     "           [--no-save] [--config FILE] [--data DIR]\n"
+     "  through the chat service: MODEL is a configured model, a GGUF path or a short name;\n"
+     "  PROMPT - reads stdin. The reply goes to stdout (no colours or status when it is not a\n"
+     "  terminal); it is saved as a conversation unless --no-save. Exit 1 on error, 2 on a\n"
+     "  usage error or unknown model, 130 when Ctrl-C stopped it.\n"
      "confab run -m MODEL.gguf (-p TEXT [--chat [--system TEXT]] | --prompt-ids \"1 15043 ...\")\n"
      "           [-n N] [--temp T] [--seed S]\n"
      "           [--threads N] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-     "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]",
+     "           [--ctx N] [--kv-f32] [--ignore-eos] [--stop STR]... [--json] [--logits-out FILE]\n"
+     "  the engine directly (no store; --chat applies the model's chat template). The first\n"
+     "  form is used whenever a bare argument (not an option or an option's value) is present.",
      cmd_run},
     {"bench", "measure prompt and generation speed (pp512 / tg128 like llama-bench)",
      "confab bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]", cmd_bench},
