@@ -546,8 +546,8 @@ static void one_shot_run_is_pipe_friendly(void **state) {
     assert_int_equal(out[0], '{');
     free(out);
     /* ... also with its value-less --chat before --system VALUE. */
-    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p 'Hi' --chat --system 'Be brief' -n 3 --json", tu_confab_bin(),
-             td_path("models/stories260K.gguf"));
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p 'Hi' --chat --system 'Be brief' -n 3 --json",
+             tu_confab_bin(), td_path("models/stories260K.gguf"));
     assert_int_equal(tu_run(cmd, &out), 0);
     assert_int_equal(out[0], '{');
     free(out);

@@ -43,7 +43,8 @@ static int run_parse_ids(const char *s, int32_t **ids, char *err, size_t errn) {
     if (!v) return -1;
     const char *p = s;
     for (;;) {
-        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') p++;
+        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n')
+            p++;
         if (!*p) break;
         char *end;
         errno = 0;
@@ -89,7 +90,8 @@ static void run_json_text(sb_t *out, const char *s, size_t n) {
 
 static void run_json_ids(sb_t *out, const int32_t *ids, int n) {
     sb_putc(out, '[');
-    for (int i = 0; i < n; i++) sb_printf(out, "%s%d", i ? "," : "", ids[i]);
+    for (int i = 0; i < n; i++)
+        sb_printf(out, "%s%d", i ? "," : "", ids[i]);
     sb_putc(out, ']');
 }
 
@@ -97,12 +99,14 @@ static void run_json_ids(sb_t *out, const int32_t *ids, int n) {
  * of one): `confab run MODEL PROMPT [options]`. Every option of either form
  * takes a value except the flags listed here. */
 static bool run_is_chat_form(int argc, char **argv) {
-    static const char *const flags[] = {"--kv-f32", "--json", "--ignore-eos", "--chat", "--no-save", NULL};
+    static const char *const flags[] = {"--kv-f32", "--json",    "--ignore-eos",
+                                        "--chat",   "--no-save", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || !strcmp(a, "-")) return true;
         bool flag = false;
-        for (int k = 0; flags[k]; k++) flag |= !strcmp(a, flags[k]);
+        for (int k = 0; flags[k]; k++)
+            flag |= !strcmp(a, flags[k]);
         if (!flag) i++; /* skip the option's value */
     }
     return false;
@@ -121,40 +125,85 @@ int cmd_run(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-#define VAL()                                                                 \
-    do {                                                                      \
-        if (i + 1 >= argc) return cli_usage_error("run", "%s needs a value", a); \
-        v = argv[++i];                                                        \
+#define VAL()                                                                                      \
+    do {                                                                                           \
+        if (i + 1 >= argc) return cli_usage_error("run", "%s needs a value", a);                   \
+        v = argv[++i];                                                                             \
     } while (0)
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model = v; }
-        else if (!strcmp(a, "--prompt-ids")) { VAL(); prompt_ids = v; }
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { VAL(); prompt = v; }
-        else if (!strcmp(a, "--chat")) { chat = true; }
-        else if (!strcmp(a, "--system")) { VAL(); system_prompt = v; }
-        else if (!strcmp(a, "-n")) { VAL(); if (ea_long(v, 0, 1 << 24, &n_gen)) return cli_usage_error("run", "-n wants a count >= 0, got '%s'", v); }
-        else if (!strcmp(a, "--temp")) { VAL(); if (ea_double(v, 0, 1000, &temp)) return cli_usage_error("run", "--temp wants a number >= 0, got '%s'", v); }
-        else if (!strcmp(a, "--top-k")) { VAL(); if (ea_long(v, 0, 1 << 24, &top_k)) return cli_usage_error("run", "--top-k wants a count >= 0, got '%s'", v); }
-        else if (!strcmp(a, "--top-p")) { VAL(); if (ea_double(v, 0, 1, &top_p)) return cli_usage_error("run", "--top-p wants a number in [0, 1], got '%s'", v); }
-        else if (!strcmp(a, "--min-p")) { VAL(); if (ea_double(v, 0, 1, &min_p)) return cli_usage_error("run", "--min-p wants a number in [0, 1], got '%s'", v); }
-        else if (!strcmp(a, "--repeat-penalty")) { VAL(); if (ea_double(v, 0.01, 100, &rep)) return cli_usage_error("run", "--repeat-penalty wants a number > 0, got '%s'", v); }
-        else if (!strcmp(a, "--seed")) { VAL(); long long s; if (ea_ll(v, &s) || s < 0) return cli_usage_error("run", "--seed wants an integer >= 0, got '%s'", v); seed = (unsigned long long)s; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (ea_long(v, 1, 1024, &threads)) return cli_usage_error("run", "--threads wants a count in [1, 1024], got '%s'", v); }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VAL(); if (ea_long(v, 1, 1 << 24, &n_ctx)) return cli_usage_error("run", "--ctx wants a count >= 1, got '%s'", v); }
-        else if (!strcmp(a, "--logits-out")) { VAL(); logits_out = v; }
-        else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
-        else if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            VAL();
+            model = v;
+        } else if (!strcmp(a, "--prompt-ids")) {
+            VAL();
+            prompt_ids = v;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            VAL();
+            prompt = v;
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+        } else if (!strcmp(a, "--system")) {
+            VAL();
+            system_prompt = v;
+        } else if (!strcmp(a, "-n")) {
+            VAL();
+            if (ea_long(v, 0, 1 << 24, &n_gen))
+                return cli_usage_error("run", "-n wants a count >= 0, got '%s'", v);
+        } else if (!strcmp(a, "--temp")) {
+            VAL();
+            if (ea_double(v, 0, 1000, &temp))
+                return cli_usage_error("run", "--temp wants a number >= 0, got '%s'", v);
+        } else if (!strcmp(a, "--top-k")) {
+            VAL();
+            if (ea_long(v, 0, 1 << 24, &top_k))
+                return cli_usage_error("run", "--top-k wants a count >= 0, got '%s'", v);
+        } else if (!strcmp(a, "--top-p")) {
+            VAL();
+            if (ea_double(v, 0, 1, &top_p))
+                return cli_usage_error("run", "--top-p wants a number in [0, 1], got '%s'", v);
+        } else if (!strcmp(a, "--min-p")) {
+            VAL();
+            if (ea_double(v, 0, 1, &min_p))
+                return cli_usage_error("run", "--min-p wants a number in [0, 1], got '%s'", v);
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            VAL();
+            if (ea_double(v, 0.01, 100, &rep))
+                return cli_usage_error("run", "--repeat-penalty wants a number > 0, got '%s'", v);
+        } else if (!strcmp(a, "--seed")) {
+            VAL();
+            long long s;
+            if (ea_ll(v, &s) || s < 0)
+                return cli_usage_error("run", "--seed wants an integer >= 0, got '%s'", v);
+            seed = (unsigned long long)s;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            VAL();
+            if (ea_long(v, 1, 1024, &threads))
+                return cli_usage_error("run", "--threads wants a count in [1, 1024], got '%s'", v);
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
+            VAL();
+            if (ea_long(v, 1, 1 << 24, &n_ctx))
+                return cli_usage_error("run", "--ctx wants a count >= 1, got '%s'", v);
+        } else if (!strcmp(a, "--logits-out")) {
+            VAL();
+            logits_out = v;
+        } else if (!strcmp(a, "--kv-f32"))
+            kv_f32 = 1;
+        else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--ignore-eos"))
+            ignore_eos = 1;
         else if (!strcmp(a, "--stop")) {
             VAL();
             if (n_stops == 16) return cli_usage_error("run", "at most 16 --stop strings");
             stops[n_stops++] = v;
-        }
-        else return cli_usage_error("run", "unknown option '%s'", a);
+        } else
+            return cli_usage_error("run", "unknown option '%s'", a);
 #undef VAL
     }
     if (!model) return cli_usage_error("run", "-m MODEL.gguf is required");
-    if (prompt && prompt_ids) return cli_usage_error("run", "give either -p TEXT or --prompt-ids, not both");
-    if (!prompt && !prompt_ids) return cli_usage_error("run", "-p TEXT or --prompt-ids \"ID ...\" is required");
+    if (prompt && prompt_ids)
+        return cli_usage_error("run", "give either -p TEXT or --prompt-ids, not both");
+    if (!prompt && !prompt_ids)
+        return cli_usage_error("run", "-p TEXT or --prompt-ids \"ID ...\" is required");
     int32_t *ids = NULL;
     int n_prompt = 0;
     if (prompt_ids) {
@@ -189,7 +238,9 @@ int cmd_run(int argc, char **argv) {
         gguf_file *gf = gguf_open(model, &err);
         char *src = gf ? tmpl_for_model(gf, tkz, NULL) : NULL;
         json_t *msgs = json_array();
-        if (system_prompt) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system_prompt));
+        if (system_prompt)
+            json_array_append_new(
+                msgs, json_pack("{s:s,s:s}", "role", "system", "content", system_prompt));
         json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
         tok_str bos = tok_text(tkz, tok_bos(tkz)), eos = tok_text(tkz, tok_eos(tkz));
         char *bs = tok_bos(tkz) >= 0 ? strndup(bos.p, bos.n) : strdup("");
@@ -212,8 +263,10 @@ int cmd_run(int argc, char **argv) {
     }
     if (prompt) {
         tok_ids ti = {0};
-        if (tok_encode(tkz, prompt, strlen(prompt), add_special, parse_special, &ti, &err) < 0 || ti.n == 0) {
-            fprintf(stderr, "confab: cannot tokenize the prompt: %s\n", ti.n ? err.msg : "no tokens");
+        if (tok_encode(tkz, prompt, strlen(prompt), add_special, parse_special, &ti, &err) < 0 ||
+            ti.n == 0) {
+            fprintf(stderr, "confab: cannot tokenize the prompt: %s\n",
+                    ti.n ? err.msg : "no tokens");
             tok_ids_free(&ti);
             tok_free(tkz);
             return 1;
@@ -246,7 +299,8 @@ int cmd_run(int argc, char **argv) {
     cf_model_info info;
     cf_model_get_info(m, &info);
     cf_ctx_opts co = cf_ctx_opts_default();
-    co.n_ctx = n_ctx > 0 ? (int)n_ctx : (int)(n_prompt + n_gen < info.n_ctx ? n_prompt + n_gen : info.n_ctx);
+    co.n_ctx = n_ctx > 0 ? (int)n_ctx
+                         : (int)(n_prompt + n_gen < info.n_ctx ? n_prompt + n_gen : info.n_ctx);
     if (co.n_ctx < 1) co.n_ctx = 1;
     ctx = cf_ctx_new(m, &co, &err);
     if (!ctx) {
@@ -280,8 +334,10 @@ int cmd_run(int argc, char **argv) {
     }
     double prompt_ms = clock_mono_ms() - t0;
     if (lf)
-        for (int i = 0; i < cf_ctx_n_logits(ctx); i++) fwrite(cf_ctx_logits(ctx, i), sizeof(float), V, lf);
-    for (int i = 0; i < n_prompt; i++) cf_samp_accept(smp, ids[i]);
+        for (int i = 0; i < cf_ctx_n_logits(ctx); i++)
+            fwrite(cf_ctx_logits(ctx, i), sizeof(float), V, lf);
+    for (int i = 0; i < n_prompt; i++)
+        cf_samp_accept(smp, ids[i]);
 
     int n_done = 0;
     double t1 = clock_mono_ms();
@@ -363,7 +419,9 @@ int cmd_run(int argc, char **argv) {
         sb_free(&out);
     } else {
         printf("\n");
-        fprintf(stderr, "prompt: %d tokens in %.1f ms (%.2f t/s), generation: %d tokens in %.1f ms (%.2f t/s)\n",
+        fprintf(stderr,
+                "prompt: %d tokens in %.1f ms (%.2f t/s), generation: %d tokens in %.1f ms (%.2f "
+                "t/s)\n",
                 n_prompt, prompt_ms, prompt_ms > 0 ? n_prompt * 1000.0 / prompt_ms : 0.0, n_done,
                 gen_ms, gen_ms > 0 ? n_done * 1000.0 / gen_ms : 0.0);
     }

@@ -33,21 +33,28 @@ const cli_command cli_commands[] = {
      "  --shutdown-grace S  on SIGTERM/SIGINT, let streams finish for S seconds (default 10)",
      cmd_serve},
     {"template", "render a chat template with a conversation (byte-exact prompt)",
-     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages FILE.json|-\n"
+     "confab template render (--template FILE.jinja | --builtin NAME | -m MODEL.gguf) --messages "
+     "FILE.json|-\n"
      "                       [--add-generation-prompt] [--bos S] [--eos S] [--tools FILE.json]\n"
      "                       [--var NAME=JSON]...\n"
      "  NAME: chatml, llama2, llama3, mistral, gemma, phi3",
      cmd_template},
     {"quantize", "convert a GGUF model's weights to a smaller type",
-     "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K)", cmd_quantize},
-    {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE", cmd_gguf},
+     "confab quantize [-t THREADS] IN.gguf OUT.gguf TYPE   (TYPE: F16, BF16, Q8_0, Q6_K, Q5_K_M, "
+     "Q4_K_M, Q4_0, Q3_K_M, Q2_K)",
+     cmd_quantize},
+    {"gguf", "validate a GGUF file and list its metadata and tensors", "confab gguf FILE",
+     cmd_gguf},
     {"sessions", "list, show, search, export, import, rename, archive, delete conversations",
      "confab sessions SUBCOMMAND [--db PATH] [--json] ...\n"
-     "  list   [--all] [--owner NAME] [--limit N] [--offset N]   newest first; --all adds archived\n"
+     "  list   [--all] [--owner NAME] [--limit N] [--offset N]   newest first; --all adds "
+     "archived\n"
      "  show   SESSION                                         a session and its messages\n"
-     "  search QUERY [--session SESSION] [--since DATE] [--until DATE] [--limit N] [--offset N] [--raw]\n"
+     "  search QUERY [--session SESSION] [--since DATE] [--until DATE] [--limit N] [--offset N] "
+     "[--raw]\n"
      "  export SESSION|--all [--format json|markdown] [-o FILE]\n"
-     "  import FILE|-                                          JSON from export; re-import adds nothing\n"
+     "  import FILE|-                                          JSON from export; re-import adds "
+     "nothing\n"
      "  rename SESSION TITLE\n"
      "  archive SESSION [--undo]\n"
      "  delete SESSION                                         with its messages\n"
@@ -55,12 +62,15 @@ const cli_command cli_commands[] = {
      "(./data/confab.db); --config FILE names the config",
      cmd_sessions},
     {"stats", "tokens and cost of stored replies; A/B results",
-     "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config FILE]\n"
-     "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by (default model)\n"
+     "confab stats [ab] [--by model|day|session] [--since DATE] [--json] [--db PATH] [--config "
+     "FILE]\n"
+     "  stats      replies, prompt/completion tokens, cached replies and cost, grouped --by "
+     "(default model)\n"
      "  stats ab   usage per A/B variant and win rates from compare-mode votes, with counts",
      cmd_stats},
     {"tokenize", "print the token ids of a text as a JSON array",
-     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)", cmd_tokenize},
+     "confab tokenize -m MODEL.gguf [--no-bos] [--special] TEXT   (TEXT - reads stdin)",
+     cmd_tokenize},
     {"detokenize", "print the text of token ids",
      "confab detokenize -m MODEL.gguf [--special] IDS...   (ids as arguments or one JSON array)",
      cmd_detokenize},
@@ -69,7 +79,8 @@ const cli_command cli_commands[] = {
      "  -m MODEL      a configured model, a GGUF path, or a short name in the models directory\n"
      "  --session ID  continue a conversation (id or uuid, e.g. from /sessions or the web UI)\n"
      "  --new         start a new conversation (the default)\n"
-     "  --data DIR    data directory (default storage.data_dir, ./data); history: DIR/chat_history\n"
+     "  --data DIR    data directory (default storage.data_dir, ./data); history: "
+     "DIR/chat_history\n"
      "Commands: /help /new /sessions /load ID /search QUERY /export FILE /template NAME k=v ...\n"
      "          /model NAME /temp X /system TEXT /tokens /stream token|word|sentence /quit\n"
      "Input: a line ending in \\ continues; \"\"\" on its own line opens and closes a block.\n"
@@ -138,8 +149,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     const cli_command *c = cmd ? cli_find(cmd) : NULL;
-    if (c) fprintf(stderr, "usage: %s\n", c->usage);
-    else cli_print_usage(stderr);
+    if (c)
+        fprintf(stderr, "usage: %s\n", c->usage);
+    else
+        cli_print_usage(stderr);
     return 2;
 }
 
@@ -169,7 +182,8 @@ int cli_main(int argc, char **argv) {
         if (val) {
             log_level lvl;
             if (log_parse_level(val, &lvl) != 0)
-                return cli_usage_error(NULL, "unknown log level '%s' (debug, info, warn, error, off)", val);
+                return cli_usage_error(
+                    NULL, "unknown log level '%s' (debug, info, warn, error, off)", val);
             log_set_level(lvl);
             continue;
         }
