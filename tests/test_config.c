@@ -205,6 +205,24 @@ static void named_models_take_model_over_name(void **st) {
     cfg_free(c);
 }
 
+static void kv_dir_settles_inside_the_data_dir(void **st) {
+    (void)st;
+    cf_err err = {0};
+    cfg_t *c = load("engine: {kv_dir: state}\n", &err);
+    cfg_settle_kv_dir(c, "/srv/data");
+    assert_string_equal(c->engine.kv_dir, "/srv/data/state");
+    cfg_free(c);
+    c = load("engine: {kv_dir: /abs/kv}\n", &err);
+    cfg_settle_kv_dir(c, "/srv/data");
+    assert_string_equal(c->engine.kv_dir, "/abs/kv");
+    cfg_free(c);
+    c = load("# defaults\n", &err);
+    assert_null(c->engine.kv_dir);
+    cfg_settle_kv_dir(c, "./d");
+    assert_string_equal(c->engine.kv_dir, "./d/kv");
+    cfg_free(c);
+}
+
 static void empty_document_gives_defaults(void **st) {
     (void)st;
     cf_err err = {0};
@@ -350,6 +368,7 @@ int main(void) {
         cmocka_unit_test(env_vars_and_defaults_are_expanded),
         cmocka_unit_test(references_to_unknown_models_are_errors),
         cmocka_unit_test(named_models_take_model_over_name),
+        cmocka_unit_test(kv_dir_settles_inside_the_data_dir),
         cmocka_unit_test(empty_document_gives_defaults),
         cmocka_unit_test(search_order_is_explicit_env_cwd_home),
         cmocka_unit_test(show_masks_api_keys),

@@ -669,6 +669,7 @@ static int engine_pair(walker *w, const char *key, struct fy_node *kn, struct fy
     if (!strcmp(key, "batch_size"))
         return rd_int(w, v, "engine.batch_size", &c->engine.batch_size, 1, 65536);
     if (!strcmp(key, "kv_type")) return rd_enum(w, v, "engine.kv_type", &c->engine.kv_type, kv);
+    if (!strcmp(key, "kv_dir")) return rd_str(w, v, "engine.kv_dir", &c->engine.kv_dir);
     if (!strcmp(key, "kv_budget_mb"))
         return rd_i64(w, v, "engine.kv_budget_mb", &c->engine.kv_budget_mb, 0,
                       INT64_MAX / (1 << 20));
@@ -919,6 +920,7 @@ void cfg_free(cfg_t *c) {
     free(c->storage.db);
     free(c->storage.models_dir);
     free(c->engine.kv_type);
+    free(c->engine.kv_dir);
     free(c->streaming.granularity);
     free_strs(c->warnings, c->n_warnings);
     free(c);
@@ -929,6 +931,15 @@ char *cfg_data_path(const cfg_t *c, const char *rel) {
     sb_t s = {0};
     sb_printf(&s, "%s/%s", c->storage.data_dir, rel);
     return sb_take(&s);
+}
+
+void cfg_settle_kv_dir(cfg_t *c, const char *data_dir) {
+    const char *rel = c->engine.kv_dir ? c->engine.kv_dir : "kv";
+    if (rel[0] == '/') return;
+    sb_t s = {0};
+    sb_printf(&s, "%s/%s", data_dir, rel);
+    free(c->engine.kv_dir);
+    c->engine.kv_dir = sb_take(&s);
 }
 
 cfg_model *cfg_add_model(cfg_t *c, const char *name, const char *backend, const char *model) {

@@ -99,6 +99,8 @@ typedef struct {
         int threads, ctx, batch_size;
         char *kv_type; /* "f16" | "f32" */
         int64_t kv_budget_mb;
+        char *kv_dir; /* where local models' KV state is kept across restarts; NULL = off
+                         (confab serve and chat default it to DATA/kv) */
     } engine;
     struct {
         char *granularity; /* "token" | "word" | "sentence" */
@@ -127,6 +129,11 @@ void cfg_free(cfg_t *c);
 /* REL resolved against storage.data_dir (REL itself when absolute), as a
  * malloc'd string: e.g. cfg_data_path(c, c->storage.db). */
 char *cfg_data_path(const cfg_t *c, const char *rel);
+
+/* Points engine.kv_dir at DATA_DIR/kv when unset, or resolves a relative
+ * kv_dir against DATA_DIR (the data directory a command actually uses,
+ * which --data may have changed). */
+void cfg_settle_kv_dir(cfg_t *c, const char *data_dir);
 
 /* Adds (or replaces the backend and upstream of) model NAME, e.g. for
  * `confab serve -m FILE.gguf`. Returns the model (owned by C). */

@@ -34,7 +34,8 @@ static int load_local(app_routing *a, cf_err *err) {
                           .n_ctx = cfg->engine.ctx,
                           .kv_f32 = cfg->engine.kv_type && !strcmp(cfg->engine.kv_type, "f32"),
                           .n_batch = cfg->engine.batch_size,
-                          .kv_budget_mb = cfg->engine.kv_budget_mb};
+                          .kv_budget_mb = cfg->engine.kv_budget_mb,
+                          .state_dir = cfg->engine.kv_dir};
     for (size_t i = 0; i < cfg->n_models; i++) {
         const cfg_model *m = &cfg->models[i];
         if (strcmp(m->backend, "local")) continue;

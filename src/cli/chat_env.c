@@ -146,6 +146,7 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
         return 1;
     }
+    cfg_settle_kv_dir(cfg, data); /* conversations' KV survives restarts */
     e->routing = app_routing_new(cfg, NULL, &err);
     if (!e->routing) {
         fprintf(stderr, "confab: %s\n", err.msg);

@@ -196,6 +196,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
         goto out;
     }
+    cfg_settle_kv_dir(cfg, data); /* conversations' KV survives restarts */
     routing = app_routing_new(cfg, NULL, &err);
     if (!routing) {
         fprintf(stderr, "confab: %s\n", err.msg);
