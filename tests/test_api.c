@@ -27,10 +27,11 @@ typedef struct {
 
 static const fu_response OK = {.content_type = "text/event-stream", .body = FU_OPENAI_STREAM};
 
-static fx *fx_new(const char *extra_yaml, bool keys) {
+/* UPSTREAM answers every request (NULL: a normal streamed reply). */
+static fx *fx_new_up(const char *extra_yaml, bool keys, const fu_response *upstream) {
     fx *f = calloc(1, sizeof *f);
     f->dir = tu_tmpdir();
-    f->up = fu_start(&OK, 1);
+    f->up = fu_start(upstream ? upstream : &OK, 1);
     char url[128], yaml[4096];
     fu_url(f->up, "/v1", url);
     snprintf(yaml, sizeof yaml,
@@ -67,6 +68,8 @@ static fx *fx_new(const char *extra_yaml, bool keys) {
     g_port = srv_port(f->srv);
     return f;
 }
+
+static fx *fx_new(const char *extra_yaml, bool keys) { return fx_new_up(extra_yaml, keys, NULL); }
 
 static void fx_free(fx *f) {
     srv_shutdown(f->srv, 2000);
@@ -165,6 +168,27 @@ static void openai_errors_have_openai_shape(void **st) {
         resp_free(&r);
     }
     assert_int_equal(fu_requests(f->up), 0);
+    fx_free(f);
+}
+
+static void rate_limited_upstream_gives_429_with_retry_after(void **st) {
+    (void)st;
+    fu_response busy = {.status = 429,
+                        .content_type = "application/json",
+                        .content_length = true,
+                        .headers = "Retry-After: 7\r\n",
+                        .body = "{\"error\":{\"message\":\"slow down\"}}"};
+    fx *f = fx_new_up(NULL, false, &busy);
+    resp r = post("/v1/chat/completions",
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL);
+    assert_int_equal(r.status, 429);
+    assert_non_null(hdr(&r, "Retry-After"));
+    assert_string_equal(hdr(&r, "Retry-After"), "7");
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "type")),
+                        "rate_limit_error");
+    json_decref(j);
+    resp_free(&r);
     fx_free(f);
 }
 
@@ -418,6 +442,7 @@ int main(void) {
         cmocka_unit_test(openai_completion_non_streamed),
         cmocka_unit_test(openai_completion_streamed_with_usage),
         cmocka_unit_test(openai_errors_have_openai_shape),
+        cmocka_unit_test(rate_limited_upstream_gives_429_with_retry_after),
         cmocka_unit_test(session_id_stores_the_exchange),
         cmocka_unit_test(sessions_crud_search_export_import),
         cmocka_unit_test(sessions_belong_to_their_key),

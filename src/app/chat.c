@@ -272,7 +272,8 @@ static int fail(turn *t, int code, const char *kind, cf_err *err, const char *fm
                      .kind = kind,
                      .message = msg,
                      .session_id = t->res->session_id,
-                     .message_id = t->res->reply_message_id};
+                     .message_id = t->res->reply_message_id,
+                     .retry_after_ms = t->res->retry_after_ms};
     emit(t, &ev);
     return code;
 }
@@ -634,6 +635,7 @@ int chat_turn(chat_service *cs, const chat_request *req, prov_cancel *cancel, co
         t.w = NULL;
     }
     if (rrc && !cancelled) {
+        res->retry_after_ms = rr.retry_after_ms;
         rc = fail(&t, rrc, prov_errkind_name(rr.err_kind), err, "%s", rr.error);
         goto done;
     }

@@ -98,6 +98,7 @@ typedef struct {
     const char *finish_reason, *model, *provider; /* DONE */
     bool cached;                                  /* DONE */
     int64_t session_id, message_id; /* DONE, ERROR: where the reply is stored (0: not stored) */
+    int retry_after_ms;             /* ERROR: when a retry may succeed; <= 0 unknown */
 } chat_event;
 
 typedef struct {
@@ -124,6 +125,7 @@ typedef struct {
     char finish_reason[32];
     char error[384];
     int64_t latency_ms, ttft_ms; /* total, and to the first delta */
+    int retry_after_ms;          /* on failure: when a retry may succeed; <= 0 unknown */
     size_t dropped;              /* history messages left out (budget or context) */
 } chat_result;
 

@@ -62,6 +62,7 @@ static void emit(void *ud, const chat_event *ev) {
         kv(&s, "provider", ev->provider);
         kv_id(&s, "session_id", ev->session_id);
         kv_id(&s, "message_id", ev->message_id);
+        kv_id(&s, "retry_after_ms", ev->retry_after_ms);
         sb_putc(&s, '}');
         gen_append(b->g, GEN_EV_ERROR, s.data);
         sb_free(&s);

@@ -474,6 +474,7 @@ static void set_model(route_result *out, const prov_model_cfg *m, const prov_req
 static int fail_turn(turn *t, route_result *out, prov_errkind kind, int status, const char *msg) {
     out->err_kind = kind;
     out->http_status = status;
+    out->retry_after_ms = t->retry_after_ms;
     snprintf(out->error, sizeof out->error, "%s", msg);
     out->status = errkind_code(kind);
     prov_event ev = {.kind = PROV_EV_ERROR,
@@ -496,6 +497,7 @@ int route_stream(route_router *r, const char *name, const prov_request *req_in,
     route_result local;
     if (!out) out = &local;
     memset(out, 0, sizeof *out);
+    out->retry_after_ms = -1;
     turn t = {.cb = cb, .ud = ud, .retry_after_ms = -1};
     /* A/B test: pick the variant for this session. */
     for (size_t i = 0; i < r->n_ab; i++) {

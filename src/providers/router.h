@@ -57,6 +57,8 @@ typedef struct {
     int status;               /* 0, or the CF_E* route_stream returned */
     prov_errkind err_kind;    /* PROV_ERR_NONE on success */
     int http_status;          /* of the last failure, 0 when none */
+    int retry_after_ms;       /* the last failure's retry delay (Retry-After, or a busy
+                                 local model's estimate); -1 when none */
     char error[384];          /* last failure, for a person (redacted) */
     char model[64];           /* config name of the model that answered (or was tried last) */
     char provider[32];        /* its backend: "openai", "anthropic", "cohere", "local" ... */

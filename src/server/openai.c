@@ -197,7 +197,13 @@ int srv_openai_reply(srv_req *r, gen *g, const char *model) {
         int status = oa_status(kind, &type);
         const char *msg = error ? json_string_value(json_object_get(error, "message"))
                                 : "the server is shutting down";
-        rc = srv_reply_error(r, status, type, kind, NULL, "%s", msg ? msg : "generation failed");
+        /* A busy or rate-limited upstream said when to come back. */
+        json_int_t ra = error ? json_integer_value(json_object_get(error, "retry_after_ms")) : 0;
+        char extra[64] = "";
+        if (ra > 0 && (status == 429 || status == 503))
+            snprintf(extra, sizeof extra, "Retry-After: %lld\r\n", (long long)((ra + 999) / 1000));
+        rc = srv_reply_error_hdr(r, status, type, kind, NULL, extra[0] ? extra : NULL, "%s",
+                                 msg ? msg : "generation failed");
     } else {
         const char *m = json_string_value(json_object_get(done, "model"));
         const char *fr = json_string_value(json_object_get(done, "finish_reason"));

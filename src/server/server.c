@@ -302,6 +302,15 @@ int srv_reply_error(srv_req *r, int status, const char *type, const char *code, 
     return rc;
 }
 
+int srv_reply_error_hdr(srv_req *r, int status, const char *type, const char *code,
+                        const char *param, const char *extra, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = reply_error_extra(r, status, type, code, param, extra, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 static int reply_error_h(srv_req *r, int status, const char *type, const char *code,
                          const char *extra, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

@@ -139,6 +139,11 @@ int srv_reply_json(srv_req *r, int status, const json_t *j);
  * CODE and PARAM may be NULL (sent as null). */
 int srv_reply_error(srv_req *r, int status, const char *type, const char *code, const char *param,
                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* As srv_reply_error, with EXTRA header lines (each ending in \r\n; may be
+ * NULL), e.g. "Retry-After: 5\r\n". */
+int srv_reply_error_hdr(srv_req *r, int status, const char *type, const char *code,
+                        const char *param, const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 /* Maps a cf_err code to a status and error type and sends ERR's message. */
 int srv_reply_cf_err(srv_req *r, const cf_err *err);
 
