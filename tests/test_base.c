@@ -5,11 +5,13 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/path.h"
 #include "base/queue.h"
 #include "base/sb.h"
 #include "base/utf8.h"
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +295,33 @@ static void queue_delivers_every_item_across_threads(void **st) {
     queue_free(q);
 }
 
+/* ---------------------------------------------------------------- path */
+
+static void path_joins_relative_and_keeps_absolute(void **st) {
+    (void)st;
+    char *a = path_join("./data", "confab.db"), *b = path_join("./data", "/srv/x.db");
+    assert_string_equal(a, "./data/confab.db");
+    assert_string_equal(b, "/srv/x.db");
+    free(a);
+    free(b);
+}
+
+static void path_mkdir_p_creates_parents_and_refuses_files(void **st) {
+    (void)st;
+    char *dir = tu_tmpdir();
+    char *deep = path_join(dir, "a/b/c");
+    assert_int_equal(path_mkdir_p(deep), 0);
+    assert_int_equal(path_mkdir_p(deep), 0); /* existing is fine */
+    char *file = path_join(dir, "f");
+    tu_write_file(file, "x", 1);
+    assert_int_equal(path_mkdir_p(file), -1);
+    assert_int_equal(errno, ENOTDIR);
+    free(deep);
+    free(file);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* ----------------------------------------------------------------- cpu */
 
 static void cpu_reports_consistent_features(void **st) {
@@ -320,6 +349,8 @@ int main(void) {
         cmocka_unit_test(queue_is_fifo_and_bounded),
         cmocka_unit_test(queue_close_drains_then_fails),
         cmocka_unit_test(queue_delivers_every_item_across_threads),
+        cmocka_unit_test(path_joins_relative_and_keeps_absolute),
+        cmocka_unit_test(path_mkdir_p_creates_parents_and_refuses_files),
         cmocka_unit_test(cpu_reports_consistent_features),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
  */
 #include "app/config.h"
 
+#include "base/path.h"
 #include "base/sb.h"
 
 #include <errno.h>
@@ -926,20 +927,12 @@ void cfg_free(cfg_t *c) {
     free(c);
 }
 
-char *cfg_data_path(const cfg_t *c, const char *rel) {
-    if (rel[0] == '/') return xstrdup(rel);
-    sb_t s = {0};
-    sb_printf(&s, "%s/%s", c->storage.data_dir, rel);
-    return sb_take(&s);
-}
+char *cfg_data_path(const cfg_t *c, const char *rel) { return path_join(c->storage.data_dir, rel); }
 
 void cfg_settle_kv_dir(cfg_t *c, const char *data_dir) {
-    const char *rel = c->engine.kv_dir ? c->engine.kv_dir : "kv";
-    if (rel[0] == '/') return;
-    sb_t s = {0};
-    sb_printf(&s, "%s/%s", data_dir, rel);
+    char *p = path_join(data_dir, c->engine.kv_dir ? c->engine.kv_dir : "kv");
     free(c->engine.kv_dir);
-    c->engine.kv_dir = sb_take(&s);
+    c->engine.kv_dir = p;
 }
 
 cfg_model *cfg_add_model(cfg_t *c, const char *name, const char *backend, const char *model) {

@@ -9,42 +9,9 @@
 #include <sys/stat.h>
 
 #include "app/models.h"
+#include "base/path.h"
 #include "base/sb.h"
 #include "providers/provider.h"
-
-/* mkdir -p PATH. Returns 0 or -1 with errno set. */
-static int env_mkdir_p(const char *path) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
-        buf[i] = c;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0) return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
-/* REL inside DIR (REL itself when absolute), malloc'd. */
-static char *env_in_dir(const char *dir, const char *rel) {
-    if (rel[0] == '/') return strdup(rel);
-    size_t n = strlen(dir) + strlen(rel) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, rel);
-    return p;
-}
 
 /* NAME without directory and without ".gguf" into OUT. */
 static void env_model_name(const char *path, char *out, size_t n) {
@@ -142,7 +109,7 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
     if (!data)
         data = cfg->storage.data_dir && *cfg->storage.data_dir ? cfg->storage.data_dir : "./data";
     e->data_dir = strdup(data);
-    if (env_mkdir_p(data) != 0) {
+    if (path_mkdir_p(data) != 0) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
         return 1;
     }
@@ -152,8 +119,8 @@ int chat_env_open(chat_env *e, const chat_env_opts *o) {
         fprintf(stderr, "confab: %s\n", err.msg);
         return 1;
     }
-    e->db_path = env_in_dir(data, cfg->storage.db);
-    e->cache_path = env_in_dir(data, cfg->cache.path);
+    e->db_path = path_join(data, cfg->storage.db);
+    e->cache_path = path_join(data, cfg->cache.path);
     chat_service_opts co = {.cfg = cfg,
                             .router = app_routing_router(e->routing),
                             .db_path = e->db_path,

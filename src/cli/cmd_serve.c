@@ -19,44 +19,11 @@
 #include "app/pull.h"
 #include "app/routing.h"
 #include "base/log.h"
+#include "base/path.h"
 #include "cli/cli.h"
 #include "providers/provider.h"
 #include "server/api.h"
 #include "server/server.h"
-
-/* mkdir -p PATH. Returns 0 or -1 with errno set. */
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
-        buf[i] = c;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0) return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
-/* REL inside DIR (REL itself when absolute), malloc'd. */
-static char *in_dir(const char *dir, const char *rel) {
-    if (rel[0] == '/') return strdup(rel);
-    size_t n = strlen(dir) + strlen(rel) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, rel);
-    return p;
-}
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
     char *end;
@@ -192,7 +159,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "confab: %s\n", err.msg);
         goto out;
     }
-    if (mkdir_p(data) != 0) {
+    if (path_mkdir_p(data) != 0) {
         fprintf(stderr, "confab: cannot create data directory %s: %s\n", data, strerror(errno));
         goto out;
     }
@@ -204,8 +171,8 @@ int cmd_serve(int argc, char **argv) {
     }
     /* The database and cache live in the data directory (--data wins over
      * storage.data_dir). */
-    db_path = in_dir(data, cfg->storage.db);
-    cache_path = in_dir(data, cfg->cache.path);
+    db_path = path_join(data, cfg->storage.db);
+    cache_path = path_join(data, cfg->cache.path);
     chat_service_opts co = {.cfg = cfg,
                             .router = app_routing_router(routing),
                             .db_path = db_path,
