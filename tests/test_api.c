@@ -342,6 +342,36 @@ static void sessions_belong_to_their_key(void **st) {
     fx_free(f);
 }
 
+static void bad_session_bodies_get_one_clear_400(void **st) {
+    (void)st;
+    fx *f = fx_new(NULL, false);
+    resp c = post("/api/sessions", "{}", NULL);
+    json_t *s = body_json(&c);
+    char path[64];
+    snprintf(path, sizeof path, "/api/sessions/%lld",
+             (long long)json_integer_value(json_object_get(s, "id")));
+    json_decref(s);
+    resp_free(&c);
+    struct {
+        const char *body, *param;
+    } cases[] = {{"{\"title\":5,\"archived\":true}", "title"},
+                 {"{\"archived\":\"yes\"}", "archived"},
+                 {"[1]", NULL}};
+    for (size_t i = 0; i < 3; i++) {
+        resp p = http((req_opts){.method = "PATCH", .path = path, .body = cases[i].body});
+        assert_int_equal(p.status, 400);
+        json_t *j = body_json(&p); /* one JSON document: a single answer */
+        json_t *param = json_object_get(json_object_get(j, "error"), "param");
+        if (cases[i].param) assert_string_equal(json_string_value(param), cases[i].param);
+        json_decref(j);
+        resp_free(&p);
+    }
+    resp m = post("/api/sessions", "{\"model\":\"ghost\"}", NULL);
+    assert_int_equal(m.status, 404);
+    resp_free(&m);
+    fx_free(f);
+}
+
 static void templates_list_and_render(void **st) {
     (void)st;
     fx *f = fx_new(NULL, false);
@@ -446,6 +476,7 @@ int main(void) {
         cmocka_unit_test(session_id_stores_the_exchange),
         cmocka_unit_test(sessions_crud_search_export_import),
         cmocka_unit_test(sessions_belong_to_their_key),
+        cmocka_unit_test(bad_session_bodies_get_one_clear_400),
         cmocka_unit_test(templates_list_and_render),
         cmocka_unit_test(compare_vote_and_stats),
         cmocka_unit_test(models_lists_configured_models),

@@ -498,7 +498,14 @@ static int h_sessions_list(srv_req *r, void *ctx) {
     return rc;
 }
 
-static int set_session_fields(srv_req *r, const json_t *b, store_session *s) {
+/* Checks a session body: an object whose title, model and system_prompt
+ * are strings (or null), archived a boolean, and model a configured one.
+ * Returns 0, or -1 after answering 400/404. */
+static int check_session_body(srv_req *r, srv_api *api, const json_t *b) {
+    if (!json_is_object(b))
+        return srv_reply_error(r, 400, "invalid_request_error", "invalid_type", NULL,
+                               "expected a JSON object"),
+               -1;
     static const char *fields[] = {"title", "model", "system_prompt"};
     for (int i = 0; i < 3; i++) {
         json_t *v = json_object_get(b, fields[i]);
@@ -507,6 +514,16 @@ static int set_session_fields(srv_req *r, const json_t *b, store_session *s) {
                                    "%s must be a string", fields[i]),
                    -1;
     }
+    json_t *arch = json_object_get(b, "archived");
+    if (arch && !json_is_boolean(arch))
+        return srv_reply_error(r, 400, "invalid_request_error", "invalid_type", "archived",
+                               "archived must be a boolean"),
+               -1;
+    const char *model = json_string_value(json_object_get(b, "model"));
+    if (model && !model_known(api, model))
+        return srv_reply_error(r, 404, "invalid_request_error", "model_not_found", "model",
+                               "model %s is not configured", model),
+               -1;
     return 0;
 }
 
@@ -514,19 +531,11 @@ static int h_session_create(srv_req *r, void *ctx) {
     srv_api *api = ctx;
     json_t *b = r->body_len ? srv_req_json(r) : json_object();
     if (!b) return 0;
-    if (!json_is_object(b) || set_session_fields(r, b, NULL)) {
-        if (!json_is_object(b))
-            srv_reply_error(r, 400, "invalid_request_error", "invalid_type", NULL,
-                            "expected an object");
+    if (check_session_body(r, api, b)) {
         json_decref(b);
         return 0;
     }
     const char *model = json_string_value(json_object_get(b, "model"));
-    if (model && !model_known(api, model)) {
-        json_decref(b);
-        return srv_reply_error(r, 404, "invalid_request_error", "model_not_found", "model",
-                               "model %s is not configured", model);
-    }
     WITH_STORE(r, h, st);
     store_session in = {.title = (char *)json_string_value(json_object_get(b, "title")),
                         .model = (char *)model,
@@ -582,20 +591,11 @@ static int h_session_patch(srv_req *r, void *ctx) {
     json_t *b = srv_req_json(r);
     if (!b) return 0;
     json_t *arch = json_object_get(b, "archived");
-    if (!json_is_object(b) || set_session_fields(r, b, NULL) || (arch && !json_is_boolean(arch))) {
-        if (!json_is_object(b) || arch)
-            srv_reply_error(r, 400, "invalid_request_error", "invalid_type", NULL,
-                            "expected an object with title, model, system_prompt (strings) and "
-                            "archived (boolean)");
+    if (check_session_body(r, api, b)) {
         json_decref(b);
         return 0;
     }
     const char *model = json_string_value(json_object_get(b, "model"));
-    if (model && !model_known(api, model)) {
-        json_decref(b);
-        return srv_reply_error(r, 404, "invalid_request_error", "model_not_found", "model",
-                               "model %s is not configured", model);
-    }
     WITH_STORE(r, h, st);
     int64_t id = session_of(r, st, srv_req_param(r, "id"), r->owner);
     int rc = 0;
