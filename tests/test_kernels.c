@@ -15,6 +15,7 @@
 #include "engine/quants.h"
 #include "engine/quants_simd.h"
 #include "engine/types.h"
+#include "engine/vexp.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -420,7 +421,7 @@ static void matmul_outputs_do_not_depend_on_row_split(void **state) {
             if (cases[i].wtype == types[ti]) c = &cases[i];
         const tt_traits *t = tt_get(c->wtype);
         const tt_tile_kernel *k = tt_tile_lookup(c->wtype);
-        const tt_vec_dot_fn one = k ? k->one : t->vec_dot;
+        const tt_vec_dot_fn one = k ? k->one : t->mat_dot ? t->mat_dot : t->vec_dot;
         const int n = t->blck == 1 ? 96 : t->blck * 2, R = 13, NX = 11;
         const size_t ws = tt_row_size(c->wtype, n), xs = tt_row_size(c->xtype, n);
         char *w = calloc((size_t)R, ws), *x = calloc((size_t)NX, xs);
@@ -619,6 +620,126 @@ static void capped_cpu_families_pass_the_same_tests(void **state) {
     }
 }
 
+/* ---- the reference summation orders (quants.h) ---- */
+
+typedef void (*ex_fn)(int, int, float *, const void *, const void *);
+typedef struct {
+    const char *family;
+    tt_vec_dot_fn vec[3], mat[3]; /* F32, F16, BF16 */
+    ex_fn ex[2];                  /* F32, F16 */
+} ord_family;
+
+static void ord_check(const char *what, const char *fam, int n, float got, float want) {
+    if (memcmp(&got, &want, sizeof got)) {
+        print_message("%s %s n=%d: %.9g, scalar %.9g\n", what, fam, n, got, want);
+        fail();
+    }
+}
+
+/* F32 / F16 / BF16 dot products give the scalar reference's bits in every
+ * family, in both orders and with zero padding, for lengths around the
+ * 16-, 32- and 64-value steps. */
+static void ordered_dots_are_bit_identical_across_families(void **state) {
+    (void)state;
+    ord_family fams[2];
+    int nf = 0;
+    if (cpu_has_avx2())
+        fams[nf++] = (ord_family){"avx2",
+                                  {tt_vec_dot_f32_avx2, tt_vec_dot_f16_avx2, tt_vec_dot_bf16_avx2},
+                                  {tt_mat_dot_f32_avx2, tt_mat_dot_f16_avx2, tt_mat_dot_bf16_avx2},
+                                  {tt_vec_dot_f32_ex_avx2, tt_vec_dot_f16_ex_avx2}};
+    if (cpu_has_avx512())
+        fams[nf++] =
+            (ord_family){"avx512",
+                         {tt_vec_dot_f32_avx512, tt_vec_dot_f16_avx512, tt_vec_dot_bf16_avx512},
+                         {tt_mat_dot_f32_avx512, tt_mat_dot_f16_avx512, tt_mat_dot_bf16_avx512},
+                         {tt_vec_dot_f32_ex_avx512, tt_vec_dot_f16_ex_avx512}};
+    if (nf == 0) skip();
+    const tt_vec_dot_fn vref[3] = {tt_vec_dot_f32_ref, tt_vec_dot_f16_ref, tt_vec_dot_bf16_ref};
+    const tt_vec_dot_fn mref[3] = {tt_mat_dot_f32_ref, tt_mat_dot_f16_ref, tt_mat_dot_bf16_ref};
+    const ex_fn eref[2] = {tt_vec_dot_f32_ex_ref, tt_vec_dot_f16_ex_ref};
+    const int lens[] = {1, 8, 15, 16, 17, 31, 32, 33, 40, 63, 64, 65, 96, 100, 172, 200, 2048};
+    uint64_t s = 4242;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int n = lens[li];
+        float *wf = malloc(sizeof(float) * (size_t)n), *xf = malloc(sizeof(float) * (size_t)n);
+        rand_floats(&s, wf, n);
+        rand_floats(&s, xf, n);
+        cf_fp16 *wh = malloc(2 * (size_t)n), *xh = malloc(2 * (size_t)n);
+        cf_bf16 *wb = malloc(2 * (size_t)n), *xb = malloc(2 * (size_t)n);
+        tt_from_float_f16(wf, wh, n);
+        tt_from_float_f16(xf, xh, n);
+        tt_from_float_bf16(wf, wb, n);
+        tt_from_float_bf16(xf, xb, n);
+        const void *W[3] = {wf, wh, wb}, *X[3] = {xf, xh, xb};
+        const int splits[3] = {n & ~63, ((n + 31) & ~31) & ~63, 0};
+        for (int f = 0; f < nf; f++)
+            for (int k = 0; k < 3; k++) {
+                float got, want;
+                fams[f].vec[k](n, &got, W[k], X[k]);
+                vref[k](n, &want, W[k], X[k]);
+                ord_check(k == 0 ? "vec f32" : k == 1 ? "vec f16" : "vec bf16", fams[f].family, n,
+                          got, want);
+                fams[f].mat[k](n, &got, W[k], X[k]);
+                mref[k](n, &want, W[k], X[k]);
+                ord_check(k == 0 ? "mat f32" : k == 1 ? "mat f16" : "mat bf16", fams[f].family, n,
+                          got, want);
+                if (k < 2)
+                    for (int sp = 0; sp < 3; sp++) {
+                        fams[f].ex[k](n, splits[sp], &got, W[k], X[k]);
+                        eref[k](n, splits[sp], &want, W[k], X[k]);
+                        ord_check(k == 0 ? "ex f32" : "ex f16", fams[f].family, n, got, want);
+                    }
+            }
+        /* the orders are sums of the same products: close to the exact dot */
+        double exact = 0, mag = 0;
+        for (int i = 0; i < n; i++) {
+            exact += (double)wf[i] * xf[i];
+            mag += fabs((double)wf[i] * xf[i]);
+        }
+        float v, m;
+        tt_vec_dot_f32_ref(n, &v, wf, xf);
+        tt_mat_dot_f32_ref(n, &m, wf, xf);
+        assert_true(fabs(v - exact) <= 1e-6 * mag + 1e-30);
+        assert_true(fabs(m - exact) <= 1e-6 * mag + 1e-30);
+        free(wf), free(xf), free(wh), free(xh), free(wb), free(xb);
+    }
+}
+
+/* vx_exp_sub (AVX-512 where present) gives vx_expf's bits; vx_expf is
+ * within 2 ulp of the C library's expf, 0 below -104 and infinite above
+ * 88.8 as the reference's; SiLU rows take it for whole 16-value steps. */
+static void vexp_matches_its_scalar_form_and_expf(void **state) {
+    (void)state;
+    enum { N = 20000 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        x[i] = -110.0f + 200.0f * (float)i / N;
+    x[0] = -INFINITY, x[1] = INFINITY, x[2] = 0.0f, x[3] = -0.0f, x[4] = NAN;
+    vx_exp_sub(y, x, 0.0f, N - 3); /* a partial 16-value step too */
+    for (int i = 0; i < N - 3; i++) {
+        const float want = vx_expf(x[i]);
+        if (memcmp(&y[i], &want, sizeof want) && !(isnan(want) && isnan(y[i]))) {
+            print_message("x=%.9g: %.9g vs scalar %.9g\n", x[i], y[i], want);
+            fail();
+        }
+        if (x[i] > -87.0f && x[i] < 88.0f)
+            assert_true(fabsf(want - expf(x[i])) <= 2.4e-7f * expf(x[i]));
+    }
+    assert_true(vx_expf(-INFINITY) == 0.0f && vx_expf(-105.0f) == 0.0f);
+    assert_true(isinf(vx_expf(89.0f)) && isinf(vx_expf(INFINITY)) && isnan(vx_expf(NAN)));
+    assert_true(vx_expf(0.0f) == 1.0f);
+    float row[37];
+    for (int i = 0; i < 37; i++)
+        row[i] = x[1000 + 397 * i] / 10.0f;
+    float want[37];
+    for (int i = 0; i < 37; i++)
+        want[i] = i < 32 ? row[i] / (1.0f + vx_expf(0.0f - row[i])) : row[i] / (1.0f + expf(-row[i]));
+    vx_silu_row(row, 37);
+    assert_memory_equal(row, want, sizeof want);
+    free(x), free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(avx2_vec_dot_kernels_match_scalar_reference),
@@ -631,6 +752,8 @@ int main(void) {
         cmocka_unit_test(activation_quantizers_match_scalar_bytes),
         cmocka_unit_test(f16_quantizer_keeps_specials),
         cmocka_unit_test(table_installs_the_cpu_family),
+        cmocka_unit_test(ordered_dots_are_bit_identical_across_families),
+        cmocka_unit_test(vexp_matches_its_scalar_form_and_expf),
         cmocka_unit_test(capped_cpu_families_pass_the_same_tests),
     };
     /* a child run (see capped_cpu_...) skips the last test: no recursion */

@@ -111,9 +111,28 @@ void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, 
     /* Every NX goes through the tiles when the type has them (NX = 1 uses
      * the NR x 1 and 1 x 1 shapes), so an output depends neither on the row
      * range nor on how many activation rows share the call: a sequence
-     * decoded in a batch of N gets the same bits as decoded alone. */
+     * decoded in a batch of N gets the same bits as decoded alone.
+     * F32/F16/BF16 use their matrix order (quants.h) where the reference
+     * engine does, the vector order otherwise; their tiles follow the
+     * matrix order. */
+    const tt_traits *t = tt_get(type);
+    if (t->mat_dot && n % t->mat_blk) {
+        mm_pairs(t->vec_dot, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
+        return;
+    }
     const tt_tile_kernel *k = tt_tile_lookup(type);
-    tt_matmul_with(k, tt_get(type)->vec_dot, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
+    tt_matmul_with(k, t->mat_dot ? t->mat_dot : t->vec_dot, n, w, w_stride, r0, r1, x, x_stride,
+                   nx, y, y_stride);
+}
+
+void tt_matmul_vec(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
+                   size_t x_stride, int nx, float *y, size_t y_stride) {
+    const tt_traits *t = tt_get(type);
+    if (!t->mat_dot) {
+        tt_matmul(type, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
+        return;
+    }
+    mm_pairs(t->vec_dot, n, w, w_stride, r0, r1, x, x_stride, nx, y, y_stride);
 }
 
 void tt_quantize_act(int type, const float *x, void *out, int n) {

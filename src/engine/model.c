@@ -54,7 +54,9 @@
 #include "engine/gguf.h"
 #include "engine/kv.h"
 #include "engine/pool.h"
+#include "engine/quants.h"
 #include "engine/types.h"
+#include "engine/vexp.h"
 
 /* ------------------------------------------------------------ hparams */
 
@@ -572,6 +574,7 @@ struct cf_ctx {
     int n_logits, n_logits_cap;
     int32_t *pos; /* (n_batch,) position of each token of the chunk */
     int32_t *seq; /* (n_batch,) its sequence */
+    uint8_t *rvec; /* (n_batch,) 1: the row's sequence has one row here (vector order) */
     bool (*abort_fn)(void *);
     void *abort_user;
 };
@@ -626,11 +629,13 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
     c->g = malloc(B * F * sizeof(float));
     c->u = malloc(B * F * sizeof(float));
     c->rope_cs = malloc(B * (size_t)hp->n_rot * sizeof(float));
-    c->att = malloc(nth * (size_t)n_ctx * sizeof(float));
-    c->att_x = malloc(nth * (size_t)n_ctx * sizeof(float));
+    /* attention rows are read zero-padded to a multiple of 64 */
+    c->att = malloc(nth * ((size_t)n_ctx + 64) * sizeof(float));
+    c->att_x = malloc(nth * ((size_t)n_ctx + 64) * sizeof(float));
     c->qh = malloc(nth * hd * sizeof(float));
     c->pos = malloc(B * sizeof(int32_t));
     c->seq = malloc(B * sizeof(int32_t));
+    c->rvec = malloc(B);
     /* activation buffers: one per vec_dot_type any weight uses, sized for
      * n_batch rows of the longest input row of that type */
     int oom = 0;
@@ -653,7 +658,7 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
         }
     }
     if (oom || !c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
-        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos || !c->seq || !c->len ||
+        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos || !c->seq || !c->rvec || !c->len ||
         !c->blen) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
@@ -678,6 +683,7 @@ void cf_ctx_free(cf_ctx *c) {
     free(c->att);
     free(c->att_x);
     free(c->qh);
+    free(c->rvec);
     free(c->pos);
     free(c->seq);
     free(c->len);
@@ -953,7 +959,8 @@ typedef struct {
     model_mm_out out[3];
     int n_out;
     int T;
-    int first[4]; /* first chunk of each output; first[n_out] = total */
+    const uint8_t *rvec; /* (T,) 1: vector order for that row (c->rvec) */
+    int first[4];        /* first chunk of each output; first[n_out] = total */
 } model_mm_job;
 
 /* Weight rows per chunk: small enough that threads share work evenly (and
@@ -970,8 +977,28 @@ static void model_mm_chunk(void *arg, int chunk, int ith) {
     const model_mm_out *mo = &j->out[o];
     const int r0 = (chunk - j->first[o]) * MODEL_ROW_CHUNK;
     const int r1 = r0 + MODEL_ROW_CHUNK < (int)mo->w->ne1 ? r0 + MODEL_ROW_CHUNK : (int)mo->w->ne1;
-    tt_matmul(mo->w->type, (int)mo->w->ne0, mo->w->data, mo->w->row_bytes, r0, r1, mo->x,
-              mo->x_stride, j->T, mo->y, (size_t)mo->w->ne1);
+    /* runs of rows with the same summation order */
+    for (int a = 0, b; a < j->T; a = b) {
+        for (b = a + 1; b < j->T && j->rvec[b] == j->rvec[a]; b++)
+            ;
+        (j->rvec[a] ? tt_matmul_vec : tt_matmul)(
+            mo->w->type, (int)mo->w->ne0, mo->w->data, mo->w->row_bytes, r0, r1,
+            (const char *)mo->x + (size_t)a * mo->x_stride, mo->x_stride, b - a,
+            mo->y + (size_t)a * (size_t)mo->w->ne1, (size_t)mo->w->ne1);
+    }
+}
+
+/* c->rvec for T rows of sequences SEQ: 1 where the row is its sequence's
+ * only row. The reference engine multiplies a one-token batch in the
+ * vector order and a longer one in the matrix order (quants.h); deciding
+ * per sequence keeps a sequence's results independent of what else shares
+ * the batch. */
+static void model_mark_rows(cf_ctx *c, const int32_t *seq, int T) {
+    int cnt[256] = {0}; /* n_seq <= 256 (cf_ctx_new) */
+    for (int t = 0; t < T; t++)
+        cnt[seq[t]]++;
+    for (int t = 0; t < T; t++)
+        c->rvec[t] = cnt[seq[t]] == 1;
 }
 
 /* Converts X (T, n) to the activation type of weight W, into the context's
@@ -993,7 +1020,7 @@ static const void *model_act(cf_ctx *c, const model_w *w, const float *x, int T,
 /* y_i = x W_i for up to three weights sharing the input x (T, ne0). */
 static void model_matmul(cf_ctx *c, const float *x, int T, const model_w *w0, float *y0,
                          const model_w *w1, float *y1, const model_w *w2, float *y2) {
-    model_mm_job j = {.T = T};
+    model_mm_job j = {.T = T, .rvec = c->rvec};
     const model_w *ws[3] = {w0, w1, w2};
     float *ys[3] = {y0, y1, y2};
     int prepared[TT_COUNT] = {0};
@@ -1017,6 +1044,26 @@ typedef struct {
     int layer, T;
 } model_att_job;
 
+/* Softmax of ATT[0..n) in place, as the reference engine: e^(x - max) by
+ * vx_exp_sub, summed per 16 values (tt_reduce16) in double, then scaled by
+ * the float reciprocal. (Its rows are zero-padded to a multiple of 32, so
+ * it never takes the scalar tail; padding adds zeros here.) */
+static void model_softmax(float *att, int n) {
+    float max = -INFINITY;
+    for (int p = 0; p < n; p++)
+        if (att[p] > max) max = att[p];
+    vx_exp_sub(att, att, max, n);
+    const int n16 = (n + 15) & ~15;
+    for (int p = n; p < n16; p++)
+        att[p] = 0.0f;
+    double sum = 0;
+    for (int p = 0; p < n16; p += 16)
+        sum += tt_reduce16(att + p);
+    const float inv = (float)(1.0 / sum);
+    for (int p = 0; p < n; p++)
+        att[p] *= inv;
+}
+
 /* Causal attention for one unit U = t * n_head_kv + g: the query heads of
  * token t that share KV head g (grouped-query attention). For each:
  *   a[t][h] = softmax(q[t][h] . K_s[0..pos_t] / sqrt(hd)) V_s[0..pos_t]
@@ -1024,9 +1071,14 @@ typedef struct {
  * sequences is the cell layout itself (a token never sees another
  * sequence's cells), and a token's result depends only on its own
  * sequence, never on what else is in the batch.
- * Both products are vec_dot calls of the cache's type: the query and the
- * softmax weights are converted to that type first (F16 rounding, as the
- * reference engine's F16 matmul does). */
+ * Both products are dot products in the cache's type: the query and the
+ * softmax weights are converted to it first (F16 rounding, as the
+ * reference engine's F16 matmul does), and both follow the reference's
+ * summation order for the row's batch kind (quants.h): the matrix order
+ * for tokens of multi-token chunks (q.k when hd is a multiple of 16), the
+ * vector order for one-token chunks, where the reference's zero padding of
+ * the cache view (to a multiple of 32 cells) decides which weights go
+ * through its accumulators and which one by one. */
 static void model_att_unit(void *arg, int u, int ith) {
     model_att_job *j = arg;
     cf_ctx *c = j->c;
@@ -1037,11 +1089,15 @@ static void model_att_unit(void *arg, int u, int ith) {
     const tt_traits *tr = tt_get(kvt);
     const size_t esz = kv->f16 ? 2 : 4;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
-    char *att_x = (char *)(c->att_x + (size_t)ith * (size_t)c->n_ctx);
+    const size_t row = (size_t)c->n_ctx + 64;
+    float *att = c->att + (size_t)ith * row;
+    char *att_x = (char *)(c->att_x + (size_t)ith * row);
     char *q_x = (char *)(c->qh + (size_t)ith * (size_t)hd);
     const int t = u / nkv, g = u % nkv;
+    const int vec = c->rvec[t];
     const int n_pos = c->pos[t] + 1;
+    const int n_simd = ((n_pos + 31) & ~31) & ~63; /* vector order: see above */
+    const tt_vec_dot_fn qk_dot = !vec && hd % tr->mat_blk == 0 ? tr->mat_dot : tr->vec_dot;
     const size_t cell0 = (size_t)c->seq[t] * (size_t)c->n_ctx; /* first cell of the sequence */
     const size_t k_stride = (size_t)kv->dim * esz;
     const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz + cell0 * k_stride;
@@ -1051,24 +1107,20 @@ static void model_att_unit(void *arg, int u, int ith) {
     for (int h = g * group; h < (g + 1) * group; h++) {
         const float *q = c->q + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
         tr->from_float(q, q_x, hd);
-        float max = -INFINITY;
         for (int p = 0; p < n_pos; p++) {
-            tr->vec_dot(hd, &att[p], K + (size_t)p * k_stride, q_x);
+            qk_dot(hd, &att[p], K + (size_t)p * k_stride, q_x);
             att[p] *= scale;
-            if (att[p] > max) max = att[p];
         }
-        double sum = 0;
-        for (int p = 0; p < n_pos; p++) {
-            att[p] = expf(att[p] - max);
-            sum += att[p];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n_pos; p++)
-            att[p] *= inv;
+        model_softmax(att, n_pos);
         tr->from_float(att, att_x, n_pos);
         float *out = c->a + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
-        for (int d = 0; d < hd; d++)
-            tr->vec_dot(n_pos, &out[d], Vt + (size_t)d * v_stride, att_x);
+        for (int d = 0; d < hd; d++) {
+            const char *vr = Vt + (size_t)d * v_stride;
+            if (vec)
+                tr->vec_dot_ex(n_pos, n_simd, &out[d], vr, att_x);
+            else
+                tr->mat_dot(n_pos, &out[d], vr, att_x);
+        }
     }
 }
 
@@ -1094,6 +1146,10 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos
                      c->x + (size_t)t * (size_t)E, E);
     }
     model_rope_table(m, c->rope_cs, c->pos, T);
+    model_mark_rows(c, c->seq, T);
+    int n_out = 0; /* rows that want logits */
+    for (int t = 0; t < T; t++)
+        n_out += want[t] != 0;
 
     for (int l = 0; l < hp->n_layer; l++) {
         if (model_aborted(c)) return cf_seterr(err, CF_ECANCEL, "decode cancelled");
@@ -1117,30 +1173,38 @@ static int model_forward_chunk(cf_ctx *c, const int32_t *tok, const int32_t *pos
         for (size_t i = 0; i < (size_t)T * (size_t)E; i++)
             c->x[i] += c->o[i];
 
+        if (l == hp->n_layer - 1) {
+            /* Only the rows that want logits go on (the cache is written):
+             * keep those rows of x, in order, and mark them again, as the
+             * reference engine does before its last feed-forward block. */
+            for (int t = 0; t < T; t++)
+                if (c->pos[t] + 1 > c->len[c->seq[t]]) c->len[c->seq[t]] = c->pos[t] + 1;
+            int o = 0;
+            for (int t = 0; t < T; t++) {
+                if (!want[t]) continue;
+                if (o != t)
+                    memmove(c->x + (size_t)o * (size_t)E, c->x + (size_t)t * (size_t)E,
+                            (size_t)E * sizeof(float));
+                c->seq[o++] = c->seq[t];
+            }
+            T = n_out;
+            if (T == 0) return 0;
+            model_mark_rows(c, c->seq, T);
+        }
+
         /* feed-forward block (SwiGLU) */
         model_rmsnorm(c->h, c->x, L->ffn_norm, T, E, hp->rms_eps);
         model_matmul(c, c->h, T, &L->w_gate, c->g, &L->w_up, c->u, NULL, NULL);
-        for (size_t i = 0; i < (size_t)T * (size_t)F; i++) {
-            const float g = c->g[i];
-            c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
-        }
+        for (int t = 0; t < T; t++)
+            vx_silu_row(c->g + (size_t)t * (size_t)F, F);
+        for (size_t i = 0; i < (size_t)T * (size_t)F; i++)
+            c->g[i] *= c->u[i];
         model_matmul(c, c->g, T, &L->w_down, c->o, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * (size_t)E; i++)
             c->x[i] += c->o[i];
     }
-    for (int t = 0; t < T; t++)
-        if (c->pos[t] + 1 > c->len[c->seq[t]]) c->len[c->seq[t]] = c->pos[t] + 1;
-
-    /* logits for the tokens that want them: gather their rows, norm, project */
-    int n_out = 0;
-    for (int t = 0; t < T; t++) {
-        if (!want[t]) continue;
-        memcpy(c->h + (size_t)n_out * (size_t)E, c->x + (size_t)t * (size_t)E,
-               (size_t)E * sizeof(float));
-        n_out++;
-    }
-    if (n_out == 0) return 0;
-    model_rmsnorm(c->h, c->h, m->out_norm, n_out, E, hp->rms_eps);
+    /* logits for the rows that want them (x holds only those now) */
+    model_rmsnorm(c->h, c->x, m->out_norm, n_out, E, hp->rms_eps);
     const size_t V = (size_t)hp->n_vocab;
     if (c->n_logits + n_out > c->n_logits_cap) {
         int cap = c->n_logits + n_out;

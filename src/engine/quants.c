@@ -1022,28 +1022,108 @@ void tt_from_float_iq4_xs(const float *x, void *dst, int64_t n) {
 
 /* ================================================================== vec_dot */
 
-void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *xv) {
+/* ---- F32 / F16 / BF16: the two summation orders (quants.h) ----
+ * Written with fmaf so that every family gets the same bits: an FMA
+ * chain per lane, then tt_reduce16. */
+
+float tt_reduce16(const float *s) {
+    float t8[8], t4[4];
+    for (int j = 0; j < 8; j++)
+        t8[j] = s[j] + s[j + 8];
+    for (int j = 0; j < 4; j++)
+        t4[j] = t8[j] + t8[j + 4];
+    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
+
+typedef float (*ord_load_fn)(const void *p, int i);
+static float ord_f32(const void *p, int i) { return ((const float *)p)[i]; }
+static float ord_f16(const void *p, int i) { return cf_fp16_to_fp32(((const cf_fp16 *)p)[i]); }
+static float ord_bf16(const void *p, int i) { return cf_bf16_to_fp32(((const cf_bf16 *)p)[i]); }
+
+/* Vector order over [0, n_simd): four 16-lane accumulators over 64-value
+ * steps, values at or past N_VALID counted as zero (not read). */
+static float ord_vec_lanes(ord_load_fn ld, int n_valid, int n_simd, const void *w, const void *x) {
+    float acc[4][16] = {{0}};
+    for (int i = 0; i < n_simd; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++) {
+                const int k = i + 16 * j + l;
+                if (k < n_valid) acc[j][l] = fmaf(ld(w, k), ld(x, k), acc[j][l]);
+            }
+    float r[16];
+    for (int l = 0; l < 16; l++)
+        r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    return tt_reduce16(r);
+}
+
+void tt_vec_dot_f32_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *xv) {
+    float sum = ord_vec_lanes(ord_f32, n_valid, n_simd, w, xv);
     const float *a = w, *b = xv;
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += (double)(a[i] * b[i]);
+    for (int i = n_simd; i < n_valid; i++)
+        sum += a[i] * b[i];
+    *s = sum;
+}
+
+void tt_vec_dot_f16_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *xv) {
+    double sum = ord_vec_lanes(ord_f16, n_valid, n_simd, w, xv);
+    for (int i = n_simd; i < n_valid; i++)
+        sum += (double)(ord_f16(w, i) * ord_f16(xv, i));
     *s = (float)sum;
 }
 
-void tt_vec_dot_f16_ref(int n, float *s, const void *w, const void *xv) {
-    const cf_fp16 *a = w, *b = xv;
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += (double)(cf_fp16_to_fp32(a[i]) * cf_fp16_to_fp32(b[i]));
-    *s = (float)sum;
+void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *x) {
+    tt_vec_dot_f32_ex_ref(n, n & ~63, s, w, x);
+}
+
+void tt_vec_dot_f16_ref(int n, float *s, const void *w, const void *x) {
+    tt_vec_dot_f16_ex_ref(n, n & ~63, s, w, x);
+}
+
+/* BF16 pair step of the reference's dot instruction: lane l of a 32-value
+ * step takes value 2l+1, then 2l (each product exact in float). */
+static void ord_bf16_pairs(const void *w, const void *x, int o, int n, float acc[16]) {
+    for (int l = 0; l < 16; l++) {
+        const int k0 = o + 2 * l, k1 = k0 + 1;
+        if (k1 < n) acc[l] = fmaf(ord_bf16(w, k1), ord_bf16(x, k1), acc[l]);
+        if (k0 < n) acc[l] = fmaf(ord_bf16(w, k0), ord_bf16(x, k0), acc[l]);
+    }
 }
 
 void tt_vec_dot_bf16_ref(int n, float *s, const void *w, const void *xv) {
-    const cf_bf16 *a = w, *b = xv;
+    float c1[16] = {0}, c2[16] = {0};
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        ord_bf16_pairs(w, xv, i, n, c1);
+        ord_bf16_pairs(w, xv, i + 32, n, c2);
+    }
     double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += (double)(cf_bf16_to_fp32(a[i]) * cf_bf16_to_fp32(b[i]));
+    sum += tt_reduce16(c1);
+    sum += tt_reduce16(c2);
+    for (; i < n; i++)
+        sum += (double)(ord_bf16(w, i) * ord_bf16(xv, i));
     *s = (float)sum;
+}
+
+static float ord_mat(ord_load_fn ld, int n, const void *w, const void *x) {
+    float acc[16] = {0};
+    for (int i = 0; i < n; i++)
+        acc[i % 16] = fmaf(ld(w, i), ld(x, i), acc[i % 16]);
+    return tt_reduce16(acc);
+}
+
+void tt_mat_dot_f32_ref(int n, float *s, const void *w, const void *x) {
+    *s = ord_mat(ord_f32, n, w, x);
+}
+
+void tt_mat_dot_f16_ref(int n, float *s, const void *w, const void *x) {
+    *s = ord_mat(ord_f16, n, w, x);
+}
+
+void tt_mat_dot_bf16_ref(int n, float *s, const void *w, const void *x) {
+    float acc[16] = {0};
+    for (int o = 0; o < n; o += 32)
+        ord_bf16_pairs(w, x, o, n, acc);
+    *s = tt_reduce16(acc);
 }
 
 void tt_vec_dot_q4_0_q8_0_ref(int n, float *s, const void *w, const void *xv) {

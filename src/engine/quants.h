@@ -55,6 +55,34 @@ void tt_from_float_q6_K(const float *src, void *dst, int64_t n);
 void tt_from_float_iq4_nl(const float *src, void *dst, int64_t n);
 void tt_from_float_iq4_xs(const float *src, void *dst, int64_t n);
 
+/* ---- F32 / F16 / BF16 dot products: the reference engine's two orders ----
+ * Floating-point sums depend on their order, and the F16/BF16 rounding of
+ * activations turns a last-bit difference into a visible one, so these
+ * follow the orders of the reference engine (llama.cpp, AVX-512 build)
+ * exactly, in every family (scalar, AVX2, AVX-512 give the same bits):
+ *  - vector order (vec_dot; rows of one-token chunks, as ggml_vec_dot_*):
+ *    F32/F16: four 16-lane FMA accumulators over 64-value steps, combined
+ *    (a0+a2)+(a1+a3), then tt_reduce16; the rest one by one (F32: FMA into
+ *    the float sum; F16: float products added in double).
+ *    BF16: two 16-lane accumulators over 64-value steps (values 0-31 and
+ *    32-63; lane l takes pair 2l+1 then 2l, as VDPBF16PS), each reduced and
+ *    added in double, the rest one by one in double.
+ *  - matrix order (mat_dot; rows of multi-token chunks, as tinyBLAS):
+ *    one 16-lane FMA accumulator (value i in lane i mod 16; BF16 in pairs
+ *    over 32-value steps), then tt_reduce16. Values past N act as zeros.
+ * tt_reduce16 is the tree of _mm512_reduce_add_ps: lanes l and l+8, then
+ * l and l+4, then (0+2) + (1+3). */
+float tt_reduce16(const float *s);
+/* Vector order where the reference pads the row with zeros: values
+ * [0, N_SIMD) go through the accumulators (those at or past N_VALID are
+ * zeros, not read), [N_SIMD, N_VALID) one by one. vec_dot(n) is
+ * ex(n, n & ~63). */
+void tt_vec_dot_f32_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *x);
+void tt_vec_dot_f16_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *x);
+void tt_mat_dot_f32_ref(int n, float *s, const void *w, const void *x);
+void tt_mat_dot_f16_ref(int n, float *s, const void *w, const void *x);
+void tt_mat_dot_bf16_ref(int n, float *s, const void *w, const void *x);
+
 /* ---- vec_dot: weights (first type) x activations (second type) ---- */
 void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_f16_ref(int n, float *s, const void *w, const void *x);

@@ -18,12 +18,16 @@
  * Tiles: each kernel body is written once as an always-inline function over
  * an NR x NC tile (NR weight rows, NC activation rows) with one accumulator
  * per output. A weight block is decoded once per tile and reused for NC
- * activation rows. The tile set's 1 x 1 instance is vec_dot itself (F16:
- * a one-accumulator variant), so every tile output is computed by exactly
+ * activation rows. The tile set's 1 x 1 instance is vec_dot itself, so
+ * every tile output is computed by exactly
  * the same operations as that kernel: results do not depend on tiling.
  * Tiles are 3x4 for every type: measured best on Zen 4 (1.1-1.5x the 2x2
  * and 2x4 shapes); the K-quants' float accumulators are touched once per
  * super-block and may live on the stack, the integer sums stay in registers.
+ *
+ * F32 / F16 / BF16 follow the reference engine's summation orders
+ * (quants.h, quants_ord.inc) and have no tiles here: two ymm halves per
+ * 16-lane accumulator leave too few registers for a tile.
  *
  * Everything here runs only after cpu_has_avx2() (the Makefile compiles
  * this file alone with -mavx2 -mfma -mf16c -mbmi2).
@@ -587,114 +591,39 @@ AI void k_iq4_xs(int n, const void *w, size_t ws, const void *x, size_t xs, floa
 /* F16 / BF16 / F32                                                     */
 /* ------------------------------------------------------------------ */
 
-/* 8 half-precision (KIND 0) or bfloat16 (KIND 1) values at P as floats. */
-AI __m256 load8h(int kind, const uint16_t *p) {
-    const __m128i h = _mm_loadu_si128((const __m128i *)p);
-    if (kind == 0) return _mm256_cvtph_ps(h);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+/* A 16-lane float vector as two ymm halves (lanes 0-7, 8-15), for the
+ * summation orders of quants_ord.inc. */
+typedef struct {
+    __m256 lo, hi;
+} V16;
+AI V16 v16_zero(void) { return (V16){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+AI V16 v16_add(V16 a, V16 b) { return (V16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+AI V16 v16_fma(V16 a, V16 b, V16 c) {
+    return (V16){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }
-AI float h1(int kind, uint16_t v) { return kind == 0 ? h2f(v) : cf_bf16_to_fp32(v); }
-
-/* Two accumulators per output (16 values a step) hide the FMA latency of
- * the 1 x 1 case; the tail of fewer than 16 values goes 8 wide, then
- * scalar. */
-AI void k_half(int kind, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
-               size_t ys, const int NR, const int NC) {
-    __m256 a0[TMAX][TMAX], a1[TMAX][TMAX];
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) a0[r][c] = a1[r][c] =
-        _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 w0[TMAX], w1[TMAX];
-        UNROLL for (int r = 0; r < NR; r++) {
-            const uint16_t *p = (const uint16_t *)((const char *)w + (size_t)r * ws) + i;
-            w0[r] = load8h(kind, p);
-            w1[r] = load8h(kind, p + 8);
-        }
-        UNROLL for (int c = 0; c < NC; c++) {
-            const uint16_t *p = (const uint16_t *)((const char *)x + (size_t)c * xs) + i;
-            const __m256 x0 = load8h(kind, p), x1 = load8h(kind, p + 8);
-            UNROLL for (int r = 0; r < NR; r++) {
-                a0[r][c] = _mm256_fmadd_ps(w0[r], x0, a0[r][c]);
-                a1[r][c] = _mm256_fmadd_ps(w1[r], x1, a1[r][c]);
-            }
-        }
-    }
-    if (i + 8 <= n) {
-        UNROLL for (int r = 0; r < NR; r++) {
-            const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws) + i;
-            const __m256 w0 = load8h(kind, pw);
-            UNROLL for (int c = 0; c < NC; c++) {
-                const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs) + i;
-                a0[r][c] = _mm256_fmadd_ps(w0, load8h(kind, px), a0[r][c]);
-            }
-        }
-        i += 8;
-    }
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
-        float s = hsum8(_mm256_add_ps(a0[r][c], a1[r][c]));
-        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
-        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++)
-            s += h1(kind, pw[k]) * h1(kind, px[k]);
-        y[(size_t)c * ys + r] = s;
-    }
+AI float v16_reduce(V16 v) {
+    const __m256 t8 = _mm256_add_ps(v.lo, v.hi);
+    const __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
+    const __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_shuffle_ps(t2, t2, 1)));
 }
-
-AI void k_f16(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-              const int NR, const int NC) {
-    k_half(0, n, w, ws, x, xs, y, ys, NR, NC);
+AI V16 v16_ld_f32(const float *p) { return (V16){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+AI V16 v16_ld_f16(const uint16_t *p) {
+    return (V16){_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
+                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
 }
-
-/* F16 tiles for matrix-matrix products: one accumulator per output (the
- * tile supplies the parallelism that the second accumulator gives the
- * 1 x 1 kernel above), 8 values a step, scalar tail. 3 x 4 outputs fill
- * 12 of the 16 ymm registers and convert 7 vectors per 12 FMAs. */
-AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-               const int NR, const int NC) {
-    __m256 acc[TMAX][TMAX];
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) acc[r][c] =
-        _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 wv[TMAX];
-        UNROLL for (int r = 0; r < NR; r++) wv[r] =
-            load8h(0, (const uint16_t *)((const char *)w + (size_t)r * ws) + i);
-        UNROLL for (int c = 0; c < NC; c++) {
-            const __m256 xv = load8h(0, (const uint16_t *)((const char *)x + (size_t)c * xs) + i);
-            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
-        }
-    }
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
-        float s = hsum8(acc[r][c]);
-        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
-        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++)
-            s += h2f(pw[k]) * h2f(px[k]);
-        y[(size_t)c * ys + r] = s;
-    }
+AI void v16_ld_bf16x2(const uint16_t *p, V16 *odd, V16 *even) {
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+    const __m256i a = _mm256_loadu_si256((const __m256i *)p),
+                  b = _mm256_loadu_si256((const __m256i *)(p + 16));
+    *odd = (V16){_mm256_castsi256_ps(_mm256_and_si256(a, hi)),
+                 _mm256_castsi256_ps(_mm256_and_si256(b, hi))};
+    *even = (V16){_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)),
+                  _mm256_castsi256_ps(_mm256_slli_epi32(b, 16))};
 }
-
-void tt_vec_dot_bf16_avx2(int n, float *s, const void *w, const void *x) {
-    k_half(1, n, w, 0, x, 0, s, 0, 1, 1);
-}
-
-void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x) {
-    const float *a = w, *b = x;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    int i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (int k = 0; k < 4; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k),
-                                     acc[k]);
-    for (; i + 8 <= n; i += 8)
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
-    float sum = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    *s = sum;
-}
+#define ORD(name) name##_avx2
+#include "engine/quants_ord.inc"
+#undef ORD
 
 /* ------------------------------------------------------------------ */
 /* instances: vec_dot (1 x 1) and the tiles                             */
@@ -734,18 +663,13 @@ DEFINE_TILED(q6_K_q8_K, k_q6_K, 3, 4)
 DEFINE_TILED(iq4_xs_q8_K, k_iq4_xs, 3, 4)
 DEFINE_TILED(q2_K_q8_K, k_q2_K, 3, 4)
 DEFINE_TILED(q3_K_q8_K, k_q3_K, 3, 4)
-DEFINE_TILED(f16t, k_f16t, 3, 4)
-
-void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x) {
-    k_f16(n, w, 0, x, 0, s, 0, 1, 1);
-}
 
 static const tt_tile_kernel avx2_tiles[] = {
     TILE_ENTRY(TT_Q8_0, 1, q8_0_q8_0, 3, 4), TILE_ENTRY(TT_Q4_0, 1, q4_0_q8_0, 3, 4),
     TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 3, 4), TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 3, 4),
     TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 3, 4), TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 3, 4),
     TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 3, 4), TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 3, 4),
-    TILE_ENTRY(TT_F16, 1, f16t, 3, 4),       TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 3, 4),
+    TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 3, 4),
     TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 3, 4), TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 3, 4),
     TILE_ENTRY(TT_Q3_K, 1, q3_K_q8_K, 3, 4),
 };
@@ -890,6 +814,11 @@ void tt_install_avx2(tt_traits *t) {
     t[TT_F16].from_float = tt_from_float_f16_avx2;
     t[TT_BF16].vec_dot = tt_vec_dot_bf16_avx2;
     t[TT_BF16].from_float = tt_from_float_bf16_avx2;
+    t[TT_F32].mat_dot = tt_mat_dot_f32_avx2;
+    t[TT_F32].vec_dot_ex = tt_vec_dot_f32_ex_avx2;
+    t[TT_F16].mat_dot = tt_mat_dot_f16_avx2;
+    t[TT_F16].vec_dot_ex = tt_vec_dot_f16_ex_avx2;
+    t[TT_BF16].mat_dot = tt_mat_dot_bf16_avx2;
     t[TT_Q8_0].vec_dot = tt_vec_dot_q8_0_q8_0_avx2;
     t[TT_Q8_0].from_float = tt_from_float_q8_0_avx2;
     t[TT_Q4_0].vec_dot = tt_vec_dot_q4_0_q8_0_avx2;

@@ -11,7 +11,8 @@
  *  - Q4_K / Q5_K / Q6_K x Q8_K: 64 values per zmm; sub-block scales
  *    applied by VPMADDWD on the i16 pair sums (no VNNI variant: a VPDPBUSD
  *    would still need a per-sub-block multiply, so it saves nothing).
- *  - F16: VCVTPH2PS 16 at a time, two accumulators per output.
+ *  - F32 / F16 / BF16: the reference summation orders (quants_ord.inc);
+ *    F16 tiles in the matrix order, VCVTPH2PS 16 at a time.
  * One float FMA per block (pair) or super-block; one horizontal sum per
  * output at the end. Integer results equal the scalar reference exactly.
  *
@@ -27,6 +28,7 @@
 #include "base/cpu.h"
 #include "engine/blocks.h"
 #include "engine/quants_simd.h"
+#include "engine/vexp.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -248,63 +250,31 @@ AI void k_q6_K(int n, const void *w, size_t ws, const void *x, size_t xs, float 
 /* F16 / BF16 / F32                                                     */
 /* ------------------------------------------------------------------ */
 
-AI __m512 load16h(int kind, const uint16_t *p) {
-    const __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    if (kind == 0) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+/* A 16-lane float vector is one zmm, for the summation orders of
+ * quants_ord.inc (_mm512_reduce_add_ps is tt_reduce16's tree). */
+typedef __m512 V16;
+AI V16 v16_zero(void) { return _mm512_setzero_ps(); }
+AI V16 v16_add(V16 a, V16 b) { return _mm512_add_ps(a, b); }
+AI V16 v16_fma(V16 a, V16 b, V16 c) { return _mm512_fmadd_ps(a, b, c); }
+AI float v16_reduce(V16 v) { return _mm512_reduce_add_ps(v); }
+AI V16 v16_ld_f32(const float *p) { return _mm512_loadu_ps(p); }
+AI V16 v16_ld_f16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
-AI float h1(int kind, uint16_t v) { return kind == 0 ? h2f(v) : cf_bf16_to_fp32(v); }
-
-AI void k_half(int kind, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
-               size_t ys, const int NR, const int NC) {
-    __m512 a0[TMAX][TMAX], a1[TMAX][TMAX];
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) a0[r][c] = a1[r][c] =
-        _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512 w0[TMAX], w1[TMAX];
-        UNROLL for (int r = 0; r < NR; r++) {
-            const uint16_t *p = (const uint16_t *)((const char *)w + (size_t)r * ws) + i;
-            w0[r] = load16h(kind, p);
-            w1[r] = load16h(kind, p + 16);
-        }
-        UNROLL for (int c = 0; c < NC; c++) {
-            const uint16_t *p = (const uint16_t *)((const char *)x + (size_t)c * xs) + i;
-            const __m512 x0 = load16h(kind, p), x1 = load16h(kind, p + 16);
-            UNROLL for (int r = 0; r < NR; r++) {
-                a0[r][c] = _mm512_fmadd_ps(w0[r], x0, a0[r][c]);
-                a1[r][c] = _mm512_fmadd_ps(w1[r], x1, a1[r][c]);
-            }
-        }
-    }
-    if (i + 16 <= n) {
-        UNROLL for (int r = 0; r < NR; r++) {
-            const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws) + i;
-            const __m512 w0 = load16h(kind, pw);
-            UNROLL for (int c = 0; c < NC; c++) {
-                const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs) + i;
-                a0[r][c] = _mm512_fmadd_ps(w0, load16h(kind, px), a0[r][c]);
-            }
-        }
-        i += 16;
-    }
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r][c], a1[r][c]));
-        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
-        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++)
-            s += h1(kind, pw[k]) * h1(kind, px[k]);
-        y[(size_t)c * ys + r] = s;
-    }
+AI void v16_ld_bf16x2(const uint16_t *p, V16 *odd, V16 *even) {
+    const __m512i v = _mm512_loadu_si512(p);
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
+#define ORD(name) name##_avx512
+#include "engine/quants_ord.inc"
+#undef ORD
 
-AI void k_f16(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-              const int NR, const int NC) {
-    k_half(0, n, w, ws, x, xs, y, ys, NR, NC);
-}
+AI __m512 load16h(const uint16_t *p) { return v16_ld_f16(p); }
 
-/* F16 tiles: one accumulator per output, 16 values a step, scalar tail;
- * 4 x 4 outputs use 16 of the 32 zmm registers. */
+/* F16 tiles in the matrix order (quants.h): one accumulator per output,
+ * 16 values a step, the last partial step zero-padded; 4 x 4 outputs use
+ * 16 of the 32 zmm registers. */
 AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                const int NR, const int NC) {
     __m512 acc[TMAX][TMAX];
@@ -314,42 +284,25 @@ AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float 
     for (; i + 16 <= n; i += 16) {
         __m512 wv[TMAX];
         UNROLL for (int r = 0; r < NR; r++) wv[r] =
-            load16h(0, (const uint16_t *)((const char *)w + (size_t)r * ws) + i);
+            load16h((const uint16_t *)((const char *)w + (size_t)r * ws) + i);
         UNROLL for (int c = 0; c < NC; c++) {
-            const __m512 xv = load16h(0, (const uint16_t *)((const char *)x + (size_t)c * xs) + i);
+            const __m512 xv = load16h((const uint16_t *)((const char *)x + (size_t)c * xs) + i);
             UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
-    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) {
-        float s = _mm512_reduce_add_ps(acc[r][c]);
-        const uint16_t *pw = (const uint16_t *)((const char *)w + (size_t)r * ws);
-        const uint16_t *px = (const uint16_t *)((const char *)x + (size_t)c * xs);
-        for (int k = i; k < n; k++)
-            s += h2f(pw[k]) * h2f(px[k]);
-        y[(size_t)c * ys + r] = s;
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 wv[TMAX];
+        UNROLL for (int r = 0; r < NR; r++) wv[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+            m, (const uint16_t *)((const char *)w + (size_t)r * ws) + i));
+        UNROLL for (int c = 0; c < NC; c++) {
+            const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                m, (const uint16_t *)((const char *)x + (size_t)c * xs) + i));
+            UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
     }
-}
-
-void tt_vec_dot_bf16_avx512(int n, float *s, const void *w, const void *x) {
-    k_half(1, n, w, 0, x, 0, s, 0, 1, 1);
-}
-
-void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x) {
-    const float *a = w, *b = x;
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                     _mm512_setzero_ps()};
-    int i = 0;
-    for (; i + 64 <= n; i += 64)
-        for (int k = 0; k < 4; k++)
-            acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16 * k),
-                                     _mm512_loadu_ps(b + i + 16 * k), acc[k]);
-    for (; i + 16 <= n; i += 16)
-        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc[0]);
-    float sum = _mm512_reduce_add_ps(
-        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    *s = sum;
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int c = 0; c < NC; c++) y[(size_t)c * ys + r] =
+        _mm512_reduce_add_ps(acc[r][c]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -378,9 +331,6 @@ DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 4)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 4)
 DEFINE_TILED(f16t, k_f16t, 4, 4)
 
-void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x) {
-    k_f16(n, w, 0, x, 0, s, 0, 1, 1);
-}
 
 #define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                       \
     {                                                                                              \
@@ -402,7 +352,7 @@ static const tt_tile_kernel avx512_tiles[] = {
     ENTRY(TT_Q4_K, 0, q4_K_q8_K, _avx512, 4, 4), /* ties AVX2's 3x4, which matches vec_dot */
     ENTRY(TT_Q5_K, 0, q5_K_q8_K, _avx512, 4, 4), /* ties AVX2's 3x4, which matches vec_dot */
     ENTRY(TT_Q6_K, 1, q6_K_q8_K, _avx512, 4, 4),
-    ENTRY(TT_F16, 0, f16t, _avx512, 4, 4), /* a little slower than AVX2's 3x4 */
+    ENTRY(TT_F16, 1, f16t, _avx512, 4, 4), /* the matrix order; AVX2 has no F16 tiles */
 };
 
 const tt_tile_kernel *tt_tiles_avx512(int *count) {
@@ -482,6 +432,48 @@ void tt_from_float_f16_avx512(const float *src, void *dst, int64_t n) {
 }
 
 /* ------------------------------------------------------------------ */
+/* e^x and SiLU (vexp.h): the same FMA sequence as vx_expf, 16 lanes     */
+/* ------------------------------------------------------------------ */
+
+AI __m512 vexp16(__m512 x) {
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 p5 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f));
+    const __m512 p3 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f));
+    const __m512 p1 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f));
+    const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(p5, u, p3), u, p1);
+    const __m512 res = _mm512_scalef_ps(j, n);
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    if (!big) return res;
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+                                            _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(big, res, alt);
+}
+
+void vx_exp_sub_avx512(float *y, const float *x, float sub, int n) {
+    const __m512 s = _mm512_set1_ps(sub);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, vexp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, vexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
+    }
+}
+
+void vx_silu16_avx512(float *x, int n16) {
+    for (int i = 0; i + 16 <= n16; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m512 e = vexp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* install                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -498,6 +490,11 @@ void tt_install_avx512(tt_traits *t) {
     t[TT_F16].vec_dot = tt_vec_dot_f16_avx512;
     t[TT_F16].from_float = tt_from_float_f16_avx512;
     t[TT_BF16].vec_dot = tt_vec_dot_bf16_avx512;
+    t[TT_F32].mat_dot = tt_mat_dot_f32_avx512;
+    t[TT_F32].vec_dot_ex = tt_vec_dot_f32_ex_avx512;
+    t[TT_F16].mat_dot = tt_mat_dot_f16_avx512;
+    t[TT_F16].vec_dot_ex = tt_vec_dot_f16_ex_avx512;
+    t[TT_BF16].mat_dot = tt_mat_dot_bf16_avx512;
     t[TT_Q8_0].from_float = tt_from_float_q8_0_avx512;
     t[TT_Q6_K].vec_dot = tt_vec_dot_q6_K_q8_K_avx512;
     t[TT_Q8_K].from_float = tt_from_float_q8_K_avx512;

@@ -70,12 +70,16 @@ void tt_matmul_with(const tt_tile_kernel *k, tt_vec_dot_fn vd, int n, const void
                     float *y, size_t y_stride);
 
 /* ---- AVX2 (+FMA, F16C) ---- */
+/* F32 / F16 / BF16 in the reference summation orders (quants.h): the same
+ * bits as the scalar *_ref and the AVX-512 functions of the same name. */
 void tt_vec_dot_f32_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_f16_avx2(int n, float *s, const void *w, const void *x);
-/* 1 x 1 kernel of the F16 tiles (one accumulator: slow alone, used only for
- * the edges of tiled products). */
-void tt_vec_dot_f16t_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_bf16_avx2(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_f32_ex_avx2(int n_valid, int n_simd, float *s, const void *w, const void *x);
+void tt_vec_dot_f16_ex_avx2(int n_valid, int n_simd, float *s, const void *w, const void *x);
+void tt_mat_dot_f32_avx2(int n, float *s, const void *w, const void *x);
+void tt_mat_dot_f16_avx2(int n, float *s, const void *w, const void *x);
+void tt_mat_dot_bf16_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q8_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q4_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q5_0_q8_0_avx2(int n, float *s, const void *w, const void *x);
@@ -99,8 +103,14 @@ void tt_from_float_bf16_avx2(const float *src, void *dst, int64_t n);
 /* ---- AVX-512 (F+BW+VL+DQ) ---- */
 void tt_vec_dot_f32_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_f16_avx512(int n, float *s, const void *w, const void *x);
+/* 1 x 1 kernel of the F16 tiles: the matrix order, as tt_mat_dot_f16_*. */
 void tt_vec_dot_f16t_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_bf16_avx512(int n, float *s, const void *w, const void *x);
+void tt_vec_dot_f32_ex_avx512(int n_valid, int n_simd, float *s, const void *w, const void *x);
+void tt_vec_dot_f16_ex_avx512(int n_valid, int n_simd, float *s, const void *w, const void *x);
+void tt_mat_dot_f32_avx512(int n, float *s, const void *w, const void *x);
+void tt_mat_dot_f16_avx512(int n, float *s, const void *w, const void *x);
+void tt_mat_dot_bf16_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q8_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q4_0_q8_0_avx512(int n, float *s, const void *w, const void *x);
 void tt_vec_dot_q5_0_q8_0_avx512(int n, float *s, const void *w, const void *x);

@@ -56,7 +56,9 @@ static const struct {
 static void tt_set(int id, const char *name, int blck, size_t bytes, int quantized,
                    tt_to_float_fn to_float, tt_from_float_fn from_float, tt_type vdt,
                    tt_vec_dot_fn vec_dot) {
-    tt_table[id] = (tt_traits){name, blck, bytes, quantized, to_float, from_float, vdt, vec_dot};
+    tt_table[id] = (tt_traits){name,       blck, bytes, quantized, to_float,
+                               from_float, vdt,  vec_dot, NULL,      0,
+                               NULL};
 }
 
 static void tt_init_once(void) {
@@ -69,6 +71,14 @@ static void tt_init_once(void) {
     tt_set(TT_F16, "F16", 1, 2, 0, tt_to_float_f16, tt_from_float_f16, TT_F16, tt_vec_dot_f16_ref);
     tt_set(TT_BF16, "BF16", 1, 2, 0, tt_to_float_bf16, tt_from_float_bf16, TT_BF16,
            tt_vec_dot_bf16_ref);
+    tt_table[TT_F32].mat_dot = tt_mat_dot_f32_ref;
+    tt_table[TT_F32].mat_blk = 16;
+    tt_table[TT_F32].vec_dot_ex = tt_vec_dot_f32_ex_ref;
+    tt_table[TT_F16].mat_dot = tt_mat_dot_f16_ref;
+    tt_table[TT_F16].mat_blk = 16;
+    tt_table[TT_F16].vec_dot_ex = tt_vec_dot_f16_ex_ref;
+    tt_table[TT_BF16].mat_dot = tt_mat_dot_bf16_ref;
+    tt_table[TT_BF16].mat_blk = 32;
     tt_set(TT_Q4_0, "Q4_0", QK4_0, sizeof(block_q4_0), 1, tt_to_float_q4_0, tt_from_float_q4_0,
            TT_Q8_0, tt_vec_dot_q4_0_q8_0_ref);
     tt_set(TT_Q4_1, "Q4_1", QK4_1, sizeof(block_q4_1), 1, tt_to_float_q4_1, tt_from_float_q4_1,

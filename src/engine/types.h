@@ -41,6 +41,8 @@ typedef void (*tt_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Dot product of N values: a row of weights W (this type) with activations
  * X already converted to this row's vec_dot_type. Result into *S. */
 typedef void (*tt_vec_dot_fn)(int n, float *s, const void *w, const void *x);
+/* vec_dot over N_VALID values, as if zero-padded: see quants.h. */
+typedef void (*tt_vec_dot_ex_fn)(int n_valid, int n_simd, float *s, const void *w, const void *x);
 
 typedef struct {
     const char *name;            /* "Q4_K" */
@@ -51,6 +53,12 @@ typedef struct {
     tt_from_float_fn from_float; /* quantizer; NULL when unsupported */
     tt_type vec_dot_type;        /* type the activations are converted to */
     tt_vec_dot_fn vec_dot;       /* NULL when unsupported */
+    /* F32/F16/BF16 only (NULL otherwise): the matrix summation order, used
+     * for rows of multi-token chunks when N % mat_blk == 0 (quants.h), and
+     * the vector order with zero padding (attention). */
+    tt_vec_dot_fn mat_dot;
+    int mat_blk;
+    tt_vec_dot_ex_fn vec_dot_ex;
 } tt_traits;
 
 /* Chooses kernels for this CPU. Idempotent and thread-safe; tt_get() calls it. */
@@ -71,6 +79,10 @@ size_t tt_row_size(int type, int64_t n);
  * depend on how rows are split. Implemented in matmul.c with tiled fast paths. */
 void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
                size_t x_stride, int nx, float *y, size_t y_stride);
+/* tt_matmul in the vector order (vec_dot) for every row: the rows of
+ * one-token chunks. Same as tt_matmul for types with one order. */
+void tt_matmul_vec(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
+                   size_t x_stride, int nx, float *y, size_t y_stride);
 
 /* Converts N floats of one activation row to the vec_dot_type of weight
  * TYPE into OUT (tt_row_size(vec_dot_type, n) bytes). */
