@@ -678,12 +678,16 @@ static void ordered_dots_are_bit_identical_across_families(void **state) {
                 float got, want;
                 fams[f].vec[k](n, &got, W[k], X[k]);
                 vref[k](n, &want, W[k], X[k]);
-                ord_check(k == 0 ? "vec f32" : k == 1 ? "vec f16" : "vec bf16", fams[f].family, n,
-                          got, want);
+                ord_check(k == 0   ? "vec f32"
+                          : k == 1 ? "vec f16"
+                                   : "vec bf16",
+                          fams[f].family, n, got, want);
                 fams[f].mat[k](n, &got, W[k], X[k]);
                 mref[k](n, &want, W[k], X[k]);
-                ord_check(k == 0 ? "mat f32" : k == 1 ? "mat f16" : "mat bf16", fams[f].family, n,
-                          got, want);
+                ord_check(k == 0   ? "mat f32"
+                          : k == 1 ? "mat f16"
+                                   : "mat bf16",
+                          fams[f].family, n, got, want);
                 if (k < 2)
                     for (int sp = 0; sp < 3; sp++) {
                         fams[f].ex[k](n, splits[sp], &got, W[k], X[k]);
@@ -734,7 +738,8 @@ static void vexp_matches_its_scalar_form_and_expf(void **state) {
         row[i] = x[1000 + 397 * i] / 10.0f;
     float want[37];
     for (int i = 0; i < 37; i++)
-        want[i] = i < 32 ? row[i] / (1.0f + vx_expf(0.0f - row[i])) : row[i] / (1.0f + expf(-row[i]));
+        want[i] =
+            i < 32 ? row[i] / (1.0f + vx_expf(0.0f - row[i])) : row[i] / (1.0f + expf(-row[i]));
     vx_silu_row(row, 37);
     assert_memory_equal(row, want, sizeof want);
     free(x), free(y);

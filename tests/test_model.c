@@ -79,22 +79,27 @@ static int argmax(const float *x, int n) {
 }
 
 /* Tolerance on the largest absolute logit difference for a model file and
- * case. Where both engines do the same arithmetic in F32 (F32 weights, F32
- * KV cache) they agree to ~1e-5. Every rounding of an intermediate to a
- * short type (F16 KV cache, F16/BF16 activations for F16/BF16 weights, 8-bit
- * activation blocks for quantized weights) turns a summation-order
- * difference of ~1e-7 into an occasional one-step change of a rounded value
- * (a "flip"), which then moves the logits by up to ~0.02 (F16), ~0.13 (BF16,
- * 8 mantissa bits) or ~0.4 (8-bit blocks against a logit spread of ~5).
- * Evidence that these are flips and not a wrong formula: the short p1 cases
- * of Q8_0, Q5_1, Q4_0 and Q4_K_M models (and BF16 with the scalar kernels)
- * agree to ~1e-6 on every row, and in the long cases the difference appears
- * at one row and stays. */
+ * case. Every rounding of an intermediate to a short type (F16 KV cache,
+ * F16/BF16 activations for F16/BF16 weights, 8-bit activation blocks for
+ * quantized weights) turns a summation-order difference of ~1e-7 into an
+ * occasional one-step change of a rounded value (a "flip"), which then
+ * moves the logits by ~0.005 (F16), ~0.05 (BF16, 8 mantissa bits) or up
+ * to ~0.4 (8-bit blocks against a logit spread of ~5). So the engine
+ * follows the reference's summation orders for F32/F16/BF16 products,
+ * softmax and SiLU (quants.h, vexp.h), and feeds the cases as the
+ * reference did: the prompt in one chunk, then one token per decode.
+ * Measured (AVX-512 and scalar alike): BF16 and F16 cases with an F16 KV
+ * cache bit-identical (0) but F16 p2 (a flip at row 13, 0.007); with an
+ * F32 KV cache F16 0.008-0.009 and BF16 p2 0.082 (flips from the F32
+ * attention products, whose exact order in the reference is not yet
+ * reproduced); F32 weights 1e-5 (F32 KV), 0.001 (F16 KV); quantized
+ * 1e-6 on most p1 cases, up to 0.26 on p2 (8-bit flips). */
 static double tolerance(const char *model, const char *cas) {
-    if (strstr(model, "BF16")) return 0.15;
+    const int kvf32 = strstr(cas, "kvf32") != NULL;
+    if (strstr(model, "BF16")) return kvf32 ? 0.1 : 1e-6;
     if (strstr(model, "mix") || strstr(model, "Q4") || strstr(model, "Q8")) return 0.4;
-    if (strstr(model, "F16")) return 0.03;
-    return strstr(cas, "kvf32") ? 1e-4 : 0.01;
+    if (strstr(model, "F16")) return strcmp(cas, "p1") ? 0.012 : 1e-6;
+    return kvf32 ? 1e-4 : 0.002;
 }
 
 /* ------------------------------------------------------------ reference logits */

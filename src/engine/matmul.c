@@ -121,8 +121,8 @@ void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, 
         return;
     }
     const tt_tile_kernel *k = tt_tile_lookup(type);
-    tt_matmul_with(k, t->mat_dot ? t->mat_dot : t->vec_dot, n, w, w_stride, r0, r1, x, x_stride,
-                   nx, y, y_stride);
+    tt_matmul_with(k, t->mat_dot ? t->mat_dot : t->vec_dot, n, w, w_stride, r0, r1, x, x_stride, nx,
+                   y, y_stride);
 }
 
 void tt_matmul_vec(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,

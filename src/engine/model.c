@@ -31,6 +31,12 @@
  * each weight type's vec_dot_type (8-bit blocks for quantized weights, F16
  * for F16); with an F16 KV cache the query and the softmax weights are
  * rounded to F16 before their dot products, as ggml's F16 matmul does.
+ * Since such roundings magnify any last-bit difference, F32/F16/BF16
+ * products follow the reference's summation orders (quants.h): the vector
+ * order for the rows of a sequence's one-token chunks, the matrix order
+ * for multi-token chunks (model_mark_rows); softmax and SiLU use its
+ * e^x approximation (vexp.h). In the last layer only the rows that want
+ * logits go through the feed-forward block (none when no row does).
  *
  * Threads: matrix products are cut into chunks of 64 weight rows,
  * attention into (token, KV head) units; pool threads claim chunks, and
@@ -572,8 +578,8 @@ struct cf_ctx {
     size_t act_cap[TT_COUNT];
     float *logits; /* (n_logits_cap, n_vocab) */
     int n_logits, n_logits_cap;
-    int32_t *pos; /* (n_batch,) position of each token of the chunk */
-    int32_t *seq; /* (n_batch,) its sequence */
+    int32_t *pos;  /* (n_batch,) position of each token of the chunk */
+    int32_t *seq;  /* (n_batch,) its sequence */
     uint8_t *rvec; /* (n_batch,) 1: the row's sequence has one row here (vector order) */
     bool (*abort_fn)(void *);
     void *abort_user;
@@ -658,8 +664,8 @@ cf_ctx *cf_ctx_new(cf_model *m, const cf_ctx_opts *opts, cf_err *err) {
         }
     }
     if (oom || !c->x || !c->h || !c->o || !c->q || !c->a || !c->k || !c->v || !c->g || !c->u ||
-        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos || !c->seq || !c->rvec || !c->len ||
-        !c->blen) {
+        !c->rope_cs || !c->att || !c->att_x || !c->qh || !c->pos || !c->seq || !c->rvec ||
+        !c->len || !c->blen) {
         cf_ctx_free(c);
         cf_seterr(err, CF_ENOMEM, "out of memory for a context of %d positions", n_ctx);
         return NULL;
@@ -981,10 +987,10 @@ static void model_mm_chunk(void *arg, int chunk, int ith) {
     for (int a = 0, b; a < j->T; a = b) {
         for (b = a + 1; b < j->T && j->rvec[b] == j->rvec[a]; b++)
             ;
-        (j->rvec[a] ? tt_matmul_vec : tt_matmul)(
-            mo->w->type, (int)mo->w->ne0, mo->w->data, mo->w->row_bytes, r0, r1,
-            (const char *)mo->x + (size_t)a * mo->x_stride, mo->x_stride, b - a,
-            mo->y + (size_t)a * (size_t)mo->w->ne1, (size_t)mo->w->ne1);
+        (j->rvec[a] ? tt_matmul_vec
+                    : tt_matmul)(mo->w->type, (int)mo->w->ne0, mo->w->data, mo->w->row_bytes, r0,
+                                 r1, (const char *)mo->x + (size_t)a * mo->x_stride, mo->x_stride,
+                                 b - a, mo->y + (size_t)a * (size_t)mo->w->ne1, (size_t)mo->w->ne1);
     }
 }
 

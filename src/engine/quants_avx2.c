@@ -669,9 +669,8 @@ static const tt_tile_kernel avx2_tiles[] = {
     TILE_ENTRY(TT_Q5_0, 1, q5_0_q8_0, 3, 4), TILE_ENTRY(TT_IQ4_NL, 1, iq4_nl_q8_0, 3, 4),
     TILE_ENTRY(TT_Q4_K, 1, q4_K_q8_K, 3, 4), TILE_ENTRY(TT_Q5_K, 1, q5_K_q8_K, 3, 4),
     TILE_ENTRY(TT_Q6_K, 1, q6_K_q8_K, 3, 4), TILE_ENTRY(TT_IQ4_XS, 1, iq4_xs_q8_K, 3, 4),
-    TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 3, 4),
-    TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 3, 4), TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 3, 4),
-    TILE_ENTRY(TT_Q3_K, 1, q3_K_q8_K, 3, 4),
+    TILE_ENTRY(TT_Q4_1, 1, q4_1_q8_1, 3, 4), TILE_ENTRY(TT_Q5_1, 1, q5_1_q8_1, 3, 4),
+    TILE_ENTRY(TT_Q2_K, 1, q2_K_q8_K, 3, 4), TILE_ENTRY(TT_Q3_K, 1, q3_K_q8_K, 3, 4),
 };
 
 const tt_tile_kernel *tt_tiles_avx2(int *count) {

@@ -293,8 +293,8 @@ AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float 
     if (i < n) {
         const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         __m512 wv[TMAX];
-        UNROLL for (int r = 0; r < NR; r++) wv[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-            m, (const uint16_t *)((const char *)w + (size_t)r * ws) + i));
+        UNROLL for (int r = 0; r < NR; r++) wv[r] = _mm512_cvtph_ps(
+            _mm256_maskz_loadu_epi16(m, (const uint16_t *)((const char *)w + (size_t)r * ws) + i));
         UNROLL for (int c = 0; c < NC; c++) {
             const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
                 m, (const uint16_t *)((const char *)x + (size_t)c * xs) + i));
@@ -330,7 +330,6 @@ DEFINE_TILED(q4_K_q8_K, k_q4_K, 4, 4)
 DEFINE_TILED(q5_K_q8_K, k_q5_K, 4, 4)
 DEFINE_TILED(q6_K_q8_K, k_q6_K, 4, 4)
 DEFINE_TILED(f16t, k_f16t, 4, 4)
-
 
 #define ENTRY(TYPE, PREF, NAME, SFX, NR, NC)                                                       \
     {                                                                                              \
@@ -442,8 +441,10 @@ AI __m512 vexp16(__m512 x) {
     const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
                                       _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
     const __m512 u = _mm512_mul_ps(b, b);
-    const __m512 p5 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f));
-    const __m512 p3 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f));
+    const __m512 p5 =
+        _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f));
+    const __m512 p3 =
+        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f));
     const __m512 p1 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f));
     const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(p5, u, p3), u, p1);
     const __m512 res = _mm512_scalef_ps(j, n);

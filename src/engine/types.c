@@ -56,9 +56,8 @@ static const struct {
 static void tt_set(int id, const char *name, int blck, size_t bytes, int quantized,
                    tt_to_float_fn to_float, tt_from_float_fn from_float, tt_type vdt,
                    tt_vec_dot_fn vec_dot) {
-    tt_table[id] = (tt_traits){name,       blck, bytes, quantized, to_float,
-                               from_float, vdt,  vec_dot, NULL,      0,
-                               NULL};
+    tt_table[id] = (tt_traits){name, blck,    bytes, quantized, to_float, from_float,
+                               vdt,  vec_dot, NULL,  0,         NULL};
 }
 
 static void tt_init_once(void) {
