@@ -270,8 +270,6 @@ AI void v16_ld_bf16x2(const uint16_t *p, V16 *odd, V16 *even) {
 #include "engine/quants_ord.inc"
 #undef ORD
 
-AI __m512 load16h(const uint16_t *p) { return v16_ld_f16(p); }
-
 /* F16 tiles in the matrix order (quants.h): one accumulator per output,
  * 16 values a step, the last partial step zero-padded; 4 x 4 outputs use
  * 16 of the 32 zmm registers. */
@@ -284,9 +282,9 @@ AI void k_f16t(int n, const void *w, size_t ws, const void *x, size_t xs, float 
     for (; i + 16 <= n; i += 16) {
         __m512 wv[TMAX];
         UNROLL for (int r = 0; r < NR; r++) wv[r] =
-            load16h((const uint16_t *)((const char *)w + (size_t)r * ws) + i);
+            v16_ld_f16((const uint16_t *)((const char *)w + (size_t)r * ws) + i);
         UNROLL for (int c = 0; c < NC; c++) {
-            const __m512 xv = load16h((const uint16_t *)((const char *)x + (size_t)c * xs) + i);
+            const __m512 xv = v16_ld_f16((const uint16_t *)((const char *)x + (size_t)c * xs) + i);
             UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
