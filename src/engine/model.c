@@ -1081,10 +1081,12 @@ static void model_softmax(float *att, int n) {
  * softmax weights are converted to it first (F16 rounding, as the
  * reference engine's F16 matmul does), and both follow the reference's
  * summation order for the row's batch kind (quants.h): the matrix order
- * for tokens of multi-token chunks (q.k when hd is a multiple of 16), the
- * vector order for one-token chunks, where the reference's zero padding of
- * the cache view (to a multiple of 32 cells) decides which weights go
- * through its accumulators and which one by one. */
+ * for tokens of multi-token chunks, the vector order for one-token chunks,
+ * where the reference's zero padding of the cache view (to a multiple of
+ * 32 cells) decides which weights go through its accumulators and which
+ * one by one. q.k takes the matrix order only with an F16 cache and hd a
+ * multiple of 16: with an F32 cache the reference multiplies the
+ * (non-contiguous) query rows as they are, by its vector dot product. */
 static void model_att_unit(void *arg, int u, int ith) {
     model_att_job *j = arg;
     cf_ctx *c = j->c;
@@ -1103,7 +1105,8 @@ static void model_att_unit(void *arg, int u, int ith) {
     const int vec = c->rvec[t];
     const int n_pos = c->pos[t] + 1;
     const int n_simd = ((n_pos + 31) & ~31) & ~63; /* vector order: see above */
-    const tt_vec_dot_fn qk_dot = !vec && hd % tr->mat_blk == 0 ? tr->mat_dot : tr->vec_dot;
+    const tt_vec_dot_fn qk_dot =
+        !vec && kv->f16 && hd % tr->mat_blk == 0 ? tr->mat_dot : tr->vec_dot;
     const size_t cell0 = (size_t)c->seq[t] * (size_t)c->n_ctx; /* first cell of the sequence */
     const size_t k_stride = (size_t)kv->dim * esz;
     const char *K = (const char *)kv->k[j->layer] + (size_t)g * (size_t)hd * esz + cell0 * k_stride;
