@@ -3,10 +3,12 @@
  *
  * Token generation (NX = 1) is a matrix-vector product: one vec_dot per
  * weight row, each weight byte read once from memory; nothing to tile. It
- * is bound by how fast the weights arrive, and a tile's rows are streams
- * of a few KiB, too short for the hardware prefetcher: so the next tile's
- * rows are prefetched while the current one computes (Q4_K_M 1B tg,
- * 2 threads: 19.7 -> 34 t/s; bench/README.md).
+ * is bound by how fast the weights arrive, so rows go one after another
+ * through the 1 x 1 kernel, in one sequential stream that the hardware
+ * prefetcher follows. (NR x 1 tiles interleave NR rows, streams of a few
+ * KiB each, too short for the prefetcher to catch on: on the Q4_K_M 1B
+ * shape, 2 threads, tg went from 19.7 to 40 t/s without them.) The same
+ * holds for any NX smaller than a tile's NC.
  *
  * Prompt processing (NX > 1) is a matrix-matrix product. When the type has
  * tile kernels on this CPU (tt_tile_lookup, quants_simd.h) the output is
@@ -71,41 +73,23 @@ static void mm_pairs(tt_vec_dot_fn vd, int n, const char *wb, size_t w_stride, i
     }
 }
 
-/* One cache line into L2. GCC may drop a loop of __builtin_prefetch as
- * dead code, so on x86-64 the instruction is written out. */
-static inline void mm_prefetch_line(const char *p) {
-#if defined(__x86_64__)
-    __asm__ volatile("prefetcht1 %0" : : "m"(*p));
-#else
-    __builtin_prefetch(p, 0, 2);
-#endif
-}
-
-/* Asks for rows [R, R + NR) of the weights (clipped to R1) to be brought
- * into cache: a tile's rows are short streams (a few KiB), too short for
- * the hardware prefetcher to catch on before they end, so the next tile's
- * rows are requested while the current tile computes. */
-static void mm_prefetch_rows(const char *wb, size_t w_stride, int r, int nr, int r1) {
-    if (r >= r1) return;
-    const int e = r + nr < r1 ? r + nr : r1;
-    const char *p = wb + (size_t)r * w_stride, *end = wb + (size_t)e * w_stride;
-    for (; p < end; p += 64)
-        mm_prefetch_line(p);
-}
-
 static void mm_tiled(const tt_tile_kernel *k, int n, const char *wb, size_t w_stride, int r0,
                      int r1, const char *xb, size_t x_stride, int nx, float *y, size_t y_stride) {
     const int nr = k->nr, nc = k->nc;
-    const int prefetch = nx < nc; /* matrix-vector: each weight byte is read once */
+    if (nx < nc) {
+        /* Too few activation rows to fill a tile: weight rows one after
+         * another through the 1 x 1 kernel, one sequential stream (see
+         * the top of this file). */
+        mm_pairs(k->one, n, wb, w_stride, r0, r1, xb, x_stride, nx, y, y_stride);
+        return;
+    }
     int panel = (int)(MM_PANEL_BYTES / (x_stride ? x_stride : 1));
     panel = panel < nc ? nc : panel - panel % nc;
     for (int j0 = 0; j0 < nx; j0 += panel) {
         const int j1 = j0 + panel < nx ? j0 + panel : nx;
         int r = r0;
-        if (prefetch) mm_prefetch_rows(wb, w_stride, r0, nr, r1);
         for (; r + nr <= r1; r += nr) {
             const char *wr = wb + (size_t)r * w_stride;
-            if (prefetch) mm_prefetch_rows(wb, w_stride, r + nr, nr, r1);
             int j = j0;
             for (; j + nc <= j1; j += nc)
                 k->full(n, wr, w_stride, xb + (size_t)j * x_stride, x_stride,
@@ -137,10 +121,11 @@ void tt_matmul_with(const tt_tile_kernel *k, tt_vec_dot_fn vd, int n, const void
 
 void tt_matmul(int type, int n, const void *w, size_t w_stride, int r0, int r1, const void *x,
                size_t x_stride, int nx, float *y, size_t y_stride) {
-    /* Every NX goes through the tiles when the type has them (NX = 1 uses
-     * the NR x 1 and 1 x 1 shapes), so an output depends neither on the row
-     * range nor on how many activation rows share the call: a sequence
-     * decoded in a batch of N gets the same bits as decoded alone.
+    /* Every NX goes through the tile set when the type has one (below a
+     * tile's NC, through its 1 x 1 kernel, which every tile output equals
+     * bit for bit), so an output depends neither on the row range nor on
+     * how many activation rows share the call: a sequence decoded in a
+     * batch of N gets the same bits as decoded alone.
      * F32/F16/BF16 use their matrix order (quants.h) where the reference
      * engine does, the vector order otherwise; their tiles follow the
      * matrix order. */
