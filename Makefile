@@ -12,7 +12,10 @@ CC       ?= gcc
 PKGS     := sqlite3 jansson libfyaml libcurl libpcre2-8 libedit libxxhash libcrypto
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
-CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Isrc \
+# -ffp-contract=off: the engine's arithmetic follows the reference engine
+# bit for bit (quants.h), so every FMA is written out (fmaf, intrinsics)
+# and no compiler may fuse a * b + c on its own.
+CFLAGS_BASE := -std=c17 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude -Isrc -ffp-contract=off \
                -fno-strict-aliasing -pthread $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lm -lutil -pthread
 

@@ -937,8 +937,10 @@ static void model_rope(const cf_model *m, float *x, const float *cs, int T, int 
                 const int i0 = hp->arch->rope == ROPE_NEOX ? i : 2 * i;
                 const int i1 = hp->arch->rope == ROPE_NEOX ? i + half : 2 * i + 1;
                 const float x0 = v[i0], x1 = v[i1];
-                v[i0] = x0 * c - x1 * s;
-                v[i1] = x0 * s + x1 * c;
+                /* the reference's x0*c - x1*s and x0*s + x1*c as its
+                 * compiler contracts them: the first product fused */
+                v[i0] = fmaf(x0, c, -(x1 * s));
+                v[i1] = fmaf(x0, s, x1 * c);
             }
         }
     }

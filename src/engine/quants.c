@@ -1056,12 +1056,21 @@ static float ord_vec_lanes(ord_load_fn ld, int n_valid, int n_simd, const void *
     return tt_reduce16(r);
 }
 
+/* The F32 vector order's values [I, N) one by one: products rounded and
+ * added in order, except values from FMA_FROM on, which are fused. */
+static float ord_tail_f32(float sum, const float *a, const float *b, int i, int n, int fma_from) {
+    for (; i < n && i < fma_from; i++) {
+        const float p = a[i] * b[i];
+        sum += p;
+    }
+    for (; i < n; i++)
+        sum = fmaf(a[i], b[i], sum);
+    return sum;
+}
+
 void tt_vec_dot_f32_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *xv) {
-    float sum = ord_vec_lanes(ord_f32, n_valid, n_simd, w, xv);
-    const float *a = w, *b = xv;
-    for (int i = n_simd; i < n_valid; i++)
-        sum += a[i] * b[i];
-    *s = sum;
+    const float sum = ord_vec_lanes(ord_f32, n_valid, n_simd, w, xv);
+    *s = ord_tail_f32(sum, w, xv, n_simd, n_valid, n_valid);
 }
 
 void tt_vec_dot_f16_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *xv) {
@@ -1072,7 +1081,8 @@ void tt_vec_dot_f16_ex_ref(int n_valid, int n_simd, float *s, const void *w, con
 }
 
 void tt_vec_dot_f32_ref(int n, float *s, const void *w, const void *x) {
-    tt_vec_dot_f32_ex_ref(n, n & ~63, s, w, x);
+    const float sum = ord_vec_lanes(ord_f32, n, n & ~63, w, x);
+    *s = ord_tail_f32(sum, w, x, n & ~63, n, n & ~7);
 }
 
 void tt_vec_dot_f16_ref(int n, float *s, const void *w, const void *x) {

@@ -62,8 +62,10 @@ void tt_from_float_iq4_xs(const float *src, void *dst, int64_t n);
  * exactly, in every family (scalar, AVX2, AVX-512 give the same bits):
  *  - vector order (vec_dot; rows of one-token chunks, as ggml_vec_dot_*):
  *    F32/F16: four 16-lane FMA accumulators over 64-value steps, combined
- *    (a0+a2)+(a1+a3), then tt_reduce16; the rest one by one (F32: FMA into
- *    the float sum; F16: float products added in double).
+ *    (a0+a2)+(a1+a3), then tt_reduce16; the rest one by one (F16: float
+ *    products added in double; F32: products rounded and added to the
+ *    float sum in order, except the last n % 8, which are FMAs into it:
+ *    the reference's leftover loop as its compiler vectorised it).
  *    BF16: two 16-lane accumulators over 64-value steps (values 0-31 and
  *    32-63; lane l takes pair 2l+1 then 2l, as VDPBF16PS), each reduced and
  *    added in double, the rest one by one in double.
@@ -73,10 +75,11 @@ void tt_from_float_iq4_xs(const float *src, void *dst, int64_t n);
  * tt_reduce16 is the tree of _mm512_reduce_add_ps: lanes l and l+8, then
  * l and l+4, then (0+2) + (1+3). */
 float tt_reduce16(const float *s);
-/* Vector order where the reference pads the row with zeros: values
- * [0, N_SIMD) go through the accumulators (those at or past N_VALID are
- * zeros, not read), [N_SIMD, N_VALID) one by one. vec_dot(n) is
- * ex(n, n & ~63). */
+/* Vector order where the reference pads the row with zeros (to a multiple
+ * of 32): values [0, N_SIMD) go through the accumulators (those at or past
+ * N_VALID are zeros, not read), [N_SIMD, N_VALID) one by one (F32: all
+ * rounded products, the fused last n % 8 being padding). vec_dot(n) is
+ * ex(n, n & ~63) but for that F32 tail. */
 void tt_vec_dot_f32_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *x);
 void tt_vec_dot_f16_ex_ref(int n_valid, int n_simd, float *s, const void *w, const void *x);
 void tt_mat_dot_f32_ref(int n, float *s, const void *w, const void *x);
