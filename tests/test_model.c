@@ -624,6 +624,28 @@ static void model_load_reports_missing_file(void **st) {
     assert_non_null(strstr(e.msg, "/nonexistent/model.gguf"));
 }
 
+/* A llama GGUF writer with the hyper-parameters every case below shares. */
+static gguf_writer *llama_hparams_writer(void) {
+    gguf_writer *w = gguf_w_new();
+    gguf_w_set_str(w, "general.architecture", "llama");
+    gguf_w_set_u32(w, "llama.embedding_length", 64);
+    gguf_w_set_u32(w, "llama.block_count", 1);
+    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
+    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    return w;
+}
+
+/* Writes W (and frees it) to PATH; loading it must fail with a message
+ * containing WANT. Returns the error. */
+static cf_err load_must_fail(gguf_writer *w, const char *path, const char *want) {
+    cf_err e = {0};
+    assert_int_equal(gguf_w_write(w, path, &e), 0);
+    gguf_w_free(w);
+    assert_null(cf_model_load(path, NULL, &e));
+    assert_non_null(strstr(e.msg, want));
+    return e;
+}
+
 static void model_load_rejects_unknown_architecture_and_missing_tensor(void **st) {
     (void)st;
     char *dir = tu_tmpdir();
@@ -631,50 +653,21 @@ static void model_load_rejects_unknown_architecture_and_missing_tensor(void **st
     snprintf(path, sizeof path, "%s/gpt2.gguf", dir);
     gguf_writer *w = gguf_w_new();
     gguf_w_set_str(w, "general.architecture", "gpt2");
-    cf_err e = {0};
-    assert_int_equal(gguf_w_write(w, path, &e), 0);
-    gguf_w_free(w);
-    assert_null(cf_model_load(path, NULL, &e));
+    cf_err e = load_must_fail(w, path, "unsupported architecture 'gpt2'");
     assert_int_equal(e.code, CF_EFORMAT);
-    assert_non_null(strstr(e.msg, "unsupported architecture 'gpt2'"));
 
     /* a llama model without its tensors */
-    w = gguf_w_new();
-    gguf_w_set_str(w, "general.architecture", "llama");
-    gguf_w_set_u32(w, "llama.embedding_length", 64);
-    gguf_w_set_u32(w, "llama.block_count", 1);
-    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
-    gguf_w_set_u32(w, "llama.attention.head_count", 4);
-    assert_int_equal(gguf_w_write(w, path, &e), 0);
-    gguf_w_free(w);
-    assert_null(cf_model_load(path, NULL, &e));
-    assert_non_null(strstr(e.msg, "missing tensor token_embd.weight"));
+    load_must_fail(llama_hparams_writer(), path, "missing tensor token_embd.weight");
 
     /* bad GQA shape */
-    w = gguf_w_new();
-    gguf_w_set_str(w, "general.architecture", "llama");
-    gguf_w_set_u32(w, "llama.embedding_length", 64);
-    gguf_w_set_u32(w, "llama.block_count", 1);
-    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
-    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    w = llama_hparams_writer();
     gguf_w_set_u32(w, "llama.attention.head_count_kv", 3);
-    assert_int_equal(gguf_w_write(w, path, &e), 0);
-    gguf_w_free(w);
-    assert_null(cf_model_load(path, NULL, &e));
-    assert_non_null(strstr(e.msg, "not a multiple of head_count_kv"));
+    load_must_fail(w, path, "not a multiple of head_count_kv");
 
     /* mixture of experts (Mixtral-style) */
-    w = gguf_w_new();
-    gguf_w_set_str(w, "general.architecture", "llama");
-    gguf_w_set_u32(w, "llama.embedding_length", 64);
-    gguf_w_set_u32(w, "llama.block_count", 1);
-    gguf_w_set_u32(w, "llama.feed_forward_length", 128);
-    gguf_w_set_u32(w, "llama.attention.head_count", 4);
+    w = llama_hparams_writer();
     gguf_w_set_u32(w, "llama.expert_count", 8);
-    assert_int_equal(gguf_w_write(w, path, &e), 0);
-    gguf_w_free(w);
-    assert_null(cf_model_load(path, NULL, &e));
-    assert_non_null(strstr(e.msg, "mixture-of-experts"));
+    load_must_fail(w, path, "mixture-of-experts");
     tu_rmtree(dir);
     free(dir);
 }
